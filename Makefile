@@ -1,0 +1,43 @@
+# eggroll-rs build entry points. `make demo` and `make test` work on a fresh Debian/Ubuntu
+# machine: `deps` installs what the build needs, only when it is missing.
+
+SHELL := /bin/bash
+# rustup installs into ~/.cargo/bin, which a fresh shell may not have on its PATH yet.
+export PATH := $(PATH):$(HOME)/.cargo/bin
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+.PHONY: deps test demo bench lint clean
+
+# libclang: bindgen (RocksDB bindings) loads it at build time.
+# build-essential: g++ for RocksDB's C++, and make. protoc is vendored by the build.
+deps:
+	@missing=""; \
+	{ dpkg -s libclang-dev >/dev/null 2>&1 || ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1; } \
+		|| missing="$$missing libclang-dev"; \
+	command -v g++ >/dev/null 2>&1 || missing="$$missing build-essential"; \
+	command -v make >/dev/null 2>&1 || missing="$$missing make"; \
+	if [ -n "$$missing" ]; then \
+		command -v apt-get >/dev/null 2>&1 \
+			|| { echo "error: please install:$$missing (no apt-get on this machine)"; exit 1; }; \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update \
+			&& $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	fi
+	@command -v cargo >/dev/null 2>&1 \
+		|| { echo "error: cargo not found. Install Rust from https://rustup.rs, then rerun make."; exit 1; }
+
+test: deps
+	cargo test --release --workspace
+
+demo: deps
+	cargo run --release -p eggroll -- demo
+
+bench: deps
+	cargo run --release -p eggroll -- bench
+
+lint: deps
+	cargo fmt --all -- --check
+	cargo clippy --release --all-targets -- -D warnings
+
+clean:
+	cargo clean

@@ -1,0 +1,276 @@
+//! Configuration: defaults that need no file, an optional TOML file, and `EGGROLL_*`
+//! environment overrides for every key.
+//!
+//! A key's variable is its path in upper case joined by `_`: `storage.block_cache_bytes` is
+//! `EGGROLL_STORAGE_BLOCK_CACHE_BYTES`, `data_dir` is `EGGROLL_DATA_DIR`.
+
+use crate::error::{CoreError, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Every setting of every component, with EggRoll's defaults.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EggrollConfig {
+    /// Where tables live (`eggroll.data.dir`).
+    pub data_dir: PathBuf,
+    /// Where logs go (`eggroll.logs.dir`).
+    pub logs_dir: PathBuf,
+    /// RocksDB and batching settings of a process.
+    pub storage: StorageConfig,
+    /// Settings of sessions.
+    pub session: SessionConfig,
+    /// Where the cluster manager listens.
+    pub clustermanager: EndpointConfig,
+    /// Where the node manager listens.
+    pub nodemanager: EndpointConfig,
+    /// Where the roll-site listens.
+    pub rollsite: EndpointConfig,
+}
+
+/// Storage settings shared by every partition of one process.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// One block cache for every RocksDB of the process.
+    pub block_cache_bytes: u64,
+    /// One memtable budget for every RocksDB of the process.
+    pub write_buffer_bytes: u64,
+    /// At most this many RocksDB partitions open at once; the least used close first.
+    pub max_open_partitions: u64,
+    /// Pairs move in batches of about this many bytes.
+    pub batch_bytes: u64,
+    /// Threads that run partition tasks (0: one per core).
+    pub task_threads: u64,
+}
+
+/// Session settings.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    /// Egg-pair processes per node (`eggroll.session.processors.per.node`).
+    pub processors_per_node: u64,
+    /// How long a session may take to start (`eggroll.session.start.timeout.ms`).
+    pub start_timeout_ms: u64,
+}
+
+/// A host and port.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl Default for EggrollConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            logs_dir: PathBuf::from("logs"),
+            storage: StorageConfig::default(),
+            session: SessionConfig::default(),
+            clustermanager: EndpointConfig::local(4670),
+            nodemanager: EndpointConfig::local(4671),
+            rollsite: EndpointConfig::local(9370),
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            block_cache_bytes: 256 << 20,
+            write_buffer_bytes: 256 << 20,
+            max_open_partitions: 512,
+            batch_bytes: 4 << 20,
+            task_threads: 0,
+        }
+    }
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            processors_per_node: 4,
+            start_timeout_ms: 180_000,
+        }
+    }
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        Self::local(0)
+    }
+}
+
+impl EndpointConfig {
+    fn local(port: u16) -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port,
+        }
+    }
+}
+
+impl EggrollConfig {
+    /// Defaults, then `file` if given, then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self> {
+        Self::load_with(file, |name| std::env::var(name).ok())
+    }
+
+    /// Like [`EggrollConfig::load`], reading overrides through `env`.
+    pub fn load_with(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let mut tree = toml::Value::try_from(Self::default())
+            .map_err(|e| CoreError::Config(format!("defaults do not serialize: {e}")))?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                CoreError::Config(format!("cannot read config file {}: {e}", path.display()))
+            })?;
+            let from_file: toml::Value = toml::from_str(&text).map_err(|e| {
+                CoreError::Config(format!(
+                    "config file {} is not valid TOML: {e}",
+                    path.display()
+                ))
+            })?;
+            merge(&mut tree, from_file);
+        }
+        apply_env(&mut tree, "EGGROLL", &env)?;
+        let described = match file {
+            Some(p) => format!("config file {}", p.display()),
+            None => "config".to_string(),
+        };
+        tree.try_into()
+            .map_err(|e| CoreError::Config(format!("{described}: {e}")))
+    }
+
+    /// Every environment variable that overrides a key, with the key's current value.
+    pub fn env_keys(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Ok(tree) = toml::Value::try_from(self) {
+            collect_leaves(&tree, "EGGROLL", &mut out);
+        }
+        out
+    }
+}
+
+fn merge(base: &mut toml::Value, over: toml::Value) {
+    match (base, over) {
+        (toml::Value::Table(b), toml::Value::Table(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+fn apply_env(
+    node: &mut toml::Value,
+    prefix: &str,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<()> {
+    let toml::Value::Table(table) = node else {
+        return Ok(());
+    };
+    for (key, value) in table.iter_mut() {
+        let name = format!("{prefix}_{}", key.to_uppercase());
+        if value.is_table() {
+            apply_env(value, &name, env)?;
+            continue;
+        }
+        let Some(raw) = env(&name) else { continue };
+        *value = match value {
+            toml::Value::Integer(_) => {
+                toml::Value::Integer(raw.trim().parse().map_err(|_| {
+                    CoreError::Config(format!("{name}={raw:?} is not a whole number"))
+                })?)
+            }
+            toml::Value::Boolean(_) => {
+                toml::Value::Boolean(raw.trim().parse().map_err(|_| {
+                    CoreError::Config(format!("{name}={raw:?} is not true or false"))
+                })?)
+            }
+            _ => toml::Value::String(raw),
+        };
+    }
+    Ok(())
+}
+
+fn collect_leaves(node: &toml::Value, prefix: &str, out: &mut Vec<(String, String)>) {
+    if let toml::Value::Table(table) = node {
+        for (key, value) in table {
+            let name = format!("{prefix}_{}", key.to_uppercase());
+            if value.is_table() {
+                collect_leaves(value, &name, out);
+            } else {
+                out.push((name, value.to_string()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn defaults_file_then_env() {
+        let none = |_: &str| None;
+        let cfg = EggrollConfig::load_with(None, none).unwrap();
+        assert_eq!(cfg.clustermanager.port, 4670);
+        assert_eq!(cfg.rollsite.port, 9370);
+        assert_eq!(cfg.session.processors_per_node, 4);
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("eggroll.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/srv/eggroll\"\n[storage]\nbatch_bytes = 1024\n",
+        )
+        .unwrap();
+        let env: HashMap<&str, &str> = [
+            ("EGGROLL_STORAGE_BATCH_BYTES", "2048"),
+            ("EGGROLL_CLUSTERMANAGER_HOST", "cm.example"),
+        ]
+        .into();
+        let cfg =
+            EggrollConfig::load_with(Some(&file), |k| env.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!(cfg.data_dir, PathBuf::from("/srv/eggroll"));
+        assert_eq!(cfg.storage.batch_bytes, 2048);
+        assert_eq!(cfg.clustermanager.host, "cm.example");
+        assert!(cfg
+            .env_keys()
+            .iter()
+            .any(|(k, _)| k == "EGGROLL_STORAGE_BLOCK_CACHE_BYTES"));
+    }
+
+    #[test]
+    fn bad_input_names_the_fault() {
+        let env = |k: &str| (k == "EGGROLL_ROLLSITE_PORT").then(|| "ninety".to_string());
+        let err = EggrollConfig::load_with(None, env).unwrap_err().to_string();
+        assert!(err.contains("EGGROLL_ROLLSITE_PORT"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "[storage]\nblock_cache = 1\n").unwrap();
+        let err = EggrollConfig::load_with(Some(&file), |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("block_cache"), "{err}");
+        std::fs::write(&file, "data_dir = [").unwrap();
+        let err = EggrollConfig::load_with(Some(&file), |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not valid TOML"), "{err}");
+        let missing = dir.path().join("missing.toml");
+        assert!(EggrollConfig::load_with(Some(&missing), |_| None).is_err());
+    }
+}

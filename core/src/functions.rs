@@ -1,0 +1,656 @@
+//! User functions that travel to the eggs, by name.
+//!
+//! Rust closures cannot cross a process boundary, so a user function is a type that implements
+//! one of the traits below, with its captured parameters as serde fields. [`register!`] adds it
+//! to this process's registry at link time; a task names the function and carries its encoded
+//! parameters, and the egg rebuilds it with [`lookup`]. Each trait is "erased" into one of three
+//! byte-level shapes ([`ErasedFn`]) that the executor runs.
+
+use crate::codec::{decode, encode, encode_seq_len};
+use crate::error::{CoreError, Result};
+use serde::{de::DeserializeOwned, Serialize};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+#[doc(hidden)]
+pub use inventory;
+
+/// Receives the pairs a function emits, as encoded bytes.
+pub type Emit<'a> = dyn FnMut(Vec<u8>, Vec<u8>) -> Result<()> + 'a;
+/// The encoded pairs of one partition, in key order.
+pub type PairIter<'a> = dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + 'a;
+
+type PerPairFn = dyn Fn(&[u8], &[u8], &mut Emit) -> Result<()> + Send + Sync;
+type PerPartitionFn = dyn Fn(u32, &mut PairIter, &mut Emit) -> Result<()> + Send + Sync;
+type BinaryFn = dyn Fn(&[u8], &[u8]) -> Result<Vec<u8>> + Send + Sync;
+
+/// A function as the executor runs it: on bytes, with its parameters already decoded.
+pub enum ErasedFn {
+    /// Called once per pair (map_values, map, flat_map, filter).
+    PerPair(Box<PerPairFn>),
+    /// Called once per partition with its index (map_partitions, glom, sample, ...).
+    PerPartition(Box<PerPartitionFn>),
+    /// Combines two encoded values into one (reduce, join, union, seq_op).
+    Binary(Box<BinaryFn>),
+}
+
+/// Which trait a registered function implements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FnKind {
+    /// [`MapValues`].
+    MapValues,
+    /// [`Map`].
+    Map,
+    /// [`FlatMap`].
+    FlatMap,
+    /// [`Filter`].
+    Filter,
+    /// [`MapPartitions`].
+    MapPartitions,
+    /// [`CollapsePartitions`].
+    CollapsePartitions,
+    /// [`Reduce`].
+    Reduce,
+    /// [`Join`].
+    Join,
+    /// [`SeqOp`].
+    SeqOp,
+    /// A byte-level function built into eggroll-rs (glom, sample, ...).
+    Builtin,
+}
+
+impl FnKind {
+    /// The kind's name as it travels in a task.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FnKind::MapValues => "map_values",
+            FnKind::Map => "map",
+            FnKind::FlatMap => "flat_map",
+            FnKind::Filter => "filter",
+            FnKind::MapPartitions => "map_partitions",
+            FnKind::CollapsePartitions => "collapse_partitions",
+            FnKind::Reduce => "reduce",
+            FnKind::Join => "join",
+            FnKind::SeqOp => "seq_op",
+            FnKind::Builtin => "builtin",
+        }
+    }
+}
+
+/// One entry of the registry; made by [`register!`].
+pub struct Registration {
+    /// The function's unique name.
+    pub name: &'static str,
+    /// The trait it implements.
+    pub kind: FnKind,
+    /// Rebuilds the function from its encoded parameters.
+    pub build: fn(&[u8]) -> Result<ErasedFn>,
+}
+
+inventory::collect!(Registration);
+
+fn registry() -> &'static HashMap<&'static str, Vec<&'static Registration>> {
+    static REGISTRY: OnceLock<HashMap<&'static str, Vec<&'static Registration>>> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let mut map: HashMap<&'static str, Vec<&'static Registration>> = HashMap::new();
+        for reg in inventory::iter::<Registration> {
+            map.entry(reg.name).or_default().push(reg);
+        }
+        map
+    })
+}
+
+/// Names of every function registered in this process, sorted.
+pub fn registered_names() -> Vec<&'static str> {
+    let mut names: Vec<_> = registry().keys().copied().collect();
+    names.sort_unstable();
+    names
+}
+
+/// Finds `name`, checks that it implements `kind`, and rebuilds it from `params`.
+pub fn lookup(name: &str, kind: &str, params: &[u8]) -> Result<ErasedFn> {
+    let regs = registry()
+        .get(name)
+        .ok_or_else(|| CoreError::UnknownFunction {
+            name: name.to_string(),
+            known: registry().len(),
+        })?;
+    if regs.len() > 1 {
+        return Err(CoreError::InvalidArgument(format!(
+            "function name `{name}` is registered {} times in this process; give each function a unique NAME",
+            regs.len()
+        )));
+    }
+    let reg = regs[0];
+    if reg.kind.as_str() != kind {
+        return Err(CoreError::WrongFunctionKind {
+            name: name.to_string(),
+            registered: reg.kind.as_str(),
+            wanted: kind.to_string(),
+        });
+    }
+    (reg.build)(params)
+}
+
+/// What every user function has: a unique name and serde parameters.
+pub trait Function: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// Unique name under which the function is registered, e.g. `"my_crate::AddOne"`.
+    const NAME: &'static str;
+}
+
+/// Maps each value, keeping its key (and so its partition).
+pub trait MapValues: Function {
+    /// Input value type.
+    type V: DeserializeOwned;
+    /// Output value type.
+    type Out: Serialize;
+    /// Maps one value.
+    fn map_values(&self, value: Self::V) -> Self::Out;
+}
+
+/// Maps each pair to a new pair; the output is re-partitioned by the new key.
+pub trait Map: Function {
+    /// Input key type.
+    type K: DeserializeOwned;
+    /// Input value type.
+    type V: DeserializeOwned;
+    /// Output key type.
+    type K2: Serialize;
+    /// Output value type.
+    type V2: Serialize;
+    /// Maps one pair.
+    fn map(&self, key: Self::K, value: Self::V) -> (Self::K2, Self::V2);
+}
+
+/// Maps each pair to any number of pairs; the output is re-partitioned by key.
+pub trait FlatMap: Function {
+    /// Input key type.
+    type K: DeserializeOwned;
+    /// Input value type.
+    type V: DeserializeOwned;
+    /// Output key type.
+    type K2: Serialize;
+    /// Output value type.
+    type V2: Serialize;
+    /// Maps one pair.
+    fn flat_map(&self, key: Self::K, value: Self::V) -> Vec<(Self::K2, Self::V2)>;
+}
+
+/// Keeps the pairs for which it returns true.
+pub trait Filter: Function {
+    /// Key type.
+    type K: DeserializeOwned;
+    /// Value type.
+    type V: DeserializeOwned;
+    /// Whether to keep a pair.
+    fn filter(&self, key: &Self::K, value: &Self::V) -> bool;
+}
+
+/// Maps a whole partition (with its index) to pairs; the output is re-partitioned by key.
+pub trait MapPartitions: Function {
+    /// Input key type.
+    type K: DeserializeOwned;
+    /// Input value type.
+    type V: DeserializeOwned;
+    /// Output key type.
+    type K2: Serialize;
+    /// Output value type.
+    type V2: Serialize;
+    /// Maps one partition; `emit` takes each output pair.
+    fn map_partitions(
+        &self,
+        partition: u32,
+        items: &mut dyn Iterator<Item = (Self::K, Self::V)>,
+        emit: &mut dyn FnMut(Self::K2, Self::V2),
+    );
+}
+
+/// Folds a whole partition into one value, stored under the partition's last key.
+pub trait CollapsePartitions: Function {
+    /// Key type.
+    type K: DeserializeOwned + Serialize;
+    /// Input value type.
+    type V: DeserializeOwned;
+    /// Output value type.
+    type Out: Serialize;
+    /// Folds one non-empty partition.
+    fn collapse(&self, items: &mut dyn Iterator<Item = (Self::K, Self::V)>) -> Self::Out;
+}
+
+/// An associative (and, across partitions, commutative) combination of two values.
+pub trait Reduce: Function {
+    /// Value type.
+    type V: DeserializeOwned + Serialize;
+    /// Combines two values.
+    fn reduce(&self, a: Self::V, b: Self::V) -> Self::V;
+}
+
+/// Merges the values of equal keys of two tables.
+pub trait Join: Function {
+    /// Left value type.
+    type V: DeserializeOwned;
+    /// Right value type.
+    type W: DeserializeOwned;
+    /// Output value type.
+    type Out: Serialize;
+    /// Merges one pair of values.
+    fn join(&self, left: Self::V, right: Self::W) -> Self::Out;
+}
+
+/// Folds a value into an accumulator (the `seq_op` of `aggregate`).
+pub trait SeqOp: Function {
+    /// Accumulator type.
+    type Acc: DeserializeOwned + Serialize;
+    /// Value type.
+    type V: DeserializeOwned;
+    /// Folds one value in.
+    fn seq_op(&self, acc: Self::Acc, value: Self::V) -> Self::Acc;
+}
+
+/// Registers a user function by its trait: `register!(map_values: MyFn);`.
+#[macro_export]
+macro_rules! register {
+    ($kind:ident : $ty:ty) => {
+        $crate::functions::inventory::submit! {
+            $crate::functions::Registration {
+                name: <$ty as $crate::functions::Function>::NAME,
+                kind: $crate::functions::erase::$kind::KIND,
+                build: $crate::functions::erase::$kind::build::<$ty>,
+            }
+        }
+    };
+}
+
+/// Adapters from each trait to its byte-level shape; used by [`register!`].
+#[doc(hidden)]
+pub mod erase {
+    use super::*;
+
+    fn params<F: Function>(bytes: &[u8]) -> Result<F> {
+        decode(bytes, &|| format!("parameters of function `{}`", F::NAME))
+    }
+
+    fn key<K: DeserializeOwned>(bytes: &[u8]) -> Result<K> {
+        decode(bytes, &|| "a key".to_string())
+    }
+
+    fn value<V: DeserializeOwned>(bytes: &[u8]) -> Result<V> {
+        decode(bytes, &|| "a value".to_string())
+    }
+
+    /// Decodes pairs as a plain iterator for user code; the first error stops it and is kept.
+    struct Decoded<'a, 'b, K, V> {
+        inner: &'a mut PairIter<'b>,
+        error: Option<CoreError>,
+        last_key: Option<Vec<u8>>,
+        _types: std::marker::PhantomData<(K, V)>,
+    }
+
+    impl<K: DeserializeOwned, V: DeserializeOwned> Iterator for Decoded<'_, '_, K, V> {
+        type Item = (K, V);
+        fn next(&mut self) -> Option<(K, V)> {
+            if self.error.is_some() {
+                return None;
+            }
+            let step = self.inner.next()?.and_then(|(k, v)| {
+                let pair = (key(&k)?, value(&v)?);
+                self.last_key = Some(k);
+                Ok(pair)
+            });
+            match step {
+                Ok(pair) => Some(pair),
+                Err(e) => {
+                    self.error = Some(e);
+                    None
+                }
+            }
+        }
+    }
+
+    fn decoded<'a, 'b, K, V>(inner: &'a mut PairIter<'b>) -> Decoded<'a, 'b, K, V> {
+        Decoded {
+            inner,
+            error: None,
+            last_key: None,
+            _types: std::marker::PhantomData,
+        }
+    }
+
+    /// [`MapValues`] adapter.
+    pub mod map_values {
+        use super::*;
+        /// The kind.
+        pub const KIND: FnKind = FnKind::MapValues;
+        /// Rebuilds the function.
+        pub fn build<F: MapValues>(bytes: &[u8]) -> Result<ErasedFn> {
+            let f: F = params(bytes)?;
+            Ok(ErasedFn::PerPair(Box::new(move |k, v, emit| {
+                emit(k.to_vec(), encode(&f.map_values(value(v)?))?)
+            })))
+        }
+    }
+
+    /// [`Map`] adapter.
+    pub mod map {
+        use super::*;
+        /// The kind.
+        pub const KIND: FnKind = FnKind::Map;
+        /// Rebuilds the function.
+        pub fn build<F: Map>(bytes: &[u8]) -> Result<ErasedFn> {
+            let f: F = params(bytes)?;
+            Ok(ErasedFn::PerPair(Box::new(move |k, v, emit| {
+                let (k2, v2) = f.map(key(k)?, value(v)?);
+                emit(encode(&k2)?, encode(&v2)?)
+            })))
+        }
+    }
+
+    /// [`FlatMap`] adapter.
+    pub mod flat_map {
+        use super::*;
+        /// The kind.
+        pub const KIND: FnKind = FnKind::FlatMap;
+        /// Rebuilds the function.
+        pub fn build<F: FlatMap>(bytes: &[u8]) -> Result<ErasedFn> {
+            let f: F = params(bytes)?;
+            Ok(ErasedFn::PerPair(Box::new(move |k, v, emit| {
+                for (k2, v2) in f.flat_map(key(k)?, value(v)?) {
+                    emit(encode(&k2)?, encode(&v2)?)?;
+                }
+                Ok(())
+            })))
+        }
+    }
+
+    /// [`Filter`] adapter.
+    pub mod filter {
+        use super::*;
+        /// The kind.
+        pub const KIND: FnKind = FnKind::Filter;
+        /// Rebuilds the function.
+        pub fn build<F: Filter>(bytes: &[u8]) -> Result<ErasedFn> {
+            let f: F = params(bytes)?;
+            Ok(ErasedFn::PerPair(Box::new(move |k, v, emit| {
+                if f.filter(&key(k)?, &value(v)?) {
+                    emit(k.to_vec(), v.to_vec())?;
+                }
+                Ok(())
+            })))
+        }
+    }
+
+    /// [`MapPartitions`] adapter.
+    pub mod map_partitions {
+        use super::*;
+        /// The kind.
+        pub const KIND: FnKind = FnKind::MapPartitions;
+        /// Rebuilds the function.
+        pub fn build<F: MapPartitions>(bytes: &[u8]) -> Result<ErasedFn> {
+            let f: F = params(bytes)?;
+            Ok(ErasedFn::PerPartition(Box::new(
+                move |partition, input, emit| {
+                    let mut items = decoded::<F::K, F::V>(input);
+                    let mut failed: Option<CoreError> = None;
+                    f.map_partitions(partition, &mut items, &mut |k2, v2| {
+                        if failed.is_none() {
+                            let r = encode(&k2).and_then(|k| Ok((k, encode(&v2)?)));
+                            if let Err(e) = r.and_then(|(k, v)| emit(k, v)) {
+                                failed = Some(e);
+                            }
+                        }
+                    });
+                    match items.error.or(failed) {
+                        Some(e) => Err(e),
+                        None => Ok(()),
+                    }
+                },
+            )))
+        }
+    }
+
+    /// [`CollapsePartitions`] adapter.
+    pub mod collapse_partitions {
+        use super::*;
+        /// The kind.
+        pub const KIND: FnKind = FnKind::CollapsePartitions;
+        /// Rebuilds the function.
+        pub fn build<F: CollapsePartitions>(bytes: &[u8]) -> Result<ErasedFn> {
+            let f: F = params(bytes)?;
+            Ok(ErasedFn::PerPartition(Box::new(move |_, input, emit| {
+                let Some(first) = input.next() else {
+                    return Ok(());
+                };
+                let mut raw = std::iter::once(first).chain(&mut *input);
+                let mut items = decoded::<F::K, F::V>(&mut raw);
+                let out = f.collapse(&mut items);
+                // Drain what the function did not read, so the key is the partition's last.
+                for _ in items.by_ref() {}
+                if let Some(e) = items.error.take() {
+                    return Err(e);
+                }
+                emit(items.last_key.take().unwrap_or_default(), encode(&out)?)
+            })))
+        }
+    }
+
+    /// [`Reduce`] adapter.
+    pub mod reduce {
+        use super::*;
+        /// The kind.
+        pub const KIND: FnKind = FnKind::Reduce;
+        /// Rebuilds the function.
+        pub fn build<F: Reduce>(bytes: &[u8]) -> Result<ErasedFn> {
+            let f: F = params(bytes)?;
+            Ok(ErasedFn::Binary(Box::new(move |a, b| {
+                encode(&f.reduce(value(a)?, value(b)?))
+            })))
+        }
+    }
+
+    /// [`Join`] adapter.
+    pub mod join {
+        use super::*;
+        /// The kind.
+        pub const KIND: FnKind = FnKind::Join;
+        /// Rebuilds the function.
+        pub fn build<F: Join>(bytes: &[u8]) -> Result<ErasedFn> {
+            let f: F = params(bytes)?;
+            Ok(ErasedFn::Binary(Box::new(move |a, b| {
+                encode(&f.join(value(a)?, value(b)?))
+            })))
+        }
+    }
+
+    /// [`SeqOp`] adapter.
+    pub mod seq_op {
+        use super::*;
+        /// The kind.
+        pub const KIND: FnKind = FnKind::SeqOp;
+        /// Rebuilds the function.
+        pub fn build<F: SeqOp>(bytes: &[u8]) -> Result<ErasedFn> {
+            let f: F = params(bytes)?;
+            Ok(ErasedFn::Binary(Box::new(move |acc, v| {
+                encode(&f.seq_op(value(acc)?, value(v)?))
+            })))
+        }
+    }
+}
+
+/// Byte-level functions built into eggroll-rs, generic over every key and value type.
+pub mod builtin {
+    use super::*;
+    use serde::Deserialize;
+
+    /// Name of the built-in that turns a partition into one list of its pairs.
+    pub const GLOM: &str = "eggroll::glom";
+    /// Name of the built-in that keeps a random fraction of pairs.
+    pub const SAMPLE: &str = "eggroll::sample";
+    /// Name of the built-in that replaces every value with `1u64` (count-like helper).
+    pub const ONES: &str = "eggroll::ones";
+
+    /// Parameters of [`SAMPLE`].
+    #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+    pub struct SampleParams {
+        /// Probability of keeping each pair, in [0, 1].
+        pub fraction: f64,
+        /// Seed; the same seed gives the same sample.
+        pub seed: u64,
+    }
+
+    /// A partition as one pair: its last key and the list of its pairs, encoded exactly as
+    /// the codec encodes `Vec<(K, V)>` (a length, then each key and value).
+    fn glom(_: &[u8]) -> Result<ErasedFn> {
+        Ok(ErasedFn::PerPartition(Box::new(|_, input, emit| {
+            let mut body = Vec::new();
+            let mut count = 0usize;
+            let mut last = None;
+            for pair in input {
+                let (k, v) = pair?;
+                body.extend_from_slice(&k);
+                body.extend_from_slice(&v);
+                count += 1;
+                last = Some(k);
+            }
+            let Some(last) = last else { return Ok(()) };
+            let mut value = Vec::with_capacity(body.len() + 10);
+            encode_seq_len(count, &mut value);
+            value.extend_from_slice(&body);
+            emit(last, value)
+        })))
+    }
+
+    fn sample(bytes: &[u8]) -> Result<ErasedFn> {
+        let p: SampleParams = decode(bytes, &|| "parameters of sample".into())?;
+        if !(0.0..=1.0).contains(&p.fraction) {
+            return Err(CoreError::InvalidArgument(format!(
+                "sample fraction {} is outside [0, 1]",
+                p.fraction
+            )));
+        }
+        Ok(ErasedFn::PerPartition(Box::new(
+            move |partition, input, emit| {
+                let mut state = p.seed ^ (u64::from(partition) << 32) ^ 0x9e37_79b9_7f4a_7c15;
+                for pair in input {
+                    let (k, v) = pair?;
+                    let draw = (splitmix64(&mut state) >> 11) as f64 / (1u64 << 53) as f64;
+                    if draw < p.fraction {
+                        emit(k, v)?;
+                    }
+                }
+                Ok(())
+            },
+        )))
+    }
+
+    fn ones(_: &[u8]) -> Result<ErasedFn> {
+        let one = encode(&1u64)?;
+        Ok(ErasedFn::PerPair(Box::new(move |k, _, emit| {
+            emit(k.to_vec(), one.clone())
+        })))
+    }
+
+    /// A small, well-mixed generator; enough for sampling, not for cryptography.
+    fn splitmix64(state: &mut u64) -> u64 {
+        *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    inventory::submit! { Registration { name: GLOM, kind: FnKind::Builtin, build: glom } }
+    inventory::submit! { Registration { name: SAMPLE, kind: FnKind::Builtin, build: sample } }
+    inventory::submit! { Registration { name: ONES, kind: FnKind::MapValues, build: ones } }
+
+    macro_rules! sum_of {
+        ($name:ident, $t:ty, $doc:literal) => {
+            #[doc = $doc]
+            #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+            pub struct $name;
+            impl Function for $name {
+                const NAME: &'static str = concat!("eggroll::", stringify!($name));
+            }
+            impl Reduce for $name {
+                type V = $t;
+                fn reduce(&self, a: $t, b: $t) -> $t {
+                    a + b
+                }
+            }
+            crate::register!(reduce: $name);
+        };
+    }
+
+    sum_of!(
+        SumI64,
+        i64,
+        "Sums `i64` values (wrapping is a bug: overflow panics in debug)."
+    );
+    sum_of!(SumU64, u64, "Sums `u64` values.");
+    sum_of!(SumF64, f64, "Sums `f64` values.");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::builtin::*;
+    use super::*;
+
+    #[test]
+    fn lookup_finds_builtins_and_names_faults() {
+        assert!(registered_names().contains(&"eggroll::SumU64"));
+        let ErasedFn::Binary(sum) =
+            lookup("eggroll::SumU64", "reduce", &encode(&SumU64).unwrap()).unwrap()
+        else {
+            panic!("sum is binary")
+        };
+        let out = sum(&encode(&2u64).unwrap(), &encode(&40u64).unwrap()).unwrap();
+        assert_eq!(decode::<u64>(&out, &|| "sum".into()).unwrap(), 42);
+
+        let err = lookup("no::such", "map_values", &[])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("no::such"), "{err}");
+        let err = lookup("eggroll::SumU64", "map_values", &[])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("reduce") && err.contains("map_values"),
+            "{err}"
+        );
+        let err = lookup(
+            SAMPLE,
+            "builtin",
+            &encode(&SampleParams {
+                fraction: 2.0,
+                seed: 1,
+            })
+            .unwrap(),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("fraction"), "{err}");
+    }
+
+    #[test]
+    fn glom_encodes_like_a_vec_of_pairs() {
+        let ErasedFn::PerPartition(f) = lookup(GLOM, "builtin", &[]).unwrap() else {
+            panic!("glom is per partition")
+        };
+        let pairs: Vec<(String, u32)> = vec![("a".into(), 1), ("b".into(), 2)];
+        let mut input = pairs
+            .iter()
+            .map(|(k, v)| Ok((encode(k).unwrap(), encode(v).unwrap())));
+        let mut out = Vec::new();
+        f(0, &mut input, &mut |k, v| {
+            out.push((k, v));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(decode::<String>(&out[0].0, &|| "k".into()).unwrap(), "b");
+        let list: Vec<(String, u32)> = decode(&out[0].1, &|| "v".into()).unwrap();
+        assert_eq!(list, pairs);
+    }
+}

@@ -1,0 +1,11 @@
+//! What every eggroll-rs component shares: configuration, errors, the key/value codec,
+//! the partitioner and the registry of user functions that travel to the eggs.
+
+pub mod codec;
+pub mod config;
+pub mod error;
+pub mod functions;
+pub mod names;
+pub mod partitioner;
+
+pub use error::{CoreError, Result};

@@ -1,0 +1,354 @@
+//! The stores of one process: where each table's partitions live, their metadata, and the
+//! cache of open RocksDB partitions.
+
+use crate::error::{EggError, Result};
+use crate::memory::MemStore;
+use crate::rocks::{RocksEnv, RocksStore};
+use crate::store::PartitionStore;
+use eggroll_core::config::StorageConfig;
+use eggroll_core::names::{validate_name, validate_partitions};
+use eggroll_proto::meta::{StoreLocator, StoreType};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// File beside a table's partitions that records how it was made.
+pub const META_FILE: &str = ".meta.json";
+
+/// A table's metadata as stored in [`META_FILE`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+struct TableMeta {
+    namespace: String,
+    name: String,
+    store_type: String,
+    total_partitions: u32,
+    partitioner: String,
+    serdes: String,
+    key_type: String,
+    value_type: String,
+}
+
+impl TableMeta {
+    fn from_locator(l: &StoreLocator) -> Self {
+        Self {
+            namespace: l.namespace.clone(),
+            name: l.name.clone(),
+            store_type: store_type_dir(l.store_type()).to_string(),
+            total_partitions: l.total_partitions,
+            partitioner: l.partitioner.clone(),
+            serdes: l.serdes.clone(),
+            key_type: l.key_type.clone(),
+            value_type: l.value_type.clone(),
+        }
+    }
+
+    fn into_locator(self) -> StoreLocator {
+        let mut l = StoreLocator {
+            namespace: self.namespace,
+            name: self.name,
+            total_partitions: self.total_partitions,
+            partitioner: self.partitioner,
+            serdes: self.serdes,
+            key_type: self.key_type,
+            value_type: self.value_type,
+            ..Default::default()
+        };
+        l.set_store_type(StoreType::Rocksdb);
+        l
+    }
+}
+
+/// The directory name of a store type, as in EggRoll's layout.
+pub fn store_type_dir(t: StoreType) -> &'static str {
+    match t {
+        StoreType::Rocksdb => "ROCKSDB",
+        StoreType::InMemory => "IN_MEMORY",
+        StoreType::Unspecified => "UNSPECIFIED",
+    }
+}
+
+type MemTable = Arc<Vec<Arc<MemStore>>>;
+
+struct OpenCache {
+    open: HashMap<PathBuf, (Arc<RocksStore>, u64)>,
+    tick: u64,
+}
+
+/// Every store of one process: RocksDB partitions under the data dir, in-memory tables.
+pub struct Stores {
+    data_dir: PathBuf,
+    config: StorageConfig,
+    env: RocksEnv,
+    rocks: Mutex<OpenCache>,
+    memory: Mutex<HashMap<(String, String), MemTable>>,
+}
+
+impl Stores {
+    /// Opens the stores under `data_dir`, creating it; fails clearly if it is not writable.
+    pub fn open(data_dir: &Path, config: StorageConfig) -> Result<Self> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(EggError::io("cannot create data dir", data_dir))?;
+        let probe = data_dir.join(".write-probe");
+        std::fs::write(&probe, b"ok")
+            .map_err(EggError::io("data dir is not writable", data_dir))?;
+        let _ = std::fs::remove_file(&probe);
+        Ok(Self {
+            data_dir: data_dir.to_path_buf(),
+            env: RocksEnv::new(&config),
+            config,
+            rocks: Mutex::new(OpenCache {
+                open: HashMap::new(),
+                tick: 0,
+            }),
+            memory: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The data dir.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The storage settings.
+    pub fn config(&self) -> &StorageConfig {
+        &self.config
+    }
+
+    /// The directory of a table.
+    pub fn table_dir(&self, l: &StoreLocator) -> PathBuf {
+        self.data_dir
+            .join(store_type_dir(l.store_type()))
+            .join(&l.namespace)
+            .join(&l.name)
+    }
+
+    /// Creates a table (replacing any table of the same name and type).
+    pub fn create(&self, l: &StoreLocator) -> Result<()> {
+        validate(l)?;
+        self.destroy(l)?;
+        match l.store_type() {
+            StoreType::InMemory => {
+                let parts = (0..l.total_partitions)
+                    .map(|_| Arc::new(MemStore::new()))
+                    .collect();
+                self.lock_memory()
+                    .insert((l.namespace.clone(), l.name.clone()), Arc::new(parts));
+            }
+            _ => {
+                let dir = self.table_dir(l);
+                std::fs::create_dir_all(&dir)
+                    .map_err(EggError::io("cannot create table directory", &dir))?;
+                let meta = serde_json::to_vec_pretty(&TableMeta::from_locator(l)).map_err(|e| {
+                    EggError::BadMeta {
+                        path: dir.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                // Write then rename, so a crash never leaves a half-written metadata file.
+                let tmp = dir.join(".meta.json.tmp");
+                std::fs::write(&tmp, meta)
+                    .map_err(EggError::io("cannot write table metadata", &tmp))?;
+                std::fs::rename(&tmp, dir.join(META_FILE)).map_err(EggError::io(
+                    "cannot write table metadata",
+                    dir.join(META_FILE),
+                ))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The locator of an existing table, or a clear error.
+    pub fn load(&self, store_type: StoreType, namespace: &str, name: &str) -> Result<StoreLocator> {
+        validate_name("namespace", namespace)?;
+        validate_name("table name", name)?;
+        let missing = || EggError::NoSuchTable {
+            namespace: namespace.into(),
+            name: name.into(),
+            store_type: store_type_dir(store_type).into(),
+        };
+        if store_type == StoreType::InMemory {
+            return Err(missing());
+        }
+        let path = self
+            .data_dir
+            .join(store_type_dir(store_type))
+            .join(namespace)
+            .join(name)
+            .join(META_FILE);
+        if !path.exists() {
+            return Err(missing());
+        }
+        read_meta(&path)
+    }
+
+    /// The persistent tables whose namespace and name match the glob patterns.
+    pub fn list(&self, namespace_glob: &str, name_glob: &str) -> Result<Vec<StoreLocator>> {
+        let pattern = |p: &str| {
+            glob::Pattern::new(p).map_err(|e| {
+                EggError::Core(eggroll_core::CoreError::InvalidArgument(format!(
+                    "`{p}` is not a valid glob pattern: {e}"
+                )))
+            })
+        };
+        let (ns_pat, name_pat) = (pattern(namespace_glob)?, pattern(name_glob)?);
+        let root = self.data_dir.join(store_type_dir(StoreType::Rocksdb));
+        let mut out = Vec::new();
+        for ns in read_dir_names(&root)? {
+            if !ns_pat.matches(&ns) {
+                continue;
+            }
+            for name in read_dir_names(&root.join(&ns))? {
+                let meta = root.join(&ns).join(&name).join(META_FILE);
+                if name_pat.matches(&name) && meta.exists() {
+                    out.push(read_meta(&meta)?);
+                }
+            }
+        }
+        out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        Ok(out)
+    }
+
+    /// Partition `p` of a table.
+    pub fn partition(&self, l: &StoreLocator, p: u32) -> Result<Arc<dyn PartitionStore>> {
+        if p >= l.total_partitions {
+            return Err(EggError::InvalidTask(format!(
+                "partition {p} does not exist in {}/{}, which has {} partitions",
+                l.namespace, l.name, l.total_partitions
+            )));
+        }
+        match l.store_type() {
+            StoreType::InMemory => {
+                let table = self
+                    .lock_memory()
+                    .get(&(l.namespace.clone(), l.name.clone()))
+                    .cloned()
+                    .ok_or_else(|| EggError::NoSuchTable {
+                        namespace: l.namespace.clone(),
+                        name: l.name.clone(),
+                        store_type: "IN_MEMORY".into(),
+                    })?;
+                let part = table.get(p as usize).cloned().ok_or_else(|| {
+                    EggError::InvalidTask(format!(
+                        "in-memory table {}/{} has no partition {p}",
+                        l.namespace, l.name
+                    ))
+                })?;
+                Ok(part)
+            }
+            _ => Ok(self.rocks_partition(&self.table_dir(l).join(p.to_string()))?),
+        }
+    }
+
+    fn rocks_partition(&self, path: &Path) -> Result<Arc<RocksStore>> {
+        {
+            let mut cache = self.lock_rocks();
+            cache.tick += 1;
+            let tick = cache.tick;
+            if let Some((store, used)) = cache.open.get_mut(path) {
+                *used = tick;
+                return Ok(store.clone());
+            }
+        }
+        // Opening a DB is slow; do it without holding the cache lock.
+        let store = Arc::new(self.env.open(path)?);
+        let mut cache = self.lock_rocks();
+        let tick = cache.tick;
+        let store = cache
+            .open
+            .entry(path.to_path_buf())
+            .or_insert((store, tick))
+            .0
+            .clone();
+        let cap = self.config.max_open_partitions.max(1) as usize;
+        while cache.open.len() > cap {
+            // Close the least recently used partition that no task holds right now.
+            let victim = cache
+                .open
+                .iter()
+                .filter(|(_, (s, _))| Arc::strong_count(s) == 1)
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(p, _)| p.clone());
+            match victim {
+                Some(p) => {
+                    cache.open.remove(&p);
+                }
+                None => break,
+            }
+        }
+        Ok(store)
+    }
+
+    /// Removes a table: its partitions' files, or its memory. Missing tables are fine.
+    pub fn destroy(&self, l: &StoreLocator) -> Result<()> {
+        match l.store_type() {
+            StoreType::InMemory => {
+                self.lock_memory()
+                    .remove(&(l.namespace.clone(), l.name.clone()));
+            }
+            _ => {
+                let dir = self.table_dir(l);
+                self.lock_rocks().open.retain(|p, _| !p.starts_with(&dir));
+                if dir.exists() {
+                    std::fs::remove_dir_all(&dir)
+                        .map_err(EggError::io("cannot remove table directory", &dir))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every in-memory table of a namespace (a session's intermediate results).
+    pub fn drop_memory_namespace(&self, namespace: &str) -> usize {
+        let mut mem = self.lock_memory();
+        let before = mem.len();
+        mem.retain(|(ns, _), _| ns != namespace);
+        before - mem.len()
+    }
+
+    fn lock_memory(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), MemTable>> {
+        self.memory.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_rocks(&self) -> std::sync::MutexGuard<'_, OpenCache> {
+        self.rocks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn validate(l: &StoreLocator) -> Result<()> {
+    validate_name("namespace", &l.namespace)?;
+    validate_name("table name", &l.name)?;
+    validate_partitions(l.total_partitions)?;
+    Ok(())
+}
+
+fn read_meta(path: &Path) -> Result<StoreLocator> {
+    let bytes = std::fs::read(path).map_err(EggError::io("cannot read table metadata", path))?;
+    let meta: TableMeta = serde_json::from_slice(&bytes).map_err(|e| EggError::BadMeta {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let l = meta.into_locator();
+    validate(&l).map_err(|e| EggError::BadMeta {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    Ok(l)
+}
+
+fn read_dir_names(dir: &Path) -> Result<Vec<String>> {
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(EggError::io("cannot list", dir))? {
+        let entry = entry.map_err(EggError::io("cannot list", dir))?;
+        if entry.path().is_dir() {
+            if let Some(name) = entry.file_name().to_str() {
+                names.push(name.to_string());
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}

@@ -1,0 +1,88 @@
+//! Errors of partition storage and task execution.
+
+use eggroll_core::CoreError;
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// Result with [`EggError`].
+pub type Result<T, E = EggError> = std::result::Result<T, E>;
+
+/// What can go wrong in an egg.
+#[derive(Debug, Error)]
+pub enum EggError {
+    /// Config, codec or function lookup.
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    /// RocksDB refused an operation on a partition.
+    #[error("RocksDB error on partition at {path}: {source}")]
+    Rocks {
+        /// The partition directory.
+        path: PathBuf,
+        /// RocksDB's complaint.
+        source: rocksdb::Error,
+    },
+    /// A partition directory could not be opened as RocksDB (corrupt or not a DB).
+    #[error("cannot open partition at {path} as RocksDB: {source}; the directory is damaged or not a partition: restore it from a backup, or destroy the table")]
+    Corrupt {
+        /// The partition directory.
+        path: PathBuf,
+        /// RocksDB's complaint.
+        source: rocksdb::Error,
+    },
+    /// A file operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS's complaint.
+        source: std::io::Error,
+    },
+    /// The table does not exist.
+    #[error("table {namespace}/{name} ({store_type}) does not exist; create it with parallelize or put_all first, or check the name with `eggroll table ls`")]
+    NoSuchTable {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// The store type looked in.
+        store_type: String,
+    },
+    /// A table's metadata file could not be read.
+    #[error("metadata of table at {path} is unreadable: {reason}")]
+    BadMeta {
+        /// The metadata file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A task that cannot run as given.
+    #[error("invalid task: {0}")]
+    InvalidTask(String),
+    /// A task failed on a partition.
+    #[error("job {job} failed on partition {partition}: {source}")]
+    Task {
+        /// The job id.
+        job: String,
+        /// The partition.
+        partition: u32,
+        /// The failure.
+        source: Box<EggError>,
+    },
+}
+
+impl EggError {
+    /// Wraps an I/O error with what was being done to which path.
+    pub fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| EggError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}

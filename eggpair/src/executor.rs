@@ -1,0 +1,395 @@
+//! Runs one task: one partition's share of a job, on the calling (blocking) thread.
+//!
+//! Every operation reduces to two primitives (map-reduce over partitions, and a merge of two
+//! co-partitioned key-sorted partitions) plus a few actions; see DESIGN.md.
+
+use crate::catalog::Stores;
+use crate::error::{EggError, Result};
+use crate::store::{combine_values, KeyRange, Pair, PartitionStore};
+use eggroll_core::functions::{lookup, Emit, ErasedFn};
+use eggroll_core::partitioner::partition_of;
+use eggroll_proto::meta::{
+    job::Op, Functor, MergeKind, PairBatch, Store, StoreLocator, Task, TaskResult,
+};
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Where a shuffle's output goes: partition `dst` of the job's output store.
+pub trait ShuffleSink: Sync {
+    /// Delivers pairs; with a combiner, values of keys already there are combined.
+    fn send(
+        &self,
+        output: &StoreLocator,
+        dst: u32,
+        pairs: Vec<Pair>,
+        combiner: Option<&ErasedFn>,
+    ) -> Result<()>;
+}
+
+/// A sink that writes straight into this process's stores (standalone mode, or an egg that
+/// owns the destination partition).
+pub struct LocalSink {
+    stores: Arc<Stores>,
+}
+
+impl LocalSink {
+    /// A sink over `stores`.
+    pub fn new(stores: Arc<Stores>) -> Self {
+        Self { stores }
+    }
+}
+
+impl ShuffleSink for LocalSink {
+    fn send(
+        &self,
+        output: &StoreLocator,
+        dst: u32,
+        pairs: Vec<Pair>,
+        combiner: Option<&ErasedFn>,
+    ) -> Result<()> {
+        let store = self.stores.partition(output, dst)?;
+        match combiner {
+            Some(c) => store.merge_batch(pairs, c),
+            None => store.put_batch(&pairs),
+        }
+    }
+}
+
+/// Runs tasks against one process's stores.
+pub struct Executor {
+    stores: Arc<Stores>,
+}
+
+/// Gathers pairs into batches of about `limit` bytes and hands each full one to `flush`.
+struct Batcher {
+    pairs: Vec<Pair>,
+    bytes: usize,
+    limit: usize,
+}
+
+impl Batcher {
+    fn new(limit: usize) -> Self {
+        Self {
+            pairs: Vec::new(),
+            bytes: 0,
+            limit: limit.max(1),
+        }
+    }
+
+    /// Adds a pair; returns a full batch when there is one.
+    fn push(&mut self, k: Vec<u8>, v: Vec<u8>) -> Option<Vec<Pair>> {
+        self.bytes += k.len() + v.len() + 16;
+        self.pairs.push((k, v));
+        (self.bytes >= self.limit).then(|| self.take())
+    }
+
+    fn take(&mut self) -> Vec<Pair> {
+        self.bytes = 0;
+        std::mem::take(&mut self.pairs)
+    }
+}
+
+fn function(f: &Functor) -> Result<ErasedFn> {
+    Ok(lookup(&f.name, &f.kind, &f.params)?)
+}
+
+fn locator(stores: &[Store], i: usize, what: &str) -> Result<StoreLocator> {
+    stores
+        .get(i)
+        .and_then(|s| s.locator.clone())
+        .ok_or_else(|| EggError::InvalidTask(format!("the job has no {what} store")))
+}
+
+impl Executor {
+    /// An executor over `stores`.
+    pub fn new(stores: Arc<Stores>) -> Self {
+        Self { stores }
+    }
+
+    /// The stores it runs against.
+    pub fn stores(&self) -> &Arc<Stores> {
+        &self.stores
+    }
+
+    /// Runs one task; errors name the job and partition.
+    pub fn run(&self, task: &Task, sink: &dyn ShuffleSink) -> Result<TaskResult> {
+        let job = task
+            .job
+            .as_ref()
+            .ok_or_else(|| EggError::InvalidTask("the task carries no job".into()))?;
+        let p = task.partition;
+        let _span =
+            tracing::debug_span!("task", session = %job.session_id, job = %job.id, partition = p)
+                .entered();
+        self.run_op(job, p, sink).map_err(|source| EggError::Task {
+            job: job.id.clone(),
+            partition: p,
+            source: Box::new(source),
+        })
+    }
+
+    fn run_op(
+        &self,
+        job: &eggroll_proto::meta::Job,
+        p: u32,
+        sink: &dyn ShuffleSink,
+    ) -> Result<TaskResult> {
+        let op = job
+            .op
+            .as_ref()
+            .ok_or_else(|| EggError::InvalidTask("the job names no operation".into()))?;
+        let input = locator(&job.inputs, 0, "input")?;
+        let mut result = TaskResult {
+            partition: p,
+            ..Default::default()
+        };
+        match op {
+            Op::MapReduce(mr) => {
+                let output = locator(&job.outputs, 0, "output")?;
+                let mapper = mr.mapper.as_ref().map(function).transpose()?;
+                let combiner = mr.combiner.as_ref().map(function).transpose()?;
+                result.count = self.map_reduce(
+                    &input,
+                    &output,
+                    p,
+                    mapper.as_ref(),
+                    mr.shuffle,
+                    combiner.as_ref(),
+                    sink,
+                )?;
+            }
+            Op::Merge(m) => {
+                let right = locator(&job.inputs, 1, "second input")?;
+                let output = locator(&job.outputs, 0, "output")?;
+                if right.total_partitions != input.total_partitions {
+                    return Err(EggError::InvalidTask(format!(
+                        "a merge needs co-partitioned inputs, but they have {} and {} partitions; repartition one first",
+                        input.total_partitions, right.total_partitions
+                    )));
+                }
+                let f = m.merge.as_ref().map(function).transpose()?;
+                result.count = self.merge(&input, &right, &output, p, m.kind(), f.as_ref())?;
+            }
+            Op::Aggregate(a) => {
+                let f =
+                    function(a.seq_op.as_ref().ok_or_else(|| {
+                        EggError::InvalidTask("aggregate needs a seq_op".into())
+                    })?)?;
+                let store = self.stores.partition(&input, p)?;
+                let mut acc = a.zero.clone();
+                for pair in store.iter(KeyRange::all())? {
+                    let (_, v) = pair?;
+                    acc = Some(match acc {
+                        Some(acc) => combine_values(&f, &acc, &v)?,
+                        None => v,
+                    });
+                    result.count += 1;
+                }
+                result.value = acc;
+            }
+            Op::Take(t) => {
+                let store = self.stores.partition(&input, p)?;
+                let mut batch = PairBatch::default();
+                for pair in store.iter(KeyRange::all())?.take(t.limit as usize) {
+                    let (k, v) = pair?;
+                    batch.keys.push(k);
+                    if !t.keys_only {
+                        batch.values.push(v);
+                    }
+                }
+                result.count = batch.keys.len() as u64;
+                result.pairs = Some(batch);
+            }
+            Op::Count(_) => {
+                result.count = self.stores.partition(&input, p)?.count()?;
+            }
+            Op::Destroy(_) => {
+                self.stores.destroy(&input)?;
+            }
+        }
+        Ok(result)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn map_reduce(
+        &self,
+        input: &StoreLocator,
+        output: &StoreLocator,
+        p: u32,
+        mapper: Option<&ErasedFn>,
+        shuffle: bool,
+        combiner: Option<&ErasedFn>,
+        sink: &dyn ShuffleSink,
+    ) -> Result<u64> {
+        if !shuffle && output.total_partitions != input.total_partitions {
+            return Err(EggError::InvalidTask(
+                "an operation that keeps keys in place needs an output with the input's partition count".into(),
+            ));
+        }
+        let store = self.stores.partition(input, p)?;
+        let limit = self.stores.config().batch_bytes as usize;
+        let n_out = output.total_partitions.max(1);
+        let mut emitted = 0u64;
+        // Without a combiner, output goes out in batches as it is made; with one, equal keys
+        // are combined here first so each key crosses to its partition once.
+        let mut batchers: Vec<Batcher> = (0..if shuffle { n_out } else { 1 })
+            .map(|_| Batcher::new(limit))
+            .collect();
+        let mut combined: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+        {
+            let mut emit = |k: Vec<u8>, v: Vec<u8>| -> eggroll_core::Result<()> {
+                emitted += 1;
+                if let Some(c) = combiner {
+                    let merged = match combined.remove(&k) {
+                        Some(old) => combine_values(c, &old, &v).map_err(to_core)?,
+                        None => v,
+                    };
+                    combined.insert(k, merged);
+                    return Ok(());
+                }
+                let dst = if shuffle { partition_of(&k, n_out) } else { p };
+                let slot = if shuffle { dst as usize } else { 0 };
+                if let Some(full) = batchers[slot].push(k, v) {
+                    sink.send(output, dst, full, None).map_err(to_core)?;
+                }
+                Ok(())
+            };
+            let emit: &mut Emit = &mut emit;
+            let mut pairs = store.iter(KeyRange::all())?.map(|r| r.map_err(to_core));
+            match mapper {
+                None => {
+                    for pair in pairs {
+                        let (k, v) = pair?;
+                        emit(k, v)?;
+                    }
+                }
+                Some(ErasedFn::PerPair(f)) => {
+                    for pair in pairs {
+                        let (k, v) = pair?;
+                        f(&k, &v, emit)?;
+                    }
+                }
+                Some(ErasedFn::PerPartition(f)) => f(p, &mut pairs, emit)?,
+                Some(ErasedFn::Binary(_)) => {
+                    return Err(EggError::InvalidTask(
+                        "a two-value function (reduce/join) cannot map a partition".into(),
+                    ))
+                }
+            }
+        }
+        for (slot, b) in batchers.iter_mut().enumerate() {
+            let rest = b.take();
+            if !rest.is_empty() {
+                let dst = if shuffle { slot as u32 } else { p };
+                sink.send(output, dst, rest, None)?;
+            }
+        }
+        if let Some(c) = combiner {
+            let mut by_dst: Vec<Vec<Pair>> = vec![Vec::new(); n_out as usize];
+            for (k, v) in combined {
+                let dst = if shuffle { partition_of(&k, n_out) } else { p };
+                by_dst[dst as usize].push((k, v));
+            }
+            for (dst, pairs) in by_dst.into_iter().enumerate() {
+                if !pairs.is_empty() {
+                    sink.send(output, dst as u32, pairs, Some(c))?;
+                }
+            }
+        }
+        Ok(emitted)
+    }
+
+    fn merge(
+        &self,
+        left: &StoreLocator,
+        right: &StoreLocator,
+        output: &StoreLocator,
+        p: u32,
+        kind: MergeKind,
+        f: Option<&ErasedFn>,
+    ) -> Result<u64> {
+        let out = self.stores.partition(output, p)?;
+        let (l, r) = (
+            self.stores.partition(left, p)?,
+            self.stores.partition(right, p)?,
+        );
+        let mut li = l.iter(KeyRange::all())?;
+        let mut ri = r.iter(KeyRange::all())?;
+        let mut batch = Batcher::new(self.stores.config().batch_bytes as usize);
+        let mut written = 0u64;
+        let mut write = |k: Vec<u8>, v: Vec<u8>, out: &dyn PartitionStore| -> Result<()> {
+            written += 1;
+            if let Some(full) = batch.push(k, v) {
+                out.put_batch(&full)?;
+            }
+            Ok(())
+        };
+        let (keep_left, keep_right, keep_both) = match kind {
+            MergeKind::Join => (false, false, true),
+            MergeKind::Union => (true, true, true),
+            MergeKind::SubtractByKey => (true, false, false),
+            MergeKind::Unspecified => {
+                return Err(EggError::InvalidTask("merge kind is not set".into()))
+            }
+        };
+        let mut a = li.next().transpose()?;
+        let mut b = ri.next().transpose()?;
+        loop {
+            let order = match (&a, &b) {
+                (None, None) => break,
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some((ka, _)), Some((kb, _))) => ka.cmp(kb),
+            };
+            match order {
+                Ordering::Less => {
+                    if let Some((k, v)) = a.take() {
+                        if keep_left {
+                            write(k, v, out.as_ref())?;
+                        } else if b.is_none() {
+                            break;
+                        }
+                    }
+                    a = li.next().transpose()?;
+                }
+                Ordering::Greater => {
+                    if let Some((k, v)) = b.take() {
+                        if keep_right {
+                            write(k, v, out.as_ref())?;
+                        } else if a.is_none() {
+                            break;
+                        }
+                    }
+                    b = ri.next().transpose()?;
+                }
+                Ordering::Equal => {
+                    if let (Some((k, va)), Some((_, vb))) = (a.take(), b.take()) {
+                        if keep_both {
+                            let v = match f {
+                                Some(f) => combine_values(f, &va, &vb)?,
+                                None => va,
+                            };
+                            write(k, v, out.as_ref())?;
+                        }
+                    }
+                    a = li.next().transpose()?;
+                    b = ri.next().transpose()?;
+                }
+            }
+        }
+        let rest = batch.take();
+        if !rest.is_empty() {
+            out.put_batch(&rest)?;
+        }
+        Ok(written)
+    }
+}
+
+/// Carries an egg error through a user-function callback, whose error type is the core one.
+fn to_core(e: EggError) -> eggroll_core::CoreError {
+    match e {
+        EggError::Core(c) => c,
+        other => eggroll_core::CoreError::InvalidArgument(other.to_string()),
+    }
+}

@@ -1,0 +1,17 @@
+//! Partition storage (RocksDB and in-memory) and the task executor of an egg.
+//!
+//! The rest of the system never names RocksDB: it sees [`store::PartitionStore`] and the
+//! [`catalog::Stores`] of a process.
+
+pub mod baseline;
+pub mod catalog;
+pub mod error;
+pub mod executor;
+pub mod memory;
+pub mod rocks;
+pub mod store;
+
+pub use catalog::Stores;
+pub use error::{EggError, Result};
+pub use executor::{Executor, ShuffleSink};
+pub use store::{KeyRange, Pair, PartitionStore};

@@ -1,0 +1,176 @@
+//! RocksDB partitions: one DB per partition, sharing one block cache and one memtable budget
+//! per process.
+
+use crate::error::{EggError, Result};
+use crate::store::{combine_values, KeyRange, Pair, PairIterator, PartitionStore};
+use eggroll_core::config::StorageConfig;
+use eggroll_core::functions::ErasedFn;
+use rocksdb::{
+    BlockBasedOptions, Cache, DBCompressionType, Options, ReadOptions, WriteBatch,
+    WriteBufferManager, DB,
+};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// What every RocksDB partition of a process shares.
+pub struct RocksEnv {
+    cache: Cache,
+    write_buffers: WriteBufferManager,
+}
+
+impl RocksEnv {
+    /// Makes the shared cache and memtable budget.
+    pub fn new(cfg: &StorageConfig) -> Self {
+        let cache = Cache::new_lru_cache(cfg.block_cache_bytes as usize);
+        // Memtable memory is charged to the block cache, so one figure bounds both.
+        let write_buffers = WriteBufferManager::new_write_buffer_manager_with_cache(
+            cfg.write_buffer_bytes as usize,
+            false,
+            cache.clone(),
+        );
+        Self {
+            cache,
+            write_buffers,
+        }
+    }
+
+    fn options(&self) -> Options {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.set_compression_type(DBCompressionType::Lz4);
+        opts.set_write_buffer_manager(&self.write_buffers);
+        opts.set_write_buffer_size(32 << 20);
+        // Each partition keeps few files open; the process caps open partitions instead.
+        opts.set_max_open_files(256);
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&self.cache);
+        table.set_block_size(16 << 10);
+        opts.set_block_based_table_factory(&table);
+        opts
+    }
+
+    /// Opens (creating if missing) the partition at `path`.
+    pub fn open(&self, path: &Path) -> Result<RocksStore> {
+        std::fs::create_dir_all(path)
+            .map_err(EggError::io("cannot create partition directory", path))?;
+        let db = DB::open(&self.options(), path).map_err(|source| EggError::Corrupt {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(RocksStore {
+            db,
+            path: path.to_path_buf(),
+            merge_lock: Mutex::new(()),
+        })
+    }
+}
+
+/// One partition in its own RocksDB.
+pub struct RocksStore {
+    db: DB,
+    path: PathBuf,
+    /// Serializes read-modify-write merges; plain writes do not take it.
+    merge_lock: Mutex<()>,
+}
+
+impl RocksStore {
+    fn err(&self) -> impl Fn(rocksdb::Error) -> EggError + '_ {
+        move |source| EggError::Rocks {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// The partition directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl PartitionStore for RocksStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.db.get(key).map_err(self.err())
+    }
+
+    fn put_batch(&self, pairs: &[Pair]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for (k, v) in pairs {
+            batch.put(k, v);
+        }
+        self.db.write(batch).map_err(self.err())
+    }
+
+    fn delete(&self, key: &[u8]) -> Result<bool> {
+        let existed = self.db.get_pinned(key).map_err(self.err())?.is_some();
+        self.db.delete(key).map_err(self.err())?;
+        Ok(existed)
+    }
+
+    fn iter(&self, range: KeyRange) -> Result<PairIterator<'_>> {
+        let mut opts = ReadOptions::default();
+        if let Some(end) = range.end {
+            opts.set_iterate_upper_bound(end);
+        }
+        opts.set_readahead_size(2 << 20);
+        let mut it = self.db.raw_iterator_opt(opts);
+        match &range.start {
+            Some(start) => it.seek(start),
+            None => it.seek_to_first(),
+        }
+        let mut failed = false;
+        Ok(Box::new(std::iter::from_fn(move || {
+            if failed {
+                return None;
+            }
+            if !it.valid() {
+                return match it.status() {
+                    Ok(()) => None,
+                    Err(source) => {
+                        failed = true;
+                        Some(Err(EggError::Rocks {
+                            path: self.path.clone(),
+                            source,
+                        }))
+                    }
+                };
+            }
+            let pair = (it.key()?.to_vec(), it.value()?.to_vec());
+            it.next();
+            Some(Ok(pair))
+        })))
+    }
+
+    fn count(&self) -> Result<u64> {
+        let mut opts = ReadOptions::default();
+        opts.set_readahead_size(2 << 20);
+        let mut it = self.db.raw_iterator_opt(opts);
+        it.seek_to_first();
+        let mut n = 0u64;
+        while it.valid() {
+            n += 1;
+            it.next();
+        }
+        it.status().map_err(self.err())?;
+        Ok(n)
+    }
+
+    fn merge_batch(&self, pairs: Vec<Pair>, combine: &ErasedFn) -> Result<()> {
+        let _guard = self.merge_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut batch = WriteBatch::default();
+        let mut pending: std::collections::HashMap<Vec<u8>, Vec<u8>> = Default::default();
+        for (k, v) in pairs {
+            let merged = match pending.get(&k) {
+                Some(old) => combine_values(combine, old, &v)?,
+                None => match self.db.get_pinned(&k).map_err(self.err())? {
+                    Some(old) => combine_values(combine, &old, &v)?,
+                    None => v,
+                },
+            };
+            pending.insert(k, merged);
+        }
+        for (k, v) in &pending {
+            batch.put(k, v);
+        }
+        self.db.write(batch).map_err(self.err())
+    }
+}

@@ -1,0 +1,97 @@
+//! The partition store: one partition's sorted key/value pairs, whatever holds them.
+
+use crate::error::Result;
+use eggroll_core::functions::ErasedFn;
+
+/// One key/value pair, as encoded bytes.
+pub type Pair = (Vec<u8>, Vec<u8>);
+
+/// A boxed, sorted iterator over a partition's pairs.
+pub type PairIterator<'a> = Box<dyn Iterator<Item = Result<Pair>> + 'a>;
+
+/// A half-open range of keys, `[start, end)`; `None` is unbounded.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyRange {
+    /// First key included.
+    pub start: Option<Vec<u8>>,
+    /// First key excluded.
+    pub end: Option<Vec<u8>>,
+}
+
+impl KeyRange {
+    /// Every key.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Every key that starts with `prefix`.
+    pub fn prefix(prefix: &[u8]) -> Self {
+        let mut end = prefix.to_vec();
+        // The first key after every key with this prefix: bump the last byte below 0xff.
+        while let Some(last) = end.pop() {
+            if last < 0xff {
+                end.push(last + 1);
+                return Self {
+                    start: Some(prefix.to_vec()),
+                    end: Some(end),
+                };
+            }
+        }
+        Self {
+            start: Some(prefix.to_vec()),
+            end: None,
+        }
+    }
+
+    /// Whether `key` lies in the range.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        self.start.as_deref().is_none_or(|s| key >= s)
+            && self.end.as_deref().is_none_or(|e| key < e)
+    }
+}
+
+/// What every partition store does. Calls block: never call them on an async worker.
+pub trait PartitionStore: Send + Sync {
+    /// The value of `key`, if any.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Writes pairs in one batch; a later pair of the same key wins.
+    fn put_batch(&self, pairs: &[Pair]) -> Result<()>;
+    /// Removes `key`; true if it was there.
+    fn delete(&self, key: &[u8]) -> Result<bool>;
+    /// The pairs in `range`, in key order.
+    fn iter(&self, range: KeyRange) -> Result<PairIterator<'_>>;
+    /// How many pairs the partition holds.
+    fn count(&self) -> Result<u64>;
+    /// Writes pairs, combining each with the value already stored under its key.
+    fn merge_batch(&self, pairs: Vec<Pair>, combine: &ErasedFn) -> Result<()>;
+}
+
+/// Applies a binary function; errors if `f` has another shape.
+pub fn combine_values(f: &ErasedFn, a: &[u8], b: &[u8]) -> Result<Vec<u8>> {
+    match f {
+        ErasedFn::Binary(f) => Ok(f(a, b)?),
+        _ => Err(crate::EggError::InvalidTask(
+            "the combiner must be a two-value function (reduce)".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_ranges() {
+        let r = KeyRange::prefix(b"ab");
+        assert!(
+            r.contains(b"ab")
+                && r.contains(b"ab\xff\xff")
+                && !r.contains(b"ac")
+                && !r.contains(b"aa")
+        );
+        let r = KeyRange::prefix(b"a\xff");
+        assert_eq!(r.end.as_deref(), Some(&b"b"[..]));
+        let r = KeyRange::prefix(b"\xff\xff");
+        assert!(r.end.is_none() && r.contains(b"\xff\xff\x00"));
+    }
+}

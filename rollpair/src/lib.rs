@@ -1,0 +1,10 @@
+//! The roll-pair client API: a [`RollPairContext`] for a session and typed [`RollPair`]
+//! tables whose every operation runs as one task per partition.
+
+pub mod context;
+pub mod error;
+pub mod table;
+
+pub use context::{Options, RollPairContext};
+pub use error::{Error, Result};
+pub use table::RollPair;

@@ -1,0 +1,508 @@
+//! A typed table: every operation becomes one job of one task per partition.
+
+use crate::context::{Options, RollPairContext};
+use crate::error::Result;
+use eggroll_core::codec::{decode, encode};
+use eggroll_core::functions::{
+    builtin, CollapsePartitions, Filter, FlatMap, Function, Join, Map, MapPartitions, MapValues,
+    Reduce, SeqOp,
+};
+use eggroll_core::partitioner::partition_of;
+use eggroll_proto::meta::{
+    job::Op, Aggregate, Count, Functor, Job, MapReducePartitions, MergeKind, SortedMerge, Store,
+    StoreLocator, StoreType, Take,
+};
+use serde::{de::DeserializeOwned, Serialize};
+use std::marker::PhantomData;
+
+/// A table of `K` keys and `V` values, partitioned by the encoded key.
+pub struct RollPair<K, V> {
+    ctx: RollPairContext,
+    locator: StoreLocator,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> Clone for RollPair<K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            ctx: self.ctx.clone(),
+            locator: self.locator.clone(),
+            _types: PhantomData,
+        }
+    }
+}
+
+fn functor<F: Function>(f: &F, kind: &str) -> Result<Functor> {
+    Ok(Functor {
+        name: F::NAME.into(),
+        kind: kind.into(),
+        params: encode(f)?,
+    })
+}
+
+fn store(l: &StoreLocator) -> Store {
+    Store {
+        locator: Some(l.clone()),
+        ..Default::default()
+    }
+}
+
+impl<K, V> RollPair<K, V> {
+    pub(crate) fn new(ctx: RollPairContext, locator: StoreLocator) -> Self {
+        Self {
+            ctx,
+            locator,
+            _types: PhantomData,
+        }
+    }
+
+    /// Where the table lives and how it is partitioned.
+    pub fn locator(&self) -> &StoreLocator {
+        &self.locator
+    }
+
+    /// Its partition count.
+    pub fn partitions(&self) -> u32 {
+        self.locator.total_partitions
+    }
+
+    /// Its namespace.
+    pub fn namespace(&self) -> &str {
+        &self.locator.namespace
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.locator.name
+    }
+
+    fn what(&self, part: &str) -> String {
+        format!(
+            "{part} of table {}/{} (written as `{}` -> `{}`)",
+            self.locator.namespace,
+            self.locator.name,
+            self.locator.key_type,
+            self.locator.value_type
+        )
+    }
+
+    /// A job over this table (and `others`) into `output`.
+    fn job(&self, others: &[&StoreLocator], output: Option<&StoreLocator>, op: Op) -> Job {
+        let mut inputs = vec![store(&self.locator)];
+        inputs.extend(others.iter().map(|l| store(l)));
+        Job {
+            inputs,
+            outputs: output.map(store).into_iter().collect(),
+            op: Some(op),
+            ..Default::default()
+        }
+    }
+
+    fn output<K2, V2>(&self, partitions: u32) -> Result<StoreLocator> {
+        self.ctx
+            .new_locator::<K2, V2>(&Options::partitions(partitions))
+    }
+
+    /// Map-reduce primitive: map each partition, optionally shuffle and combine.
+    fn map_reduce<K2, V2>(
+        &self,
+        mapper: Option<Functor>,
+        shuffle: bool,
+        combiner: Option<Functor>,
+        partitions: u32,
+    ) -> Result<RollPair<K2, V2>> {
+        let out = self.output::<K2, V2>(partitions)?;
+        let job = self.job(
+            &[],
+            Some(&out),
+            Op::MapReduce(MapReducePartitions {
+                mapper,
+                shuffle,
+                combiner,
+            }),
+        );
+        self.ctx.run_job(job, self.partitions())?;
+        Ok(RollPair::new(self.ctx.clone(), out))
+    }
+
+    /// Number of pairs.
+    pub fn count(&self) -> Result<u64> {
+        let results = self
+            .ctx
+            .run_job(self.job(&[], None, Op::Count(Count {})), self.partitions())?;
+        Ok(results.iter().map(|r| r.count).sum())
+    }
+
+    /// Removes the table and its files.
+    pub fn destroy(self) -> Result<()> {
+        Ok(self.ctx.stores().destroy(&self.locator)?)
+    }
+
+    /// The same pairs in `n` partitions (in memory).
+    pub fn repartition(&self, n: u32) -> Result<RollPair<K, V>> {
+        self.map_reduce(None, true, None, n)
+    }
+
+    /// Copies the table to `opts` (a persistent table with `Options::persistent`),
+    /// repartitioning when the count differs.
+    pub fn save_as(&self, opts: Options) -> Result<RollPair<K, V>> {
+        let out = self.ctx.new_locator::<K, V>(&Options {
+            store_type: match opts.store_type {
+                StoreType::Unspecified => StoreType::Rocksdb,
+                t => t,
+            },
+            ..opts
+        })?;
+        let shuffle = out.total_partitions != self.partitions();
+        let job = self.job(
+            &[],
+            Some(&out),
+            Op::MapReduce(MapReducePartitions {
+                mapper: None,
+                shuffle,
+                combiner: None,
+            }),
+        );
+        self.ctx.run_job(job, self.partitions())?;
+        Ok(RollPair::new(self.ctx.clone(), out))
+    }
+
+    /// A random sample: each pair kept with probability `fraction`; the same seed, the same sample.
+    pub fn sample(&self, fraction: f64, seed: u64) -> Result<RollPair<K, V>> {
+        let params = encode(&builtin::SampleParams { fraction, seed })?;
+        let f = Functor {
+            name: builtin::SAMPLE.into(),
+            kind: "builtin".into(),
+            params,
+        };
+        self.map_reduce(Some(f), false, None, self.partitions())
+    }
+
+    /// Each partition as one pair: its last key and the list of its pairs in key order.
+    pub fn glom(&self) -> Result<RollPair<K, Vec<(K, V)>>> {
+        let f = Functor {
+            name: builtin::GLOM.into(),
+            kind: "builtin".into(),
+            params: Vec::new(),
+        };
+        self.map_reduce(Some(f), false, None, self.partitions())
+    }
+
+    /// Brings `other` to this table's partitioning, if it differs.
+    fn co_partitioned<W>(&self, other: &RollPair<K, W>) -> Result<RollPair<K, W>> {
+        if other.partitions() == self.partitions() {
+            Ok(other.clone())
+        } else {
+            other.map_reduce(None, true, None, self.partitions())
+        }
+    }
+
+    /// Merge primitive over this table and a co-partitioned `other`.
+    fn merge<W, U>(
+        &self,
+        other: &RollPair<K, W>,
+        kind: MergeKind,
+        merge: Option<Functor>,
+    ) -> Result<RollPair<K, U>> {
+        let right = self.co_partitioned(other)?;
+        let out = self.output::<K, U>(self.partitions())?;
+        let job = self.job(
+            &[&right.locator],
+            Some(&out),
+            Op::Merge(SortedMerge {
+                kind: kind as i32,
+                merge,
+            }),
+        );
+        self.ctx.run_job(job, self.partitions())?;
+        Ok(RollPair::new(self.ctx.clone(), out))
+    }
+
+    /// The pairs whose key is not in `other`.
+    pub fn subtract_by_key<W>(&self, other: &RollPair<K, W>) -> Result<RollPair<K, V>> {
+        self.merge(other, MergeKind::SubtractByKey, None)
+    }
+}
+
+impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> RollPair<K, V> {
+    fn key_partition(
+        &self,
+        key: &K,
+    ) -> Result<(Vec<u8>, std::sync::Arc<dyn eggroll_eggpair::PartitionStore>)> {
+        let k = encode(key)?;
+        let p = partition_of(&k, self.partitions());
+        Ok((k, self.ctx.stores().partition(&self.locator, p)?))
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &K) -> Result<Option<V>> {
+        let (k, part) = self.key_partition(key)?;
+        match part.get(&k)? {
+            Some(v) => Ok(Some(decode(&v, &|| self.what("a value"))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Sets the value of `key`.
+    pub fn put(&self, key: &K, value: &V) -> Result<()> {
+        let (k, part) = self.key_partition(key)?;
+        Ok(part.put_batch(&[(k, encode(value)?)])?)
+    }
+
+    /// Removes `key`; true if it was there.
+    pub fn delete(&self, key: &K) -> Result<bool> {
+        let (k, part) = self.key_partition(key)?;
+        Ok(part.delete(&k)?)
+    }
+
+    /// Writes many pairs in batches (a later duplicate key wins); returns how many.
+    pub fn put_all(&self, data: impl IntoIterator<Item = (K, V)>) -> Result<u64> {
+        self.ctx.write_pairs(&self.locator, data)
+    }
+
+    /// Every pair, partition by partition, each partition in key order; streamed in batches.
+    pub fn get_all(&self) -> Result<impl Iterator<Item = Result<(K, V)>> + use<K, V>> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<(Vec<u8>, Vec<u8>)>>>(4);
+        let stores = self.ctx.stores().clone();
+        let locator = self.locator.clone();
+        let limit = stores.config().batch_bytes.max(1) as usize;
+        // A dedicated producer thread: it blocks on RocksDB and on the bounded channel, and it
+        // stops as soon as the consumer drops the iterator.
+        std::thread::Builder::new()
+            .name("eggroll-get-all".into())
+            .spawn(move || {
+                for p in 0..locator.total_partitions {
+                    let part = match stores.partition(&locator, p) {
+                        Ok(part) => part,
+                        Err(e) => {
+                            let _ = tx.send(Err(e.into()));
+                            return;
+                        }
+                    };
+                    let iter = match part.iter(eggroll_eggpair::KeyRange::all()) {
+                        Ok(iter) => iter,
+                        Err(e) => {
+                            let _ = tx.send(Err(e.into()));
+                            return;
+                        }
+                    };
+                    let (mut batch, mut bytes) = (Vec::new(), 0usize);
+                    for pair in iter {
+                        match pair {
+                            Ok((k, v)) => {
+                                bytes += k.len() + v.len() + 16;
+                                batch.push((k, v));
+                                if bytes >= limit {
+                                    bytes = 0;
+                                    if tx.send(Ok(std::mem::take(&mut batch))).is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                            Err(e) => {
+                                let _ = tx.send(Err(e.into()));
+                                return;
+                            }
+                        }
+                    }
+                    if !batch.is_empty() && tx.send(Ok(batch)).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| crate::Error::Pool(e.to_string()))?;
+        let what = self.what("a pair");
+        Ok(rx.into_iter().flat_map(move |batch| {
+            let what = what.clone();
+            let items: Vec<Result<(K, V)>> = match batch {
+                Ok(pairs) => pairs
+                    .into_iter()
+                    .map(|(k, v)| {
+                        Ok((decode(&k, &|| what.clone())?, decode(&v, &|| what.clone())?))
+                    })
+                    .collect(),
+                Err(e) => vec![Err(e)],
+            };
+            items
+        }))
+    }
+
+    /// The first `n` pairs, in partition order then key order.
+    pub fn take(&self, n: u64) -> Result<Vec<(K, V)>> {
+        let mut out = Vec::new();
+        for p in 0..self.partitions() {
+            if out.len() as u64 >= n {
+                break;
+            }
+            let part = self.ctx.stores().partition(&self.locator, p)?;
+            for pair in part.iter(eggroll_eggpair::KeyRange::all())? {
+                if out.len() as u64 >= n {
+                    break;
+                }
+                let (k, v) = pair?;
+                out.push((
+                    decode(&k, &|| self.what("a key"))?,
+                    decode(&v, &|| self.what("a value"))?,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The first `n` keys, in partition order then key order.
+    pub fn take_keys(&self, n: u64) -> Result<Vec<K>> {
+        let job = self.job(
+            &[],
+            None,
+            Op::Take(Take {
+                limit: n,
+                keys_only: true,
+            }),
+        );
+        let mut out = Vec::new();
+        for r in self.ctx.run_job(job, self.partitions())? {
+            for k in r.pairs.unwrap_or_default().keys {
+                if out.len() as u64 >= n {
+                    return Ok(out);
+                }
+                out.push(decode(&k, &|| self.what("a key"))?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The first pair, if any.
+    pub fn first(&self) -> Result<Option<(K, V)>> {
+        Ok(self.take(1)?.into_iter().next())
+    }
+
+    /// Maps every value, keeping keys and partitions.
+    pub fn map_values<F: MapValues<V = V>>(&self, f: &F) -> Result<RollPair<K, F::Out>> {
+        self.map_reduce(
+            Some(functor(f, "map_values")?),
+            false,
+            None,
+            self.partitions(),
+        )
+    }
+
+    /// Maps every pair to a new pair, re-partitioned by the new key.
+    pub fn map<F: Map<K = K, V = V>>(&self, f: &F) -> Result<RollPair<F::K2, F::V2>> {
+        self.map_reduce(Some(functor(f, "map")?), true, None, self.partitions())
+    }
+
+    /// Maps every pair to any number of pairs, re-partitioned by key.
+    pub fn flat_map<F: FlatMap<K = K, V = V>>(&self, f: &F) -> Result<RollPair<F::K2, F::V2>> {
+        self.map_reduce(Some(functor(f, "flat_map")?), true, None, self.partitions())
+    }
+
+    /// Keeps the pairs `f` accepts.
+    pub fn filter<F: Filter<K = K, V = V>>(&self, f: &F) -> Result<RollPair<K, V>> {
+        self.map_reduce(Some(functor(f, "filter")?), false, None, self.partitions())
+    }
+
+    /// Maps whole partitions; output re-partitioned by key (a later duplicate key wins).
+    pub fn map_partitions<F: MapPartitions<K = K, V = V>>(
+        &self,
+        f: &F,
+    ) -> Result<RollPair<F::K2, F::V2>> {
+        self.map_reduce(
+            Some(functor(f, "map_partitions")?),
+            true,
+            None,
+            self.partitions(),
+        )
+    }
+
+    /// Maps whole partitions and combines the values of equal output keys with `r`.
+    pub fn map_reduce_partitions<F, R>(&self, f: &F, r: &R) -> Result<RollPair<F::K2, F::V2>>
+    where
+        F: MapPartitions<K = K, V = V>,
+        R: Reduce<V = F::V2>,
+    {
+        let combiner = functor(r, "reduce")?;
+        self.map_reduce(
+            Some(functor(f, "map_partitions")?),
+            true,
+            Some(combiner),
+            self.partitions(),
+        )
+    }
+
+    /// Folds each non-empty partition into one value under its last key.
+    pub fn collapse_partitions<F: CollapsePartitions<K = K, V = V>>(
+        &self,
+        f: &F,
+    ) -> Result<RollPair<K, F::Out>> {
+        self.map_reduce(
+            Some(functor(f, "collapse_partitions")?),
+            false,
+            None,
+            self.partitions(),
+        )
+    }
+
+    /// Combines every value with `f`: a partial per partition, combined here. None if empty.
+    pub fn reduce<F: Reduce<V = V>>(&self, f: &F) -> Result<Option<V>> {
+        let seq = functor(f, "reduce")?;
+        // A reduce's seq_op is the reduce itself, registered as a binary function.
+        let job = self.job(
+            &[],
+            None,
+            Op::Aggregate(Aggregate {
+                zero: None,
+                seq_op: Some(seq),
+            }),
+        );
+        let mut acc: Option<V> = None;
+        for r in self.ctx.run_job(job, self.partitions())? {
+            if let Some(bytes) = r.value {
+                let v: V = decode(&bytes, &|| self.what("a partial reduce"))?;
+                acc = Some(match acc {
+                    Some(a) => f.reduce(a, v),
+                    None => v,
+                });
+            }
+        }
+        Ok(acc)
+    }
+
+    /// Folds values into `zero` with `seq` per partition, then the partials with `comb`.
+    pub fn aggregate<S, C>(&self, zero: &S::Acc, seq: &S, comb: &C) -> Result<S::Acc>
+    where
+        S: SeqOp<V = V>,
+        C: Reduce<V = S::Acc>,
+        S::Acc: Clone,
+    {
+        let job = self.job(
+            &[],
+            None,
+            Op::Aggregate(Aggregate {
+                zero: Some(encode(zero)?),
+                seq_op: Some(functor(seq, "seq_op")?),
+            }),
+        );
+        let mut acc = zero.clone();
+        for r in self.ctx.run_job(job, self.partitions())? {
+            if let Some(bytes) = r.value {
+                acc = comb.reduce(acc, decode(&bytes, &|| self.what("a partial aggregate"))?);
+            }
+        }
+        Ok(acc)
+    }
+
+    /// Inner join on equal keys; `f` merges the two values. `other` is repartitioned to this
+    /// table's partition count when they differ.
+    pub fn join<W, F: Join<V = V, W = W>>(
+        &self,
+        other: &RollPair<K, W>,
+        f: &F,
+    ) -> Result<RollPair<K, F::Out>> {
+        self.merge(other, MergeKind::Join, Some(functor(f, "join")?))
+    }
+
+    /// Every key of both tables; `f` merges the values of keys in both.
+    pub fn union<F: Reduce<V = V>>(&self, other: &RollPair<K, V>, f: &F) -> Result<RollPair<K, V>> {
+        self.merge(other, MergeKind::Union, Some(functor(f, "reduce")?))
+    }
+}
