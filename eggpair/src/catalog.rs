@@ -241,25 +241,16 @@ impl Stores {
     }
 
     fn rocks_partition(&self, path: &Path) -> Result<Arc<RocksStore>> {
-        {
-            let mut cache = self.lock_rocks();
-            cache.tick += 1;
-            let tick = cache.tick;
-            if let Some((store, used)) = cache.open.get_mut(path) {
-                *used = tick;
-                return Ok(store.clone());
-            }
-        }
-        // Opening a DB is slow; do it without holding the cache lock.
-        let store = Arc::new(self.env.open(path)?);
         let mut cache = self.lock_rocks();
+        cache.tick += 1;
         let tick = cache.tick;
-        let store = cache
-            .open
-            .entry(path.to_path_buf())
-            .or_insert((store, tick))
-            .0
-            .clone();
+        if let Some((store, used)) = cache.open.get_mut(path) {
+            *used = tick;
+            return Ok(store.clone());
+        }
+        // Opened under the lock: RocksDB allows one open handle per directory per process.
+        let store = Arc::new(self.env.open(path)?);
+        cache.open.insert(path.to_path_buf(), (store.clone(), tick));
         let cap = self.config.max_open_partitions.max(1) as usize;
         while cache.open.len() > cap {
             // Close the least recently used partition that no task holds right now.

@@ -1,0 +1,623 @@
+//! Every roll-pair operation against a plain reference (HashMap, Vec) computed here, on real
+//! RocksDB and in-memory partitions.
+
+use eggroll_core::functions::builtin::{SumI64, SumU64};
+use eggroll_core::functions::{
+    CollapsePartitions, Filter, FlatMap, Function, Join, Map, MapPartitions, MapValues, Reduce,
+    SeqOp,
+};
+use eggroll_core::register;
+use eggroll_rollpair::{Options, RollPair, RollPairContext};
+use proptest::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+#[derive(Serialize, Deserialize)]
+struct AddTo {
+    n: i64,
+}
+impl Function for AddTo {
+    const NAME: &'static str = "tests::AddTo";
+}
+impl MapValues for AddTo {
+    type V = i64;
+    type Out = i64;
+    fn map_values(&self, v: i64) -> i64 {
+        v.wrapping_add(self.n)
+    }
+}
+register!(map_values: AddTo);
+
+#[derive(Serialize, Deserialize)]
+struct Len;
+impl Function for Len {
+    const NAME: &'static str = "tests::Len";
+}
+impl MapValues for Len {
+    type V = Vec<u8>;
+    type Out = u64;
+    fn map_values(&self, v: Vec<u8>) -> u64 {
+        v.len() as u64
+    }
+}
+register!(map_values: Len);
+
+/// (k, v) -> (k mod m, v): collides keys on purpose.
+#[derive(Serialize, Deserialize)]
+struct ModKey {
+    m: i64,
+}
+impl Function for ModKey {
+    const NAME: &'static str = "tests::ModKey";
+}
+impl Map for ModKey {
+    type K = i64;
+    type V = i64;
+    type K2 = i64;
+    type V2 = i64;
+    fn map(&self, k: i64, v: i64) -> (i64, i64) {
+        (k.rem_euclid(self.m), v)
+    }
+}
+register!(map: ModKey);
+
+/// (k, v) -> (v, k): a bijection when values are distinct.
+#[derive(Serialize, Deserialize)]
+struct Swap;
+impl Function for Swap {
+    const NAME: &'static str = "tests::Swap";
+}
+impl Map for Swap {
+    type K = i64;
+    type V = i64;
+    type K2 = i64;
+    type V2 = i64;
+    fn map(&self, k: i64, v: i64) -> (i64, i64) {
+        (v, k)
+    }
+}
+register!(map: Swap);
+
+#[derive(Serialize, Deserialize)]
+struct Explode;
+impl Function for Explode {
+    const NAME: &'static str = "tests::Explode";
+}
+impl FlatMap for Explode {
+    type K = i64;
+    type V = i64;
+    type K2 = String;
+    type V2 = i64;
+    fn flat_map(&self, k: i64, v: i64) -> Vec<(String, i64)> {
+        (0..k.rem_euclid(3))
+            .map(|i| (format!("{k}/{i}"), v))
+            .collect()
+    }
+}
+register!(flat_map: Explode);
+
+#[derive(Serialize, Deserialize)]
+struct EvenKeys;
+impl Function for EvenKeys {
+    const NAME: &'static str = "tests::EvenKeys";
+}
+impl Filter for EvenKeys {
+    type K = i64;
+    type V = i64;
+    fn filter(&self, k: &i64, _: &i64) -> bool {
+        k % 2 == 0
+    }
+}
+register!(filter: EvenKeys);
+
+/// Emits (v mod 5, 1) per pair: counted per bucket with a reduce.
+#[derive(Serialize, Deserialize)]
+struct Buckets;
+impl Function for Buckets {
+    const NAME: &'static str = "tests::Buckets";
+}
+impl MapPartitions for Buckets {
+    type K = i64;
+    type V = i64;
+    type K2 = i64;
+    type V2 = i64;
+    fn map_partitions(
+        &self,
+        _: u32,
+        items: &mut dyn Iterator<Item = (i64, i64)>,
+        emit: &mut dyn FnMut(i64, i64),
+    ) {
+        for (_, v) in items {
+            emit(v.rem_euclid(5), 1);
+        }
+    }
+}
+register!(map_partitions: Buckets);
+
+#[derive(Serialize, Deserialize)]
+struct SumPartition;
+impl Function for SumPartition {
+    const NAME: &'static str = "tests::SumPartition";
+}
+impl CollapsePartitions for SumPartition {
+    type K = i64;
+    type V = i64;
+    type Out = i64;
+    fn collapse(&self, items: &mut dyn Iterator<Item = (i64, i64)>) -> i64 {
+        items.map(|(_, v)| v).fold(0i64, i64::wrapping_add)
+    }
+}
+register!(collapse_partitions: SumPartition);
+
+#[derive(Serialize, Deserialize)]
+struct Pair;
+impl Function for Pair {
+    const NAME: &'static str = "tests::Pair";
+}
+impl Join for Pair {
+    type V = i64;
+    type W = String;
+    type Out = (i64, String);
+    fn join(&self, v: i64, w: String) -> (i64, String) {
+        (v, w)
+    }
+}
+register!(join: Pair);
+
+#[derive(Serialize, Deserialize)]
+struct Max;
+impl Function for Max {
+    const NAME: &'static str = "tests::Max";
+}
+impl Reduce for Max {
+    type V = i64;
+    fn reduce(&self, a: i64, b: i64) -> i64 {
+        a.max(b)
+    }
+}
+register!(reduce: Max);
+
+#[derive(Serialize, Deserialize)]
+struct CountAndSum;
+impl Function for CountAndSum {
+    const NAME: &'static str = "tests::CountAndSum";
+}
+impl SeqOp for CountAndSum {
+    type Acc = (u64, i64);
+    type V = i64;
+    fn seq_op(&self, acc: (u64, i64), v: i64) -> (u64, i64) {
+        (acc.0 + 1, acc.1.wrapping_add(v))
+    }
+}
+register!(seq_op: CountAndSum);
+
+#[derive(Serialize, Deserialize)]
+struct AddPairs;
+impl Function for AddPairs {
+    const NAME: &'static str = "tests::AddPairs";
+}
+impl Reduce for AddPairs {
+    type V = (u64, i64);
+    fn reduce(&self, a: (u64, i64), b: (u64, i64)) -> (u64, i64) {
+        (a.0 + b.0, a.1.wrapping_add(b.1))
+    }
+}
+register!(reduce: AddPairs);
+
+fn ctx() -> (tempfile::TempDir, RollPairContext) {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = RollPairContext::standalone(dir.path()).unwrap();
+    (dir, ctx)
+}
+
+fn all<
+    K: Ord + Serialize + serde::de::DeserializeOwned,
+    V: Serialize + serde::de::DeserializeOwned,
+>(
+    t: &RollPair<K, V>,
+) -> BTreeMap<K, V> {
+    let pairs: Vec<(K, V)> = t.get_all().unwrap().collect::<Result<_, _>>().unwrap();
+    let n = pairs.len();
+    let map: BTreeMap<K, V> = pairs.into_iter().collect();
+    assert_eq!(map.len(), n, "get_all returned a key twice");
+    map
+}
+
+/// Runs every single-table and two-table op on `data` and compares with a reference.
+fn check_all_ops(
+    ctx: &RollPairContext,
+    data: &[(i64, i64)],
+    parts: u32,
+    other_parts: u32,
+    persistent: bool,
+) {
+    let reference: BTreeMap<i64, i64> = data.iter().cloned().collect(); // last duplicate wins
+    let opts = if persistent {
+        Options::persistent("tests", &format!("t{parts}_{}", data.len()), parts)
+    } else {
+        Options::partitions(parts)
+    };
+    let t = ctx.parallelize(data.iter().cloned(), opts).unwrap();
+    assert_eq!(all(&t), reference);
+    assert_eq!(t.count().unwrap(), reference.len() as u64);
+    for (k, v) in reference.iter().take(20) {
+        assert_eq!(t.get(k).unwrap(), Some(*v));
+    }
+    assert_eq!(t.get(&i64::MIN).unwrap(), reference.get(&i64::MIN).cloned());
+
+    // take / first: n distinct pairs of the table.
+    let taken = t.take(7).unwrap();
+    assert_eq!(taken.len(), reference.len().min(7));
+    for (k, v) in &taken {
+        assert_eq!(reference.get(k), Some(v));
+    }
+    assert_eq!(t.take_keys(3).unwrap().len(), reference.len().min(3));
+    assert_eq!(t.first().unwrap().is_some(), !reference.is_empty());
+
+    let mapped = t.map_values(&AddTo { n: 10 }).unwrap();
+    let expect: BTreeMap<i64, i64> = reference
+        .iter()
+        .map(|(k, v)| (*k, v.wrapping_add(10)))
+        .collect();
+    assert_eq!(all(&mapped), expect);
+
+    let filtered = t.filter(&EvenKeys).unwrap();
+    let expect: BTreeMap<i64, i64> = reference
+        .iter()
+        .filter(|(k, _)| *k % 2 == 0)
+        .map(|(k, v)| (*k, *v))
+        .collect();
+    assert_eq!(all(&filtered), expect);
+
+    // map with colliding keys: the key set is exact, each value is one of the candidates.
+    let modded = all(&t.map(&ModKey { m: 7 }).unwrap());
+    let mut candidates: HashMap<i64, Vec<i64>> = HashMap::new();
+    for (k, v) in &reference {
+        candidates.entry(k.rem_euclid(7)).or_default().push(*v);
+    }
+    assert_eq!(modded.len(), candidates.len());
+    for (k, v) in &modded {
+        assert!(candidates[k].contains(v));
+    }
+
+    let exploded = all(&t.flat_map(&Explode).unwrap());
+    let expect: BTreeMap<String, i64> = reference
+        .iter()
+        .flat_map(|(k, v)| (0..k.rem_euclid(3)).map(move |i| (format!("{k}/{i}"), *v)))
+        .collect();
+    assert_eq!(exploded, expect);
+
+    let buckets = all(&t.map_reduce_partitions(&Buckets, &SumI64).unwrap());
+    let mut expect: BTreeMap<i64, i64> = BTreeMap::new();
+    for v in reference.values() {
+        *expect.entry(v.rem_euclid(5)).or_default() += 1;
+    }
+    assert_eq!(buckets, expect);
+
+    let collapsed = all(&t.collapse_partitions(&SumPartition).unwrap());
+    assert!(collapsed.len() <= parts as usize);
+    assert_eq!(
+        collapsed.values().fold(0i64, |a, b| a.wrapping_add(*b)),
+        reference.values().fold(0i64, |a, b| a.wrapping_add(*b))
+    );
+    for k in collapsed.keys() {
+        assert!(reference.contains_key(k));
+    }
+
+    let glommed = all(&t.glom().unwrap());
+    let mut seen: BTreeMap<i64, i64> = BTreeMap::new();
+    for (last, list) in glommed {
+        assert_eq!(list.last().map(|(k, _)| *k), Some(last));
+        seen.extend(list);
+    }
+    assert_eq!(seen, reference);
+
+    assert_eq!(t.reduce(&Max).unwrap(), reference.values().max().cloned());
+    let (n, s) = t.aggregate(&(0, 0), &CountAndSum, &AddPairs).unwrap();
+    assert_eq!(n, reference.len() as u64);
+    assert_eq!(s, reference.values().fold(0i64, |a, b| a.wrapping_add(*b)));
+
+    let sample = all(&t.sample(0.5, 42).unwrap());
+    assert_eq!(
+        sample,
+        all(&t.sample(0.5, 42).unwrap()),
+        "same seed, same sample"
+    );
+    for (k, v) in &sample {
+        assert_eq!(reference.get(k), Some(v));
+    }
+    assert!(all(&t.sample(0.0, 1).unwrap()).is_empty());
+    assert_eq!(all(&t.sample(1.0, 1).unwrap()), reference);
+
+    // Two-table ops against a table of another partition count.
+    let right_ref: BTreeMap<i64, String> = reference
+        .keys()
+        .filter(|k| *k % 3 != 0)
+        .map(|k| (*k, format!("ключ-{k}")))
+        .chain([(i64::MAX, "only right".to_string())])
+        .collect();
+    let right = ctx
+        .parallelize(right_ref.clone(), Options::partitions(other_parts))
+        .unwrap();
+    let joined = all(&t.join(&right, &Pair).unwrap());
+    let expect: BTreeMap<i64, (i64, String)> = reference
+        .iter()
+        .filter_map(|(k, v)| right_ref.get(k).map(|w| (*k, (*v, w.clone()))))
+        .collect();
+    assert_eq!(joined, expect);
+
+    let sub = all(&t.subtract_by_key(&right).unwrap());
+    let expect: BTreeMap<i64, i64> = reference
+        .iter()
+        .filter(|(k, _)| !right_ref.contains_key(k))
+        .map(|(k, v)| (*k, *v))
+        .collect();
+    assert_eq!(sub, expect);
+
+    let other_ref: BTreeMap<i64, i64> = reference
+        .iter()
+        .filter(|(k, _)| *k % 2 == 0)
+        .map(|(k, v)| (*k + 1, *v))
+        .collect();
+    let other = ctx
+        .parallelize(other_ref.clone(), Options::partitions(other_parts))
+        .unwrap();
+    let unioned = all(&t.union(&other, &Max).unwrap());
+    let mut expect = reference.clone();
+    for (k, v) in &other_ref {
+        let merged = expect.get(k).map_or(*v, |old| (*old).max(*v));
+        expect.insert(*k, merged);
+    }
+    assert_eq!(unioned, expect);
+
+    let re = t.repartition(other_parts).unwrap();
+    assert_eq!(re.partitions(), other_parts);
+    assert_eq!(all(&re), reference);
+    for (k, v) in reference.iter().take(10) {
+        assert_eq!(
+            re.get(k).unwrap(),
+            Some(*v),
+            "repartitioned key lands in its partition"
+        );
+    }
+}
+
+#[test]
+fn every_op_matches_reference_on_edge_shapes() {
+    let (_dir, ctx) = ctx();
+    let dup: Vec<(i64, i64)> = (0..500).map(|i| (i % 97, i)).collect();
+    let spread: Vec<(i64, i64)> = (0..3000).map(|i| (i * 7919 - 1_000_000, i * 31)).collect();
+    for persistent in [false, true] {
+        check_all_ops(&ctx, &[], 1, 3, persistent);
+        check_all_ops(&ctx, &[], 16, 1, persistent);
+        check_all_ops(&ctx, &[(5, 6)], 1, 16, persistent);
+        check_all_ops(&ctx, &dup, 16, 3, persistent);
+        check_all_ops(&ctx, &spread, 4, 4, persistent);
+        check_all_ops(&ctx, &spread, 16, 5, persistent);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+    #[test]
+    fn random_tables_match_reference(
+        data in proptest::collection::vec((any::<i64>(), any::<i64>()), 0..300),
+        parts in 1u32..17,
+        other in 1u32..17,
+    ) {
+        let (_dir, ctx) = ctx();
+        check_all_ops(&ctx, &data, parts, other, false);
+    }
+}
+
+#[test]
+fn binary_unicode_and_large_values_round_trip() {
+    let (_dir, ctx) = ctx();
+    let mut reference: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+    reference.insert(vec![], vec![]);
+    reference.insert(vec![0, 0, 0], vec![0xff; 3]);
+    reference.insert("键🙂".as_bytes().to_vec(), "значение".as_bytes().to_vec());
+    reference.insert(vec![0xff; 40], vec![7u8; 1 << 20]);
+    for i in 0..200u32 {
+        reference.insert(
+            i.to_be_bytes().to_vec(),
+            vec![(i % 251) as u8; (i as usize * 37) % 5000],
+        );
+    }
+    for parts in [1, 16] {
+        let t = ctx
+            .parallelize(
+                reference.clone(),
+                Options::persistent("tests", &format!("bin{parts}"), parts),
+            )
+            .unwrap();
+        let got: HashMap<Vec<u8>, Vec<u8>> =
+            t.get_all().unwrap().collect::<Result<_, _>>().unwrap();
+        assert_eq!(got, reference);
+        let lens: HashMap<Vec<u8>, u64> = t
+            .map_values(&Len)
+            .unwrap()
+            .get_all()
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(lens[&vec![0xff; 40]], 1 << 20);
+        assert_eq!(lens.len(), reference.len());
+    }
+    let strings = ctx
+        .parallelize(
+            [
+                ("ключ".to_string(), "值".to_string()),
+                ("".into(), "empty key".into()),
+            ],
+            Options::partitions(3),
+        )
+        .unwrap();
+    assert_eq!(
+        strings.get(&"ключ".to_string()).unwrap().as_deref(),
+        Some("值")
+    );
+    assert_eq!(
+        strings.get(&String::new()).unwrap().as_deref(),
+        Some("empty key")
+    );
+}
+
+#[test]
+fn put_get_delete_and_swap_bijection() {
+    let (_dir, ctx) = ctx();
+    let t: RollPair<i64, i64> = ctx.create(Options::partitions(4)).unwrap();
+    for i in 0..100 {
+        t.put(&i, &(i * i)).unwrap();
+    }
+    assert!(t.delete(&3).unwrap());
+    assert!(!t.delete(&3).unwrap());
+    assert_eq!(t.get(&3).unwrap(), None);
+    assert_eq!(t.count().unwrap(), 99);
+    let swapped = all(&t.map(&Swap).unwrap());
+    let expect: BTreeMap<i64, i64> = (0..100).filter(|i| *i != 3).map(|i| (i * i, i)).collect();
+    assert_eq!(swapped, expect);
+    assert_eq!(
+        t.map_values(&AddTo { n: 1 })
+            .unwrap()
+            .reduce(&SumI64)
+            .unwrap(),
+        Some(expect.keys().sum::<i64>() + 99)
+    );
+    let counted: Option<u64> = ctx
+        .parallelize((0..10u64).map(|i| (i, i)), Options::partitions(3))
+        .unwrap()
+        .reduce(&SumU64)
+        .unwrap();
+    assert_eq!(counted, Some(45));
+}
+
+#[test]
+fn persistent_tables_survive_a_new_process_and_cleanup_globs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data: BTreeMap<String, Vec<u8>> = (0..2000)
+        .map(|i| (format!("k{i}"), vec![i as u8; 100]))
+        .collect();
+    {
+        let ctx = RollPairContext::standalone(dir.path()).unwrap();
+        let t = ctx
+            .parallelize(data.clone(), Options::persistent("ns", "kept", 4))
+            .unwrap();
+        t.save_as(Options::persistent("ns", "copy_in_7", 7))
+            .unwrap();
+        ctx.parallelize([(1u8, 1u8)], Options::persistent("ns", "tmp_a", 2))
+            .unwrap();
+        ctx.parallelize([(1u8, 1u8)], Options::persistent("ns", "tmp_b", 2))
+            .unwrap();
+        ctx.stop().unwrap();
+    }
+    // A child process would be the strictest check; a fresh context over the same dir
+    // reopens every RocksDB from its files, which is what a new process does.
+    let ctx = RollPairContext::standalone(dir.path()).unwrap();
+    let t: RollPair<String, Vec<u8>> = ctx.load("ns", "kept").unwrap();
+    assert_eq!(all(&t), data);
+    let c: RollPair<String, Vec<u8>> = ctx.load("ns", "copy_in_7").unwrap();
+    assert_eq!(c.partitions(), 7);
+    assert_eq!(all(&c), data);
+    assert_eq!(ctx.cleanup("ns", "tmp_*").unwrap(), 2);
+    assert!(ctx.load::<u8, u8>("ns", "tmp_a").is_err());
+    assert!(dir.path().join("ROCKSDB/ns/kept/3").is_dir());
+    t.destroy().unwrap();
+    assert!(!dir.path().join("ROCKSDB/ns/kept").exists());
+}
+
+#[test]
+fn bad_input_gets_clear_errors() {
+    let (dir, ctx) = ctx();
+    let err = ctx
+        .load::<i64, i64>("nowhere", "nothing")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("nowhere/nothing") && err.contains("does not exist"),
+        "{err}"
+    );
+
+    let err = ctx
+        .parallelize([(1i64, 1i64)], Options::partitions(0))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("at least 1"), "{err}");
+    let err = ctx
+        .parallelize([(1i64, 1i64)], Options::persistent("a/b", "x", 1))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("namespace"), "{err}");
+
+    ctx.parallelize(
+        [("a".to_string(), "text".to_string())],
+        Options::persistent("ns", "strings", 2),
+    )
+    .unwrap();
+    let wrong: RollPair<String, u64> = ctx.load("ns", "strings").unwrap();
+    let err = wrong.get(&"a".to_string()).err().unwrap().to_string();
+    assert!(err.contains("u64") && err.contains("ns/strings"), "{err}");
+    let err = wrong
+        .get_all()
+        .unwrap()
+        .next()
+        .unwrap()
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("u64"), "{err}");
+
+    // A function name this process does not have: its registration is missing.
+    #[derive(Serialize, Deserialize)]
+    struct Unregistered;
+    impl Function for Unregistered {
+        const NAME: &'static str = "tests::NeverRegistered";
+    }
+    impl MapValues for Unregistered {
+        type V = i64;
+        type Out = i64;
+        fn map_values(&self, v: i64) -> i64 {
+            v
+        }
+    }
+    let t = ctx
+        .parallelize([(1i64, 1i64)], Options::partitions(2))
+        .unwrap();
+    let err = t.map_values(&Unregistered).err().unwrap().to_string();
+    assert!(err.contains("tests::NeverRegistered"), "{err}");
+
+    // A corrupt partition directory.
+    ctx.parallelize([(1i64, 1i64)], Options::persistent("ns", "broken", 1))
+        .unwrap();
+    drop(ctx);
+    let part = dir.path().join("ROCKSDB/ns/broken/0");
+    for entry in std::fs::read_dir(&part).unwrap() {
+        let p = entry.unwrap().path();
+        if p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("CURRENT")
+        {
+            std::fs::write(&p, b"garbage\n").unwrap();
+        }
+    }
+    let ctx = RollPairContext::standalone(dir.path()).unwrap();
+    let t: RollPair<i64, i64> = ctx.load("ns", "broken").unwrap();
+    let err = t.count().err().unwrap().to_string();
+    assert!(
+        err.contains("ROCKSDB/ns/broken/0") && err.contains("damaged"),
+        "{err}"
+    );
+
+    // A data dir that cannot be a directory.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let err = RollPairContext::standalone(&file)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("a-file"), "{err}");
+}
