@@ -1,0 +1,95 @@
+//! `eggroll table ls|count|head`: look into the tables of a standalone data dir.
+
+use clap::{Args, Subcommand};
+use eggroll_core::config::EggrollConfig;
+use eggroll_eggpair::{KeyRange, Stores};
+use std::path::PathBuf;
+
+/// Arguments of `eggroll table`.
+#[derive(Args)]
+pub struct TableArgs {
+    /// Data dir of the standalone tables (default: the config's data_dir).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: TableCommand,
+}
+
+#[derive(Subcommand)]
+enum TableCommand {
+    /// List persistent tables (glob patterns for namespace and name).
+    Ls {
+        #[arg(default_value = "*")]
+        namespace: String,
+        #[arg(default_value = "*")]
+        name: String,
+    },
+    /// Count the pairs of a table.
+    Count { namespace: String, name: String },
+    /// Print the first pairs of a table as escaped bytes.
+    Head {
+        namespace: String,
+        name: String,
+        #[arg(short, long, default_value_t = 10)]
+        n: usize,
+    },
+}
+
+/// Runs `eggroll table`.
+pub fn run(args: TableArgs, config: EggrollConfig) -> Result<(), Box<dyn std::error::Error>> {
+    let dir = args.data_dir.unwrap_or(config.data_dir);
+    if !dir.is_dir() {
+        return Err(format!("data dir {} does not exist; pass --data-dir or set EGGROLL_DATA_DIR", dir.display()).into());
+    }
+    let stores = Stores::open(&dir, config.storage)?;
+    match args.command {
+        TableCommand::Ls { namespace, name } => {
+            let tables = stores.list(&namespace, &name)?;
+            println!("{:<24} {:<32} {:>10}  {:<20} VALUE TYPE", "NAMESPACE", "NAME", "PARTITIONS", "KEY TYPE");
+            for t in &tables {
+                println!(
+                    "{:<24} {:<32} {:>10}  {:<20} {}",
+                    t.namespace, t.name, t.total_partitions, t.key_type, t.value_type
+                );
+            }
+            println!("{} table(s) in {}", tables.len(), dir.display());
+        }
+        TableCommand::Count { namespace, name } => {
+            let l = stores.load(eggroll_proto_store_type(), &namespace, &name)?;
+            let mut total = 0;
+            for p in 0..l.total_partitions {
+                total += stores.partition(&l, p)?.count()?;
+            }
+            println!("{total}");
+        }
+        TableCommand::Head { namespace, name, n } => {
+            let l = stores.load(eggroll_proto_store_type(), &namespace, &name)?;
+            let mut shown = 0;
+            'parts: for p in 0..l.total_partitions {
+                for pair in stores.partition(&l, p)?.iter(KeyRange::all())? {
+                    if shown >= n {
+                        break 'parts;
+                    }
+                    let (k, v) = pair?;
+                    println!("[{p}] {} => {}", show(&k), show(&v));
+                    shown += 1;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn eggroll_proto_store_type() -> eggroll_proto::meta::StoreType {
+    eggroll_proto::meta::StoreType::Rocksdb
+}
+
+/// Escaped bytes, cut after 80 so one huge value does not flood the terminal.
+fn show(bytes: &[u8]) -> String {
+    let shown: String = bytes.iter().take(80).flat_map(|b| b.escape_ascii()).map(char::from).collect();
+    if bytes.len() > 80 {
+        format!("b\"{shown}\"… ({} bytes)", bytes.len())
+    } else {
+        format!("b\"{shown}\"")
+    }
+}
