@@ -100,17 +100,19 @@ pub fn run(args: BenchArgs, mut config: EggrollConfig) -> Result<(), Box<dyn std
     };
 
     // Baseline: the same encoded pairs straight into one RocksDB.
-    let encoded: Vec<(Vec<u8>, Vec<u8>)> =
-        (0..n).map(|i| Ok((encode(&i)?, encode(&value(i))?))).collect::<Result<_, eggroll_core::CoreError>>()?;
+    let encoded: Vec<(Vec<u8>, Vec<u8>)> = (0..n)
+        .map(|i| Ok((encode(&i)?, encode(&value(i))?)))
+        .collect::<Result<_, eggroll_core::CoreError>>()?;
     let raw_dir = dir.path().join("raw");
     let raw_write = baseline::write(&raw_dir, &encoded, 40_000)?;
     drop(encoded);
     let (raw_scan, scanned) = baseline::scan(&raw_dir)?;
-    let raw_scan_write = baseline::scan_write(&raw_dir, &dir.path().join("raw-copy"), 40_000, |v| {
-        let mut v = v.to_vec();
-        flip(&mut v);
-        v
-    })?;
+    let raw_scan_write =
+        baseline::scan_write(&raw_dir, &dir.path().join("raw-copy"), 40_000, |v| {
+            let mut v = v.to_vec();
+            flip(&mut v);
+            v
+        })?;
     if scanned != n {
         return Err(format!("raw scan saw {scanned} pairs, expected {n}").into());
     }
@@ -159,10 +161,22 @@ pub fn run(args: BenchArgs, mut config: EggrollConfig) -> Result<(), Box<dyn std
         );
     };
     println!();
-    row("put_all", put_all, raw_write, "batch write", "(target >= 0.6)");
+    row(
+        "put_all",
+        put_all,
+        raw_write,
+        "batch write",
+        "(target >= 0.6)",
+    );
     row("get_all", get_all, raw_scan, "scan", "(target >= 0.6)");
     row("count", count, raw_scan, "scan", "(target >= 0.6)");
-    row("map_values", map_values, raw_scan_write, "scan+write", "(target >= 0.4)");
+    row(
+        "map_values",
+        map_values,
+        raw_scan_write,
+        "scan+write",
+        "(target >= 0.4)",
+    );
     row("reduce", reduce, raw_scan, "scan", "");
     row("join", join, raw_scan_write, "scan+write", "");
     ctx.stop()?;

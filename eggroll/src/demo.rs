@@ -92,25 +92,44 @@ pub fn run(args: DemoArgs, mut config: EggrollConfig) -> Result<(), Box<dyn std:
     let tmp = tempfile::tempdir()?;
     config.data_dir = args.data_dir.unwrap_or_else(|| tmp.path().to_path_buf());
     let n = args.rows;
-    println!("eggroll demo: {n} accounts, {} partitions, standalone mode in {}", args.partitions, config.data_dir.display());
+    println!(
+        "eggroll demo: {n} accounts, {} partitions, standalone mode in {}",
+        args.partitions,
+        config.data_dir.display()
+    );
     let ctx = RollPairContext::standalone_with(&config)?;
     let account = |i: i64| format!("acct-{i:07}");
     let started = Instant::now();
 
-    let scores = ctx.parallelize((0..n).map(|i| (account(i), i % 1000)), Options::partitions(args.partitions))?;
+    let scores = ctx.parallelize(
+        (0..n).map(|i| (account(i), i % 1000)),
+        Options::partitions(args.partitions),
+    )?;
     // Labels live in a persistent table with another partition count, as a loaded table would.
     let labels = ctx.parallelize(
-        (0..n).filter(|i| i % 3 != 0).map(|i| (account(i), i % 2 == 0)),
+        (0..n)
+            .filter(|i| i % 3 != 0)
+            .map(|i| (account(i), i % 2 == 0)),
         Options::persistent("demo", "labels", args.partitions + 1),
     )?;
     let scaled = scores.map_values(&Scale { factor: 3 })?;
     let joined = scaled.join(&labels, &ScoreIfPositive)?;
     let positive = joined.filter(&NonZero)?;
-    let (count, total, max) = (positive.count()?, positive.reduce(&SumI64)?.unwrap_or(0), positive.reduce(&MaxOf)?);
+    let (count, total, max) = (
+        positive.count()?,
+        positive.reduce(&SumI64)?.unwrap_or(0),
+        positive.reduce(&MaxOf)?,
+    );
 
     // The same computation on plain Rust collections.
-    let expect: Vec<i64> = (0..n).filter(|i| i % 3 != 0 && i % 2 == 0).map(|i| (i % 1000) * 3).filter(|v| *v != 0).collect();
-    let ok = count == expect.len() as u64 && total == expect.iter().sum::<i64>() && max == expect.iter().max().copied();
+    let expect: Vec<i64> = (0..n)
+        .filter(|i| i % 3 != 0 && i % 2 == 0)
+        .map(|i| (i % 1000) * 3)
+        .filter(|v| *v != 0)
+        .collect();
+    let ok = count == expect.len() as u64
+        && total == expect.iter().sum::<i64>()
+        && max == expect.iter().max().copied();
     println!("  accounts scored            {}", scores.count()?);
     println!("  labelled accounts          {}", labels.count()?);
     println!("  positive, non-zero scores  {count}");

@@ -39,13 +39,20 @@ enum TableCommand {
 pub fn run(args: TableArgs, config: EggrollConfig) -> Result<(), Box<dyn std::error::Error>> {
     let dir = args.data_dir.unwrap_or(config.data_dir);
     if !dir.is_dir() {
-        return Err(format!("data dir {} does not exist; pass --data-dir or set EGGROLL_DATA_DIR", dir.display()).into());
+        return Err(format!(
+            "data dir {} does not exist; pass --data-dir or set EGGROLL_DATA_DIR",
+            dir.display()
+        )
+        .into());
     }
     let stores = Stores::open(&dir, config.storage)?;
     match args.command {
         TableCommand::Ls { namespace, name } => {
             let tables = stores.list(&namespace, &name)?;
-            println!("{:<24} {:<32} {:>10}  {:<20} VALUE TYPE", "NAMESPACE", "NAME", "PARTITIONS", "KEY TYPE");
+            println!(
+                "{:<24} {:<32} {:>10}  {:<20} VALUE TYPE",
+                "NAMESPACE", "NAME", "PARTITIONS", "KEY TYPE"
+            );
             for t in &tables {
                 println!(
                     "{:<24} {:<32} {:>10}  {:<20} {}",
@@ -86,7 +93,12 @@ fn eggroll_proto_store_type() -> eggroll_proto::meta::StoreType {
 
 /// Escaped bytes, cut after 80 so one huge value does not flood the terminal.
 fn show(bytes: &[u8]) -> String {
-    let shown: String = bytes.iter().take(80).flat_map(|b| b.escape_ascii()).map(char::from).collect();
+    let shown: String = bytes
+        .iter()
+        .take(80)
+        .flat_map(|b| b.escape_ascii())
+        .map(char::from)
+        .collect();
     if bytes.len() > 80 {
         format!("b\"{shown}\"… ({} bytes)", bytes.len())
     } else {

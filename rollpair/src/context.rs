@@ -7,7 +7,7 @@ use eggroll_core::config::EggrollConfig;
 use eggroll_core::names::{validate_name, validate_partitions};
 use eggroll_core::partitioner::{partition_of, PARTITIONER};
 use eggroll_eggpair::executor::LocalSink;
-use eggroll_eggpair::{Executor, Stores};
+use eggroll_eggpair::{Executor, Pair, Stores};
 use eggroll_proto::meta::{Job, StoreLocator, StoreType, Task, TaskResult};
 use rayon::prelude::*;
 use serde::{de::DeserializeOwned, Serialize};
@@ -223,13 +223,12 @@ impl RollPairContext {
         let parts = (0..n)
             .map(|p| self.stores().partition(l, p))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut buckets: Vec<(Vec<(Vec<u8>, Vec<u8>)>, usize)> =
-            (0..n).map(|_| (Vec::new(), 0)).collect();
+        let mut buckets: Vec<(Vec<Pair>, usize)> = (0..n).map(|_| (Vec::new(), 0)).collect();
         let failure: std::sync::Mutex<Option<Error>> = std::sync::Mutex::new(None);
         let in_flight = AtomicU64::new(0);
         let max_in_flight = (self.inner.pool.current_num_threads() * 2) as u64;
         let mut written = 0u64;
-        let write = |p: usize, batch: Vec<(Vec<u8>, Vec<u8>)>| {
+        let write = |p: usize, batch: Vec<Pair>| {
             if let Err(e) = parts[p].put_batch(&batch) {
                 *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.into());
             }

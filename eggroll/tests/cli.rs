@@ -1,0 +1,110 @@
+//! The real `eggroll` binary, run as a new user would run it.
+
+use std::process::Command;
+
+fn eggroll() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_eggroll"))
+}
+
+#[test]
+fn help_lists_subcommands() {
+    let out = eggroll().arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for sub in ["table", "bench", "demo"] {
+        assert!(text.contains(sub), "{text}");
+    }
+}
+
+#[test]
+fn demo_computes_and_table_commands_read_a_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = eggroll()
+        .args(["demo", "--rows", "5000", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("correct"), "{text}");
+
+    // The demo destroys its persistent table; make one through the library to inspect.
+    let ctx = eggroll_rollpair::RollPairContext::standalone(dir.path()).unwrap();
+    ctx.parallelize(
+        (0..300u32).map(|i| (format!("k{i}"), i)),
+        eggroll_rollpair::Options::persistent("cli", "numbers", 3),
+    )
+    .unwrap();
+    drop(ctx);
+    let run = |args: &[&str]| {
+        let out = eggroll()
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, text, _) = run(&["table", "ls"]);
+    assert!(
+        ok && text.contains("numbers") && text.contains("1 table(s)"),
+        "{text}"
+    );
+    let (ok, text, _) = run(&["table", "count", "cli", "numbers"]);
+    assert!(ok, "{text}");
+    assert_eq!(text.trim(), "300");
+    let (ok, text, _) = run(&["table", "head", "cli", "numbers", "-n", "4"]);
+    assert!(ok && text.lines().count() == 4, "{text}");
+    let (ok, _, err) = run(&["table", "count", "cli", "missing"]);
+    assert!(
+        !ok && err.contains("cli/missing") && err.contains("does not exist"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_config_is_named() {
+    let out = eggroll()
+        .args(["table", "ls"])
+        .env("EGGROLL_STORAGE_BATCH_BYTES", "lots")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("EGGROLL_STORAGE_BATCH_BYTES"), "{err}");
+}
+
+#[test]
+fn small_bench_runs_and_prints_ratios() {
+    let out = eggroll()
+        .args(["bench", "--rows", "20000"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for op in [
+        "put_all",
+        "get_all",
+        "count",
+        "map_values",
+        "reduce",
+        "join",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(op) && l.contains("ratio")),
+            "{text}"
+        );
+    }
+}
