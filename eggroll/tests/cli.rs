@@ -62,6 +62,19 @@ fn demo_computes_and_table_commands_read_a_data_dir() {
     assert_eq!(text.trim(), "300");
     let (ok, text, _) = run(&["table", "head", "cli", "numbers", "-n", "4"]);
     assert!(ok && text.lines().count() == 4, "{text}");
+    // Another process reads back every pair the library wrote.
+    let (ok, text, _) = run(&["table", "head", "cli", "numbers", "-n", "1000"]);
+    assert!(ok && text.lines().count() == 300, "{text}");
+    for i in 0..300u32 {
+        let key = format!("k{i}\"");
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.split(" => ").next().unwrap().ends_with(&key))
+                .count(),
+            1,
+            "{key}"
+        );
+    }
     let (ok, _, err) = run(&["table", "count", "cli", "missing"]);
     assert!(
         !ok && err.contains("cli/missing") && err.contains("does not exist"),

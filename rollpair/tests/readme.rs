@@ -1,0 +1,34 @@
+//! The example of README.md ("Using the API"), kept compiling and correct.
+
+use eggroll_core::functions::{Function, MapValues};
+use eggroll_core::register;
+use eggroll_rollpair::{Options, RollPairContext};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize)]
+struct Scale {
+    factor: i64,
+}
+impl Function for Scale {
+    const NAME: &'static str = "my_crate::Scale";
+}
+impl MapValues for Scale {
+    type V = i64;
+    type Out = i64;
+    fn map_values(&self, v: i64) -> i64 {
+        v * self.factor
+    }
+}
+register!(map_values: Scale);
+
+#[test]
+fn readme_example_runs() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let ctx = RollPairContext::standalone(dir.path())?;
+    let table = ctx.parallelize((0..1000i64).map(|i| (i, i)), Options::partitions(4))?;
+    let scaled = table.map_values(&Scale { factor: 3 })?;
+    let total = scaled.reduce(&eggroll_core::functions::builtin::SumI64)?;
+    assert_eq!(total, Some(3 * 999 * 1000 / 2));
+    ctx.stop()?;
+    Ok(())
+}
