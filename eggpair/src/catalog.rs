@@ -123,10 +123,9 @@ impl Stores {
             .join(&l.name)
     }
 
-    /// Creates a table (replacing any table of the same name and type).
+    /// Creates a table; a persistent table that already exists is an error, never replaced.
     pub fn create(&self, l: &StoreLocator) -> Result<()> {
         validate(l)?;
-        self.destroy(l)?;
         match l.store_type() {
             StoreType::InMemory => {
                 let parts = (0..l.total_partitions)
@@ -137,6 +136,12 @@ impl Stores {
             }
             _ => {
                 let dir = self.table_dir(l);
+                if dir.exists() {
+                    return Err(EggError::TableExists {
+                        namespace: l.namespace.clone(),
+                        name: l.name.clone(),
+                    });
+                }
                 std::fs::create_dir_all(&dir)
                     .map_err(EggError::io("cannot create table directory", &dir))?;
                 let meta = serde_json::to_vec_pretty(&TableMeta::from_locator(l)).map_err(|e| {

@@ -49,6 +49,14 @@ pub enum EggError {
         /// The store type looked in.
         store_type: String,
     },
+    /// A persistent table of that name is already there.
+    #[error("table {namespace}/{name} already exists; load it, pick another name, or destroy it first (`cleanup`)")]
+    TableExists {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
     /// A table's metadata file could not be read.
     #[error("metadata of table at {path} is unreadable: {reason}")]
     BadMeta {

@@ -101,6 +101,8 @@ pub fn run(args: DemoArgs, mut config: EggrollConfig) -> Result<(), Box<dyn std:
     let account = |i: i64| format!("acct-{i:07}");
     let started = Instant::now();
 
+    // A demo that failed half-way may have left its table behind.
+    ctx.cleanup("demo", "labels")?;
     let scores = ctx.parallelize(
         (0..n).map(|i| (account(i), i % 1000)),
         Options::partitions(args.partitions),

@@ -551,6 +551,19 @@ fn bad_input_gets_clear_errors() {
         .unwrap()
         .to_string();
     assert!(err.contains("namespace"), "{err}");
+    ctx.parallelize([(1i64, 1i64)], Options::persistent("ns", "once", 1))
+        .unwrap();
+    let err = ctx
+        .parallelize([(2i64, 2i64)], Options::persistent("ns", "once", 1))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("already exists"), "{err}");
+    assert_eq!(
+        ctx.load::<i64, i64>("ns", "once").unwrap().get(&1).unwrap(),
+        Some(1),
+        "nothing was replaced"
+    );
 
     ctx.parallelize(
         [("a".to_string(), "text".to_string())],
