@@ -261,69 +261,56 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> RollPair<
     }
 
     /// Every pair, partition by partition, each partition in key order; streamed in batches.
-    pub fn get_all(&self) -> Result<impl Iterator<Item = Result<(K, V)>> + use<K, V>> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<(Vec<u8>, Vec<u8>)>>>(4);
+    ///
+    /// A producer thread reads and decodes while the caller consumes, so the two overlap.
+    pub fn get_all(&self) -> Result<impl Iterator<Item = Result<(K, V)>> + use<K, V>>
+    where
+        K: Send + 'static,
+        V: Send + 'static,
+    {
+        type Batch<K, V> = Result<Vec<(K, V)>>;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch<K, V>>(4);
         let stores = self.ctx.stores().clone();
         let locator = self.locator.clone();
         let limit = stores.config().batch_bytes.max(1) as usize;
-        // A dedicated producer thread: it blocks on RocksDB and on the bounded channel, and it
-        // stops as soon as the consumer drops the iterator.
+        let what = self.what("a pair");
+        // A dedicated thread: it blocks on RocksDB and on the bounded channel, and it stops as
+        // soon as the consumer drops the iterator.
+        let produce = move |tx: &std::sync::mpsc::SyncSender<Batch<K, V>>| -> Result<()> {
+            for p in 0..locator.total_partitions {
+                let part = stores.partition(&locator, p)?;
+                let (mut batch, mut bytes) = (Vec::new(), 0usize);
+                for pair in part.iter(eggroll_eggpair::KeyRange::all())? {
+                    let (k, v) = pair?;
+                    bytes += k.len() + v.len() + 16;
+                    batch.push((decode(&k, &|| what.clone())?, decode(&v, &|| what.clone())?));
+                    if bytes >= limit {
+                        bytes = 0;
+                        if tx.send(Ok(std::mem::take(&mut batch))).is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+                if !batch.is_empty() && tx.send(Ok(batch)).is_err() {
+                    return Ok(());
+                }
+            }
+            Ok(())
+        };
         std::thread::Builder::new()
             .name("eggroll-get-all".into())
             .spawn(move || {
-                for p in 0..locator.total_partitions {
-                    let part = match stores.partition(&locator, p) {
-                        Ok(part) => part,
-                        Err(e) => {
-                            let _ = tx.send(Err(e.into()));
-                            return;
-                        }
-                    };
-                    let iter = match part.iter(eggroll_eggpair::KeyRange::all()) {
-                        Ok(iter) => iter,
-                        Err(e) => {
-                            let _ = tx.send(Err(e.into()));
-                            return;
-                        }
-                    };
-                    let (mut batch, mut bytes) = (Vec::new(), 0usize);
-                    for pair in iter {
-                        match pair {
-                            Ok((k, v)) => {
-                                bytes += k.len() + v.len() + 16;
-                                batch.push((k, v));
-                                if bytes >= limit {
-                                    bytes = 0;
-                                    if tx.send(Ok(std::mem::take(&mut batch))).is_err() {
-                                        return;
-                                    }
-                                }
-                            }
-                            Err(e) => {
-                                let _ = tx.send(Err(e.into()));
-                                return;
-                            }
-                        }
-                    }
-                    if !batch.is_empty() && tx.send(Ok(batch)).is_err() {
-                        return;
-                    }
+                if let Err(e) = produce(&tx) {
+                    let _ = tx.send(Err(e));
                 }
             })
             .map_err(|e| crate::Error::Pool(e.to_string()))?;
-        let what = self.what("a pair");
-        Ok(rx.into_iter().flat_map(move |batch| {
-            let what = what.clone();
-            let items: Vec<Result<(K, V)>> = match batch {
-                Ok(pairs) => pairs
-                    .into_iter()
-                    .map(|(k, v)| {
-                        Ok((decode(&k, &|| what.clone())?, decode(&v, &|| what.clone())?))
-                    })
-                    .collect(),
-                Err(e) => vec![Err(e)],
+        Ok(rx.into_iter().flat_map(|batch| {
+            let (pairs, error) = match batch {
+                Ok(pairs) => (pairs, None),
+                Err(e) => (Vec::new(), Some(e)),
             };
-            items
+            pairs.into_iter().map(Ok).chain(error.map(Err))
         }))
     }
 

@@ -211,8 +211,8 @@ fn ctx() -> (tempfile::TempDir, RollPairContext) {
 }
 
 fn all<
-    K: Ord + Serialize + serde::de::DeserializeOwned,
-    V: Serialize + serde::de::DeserializeOwned,
+    K: Ord + Serialize + serde::de::DeserializeOwned + Send + 'static,
+    V: Serialize + serde::de::DeserializeOwned + Send + 'static,
 >(
     t: &RollPair<K, V>,
 ) -> BTreeMap<K, V> {
