@@ -140,6 +140,32 @@ impl PartitionStore for RocksStore {
         })))
     }
 
+    fn scan(
+        &self,
+        range: KeyRange,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        let mut opts = ReadOptions::default();
+        if let Some(end) = range.end {
+            opts.set_iterate_upper_bound(end);
+        }
+        opts.set_readahead_size(2 << 20);
+        let mut it = self.db.raw_iterator_opt(opts);
+        match &range.start {
+            Some(start) => it.seek(start),
+            None => it.seek_to_first(),
+        }
+        while it.valid() {
+            if let (Some(k), Some(v)) = (it.key(), it.value()) {
+                if !visit(k, v)? {
+                    return Ok(());
+                }
+            }
+            it.next();
+        }
+        it.status().map_err(self.err())
+    }
+
     fn count(&self) -> Result<u64> {
         let mut opts = ReadOptions::default();
         opts.set_readahead_size(2 << 20);
@@ -152,6 +178,12 @@ impl PartitionStore for RocksStore {
         }
         it.status().map_err(self.err())?;
         Ok(n)
+    }
+
+    fn compact(&self) -> Result<()> {
+        self.db.flush().map_err(self.err())?;
+        self.db.compact_range::<&[u8], &[u8]>(None, None);
+        Ok(())
     }
 
     fn merge_batch(&self, pairs: Vec<Pair>, combine: &ErasedFn) -> Result<()> {

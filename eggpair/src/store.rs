@@ -60,10 +60,29 @@ pub trait PartitionStore: Send + Sync {
     fn delete(&self, key: &[u8]) -> Result<bool>;
     /// The pairs in `range`, in key order.
     fn iter(&self, range: KeyRange) -> Result<PairIterator<'_>>;
+    /// Calls `visit` on each pair in `range`, in key order, without copying; `visit` returns
+    /// false to stop.
+    fn scan(
+        &self,
+        range: KeyRange,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        for pair in self.iter(range)? {
+            let (k, v) = pair?;
+            if !visit(&k, &v)? {
+                break;
+            }
+        }
+        Ok(())
+    }
     /// How many pairs the partition holds.
     fn count(&self) -> Result<u64>;
     /// Writes pairs, combining each with the value already stored under its key.
     fn merge_batch(&self, pairs: Vec<Pair>, combine: &ErasedFn) -> Result<()>;
+    /// Flushes and compacts what is on disk (after a bulk load); in memory, nothing to do.
+    fn compact(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Applies a binary function; errors if `f` has another shape.

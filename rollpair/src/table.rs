@@ -138,6 +138,14 @@ impl<K, V> RollPair<K, V> {
         Ok(self.ctx.stores().destroy(&self.locator)?)
     }
 
+    /// Flushes and compacts every partition on disk: after a bulk load, scans run faster.
+    pub fn compact(&self) -> Result<()> {
+        for p in 0..self.partitions() {
+            self.ctx.stores().partition(&self.locator, p)?.compact()?;
+        }
+        Ok(())
+    }
+
     /// The same pairs in `n` partitions (in memory).
     pub fn repartition(&self, n: u32) -> Result<RollPair<K, V>> {
         self.map_reduce(None, true, None, n)
@@ -262,56 +270,61 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> RollPair<
 
     /// Every pair, partition by partition, each partition in key order; streamed in batches.
     ///
-    /// A producer thread reads and decodes while the caller consumes, so the two overlap.
+    /// Producer threads (one per partition, a few partitions ahead) read and decode while the
+    /// caller consumes; bounded channels keep memory to a few batches per producer.
     pub fn get_all(&self) -> Result<impl Iterator<Item = Result<(K, V)>> + use<K, V>>
     where
         K: Send + 'static,
         V: Send + 'static,
     {
-        type Batch<K, V> = Result<Vec<(K, V)>>;
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch<K, V>>(4);
         let stores = self.ctx.stores().clone();
         let locator = self.locator.clone();
         let limit = stores.config().batch_bytes.max(1) as usize;
         let what = self.what("a pair");
-        // A dedicated thread: it blocks on RocksDB and on the bounded channel, and it stops as
-        // soon as the consumer drops the iterator.
-        let produce = move |tx: &std::sync::mpsc::SyncSender<Batch<K, V>>| -> Result<()> {
-            for p in 0..locator.total_partitions {
+        let spawn = move |p: u32| -> Result<Receiver<Batch<K, V>>> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Batch<K, V>>(2);
+            let (stores, locator, what) = (stores.clone(), locator.clone(), what.clone());
+            // A dedicated thread: it blocks on RocksDB and on the bounded channel, and it
+            // stops as soon as the consumer drops the iterator.
+            let produce = move |tx: &SyncSender<Batch<K, V>>| -> Result<()> {
                 let part = stores.partition(&locator, p)?;
-                let (mut batch, mut bytes) = (Vec::new(), 0usize);
-                for pair in part.iter(eggroll_eggpair::KeyRange::all())? {
-                    let (k, v) = pair?;
+                let (mut batch, mut bytes, mut open) = (Vec::new(), 0usize, true);
+                part.scan(eggroll_eggpair::KeyRange::all(), &mut |k, v| {
                     bytes += k.len() + v.len() + 16;
-                    batch.push((decode(&k, &|| what.clone())?, decode(&v, &|| what.clone())?));
+                    batch.push((decode(k, &|| what.clone())?, decode(v, &|| what.clone())?));
                     if bytes >= limit {
                         bytes = 0;
-                        if tx.send(Ok(std::mem::take(&mut batch))).is_err() {
-                            return Ok(());
-                        }
+                        open = tx.send(Ok(std::mem::take(&mut batch))).is_ok();
                     }
+                    Ok(open)
+                })?;
+                if open && !batch.is_empty() {
+                    let _ = tx.send(Ok(batch));
                 }
-                if !batch.is_empty() && tx.send(Ok(batch)).is_err() {
-                    return Ok(());
-                }
-            }
-            Ok(())
-        };
-        std::thread::Builder::new()
-            .name("eggroll-get-all".into())
-            .spawn(move || {
-                if let Err(e) = produce(&tx) {
-                    let _ = tx.send(Err(e));
-                }
-            })
-            .map_err(|e| crate::Error::Pool(e.to_string()))?;
-        Ok(rx.into_iter().flat_map(|batch| {
-            let (pairs, error) = match batch {
-                Ok(pairs) => (pairs, None),
-                Err(e) => (Vec::new(), Some(e)),
+                Ok(())
             };
-            pairs.into_iter().map(Ok).chain(error.map(Err))
-        }))
+            std::thread::Builder::new()
+                .name(format!("eggroll-get-all-{p}"))
+                .spawn(move || {
+                    if let Err(e) = produce(&tx) {
+                        let _ = tx.send(Err(e));
+                    }
+                })
+                .map_err(|e| crate::Error::Pool(e.to_string()))?;
+            Ok(rx)
+        };
+        let window = self.ctx.inner.pool.current_num_threads().max(1) as u32;
+        let mut stream = GetAll {
+            ahead: std::collections::VecDeque::new(),
+            next: 0,
+            total: self.partitions(),
+            window,
+            spawn: Box::new(spawn),
+            current: Vec::new().into_iter(),
+            failed: false,
+        };
+        stream.fill()?;
+        Ok(stream)
     }
 
     /// The first `n` pairs, in partition order then key order.
@@ -491,5 +504,61 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> RollPair<
     /// Every key of both tables; `f` merges the values of keys in both.
     pub fn union<F: Reduce<V = V>>(&self, other: &RollPair<K, V>, f: &F) -> Result<RollPair<K, V>> {
         self.merge(other, MergeKind::Union, Some(functor(f, "reduce")?))
+    }
+}
+
+type Batch<K, V> = Result<Vec<(K, V)>>;
+use std::sync::mpsc::{Receiver, SyncSender};
+
+/// The stream behind [`RollPair::get_all`]: partitions in order, a window of them in flight.
+struct GetAll<K, V> {
+    ahead: std::collections::VecDeque<Receiver<Batch<K, V>>>,
+    next: u32,
+    total: u32,
+    window: u32,
+    spawn: Box<dyn Fn(u32) -> Result<Receiver<Batch<K, V>>>>,
+    current: std::vec::IntoIter<(K, V)>,
+    failed: bool,
+}
+
+impl<K, V> GetAll<K, V> {
+    /// Starts producers until `window` partitions are in flight.
+    fn fill(&mut self) -> Result<()> {
+        while self.next < self.total && (self.ahead.len() as u32) < self.window {
+            self.ahead.push_back((self.spawn)(self.next)?);
+            self.next += 1;
+        }
+        Ok(())
+    }
+}
+
+impl<K, V> Iterator for GetAll<K, V> {
+    type Item = Result<(K, V)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(pair) = self.current.next() {
+                return Some(Ok(pair));
+            }
+            if self.failed {
+                return None;
+            }
+            let rx = self.ahead.front()?;
+            match rx.recv() {
+                Ok(Ok(batch)) => self.current = batch.into_iter(),
+                Ok(Err(e)) => {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+                // This partition's producer is done: move on and keep the window full.
+                Err(_) => {
+                    self.ahead.pop_front();
+                    if let Err(e) = self.fill() {
+                        self.failed = true;
+                        return Some(Err(e));
+                    }
+                }
+            }
+        }
     }
 }
