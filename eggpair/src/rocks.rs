@@ -2,7 +2,7 @@
 //! per process.
 
 use crate::error::{EggError, Result};
-use crate::store::{combine_values, KeyRange, Pair, PairIterator, PartitionStore};
+use crate::store::{combine_values, KeyRange, Pair, PairIterator, PartitionStore, Visit};
 use eggroll_core::config::StorageConfig;
 use eggroll_core::functions::ErasedFn;
 use rocksdb::{
@@ -140,11 +140,7 @@ impl PartitionStore for RocksStore {
         })))
     }
 
-    fn scan(
-        &self,
-        range: KeyRange,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
-    ) -> Result<()> {
+    fn scan(&self, range: KeyRange, visit: &mut Visit) -> Result<()> {
         let mut opts = ReadOptions::default();
         if let Some(end) = range.end {
             opts.set_iterate_upper_bound(end);

@@ -6,6 +6,9 @@ use eggroll_core::functions::ErasedFn;
 /// One key/value pair, as encoded bytes.
 pub type Pair = (Vec<u8>, Vec<u8>);
 
+/// Sees one pair of a scan; returns false to stop the scan.
+pub type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
+
 /// A boxed, sorted iterator over a partition's pairs.
 pub type PairIterator<'a> = Box<dyn Iterator<Item = Result<Pair>> + 'a>;
 
@@ -62,11 +65,7 @@ pub trait PartitionStore: Send + Sync {
     fn iter(&self, range: KeyRange) -> Result<PairIterator<'_>>;
     /// Calls `visit` on each pair in `range`, in key order, without copying; `visit` returns
     /// false to stop.
-    fn scan(
-        &self,
-        range: KeyRange,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
-    ) -> Result<()> {
+    fn scan(&self, range: KeyRange, visit: &mut Visit) -> Result<()> {
         for pair in self.iter(range)? {
             let (k, v) = pair?;
             if !visit(&k, &v)? {

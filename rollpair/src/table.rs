@@ -508,6 +508,8 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> RollPair<
 }
 
 type Batch<K, V> = Result<Vec<(K, V)>>;
+/// Starts the producer of one partition.
+type Spawn<K, V> = dyn Fn(u32) -> Result<Receiver<Batch<K, V>>>;
 use std::sync::mpsc::{Receiver, SyncSender};
 
 /// The stream behind [`RollPair::get_all`]: partitions in order, a window of them in flight.
@@ -516,7 +518,7 @@ struct GetAll<K, V> {
     next: u32,
     total: u32,
     window: u32,
-    spawn: Box<dyn Fn(u32) -> Result<Receiver<Batch<K, V>>>>,
+    spawn: Box<Spawn<K, V>>,
     current: std::vec::IntoIter<(K, V)>,
     failed: bool,
 }
