@@ -73,3 +73,74 @@ mod tests {
         }
     }
 }
+
+/// Raw bytes as a value or key: encoded exactly as `Vec<u8>` is (a length, then the bytes),
+/// but copied in one piece instead of byte by byte. Use it for blobs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Bytes(pub Vec<u8>);
+
+impl From<Vec<u8>> for Bytes {
+    fn from(v: Vec<u8>) -> Self {
+        Bytes(v)
+    }
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        &self.0
+    }
+}
+
+impl Serialize for Bytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Bytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Bytes;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> std::result::Result<Bytes, E> {
+                Ok(Bytes(v.to_vec()))
+            }
+            fn visit_byte_buf<E>(self, v: Vec<u8>) -> std::result::Result<Bytes, E> {
+                Ok(Bytes(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<Bytes, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+                while let Some(b) = seq.next_element()? {
+                    out.push(b);
+                }
+                Ok(Bytes(out))
+            }
+        }
+        d.deserialize_byte_buf(Visitor)
+    }
+}
+
+#[cfg(test)]
+mod bytes_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn bytes_encode_exactly_as_vec_u8(v in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let as_vec = encode(&v).unwrap();
+            prop_assert_eq!(&encode(&Bytes(v.clone())).unwrap(), &as_vec);
+            let back: Bytes = decode(&as_vec, &|| "bytes".into()).unwrap();
+            prop_assert_eq!(back.0, v.clone());
+            let back: Vec<u8> = decode(&encode(&Bytes(v.clone())).unwrap(), &|| "vec".into()).unwrap();
+            prop_assert_eq!(back, v);
+        }
+    }
+}

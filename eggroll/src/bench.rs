@@ -2,7 +2,7 @@
 //! Ratios, not timings, are the figures to compare: this machine is shared and noisy.
 
 use clap::Args;
-use eggroll_core::codec::encode;
+use eggroll_core::codec::{encode, Bytes};
 use eggroll_core::config::EggrollConfig;
 use eggroll_core::functions::{Function, Join, MapValues, SeqOp};
 use eggroll_core::register;
@@ -31,10 +31,10 @@ impl Function for FlipFirst {
     const NAME: &'static str = "bench::FlipFirst";
 }
 impl MapValues for FlipFirst {
-    type V = Vec<u8>;
-    type Out = Vec<u8>;
-    fn map_values(&self, mut v: Vec<u8>) -> Vec<u8> {
-        flip(&mut v);
+    type V = Bytes;
+    type Out = Bytes;
+    fn map_values(&self, mut v: Bytes) -> Bytes {
+        flip(&mut v.0);
         v
     }
 }
@@ -53,8 +53,8 @@ impl Function for TotalLen {
 }
 impl SeqOp for TotalLen {
     type Acc = u64;
-    type V = Vec<u8>;
-    fn seq_op(&self, acc: u64, v: Vec<u8>) -> u64 {
+    type V = Bytes;
+    fn seq_op(&self, acc: u64, v: Bytes) -> u64 {
         acc + v.len() as u64
     }
 }
@@ -66,10 +66,10 @@ impl Function for Left {
     const NAME: &'static str = "bench::Left";
 }
 impl Join for Left {
-    type V = Vec<u8>;
-    type W = Vec<u8>;
-    type Out = Vec<u8>;
-    fn join(&self, v: Vec<u8>, _: Vec<u8>) -> Vec<u8> {
+    type V = Bytes;
+    type W = Bytes;
+    type Out = Bytes;
+    fn join(&self, v: Bytes, _: Bytes) -> Bytes {
         v
     }
 }
@@ -96,7 +96,7 @@ pub fn run(args: BenchArgs, mut config: EggrollConfig) -> Result<(), Box<dyn std
         for (j, b) in v.iter_mut().enumerate() {
             *b = (i as usize).wrapping_mul(31).wrapping_add(j) as u8;
         }
-        v
+        Bytes(v)
     };
 
     // Baseline: the same encoded pairs straight into one RocksDB.
@@ -119,7 +119,8 @@ pub fn run(args: BenchArgs, mut config: EggrollConfig) -> Result<(), Box<dyn std
 
     let ctx = RollPairContext::standalone_with(&config)?;
     let opts = Options::persistent("bench", "table", args.partitions);
-    let table = ctx.create::<u64, Vec<u8>>(opts)?;
+    // Values are `Bytes`: the type for blobs (encoded as Vec<u8> is, decoded in one copy).
+    let table = ctx.create::<u64, Bytes>(opts)?;
     let t = Instant::now();
     table.put_all((0..n).map(|i| (i, value(i))))?;
     let put_all = t.elapsed();
