@@ -81,6 +81,21 @@ impl RocksStore {
         }
     }
 
+    /// A raw iterator positioned at the start of `range`, bounded by its end.
+    fn raw_iter(&self, range: KeyRange) -> rocksdb::DBRawIterator<'_> {
+        let mut opts = ReadOptions::default();
+        if let Some(end) = range.end {
+            opts.set_iterate_upper_bound(end);
+        }
+        opts.set_readahead_size(2 << 20);
+        let mut it = self.db.raw_iterator_opt(opts);
+        match &range.start {
+            Some(start) => it.seek(start),
+            None => it.seek_to_first(),
+        }
+        it
+    }
+
     /// The partition directory.
     pub fn path(&self) -> &Path {
         &self.path
@@ -107,16 +122,7 @@ impl PartitionStore for RocksStore {
     }
 
     fn iter(&self, range: KeyRange) -> Result<PairIterator<'_>> {
-        let mut opts = ReadOptions::default();
-        if let Some(end) = range.end {
-            opts.set_iterate_upper_bound(end);
-        }
-        opts.set_readahead_size(2 << 20);
-        let mut it = self.db.raw_iterator_opt(opts);
-        match &range.start {
-            Some(start) => it.seek(start),
-            None => it.seek_to_first(),
-        }
+        let mut it = self.raw_iter(range);
         let mut failed = false;
         Ok(Box::new(std::iter::from_fn(move || {
             if failed {
@@ -141,16 +147,7 @@ impl PartitionStore for RocksStore {
     }
 
     fn scan(&self, range: KeyRange, visit: &mut Visit) -> Result<()> {
-        let mut opts = ReadOptions::default();
-        if let Some(end) = range.end {
-            opts.set_iterate_upper_bound(end);
-        }
-        opts.set_readahead_size(2 << 20);
-        let mut it = self.db.raw_iterator_opt(opts);
-        match &range.start {
-            Some(start) => it.seek(start),
-            None => it.seek_to_first(),
-        }
+        let mut it = self.raw_iter(range);
         while it.valid() {
             if let (Some(k), Some(v)) = (it.key(), it.value()) {
                 if !visit(k, v)? {
@@ -163,10 +160,7 @@ impl PartitionStore for RocksStore {
     }
 
     fn count(&self) -> Result<u64> {
-        let mut opts = ReadOptions::default();
-        opts.set_readahead_size(2 << 20);
-        let mut it = self.db.raw_iterator_opt(opts);
-        it.seek_to_first();
+        let mut it = self.raw_iter(KeyRange::all());
         let mut n = 0u64;
         while it.valid() {
             n += 1;
