@@ -12,6 +12,7 @@ use eggroll_proto::meta::{
     job::Op, Functor, MergeKind, PairBatch, Store, StoreLocator, Task, TaskResult,
 };
 use std::cmp::Ordering;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -241,11 +242,15 @@ impl Executor {
             let mut emit = |k: Vec<u8>, v: Vec<u8>| -> eggroll_core::Result<()> {
                 emitted += 1;
                 if let Some(c) = combiner {
-                    let merged = match combined.remove(&k) {
-                        Some(old) => combine_values(c, &old, &v).map_err(to_core)?,
-                        None => v,
-                    };
-                    combined.insert(k, merged);
+                    match combined.entry(k) {
+                        Entry::Occupied(mut e) => {
+                            let merged = combine_values(c, e.get(), &v).map_err(to_core)?;
+                            *e.get_mut() = merged;
+                        }
+                        Entry::Vacant(e) => {
+                            e.insert(v);
+                        }
+                    }
                     return Ok(());
                 }
                 let dst = if shuffle { partition_of(&k, n_out) } else { p };

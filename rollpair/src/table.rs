@@ -9,8 +9,8 @@ use eggroll_core::functions::{
 };
 use eggroll_core::partitioner::partition_of;
 use eggroll_proto::meta::{
-    job::Op, Aggregate, Count, Functor, Job, MapReducePartitions, MergeKind, SortedMerge, Store,
-    StoreLocator, StoreType, Take,
+    job::Op, Aggregate, Count, Functor, Job, MapReducePartitions, MergeKind, PairBatch,
+    SortedMerge, Store, StoreLocator, StoreType, Take,
 };
 use serde::{de::DeserializeOwned, Serialize};
 use std::marker::PhantomData;
@@ -327,48 +327,51 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> RollPair<
         Ok(stream)
     }
 
-    /// The first `n` pairs, in partition order then key order.
-    pub fn take(&self, n: u64) -> Result<Vec<(K, V)>> {
-        let mut out = Vec::new();
-        for p in 0..self.partitions() {
-            if out.len() as u64 >= n {
-                break;
-            }
-            let part = self.ctx.stores().partition(&self.locator, p)?;
-            for pair in part.iter(eggroll_eggpair::KeyRange::all())? {
-                if out.len() as u64 >= n {
-                    break;
-                }
-                let (k, v) = pair?;
-                out.push((
-                    decode(&k, &|| self.what("a key"))?,
-                    decode(&v, &|| self.what("a value"))?,
-                ));
-            }
-        }
-        Ok(out)
-    }
-
-    /// The first `n` keys, in partition order then key order.
-    pub fn take_keys(&self, n: u64) -> Result<Vec<K>> {
+    /// The first `n` pairs (values empty when `keys_only`), partition order then key order;
+    /// each partition's share is read by a Take task, as in distributed mode.
+    fn take_raw(&self, n: u64, keys_only: bool) -> Result<PairBatch> {
         let job = self.job(
             &[],
             None,
             Op::Take(Take {
                 limit: n,
-                keys_only: true,
+                keys_only,
             }),
         );
-        let mut out = Vec::new();
+        let mut out = PairBatch::default();
         for r in self.ctx.run_job(job, self.partitions())? {
-            for k in r.pairs.unwrap_or_default().keys {
-                if out.len() as u64 >= n {
-                    return Ok(out);
-                }
-                out.push(decode(&k, &|| self.what("a key"))?);
-            }
+            let batch = r.pairs.unwrap_or_default();
+            out.keys.extend(batch.keys);
+            out.values.extend(batch.values);
         }
+        out.keys.truncate(n as usize);
+        out.values.truncate(n as usize);
         Ok(out)
+    }
+
+    /// The first `n` pairs, in partition order then key order.
+    pub fn take(&self, n: u64) -> Result<Vec<(K, V)>> {
+        let batch = self.take_raw(n, false)?;
+        batch
+            .keys
+            .iter()
+            .zip(&batch.values)
+            .map(|(k, v)| {
+                Ok((
+                    decode(k, &|| self.what("a key"))?,
+                    decode(v, &|| self.what("a value"))?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The first `n` keys, in partition order then key order.
+    pub fn take_keys(&self, n: u64) -> Result<Vec<K>> {
+        self.take_raw(n, true)?
+            .keys
+            .iter()
+            .map(|k| Ok(decode(k, &|| self.what("a key"))?))
+            .collect()
     }
 
     /// The first pair, if any.
