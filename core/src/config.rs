@@ -20,10 +20,10 @@ pub struct EggrollConfig {
     pub storage: StorageConfig,
     /// Settings of sessions.
     pub session: SessionConfig,
-    /// Where the cluster manager listens.
-    pub clustermanager: EndpointConfig,
-    /// Where the node manager listens.
-    pub nodemanager: EndpointConfig,
+    /// Where the cluster manager listens (and where clients and node managers find it).
+    pub clustermanager: ClusterManagerConfig,
+    /// Where the node manager listens, and how it runs egg-pair processes.
+    pub nodemanager: NodeManagerConfig,
     /// Where the roll-site listens.
     pub rollsite: EndpointConfig,
 }
@@ -52,6 +52,35 @@ pub struct SessionConfig {
     pub processors_per_node: u64,
     /// How long a session may take to start (`eggroll.session.start.timeout.ms`).
     pub start_timeout_ms: u64,
+    /// A session whose client stops renewing it for this long is stopped, and its eggs exit.
+    pub lease_ms: u64,
+}
+
+/// Cluster manager settings.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterManagerConfig {
+    /// Host name or address to listen on and to dial.
+    pub host: String,
+    /// TCP port (`eggroll.resourcemanager.clustermanager.port`).
+    pub port: u16,
+    /// A node manager silent for this long is marked LOST and gets no new sessions.
+    pub heartbeat_timeout_ms: u64,
+}
+
+/// Node manager settings.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeManagerConfig {
+    /// Host name or address to listen on; eggs of this node listen on it too, and it is the
+    /// address the cluster manager and clients dial.
+    pub host: String,
+    /// TCP port (`eggroll.resourcemanager.nodemanager.port`).
+    pub port: u16,
+    /// How often it heartbeats to the cluster manager.
+    pub heartbeat_interval_ms: u64,
+    /// The program run as `<program> eggpair ...` for each egg; empty: this binary.
+    pub eggpair_executable: String,
 }
 
 /// A host and port.
@@ -71,8 +100,8 @@ impl Default for EggrollConfig {
             logs_dir: PathBuf::from("logs"),
             storage: StorageConfig::default(),
             session: SessionConfig::default(),
-            clustermanager: EndpointConfig::local(4670),
-            nodemanager: EndpointConfig::local(4671),
+            clustermanager: ClusterManagerConfig::default(),
+            nodemanager: NodeManagerConfig::default(),
             rollsite: EndpointConfig::local(9370),
         }
     }
@@ -95,7 +124,36 @@ impl Default for SessionConfig {
         Self {
             processors_per_node: 4,
             start_timeout_ms: 180_000,
+            lease_ms: 60_000,
         }
+    }
+}
+
+impl Default for ClusterManagerConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 4670,
+            heartbeat_timeout_ms: 15_000,
+        }
+    }
+}
+
+impl Default for NodeManagerConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 4671,
+            heartbeat_interval_ms: 3_000,
+            eggpair_executable: String::new(),
+        }
+    }
+}
+
+impl ClusterManagerConfig {
+    /// The address clients and node managers dial.
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
     }
 }
 

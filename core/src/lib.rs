@@ -7,5 +7,6 @@ pub mod error;
 pub mod functions;
 pub mod names;
 pub mod partitioner;
+pub mod placement;
 
 pub use error::{CoreError, Result};

@@ -82,6 +82,10 @@ pub struct Stores {
     env: RocksEnv,
     rocks: Mutex<OpenCache>,
     memory: Mutex<HashMap<(String, String), MemTable>>,
+    /// Egg mode: tables come into being on first touch (see [`Stores::open_lazy`]).
+    lazy: bool,
+    /// Egg mode: RocksDB tables whose metadata file is known to be written.
+    described: Mutex<std::collections::HashSet<PathBuf>>,
 }
 
 impl Stores {
@@ -102,6 +106,17 @@ impl Stores {
                 tick: 0,
             }),
             memory: Mutex::new(HashMap::new()),
+            lazy: false,
+            described: Mutex::new(Default::default()),
+        })
+    }
+
+    /// An egg's stores: the cluster manager, not the egg, knows which tables exist, so a
+    /// table (or the share of it this egg serves) is created when a task first touches it.
+    pub fn open_lazy(data_dir: &Path, config: StorageConfig) -> Result<Self> {
+        Ok(Self {
+            lazy: true,
+            ..Self::open(data_dir, config)?
         })
     }
 
@@ -224,9 +239,17 @@ impl Stores {
         }
         match l.store_type() {
             StoreType::InMemory => {
-                let table = self
-                    .lock_memory()
-                    .get(&(l.namespace.clone(), l.name.clone()))
+                let mut memory = self.lock_memory();
+                let key = (l.namespace.clone(), l.name.clone());
+                if self.lazy && !memory.contains_key(&key) {
+                    validate(l)?;
+                    let parts = (0..l.total_partitions)
+                        .map(|_| Arc::new(MemStore::new()))
+                        .collect();
+                    memory.insert(key.clone(), Arc::new(parts));
+                }
+                let table = memory
+                    .get(&key)
                     .cloned()
                     .ok_or_else(|| EggError::NoSuchTable {
                         namespace: l.namespace.clone(),
@@ -241,8 +264,71 @@ impl Stores {
                 })?;
                 Ok(part)
             }
-            _ => Ok(self.rocks_partition(&self.table_dir(l).join(p.to_string()))?),
+            _ => {
+                let dir = self.table_dir(l);
+                if self.lazy {
+                    self.describe(l, &dir)?;
+                }
+                Ok(self.rocks_partition(&dir.join(p.to_string()))?)
+            }
         }
+    }
+
+    /// Egg mode: writes the table's metadata file once, so a node's data dir stays readable
+    /// by `eggroll table ls --data-dir`.
+    fn describe(&self, l: &StoreLocator, dir: &Path) -> Result<()> {
+        if self.lock_described().contains(dir) {
+            return Ok(());
+        }
+        validate(l)?;
+        if !dir.join(META_FILE).exists() {
+            std::fs::create_dir_all(dir)
+                .map_err(EggError::io("cannot create table directory", dir))?;
+            // Eggs of one node, and tasks of one egg, may describe a table at once: each
+            // writes its own temporary file, and the renames all land the same content.
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            write_meta(
+                dir,
+                l,
+                &format!(".meta.json.{}.{n}.tmp", std::process::id()),
+            )?;
+        }
+        self.lock_described().insert(dir.to_path_buf());
+        Ok(())
+    }
+
+    /// Removes one partition (egg mode: each egg removes the partitions it serves); the
+    /// table's directory goes when its last partition has gone.
+    pub fn destroy_partition(&self, l: &StoreLocator, p: u32) -> Result<()> {
+        match l.store_type() {
+            StoreType::InMemory => {
+                // An in-memory table is one map per process: drop it when this egg is done.
+                self.lock_memory()
+                    .remove(&(l.namespace.clone(), l.name.clone()));
+            }
+            _ => {
+                let dir = self.table_dir(l);
+                let part = dir.join(p.to_string());
+                self.lock_rocks().open.remove(&part);
+                if part.exists() {
+                    std::fs::remove_dir_all(&part)
+                        .map_err(EggError::io("cannot remove partition directory", &part))?;
+                }
+                let others = std::fs::read_dir(&dir)
+                    .map(|entries| {
+                        entries
+                            .flatten()
+                            .any(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+                    })
+                    .unwrap_or(true);
+                if !others {
+                    self.lock_described().remove(&dir);
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn rocks_partition(&self, path: &Path) -> Result<Arc<RocksStore>> {
@@ -306,9 +392,28 @@ impl Stores {
         self.memory.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn lock_described(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<PathBuf>> {
+        self.described.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn lock_rocks(&self) -> std::sync::MutexGuard<'_, OpenCache> {
         self.rocks.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Writes `dir/.meta.json` through a temporary file, so a reader never sees half of it.
+fn write_meta(dir: &Path, l: &StoreLocator, tmp_name: &str) -> Result<()> {
+    let meta =
+        serde_json::to_vec_pretty(&TableMeta::from_locator(l)).map_err(|e| EggError::BadMeta {
+            path: dir.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    let tmp = dir.join(tmp_name);
+    std::fs::write(&tmp, meta).map_err(EggError::io("cannot write table metadata", &tmp))?;
+    std::fs::rename(&tmp, dir.join(META_FILE)).map_err(EggError::io(
+        "cannot write table metadata",
+        dir.join(META_FILE),
+    ))
 }
 
 fn validate(l: &StoreLocator) -> Result<()> {

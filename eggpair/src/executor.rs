@@ -206,7 +206,7 @@ impl Executor {
                 result.count = self.stores.partition(&input, p)?.count()?;
             }
             Op::Destroy(_) => {
-                self.stores.destroy(&input)?;
+                self.stores.destroy_partition(&input, p)?;
             }
         }
         Ok(result)

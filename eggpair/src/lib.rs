@@ -8,7 +8,9 @@ pub mod catalog;
 pub mod error;
 pub mod executor;
 pub mod memory;
+pub mod process;
 pub mod rocks;
+pub mod service;
 pub mod store;
 
 pub use catalog::Stores;

@@ -1,5 +1,6 @@
 //! The session side of the API: a context owns the stores, the executor and the task pool.
 
+use crate::cluster::{ClusterSession, SessionOptions};
 use crate::error::{Error, Result};
 use crate::table::RollPair;
 use eggroll_core::codec::{encode, SERDES};
@@ -50,14 +51,26 @@ impl Options {
     }
 }
 
+/// Where tasks run.
+pub(crate) enum Backend {
+    /// Standalone: in this process, on the thread pool.
+    Local(Executor),
+    /// A session on a cluster: on its eggs.
+    Cluster(Box<ClusterSession>),
+}
+
+/// Sees one encoded pair of a scan; returns false to stop.
+pub(crate) type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
+
 pub(crate) struct Inner {
     pub(crate) session_id: String,
-    pub(crate) executor: Executor,
+    pub(crate) backend: Backend,
     pub(crate) pool: rayon::ThreadPool,
     next_id: AtomicU64,
 }
 
-/// A session: runs every table operation as one task per partition on its thread pool.
+/// A session: runs every table operation as one task per partition, in this process
+/// (standalone) or on a cluster's eggs (`connect`).
 #[derive(Clone)]
 pub struct RollPairContext {
     pub(crate) inner: Arc<Inner>,
@@ -74,12 +87,7 @@ impl RollPairContext {
     /// Standalone mode with explicit settings.
     pub fn standalone_with(config: &EggrollConfig) -> Result<Self> {
         let stores = Arc::new(Stores::open(&config.data_dir, config.storage.clone())?);
-        let threads = config.storage.task_threads as usize;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("eggroll-task-{i}"))
-            .build()
-            .map_err(|e| Error::Pool(e.to_string()))?;
+        let pool = pool(config.storage.task_threads as usize)?;
         let session_id = format!(
             "standalone_{}_{}",
             std::time::SystemTime::now()
@@ -92,8 +100,24 @@ impl RollPairContext {
         Ok(Self {
             inner: Arc::new(Inner {
                 session_id,
-                executor: Executor::new(stores),
+                backend: Backend::Local(Executor::new(stores)),
                 pool,
+                next_id: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// Distributed mode: starts a session through the cluster manager at `address`
+    /// ("host:port") and waits until its eggs serve. Every operation then runs on the eggs
+    /// that own the partitions. The API blocks: call it from ordinary threads, not from
+    /// inside an async task.
+    pub fn connect(address: &str, opts: SessionOptions) -> Result<Self> {
+        let session = ClusterSession::connect(address, &opts)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                session_id: session.session_id().to_string(),
+                backend: Backend::Cluster(Box::new(session)),
+                pool: pool(0)?,
                 next_id: AtomicU64::new(0),
             }),
         })
@@ -104,8 +128,13 @@ impl RollPairContext {
         &self.inner.session_id
     }
 
-    pub(crate) fn stores(&self) -> &Arc<Stores> {
-        self.inner.executor.stores()
+    /// True for a session on a cluster, false in standalone mode.
+    pub fn is_distributed(&self) -> bool {
+        matches!(self.inner.backend, Backend::Cluster(_))
+    }
+
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.inner.backend
     }
 
     pub(crate) fn fresh_id(&self, what: &str) -> String {
@@ -115,8 +144,13 @@ impl RollPairContext {
         )
     }
 
-    /// Makes a new empty table for `K, V` as `opts` says.
-    pub(crate) fn new_locator<K, V>(&self, opts: &Options) -> Result<StoreLocator> {
+    /// Makes a new empty table for `K, V` as `opts` says; on a cluster, an in-memory table
+    /// is placed like `like` (partition `p` of both on one egg) when given.
+    pub(crate) fn new_locator<K, V>(
+        &self,
+        opts: &Options,
+        like: Option<&StoreLocator>,
+    ) -> Result<StoreLocator> {
         validate_partitions(opts.partitions)?;
         let mut l = StoreLocator {
             namespace: opts
@@ -137,7 +171,10 @@ impl RollPairContext {
         });
         validate_name("namespace", &l.namespace)?;
         validate_name("table name", &l.name)?;
-        self.stores().create(&l)?;
+        match self.backend() {
+            Backend::Local(exec) => exec.stores().create(&l)?,
+            Backend::Cluster(c) => c.create(&l, like)?,
+        }
         Ok(l)
     }
 
@@ -147,7 +184,7 @@ impl RollPairContext {
         data: impl IntoIterator<Item = (K, V)>,
         opts: Options,
     ) -> Result<RollPair<K, V>> {
-        let table = RollPair::new(self.clone(), self.new_locator::<K, V>(&opts)?);
+        let table = RollPair::new(self.clone(), self.new_locator::<K, V>(&opts, None)?);
         table.put_all(data)?;
         Ok(table)
     }
@@ -156,36 +193,111 @@ impl RollPairContext {
     pub fn create<K, V>(&self, opts: Options) -> Result<RollPair<K, V>> {
         Ok(RollPair::new(
             self.clone(),
-            self.new_locator::<K, V>(&opts)?,
+            self.new_locator::<K, V>(&opts, None)?,
         ))
     }
 
     /// An existing persistent table; a clear error if it does not exist.
     pub fn load<K, V>(&self, namespace: &str, name: &str) -> Result<RollPair<K, V>> {
-        let l = self.stores().load(StoreType::Rocksdb, namespace, name)?;
+        validate_name("namespace", namespace)?;
+        validate_name("table name", name)?;
+        let l = match self.backend() {
+            Backend::Local(exec) => exec.stores().load(StoreType::Rocksdb, namespace, name)?,
+            Backend::Cluster(c) => c.load(namespace, name)?,
+        };
         Ok(RollPair::new(self.clone(), l))
     }
 
     /// Destroys the persistent tables whose namespace and name match the glob patterns;
     /// returns how many.
     pub fn cleanup(&self, namespace: &str, name_pattern: &str) -> Result<usize> {
-        let tables = self.stores().list(namespace, name_pattern)?;
+        let tables = match self.backend() {
+            Backend::Local(exec) => exec.stores().list(namespace, name_pattern)?,
+            Backend::Cluster(c) => c.list(namespace, name_pattern)?,
+        };
         for l in &tables {
-            self.stores().destroy(l)?;
+            self.destroy_store(l)?;
         }
         Ok(tables.len())
     }
 
-    /// Ends the session: its in-memory tables are freed; persistent tables stay.
-    pub fn stop(self) -> Result<()> {
-        let n = self.stores().drop_memory_namespace(self.session_id());
-        tracing::info!(session = %self.session_id(), freed_tables = n, "session stopped");
-        Ok(())
+    /// Removes a table and its files.
+    pub(crate) fn destroy_store(&self, l: &StoreLocator) -> Result<()> {
+        match self.backend() {
+            Backend::Local(exec) => Ok(exec.stores().destroy(l)?),
+            Backend::Cluster(c) => {
+                let job = Job {
+                    inputs: vec![eggroll_proto::meta::Store {
+                        locator: Some(l.clone()),
+                        ..Default::default()
+                    }],
+                    op: Some(eggroll_proto::meta::job::Op::Destroy(Default::default())),
+                    ..Default::default()
+                };
+                self.run_job(job, l.total_partitions)?;
+                c.forget(l)
+            }
+        }
     }
 
-    /// Ends the session at once; in standalone mode the same as [`RollPairContext::stop`].
+    /// Whether partition `p` of `a` and of `b` sit on the same egg, for every `p`.
+    pub(crate) fn same_placement(&self, a: &StoreLocator, b: &StoreLocator) -> Result<bool> {
+        match self.backend() {
+            Backend::Local(_) => Ok(true),
+            Backend::Cluster(c) => {
+                let (a, b) = (c.store(a)?, c.store(b)?);
+                Ok(a.partitions.len() == b.partitions.len()
+                    && a.partitions
+                        .iter()
+                        .zip(&b.partitions)
+                        .all(|(x, y)| x.processor_id == y.processor_id))
+            }
+        }
+    }
+
+    /// Calls `visit` on every pair of partition `p` of `l` in key order; it returns false
+    /// to stop.
+    pub(crate) fn scan_partition(&self, l: &StoreLocator, p: u32, visit: &mut Visit) -> Result<()> {
+        match self.backend() {
+            Backend::Local(exec) => {
+                let part = exec.stores().partition(l, p)?;
+                let mut failed = None;
+                part.scan(
+                    eggroll_eggpair::KeyRange::all(),
+                    &mut |k, v| match visit(k, v) {
+                        Ok(more) => Ok(more),
+                        Err(e) => {
+                            failed = Some(e);
+                            Ok(false)
+                        }
+                    },
+                )?;
+                failed.map_or(Ok(()), Err)
+            }
+            Backend::Cluster(c) => c.scan(l, p, visit),
+        }
+    }
+
+    /// Ends the session: its in-memory tables are freed (on a cluster, its eggs exit);
+    /// persistent tables stay.
+    pub fn stop(self) -> Result<()> {
+        self.end(false)
+    }
+
+    /// Ends the session at once: on a cluster its eggs are killed, not asked to stop.
     pub fn kill(self) -> Result<()> {
-        self.stop()
+        self.end(true)
+    }
+
+    fn end(self, kill: bool) -> Result<()> {
+        match self.backend() {
+            Backend::Local(exec) => {
+                let n = exec.stores().drop_memory_namespace(self.session_id());
+                tracing::info!(session = %self.session_id(), freed_tables = n, "session stopped");
+                Ok(())
+            }
+            Backend::Cluster(c) => c.stop(kill),
+        }
     }
 
     /// Runs `job` as one task per partition of its first input, in parallel.
@@ -194,8 +306,11 @@ impl RollPairContext {
         if job.id.is_empty() {
             job.id = format!("{}-{}", self.session_id(), self.fresh_id("job"));
         }
-        let sink = LocalSink::new(self.stores().clone());
-        let exec = &self.inner.executor;
+        let exec = match self.backend() {
+            Backend::Local(exec) => exec,
+            Backend::Cluster(c) => return c.run_job(job, partitions),
+        };
+        let sink = LocalSink::new(exec.stores().clone());
         let job = &job;
         let results: Vec<_> = self.inner.pool.install(|| {
             (0..partitions)
@@ -219,9 +334,13 @@ impl RollPairContext {
         data: impl IntoIterator<Item = (K, V)>,
     ) -> Result<u64> {
         let n = l.total_partitions;
-        let limit = self.stores().config().batch_bytes.max(1) as usize;
+        let exec = match self.backend() {
+            Backend::Local(exec) => exec,
+            Backend::Cluster(c) => return write_to_cluster(c, l, data),
+        };
+        let limit = exec.stores().config().batch_bytes.max(1) as usize;
         let parts = (0..n)
-            .map(|p| self.stores().partition(l, p))
+            .map(|p| exec.stores().partition(l, p))
             .collect::<Result<Vec<_>, _>>()?;
         let mut buckets: Vec<(Vec<Pair>, usize)> = (0..n).map(|_| (Vec::new(), 0)).collect();
         let failure: std::sync::Mutex<Option<Error>> = std::sync::Mutex::new(None);
@@ -271,4 +390,44 @@ impl RollPairContext {
         }
         Ok(written)
     }
+}
+
+/// The task thread pool (`threads` 0: one per core).
+fn pool(threads: usize) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("eggroll-task-{i}"))
+        .build()
+        .map_err(|e| Error::Pool(e.to_string()))
+}
+
+/// Batch size of client puts on a cluster.
+const CLUSTER_BATCH_BYTES: usize = 4 << 20;
+
+/// Encodes pairs, buckets them by partition and streams full buckets to the owning eggs.
+fn write_to_cluster<K: Serialize, V: Serialize>(
+    c: &ClusterSession,
+    l: &StoreLocator,
+    data: impl IntoIterator<Item = (K, V)>,
+) -> Result<u64> {
+    let n = l.total_partitions;
+    let mut streams = c.put_streams(l)?;
+    let mut buckets: Vec<(Vec<Pair>, usize)> = (0..n).map(|_| (Vec::new(), 0)).collect();
+    for (k, v) in data {
+        let (k, v) = (encode(&k)?, encode(&v)?);
+        let p = partition_of(&k, n);
+        let bucket = &mut buckets[p as usize];
+        bucket.1 += k.len() + v.len() + 16;
+        bucket.0.push((k, v));
+        if bucket.1 >= CLUSTER_BATCH_BYTES {
+            bucket.1 = 0;
+            streams.send(p, std::mem::take(&mut bucket.0))?;
+        }
+    }
+    for (p, (batch, _)) in buckets.into_iter().enumerate() {
+        if !batch.is_empty() {
+            streams.send(p as u32, batch)?;
+        }
+    }
+    streams.finish()
 }

@@ -14,6 +14,9 @@ pub enum Error {
     /// Storage or task execution.
     #[error(transparent)]
     Egg(#[from] eggroll_eggpair::EggError),
+    /// A cluster manager or egg refused or failed a request; the message says which and why.
+    #[error("{0}")]
+    Cluster(String),
     /// The thread pool could not start.
     #[error("cannot start the task thread pool: {0}")]
     Pool(String),

@@ -1,6 +1,6 @@
 //! A typed table: every operation becomes one job of one task per partition.
 
-use crate::context::{Options, RollPairContext};
+use crate::context::{Backend, Options, RollPairContext};
 use crate::error::Result;
 use eggroll_core::codec::{decode, encode};
 use eggroll_core::functions::{
@@ -98,9 +98,10 @@ impl<K, V> RollPair<K, V> {
         }
     }
 
-    fn output<K2, V2>(&self, partitions: u32) -> Result<StoreLocator> {
+    /// A new in-memory output; without a shuffle it sits where this table's partitions do.
+    fn output<K2, V2>(&self, partitions: u32, like: Option<&StoreLocator>) -> Result<StoreLocator> {
         self.ctx
-            .new_locator::<K2, V2>(&Options::partitions(partitions))
+            .new_locator::<K2, V2>(&Options::partitions(partitions), like)
     }
 
     /// Map-reduce primitive: map each partition, optionally shuffle and combine.
@@ -111,7 +112,20 @@ impl<K, V> RollPair<K, V> {
         combiner: Option<Functor>,
         partitions: u32,
     ) -> Result<RollPair<K2, V2>> {
-        let out = self.output::<K2, V2>(partitions)?;
+        let like = (!shuffle).then_some(&self.locator);
+        self.map_reduce_into(mapper, shuffle, combiner, partitions, like)
+    }
+
+    /// [`RollPair::map_reduce`] into an output placed like `like`.
+    fn map_reduce_into<K2, V2>(
+        &self,
+        mapper: Option<Functor>,
+        shuffle: bool,
+        combiner: Option<Functor>,
+        partitions: u32,
+        like: Option<&StoreLocator>,
+    ) -> Result<RollPair<K2, V2>> {
+        let out = self.output::<K2, V2>(partitions, like)?;
         let job = self.job(
             &[],
             Some(&out),
@@ -135,13 +149,16 @@ impl<K, V> RollPair<K, V> {
 
     /// Removes the table and its files.
     pub fn destroy(self) -> Result<()> {
-        Ok(self.ctx.stores().destroy(&self.locator)?)
+        self.ctx.destroy_store(&self.locator)
     }
 
     /// Flushes and compacts every partition on disk: after a bulk load, scans run faster.
+    /// On a cluster, the eggs' RocksDB compacts in the background; nothing to do here.
     pub fn compact(&self) -> Result<()> {
-        for p in 0..self.partitions() {
-            self.ctx.stores().partition(&self.locator, p)?.compact()?;
+        if let Backend::Local(exec) = self.ctx.backend() {
+            for p in 0..self.partitions() {
+                exec.stores().partition(&self.locator, p)?.compact()?;
+            }
         }
         Ok(())
     }
@@ -154,13 +171,16 @@ impl<K, V> RollPair<K, V> {
     /// Copies the table to `opts` (a persistent table with `Options::persistent`),
     /// repartitioning when the count differs.
     pub fn save_as(&self, opts: Options) -> Result<RollPair<K, V>> {
-        let out = self.ctx.new_locator::<K, V>(&Options {
-            store_type: match opts.store_type {
-                StoreType::Unspecified => StoreType::Rocksdb,
-                t => t,
+        let out = self.ctx.new_locator::<K, V>(
+            &Options {
+                store_type: match opts.store_type {
+                    StoreType::Unspecified => StoreType::Rocksdb,
+                    t => t,
+                },
+                ..opts
             },
-            ..opts
-        })?;
+            Some(&self.locator),
+        )?;
         let shuffle = out.total_partitions != self.partitions();
         let job = self.job(
             &[],
@@ -196,12 +216,14 @@ impl<K, V> RollPair<K, V> {
         self.map_reduce(Some(f), false, None, self.partitions())
     }
 
-    /// Brings `other` to this table's partitioning, if it differs.
+    /// Brings `other` to this table's partitioning and placement, if they differ.
     fn co_partitioned<W>(&self, other: &RollPair<K, W>) -> Result<RollPair<K, W>> {
-        if other.partitions() == self.partitions() {
+        if other.partitions() == self.partitions()
+            && self.ctx.same_placement(&self.locator, &other.locator)?
+        {
             Ok(other.clone())
         } else {
-            other.map_reduce(None, true, None, self.partitions())
+            other.map_reduce_into(None, true, None, self.partitions(), Some(&self.locator))
         }
     }
 
@@ -213,7 +235,7 @@ impl<K, V> RollPair<K, V> {
         merge: Option<Functor>,
     ) -> Result<RollPair<K, U>> {
         let right = self.co_partitioned(other)?;
-        let out = self.output::<K, U>(self.partitions())?;
+        let out = self.output::<K, U>(self.partitions(), Some(&self.locator))?;
         let job = self.job(
             &[&right.locator],
             Some(&out),
@@ -233,19 +255,24 @@ impl<K, V> RollPair<K, V> {
 }
 
 impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> RollPair<K, V> {
-    fn key_partition(
-        &self,
-        key: &K,
-    ) -> Result<(Vec<u8>, std::sync::Arc<dyn eggroll_eggpair::PartitionStore>)> {
+    /// The encoded key and its partition.
+    fn key_partition(&self, key: &K) -> Result<(Vec<u8>, u32)> {
         let k = encode(key)?;
         let p = partition_of(&k, self.partitions());
-        Ok((k, self.ctx.stores().partition(&self.locator, p)?))
+        Ok((k, p))
     }
 
     /// The value of `key`.
     pub fn get(&self, key: &K) -> Result<Option<V>> {
-        let (k, part) = self.key_partition(key)?;
-        match part.get(&k)? {
+        let (k, p) = self.key_partition(key)?;
+        let found = match self.ctx.backend() {
+            Backend::Local(exec) => exec.stores().partition(&self.locator, p)?.get(&k)?,
+            Backend::Cluster(c) => match c.point(&self.locator, p, k, false)? {
+                (true, v) => Some(v),
+                (false, _) => None,
+            },
+        };
+        match found {
             Some(v) => Ok(Some(decode(&v, &|| self.what("a value"))?)),
             None => Ok(None),
         }
@@ -253,14 +280,27 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> RollPair<
 
     /// Sets the value of `key`.
     pub fn put(&self, key: &K, value: &V) -> Result<()> {
-        let (k, part) = self.key_partition(key)?;
-        Ok(part.put_batch(&[(k, encode(value)?)])?)
+        let (k, p) = self.key_partition(key)?;
+        match self.ctx.backend() {
+            Backend::Local(exec) => Ok(exec
+                .stores()
+                .partition(&self.locator, p)?
+                .put_batch(&[(k, encode(value)?)])?),
+            Backend::Cluster(c) => {
+                let mut streams = c.put_streams_one(&self.locator, p)?;
+                streams.send(p, vec![(k, encode(value)?)])?;
+                streams.finish().map(|_| ())
+            }
+        }
     }
 
     /// Removes `key`; true if it was there.
     pub fn delete(&self, key: &K) -> Result<bool> {
-        let (k, part) = self.key_partition(key)?;
-        Ok(part.delete(&k)?)
+        let (k, p) = self.key_partition(key)?;
+        match self.ctx.backend() {
+            Backend::Local(exec) => Ok(exec.stores().partition(&self.locator, p)?.delete(&k)?),
+            Backend::Cluster(c) => Ok(c.point(&self.locator, p, k, true)?.0),
+        }
     }
 
     /// Writes many pairs in batches (a later duplicate key wins); returns how many.
@@ -277,19 +317,21 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> RollPair<
         K: Send + 'static,
         V: Send + 'static,
     {
-        let stores = self.ctx.stores().clone();
+        let ctx = self.ctx.clone();
         let locator = self.locator.clone();
-        let limit = stores.config().batch_bytes.max(1) as usize;
+        let limit = match self.ctx.backend() {
+            Backend::Local(exec) => exec.stores().config().batch_bytes.max(1) as usize,
+            Backend::Cluster(_) => 4 << 20,
+        };
         let what = self.what("a pair");
         let spawn = move |p: u32| -> Result<Receiver<Batch<K, V>>> {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Batch<K, V>>(2);
-            let (stores, locator, what) = (stores.clone(), locator.clone(), what.clone());
-            // A dedicated thread: it blocks on RocksDB and on the bounded channel, and it
-            // stops as soon as the consumer drops the iterator.
+            let (ctx, locator, what) = (ctx.clone(), locator.clone(), what.clone());
+            // A dedicated thread: it blocks on RocksDB or the network and on the bounded
+            // channel, and it stops as soon as the consumer drops the iterator.
             let produce = move |tx: &SyncSender<Batch<K, V>>| -> Result<()> {
-                let part = stores.partition(&locator, p)?;
                 let (mut batch, mut bytes, mut open) = (Vec::new(), 0usize, true);
-                part.scan(eggroll_eggpair::KeyRange::all(), &mut |k, v| {
+                ctx.scan_partition(&locator, p, &mut |k, v| {
                     bytes += k.len() + v.len() + 16;
                     batch.push((decode(k, &|| what.clone())?, decode(v, &|| what.clone())?));
                     if bytes >= limit {
@@ -347,6 +389,12 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> RollPair<
         out.keys.truncate(n as usize);
         out.values.truncate(n as usize);
         Ok(out)
+    }
+
+    /// The first `n` pairs as their encoded bytes, for tools that do not know the types.
+    pub fn take_encoded(&self, n: u64) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let batch = self.take_raw(n, false)?;
+        Ok(batch.keys.into_iter().zip(batch.values).collect())
     }
 
     /// The first `n` pairs, in partition order then key order.

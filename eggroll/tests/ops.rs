@@ -1,213 +1,53 @@
 //! Every roll-pair operation against a plain reference (HashMap, Vec) computed here, on real
-//! RocksDB and in-memory partitions.
+//! RocksDB and in-memory partitions: one suite, two back ends. Each test runs in standalone
+//! mode and on a real cluster (a cluster manager and two node managers as separate processes,
+//! with egg-pair processes per session).
+
+mod suite;
 
 use eggroll_core::functions::builtin::{SumI64, SumU64};
-use eggroll_core::functions::{
-    CollapsePartitions, Filter, FlatMap, Function, Join, Map, MapPartitions, MapValues, Reduce,
-    SeqOp,
-};
-use eggroll_core::register;
+use eggroll_core::functions::{Function, MapValues};
 use eggroll_rollpair::{Options, RollPair, RollPairContext};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
+use suite::cluster::{ClusterSpec, TestCluster};
+use suite::functions::*;
 
-#[derive(Serialize, Deserialize)]
-struct AddTo {
-    n: i64,
+/// What keeps a back end alive while a test uses it.
+enum Backend {
+    Standalone(tempfile::TempDir),
+    Cluster(Box<TestCluster>),
 }
-impl Function for AddTo {
-    const NAME: &'static str = "tests::AddTo";
-}
-impl MapValues for AddTo {
-    type V = i64;
-    type Out = i64;
-    fn map_values(&self, v: i64) -> i64 {
-        v.wrapping_add(self.n)
+
+impl Backend {
+    fn standalone() -> Self {
+        Backend::Standalone(tempfile::tempdir().unwrap())
     }
-}
-register!(map_values: AddTo);
 
-#[derive(Serialize, Deserialize)]
-struct Len;
-impl Function for Len {
-    const NAME: &'static str = "tests::Len";
-}
-impl MapValues for Len {
-    type V = Vec<u8>;
-    type Out = u64;
-    fn map_values(&self, v: Vec<u8>) -> u64 {
-        v.len() as u64
+    fn cluster() -> Self {
+        Backend::Cluster(Box::new(TestCluster::start(ClusterSpec::default())))
     }
-}
-register!(map_values: Len);
 
-/// (k, v) -> (k mod m, v): collides keys on purpose.
-#[derive(Serialize, Deserialize)]
-struct ModKey {
-    m: i64,
-}
-impl Function for ModKey {
-    const NAME: &'static str = "tests::ModKey";
-}
-impl Map for ModKey {
-    type K = i64;
-    type V = i64;
-    type K2 = i64;
-    type V2 = i64;
-    fn map(&self, k: i64, v: i64) -> (i64, i64) {
-        (k.rem_euclid(self.m), v)
+    /// A new session on this back end.
+    fn ctx(&self) -> RollPairContext {
+        match self {
+            Backend::Standalone(dir) => RollPairContext::standalone(dir.path()).unwrap(),
+            Backend::Cluster(c) => c.connect(),
+        }
     }
-}
-register!(map: ModKey);
 
-/// (k, v) -> (v, k): a bijection when values are distinct.
-#[derive(Serialize, Deserialize)]
-struct Swap;
-impl Function for Swap {
-    const NAME: &'static str = "tests::Swap";
-}
-impl Map for Swap {
-    type K = i64;
-    type V = i64;
-    type K2 = i64;
-    type V2 = i64;
-    fn map(&self, k: i64, v: i64) -> (i64, i64) {
-        (v, k)
-    }
-}
-register!(map: Swap);
-
-#[derive(Serialize, Deserialize)]
-struct Explode;
-impl Function for Explode {
-    const NAME: &'static str = "tests::Explode";
-}
-impl FlatMap for Explode {
-    type K = i64;
-    type V = i64;
-    type K2 = String;
-    type V2 = i64;
-    fn flat_map(&self, k: i64, v: i64) -> Vec<(String, i64)> {
-        (0..k.rem_euclid(3))
-            .map(|i| (format!("{k}/{i}"), v))
-            .collect()
-    }
-}
-register!(flat_map: Explode);
-
-#[derive(Serialize, Deserialize)]
-struct EvenKeys;
-impl Function for EvenKeys {
-    const NAME: &'static str = "tests::EvenKeys";
-}
-impl Filter for EvenKeys {
-    type K = i64;
-    type V = i64;
-    fn filter(&self, k: &i64, _: &i64) -> bool {
-        k % 2 == 0
-    }
-}
-register!(filter: EvenKeys);
-
-/// Emits (v mod 5, 1) per pair: counted per bucket with a reduce.
-#[derive(Serialize, Deserialize)]
-struct Buckets;
-impl Function for Buckets {
-    const NAME: &'static str = "tests::Buckets";
-}
-impl MapPartitions for Buckets {
-    type K = i64;
-    type V = i64;
-    type K2 = i64;
-    type V2 = i64;
-    fn map_partitions(
-        &self,
-        _: u32,
-        items: &mut dyn Iterator<Item = (i64, i64)>,
-        emit: &mut dyn FnMut(i64, i64),
-    ) {
-        for (_, v) in items {
-            emit(v.rem_euclid(5), 1);
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::Standalone(_) => "standalone",
+            Backend::Cluster(_) => "cluster",
         }
     }
 }
-register!(map_partitions: Buckets);
 
-#[derive(Serialize, Deserialize)]
-struct SumPartition;
-impl Function for SumPartition {
-    const NAME: &'static str = "tests::SumPartition";
-}
-impl CollapsePartitions for SumPartition {
-    type K = i64;
-    type V = i64;
-    type Out = i64;
-    fn collapse(&self, items: &mut dyn Iterator<Item = (i64, i64)>) -> i64 {
-        items.map(|(_, v)| v).fold(0i64, i64::wrapping_add)
-    }
-}
-register!(collapse_partitions: SumPartition);
-
-#[derive(Serialize, Deserialize)]
-struct Pair;
-impl Function for Pair {
-    const NAME: &'static str = "tests::Pair";
-}
-impl Join for Pair {
-    type V = i64;
-    type W = String;
-    type Out = (i64, String);
-    fn join(&self, v: i64, w: String) -> (i64, String) {
-        (v, w)
-    }
-}
-register!(join: Pair);
-
-#[derive(Serialize, Deserialize)]
-struct Max;
-impl Function for Max {
-    const NAME: &'static str = "tests::Max";
-}
-impl Reduce for Max {
-    type V = i64;
-    fn reduce(&self, a: i64, b: i64) -> i64 {
-        a.max(b)
-    }
-}
-register!(reduce: Max);
-
-#[derive(Serialize, Deserialize)]
-struct CountAndSum;
-impl Function for CountAndSum {
-    const NAME: &'static str = "tests::CountAndSum";
-}
-impl SeqOp for CountAndSum {
-    type Acc = (u64, i64);
-    type V = i64;
-    fn seq_op(&self, acc: (u64, i64), v: i64) -> (u64, i64) {
-        (acc.0 + 1, acc.1.wrapping_add(v))
-    }
-}
-register!(seq_op: CountAndSum);
-
-#[derive(Serialize, Deserialize)]
-struct AddPairs;
-impl Function for AddPairs {
-    const NAME: &'static str = "tests::AddPairs";
-}
-impl Reduce for AddPairs {
-    type V = (u64, i64);
-    fn reduce(&self, a: (u64, i64), b: (u64, i64)) -> (u64, i64) {
-        (a.0 + b.0, a.1.wrapping_add(b.1))
-    }
-}
-register!(reduce: AddPairs);
-
-fn ctx() -> (tempfile::TempDir, RollPairContext) {
-    let dir = tempfile::tempdir().unwrap();
-    let ctx = RollPairContext::standalone(dir.path()).unwrap();
-    (dir, ctx)
+/// Both back ends, standalone first.
+fn backends() -> Vec<Backend> {
+    vec![Backend::standalone(), Backend::cluster()]
 }
 
 fn all<
@@ -384,35 +224,52 @@ fn check_all_ops(
 
 #[test]
 fn every_op_matches_reference_on_edge_shapes() {
-    let (_dir, ctx) = ctx();
-    let dup: Vec<(i64, i64)> = (0..500).map(|i| (i % 97, i)).collect();
-    let spread: Vec<(i64, i64)> = (0..3000).map(|i| (i * 7919 - 1_000_000, i * 31)).collect();
-    for persistent in [false, true] {
-        check_all_ops(&ctx, &[], 1, 3, persistent);
-        check_all_ops(&ctx, &[], 16, 1, persistent);
-        check_all_ops(&ctx, &[(5, 6)], 1, 16, persistent);
-        check_all_ops(&ctx, &dup, 16, 3, persistent);
-        check_all_ops(&ctx, &spread, 4, 4, persistent);
-        check_all_ops(&ctx, &spread, 16, 5, persistent);
+    for backend in backends() {
+        eprintln!("back end: {}", backend.name());
+        let ctx = backend.ctx();
+        let dup: Vec<(i64, i64)> = (0..500).map(|i| (i % 97, i)).collect();
+        let spread: Vec<(i64, i64)> = (0..3000).map(|i| (i * 7919 - 1_000_000, i * 31)).collect();
+        for persistent in [false, true] {
+            check_all_ops(&ctx, &[], 1, 3, persistent);
+            check_all_ops(&ctx, &[], 16, 1, persistent);
+            check_all_ops(&ctx, &[(5, 6)], 1, 16, persistent);
+            check_all_ops(&ctx, &dup, 16, 3, persistent);
+            check_all_ops(&ctx, &spread, 4, 4, persistent);
+            check_all_ops(&ctx, &spread, 16, 5, persistent);
+        }
+        ctx.stop().unwrap();
     }
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(12))]
-    #[test]
-    fn random_tables_match_reference(
-        data in proptest::collection::vec((any::<i64>(), any::<i64>()), 0..300),
-        parts in 1u32..17,
-        other in 1u32..17,
-    ) {
-        let (_dir, ctx) = ctx();
-        check_all_ops(&ctx, &data, parts, other, false);
+#[test]
+fn random_tables_match_reference() {
+    for backend in backends() {
+        // One session per back end; each case gets fresh in-memory tables.
+        let ctx = backend.ctx();
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(12));
+        let strategy = (
+            proptest::collection::vec((any::<i64>(), any::<i64>()), 0..300),
+            1u32..17,
+            1u32..17,
+        );
+        runner
+            .run(&strategy, |(data, parts, other)| {
+                check_all_ops(&ctx, &data, parts, other, false);
+                Ok(())
+            })
+            .unwrap_or_else(|e| panic!("{} back end: {e}", backend.name()));
+        ctx.stop().unwrap();
     }
 }
 
 #[test]
 fn binary_unicode_and_large_values_round_trip() {
-    let (_dir, ctx) = ctx();
+    for backend in backends() {
+        binary_unicode_and_large_values(&backend.ctx());
+    }
+}
+
+fn binary_unicode_and_large_values(ctx: &RollPairContext) {
     let mut reference: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
     reference.insert(vec![], vec![]);
     reference.insert(vec![0, 0, 0], vec![0xff; 3]);
@@ -465,7 +322,12 @@ fn binary_unicode_and_large_values_round_trip() {
 
 #[test]
 fn put_get_delete_and_swap_bijection() {
-    let (_dir, ctx) = ctx();
+    for backend in backends() {
+        put_get_delete_and_swap(&backend.ctx());
+    }
+}
+
+fn put_get_delete_and_swap(ctx: &RollPairContext) {
     let t: RollPair<i64, i64> = ctx.create(Options::partitions(4)).unwrap();
     for i in 0..100 {
         t.put(&i, &(i * i)).unwrap();
@@ -493,13 +355,18 @@ fn put_get_delete_and_swap_bijection() {
 }
 
 #[test]
-fn persistent_tables_survive_a_new_process_and_cleanup_globs() {
-    let dir = tempfile::tempdir().unwrap();
+fn persistent_tables_survive_a_new_session_and_cleanup_globs() {
+    for backend in backends() {
+        persistent_tables_survive(&backend);
+    }
+}
+
+fn persistent_tables_survive(backend: &Backend) {
     let data: BTreeMap<String, Vec<u8>> = (0..2000)
         .map(|i| (format!("k{i}"), vec![i as u8; 100]))
         .collect();
     {
-        let ctx = RollPairContext::standalone(dir.path()).unwrap();
+        let ctx = backend.ctx();
         let t = ctx
             .parallelize(data.clone(), Options::persistent("ns", "kept", 4))
             .unwrap();
@@ -511,9 +378,9 @@ fn persistent_tables_survive_a_new_process_and_cleanup_globs() {
             .unwrap();
         ctx.stop().unwrap();
     }
-    // A child process would be the strictest check; a fresh context over the same dir
-    // reopens every RocksDB from its files, which is what a new process does.
-    let ctx = RollPairContext::standalone(dir.path()).unwrap();
+    // A fresh context over the same dir reopens every RocksDB from its files, which is what
+    // a new process does; on a cluster, a new session's eggs are new processes.
+    let ctx = backend.ctx();
     let t: RollPair<String, Vec<u8>> = ctx.load("ns", "kept").unwrap();
     assert_eq!(all(&t), data);
     let c: RollPair<String, Vec<u8>> = ctx.load("ns", "copy_in_7").unwrap();
@@ -521,14 +388,34 @@ fn persistent_tables_survive_a_new_process_and_cleanup_globs() {
     assert_eq!(all(&c), data);
     assert_eq!(ctx.cleanup("ns", "tmp_*").unwrap(), 2);
     assert!(ctx.load::<u8, u8>("ns", "tmp_a").is_err());
-    assert!(dir.path().join("ROCKSDB/ns/kept/3").is_dir());
+    if let Backend::Standalone(dir) = backend {
+        assert!(dir.path().join("ROCKSDB/ns/kept/3").is_dir());
+    }
     t.destroy().unwrap();
-    assert!(!dir.path().join("ROCKSDB/ns/kept").exists());
+    assert!(ctx.load::<String, Vec<u8>>("ns", "kept").is_err());
+    match backend {
+        Backend::Standalone(dir) => assert!(!dir.path().join("ROCKSDB/ns/kept").exists()),
+        Backend::Cluster(c) => {
+            for i in 0..2 {
+                let dir = c.root.path().join(format!("node{i}/ROCKSDB/ns/kept"));
+                assert!(!dir.exists(), "{} is left behind", dir.display());
+            }
+        }
+    }
+    ctx.stop().unwrap();
 }
 
 #[test]
 fn bad_input_gets_clear_errors() {
-    let (dir, ctx) = ctx();
+    for backend in backends() {
+        bad_input_on_either_back_end(&backend.ctx());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = RollPairContext::standalone(dir.path()).unwrap();
+    bad_input_standalone_only(dir.path(), ctx);
+}
+
+fn bad_input_on_either_back_end(ctx: &RollPairContext) {
     let err = ctx
         .load::<i64, i64>("nowhere", "nothing")
         .err()
@@ -601,12 +488,16 @@ fn bad_input_gets_clear_errors() {
         .unwrap();
     let err = t.map_values(&Unregistered).err().unwrap().to_string();
     assert!(err.contains("tests::NeverRegistered"), "{err}");
+    // The eggs keep serving after the failed job.
+    assert_eq!(t.count().unwrap(), 1);
+}
 
+fn bad_input_standalone_only(dir: &std::path::Path, ctx: RollPairContext) {
     // A corrupt partition directory.
     ctx.parallelize([(1i64, 1i64)], Options::persistent("ns", "broken", 1))
         .unwrap();
     drop(ctx);
-    let part = dir.path().join("ROCKSDB/ns/broken/0");
+    let part = dir.join("ROCKSDB/ns/broken/0");
     for entry in std::fs::read_dir(&part).unwrap() {
         let p = entry.unwrap().path();
         if p.file_name()
@@ -617,7 +508,7 @@ fn bad_input_gets_clear_errors() {
             std::fs::write(&p, b"garbage\n").unwrap();
         }
     }
-    let ctx = RollPairContext::standalone(dir.path()).unwrap();
+    let ctx = RollPairContext::standalone(dir).unwrap();
     let t: RollPair<i64, i64> = ctx.load("ns", "broken").unwrap();
     let err = t.count().err().unwrap().to_string();
     assert!(
@@ -626,7 +517,7 @@ fn bad_input_gets_clear_errors() {
     );
 
     // A data dir that cannot be a directory.
-    let file = dir.path().join("a-file");
+    let file = dir.join("a-file");
     std::fs::write(&file, b"x").unwrap();
     let err = RollPairContext::standalone(&file)
         .err()

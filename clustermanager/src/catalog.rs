@@ -1,0 +1,138 @@
+//! Store metadata: every persistent table of the cluster and where its partitions live.
+
+use crate::error::{CmError, Result};
+use eggroll_proto::meta::{Store, StoreLocator};
+use std::collections::BTreeMap;
+
+/// Stores by (namespace, name).
+#[derive(Default)]
+pub struct Catalog {
+    stores: BTreeMap<(String, String), Store>,
+}
+
+/// The durable record id of a store.
+pub fn record_id(l: &StoreLocator) -> String {
+    format!("{}/{}", l.namespace, l.name)
+}
+
+fn key(l: &StoreLocator) -> (String, String) {
+    (l.namespace.clone(), l.name.clone())
+}
+
+impl Catalog {
+    /// The stores of the durable records.
+    pub fn restore(stores: Vec<Store>) -> Self {
+        let stores = stores
+            .into_iter()
+            .filter_map(|s| Some((key(s.locator.as_ref()?), s)))
+            .collect();
+        Self { stores }
+    }
+
+    /// A store by locator.
+    pub fn get(&self, l: &StoreLocator) -> Result<Store> {
+        self.stores
+            .get(&key(l))
+            .cloned()
+            .ok_or_else(|| CmError::NoSuchStore {
+                namespace: l.namespace.clone(),
+                name: l.name.clone(),
+            })
+    }
+
+    /// Adds a new store; an error if one of that name exists.
+    pub fn insert(&mut self, store: Store) -> Result<()> {
+        let l = store.locator.clone().unwrap_or_default();
+        if self.stores.contains_key(&key(&l)) {
+            return Err(CmError::StoreExists {
+                namespace: l.namespace,
+                name: l.name,
+            });
+        }
+        self.stores.insert(key(&l), store);
+        Ok(())
+    }
+
+    /// Removes a store.
+    pub fn remove(&mut self, l: &StoreLocator) -> Result<Store> {
+        self.stores
+            .remove(&key(l))
+            .ok_or_else(|| CmError::NoSuchStore {
+                namespace: l.namespace.clone(),
+                name: l.name.clone(),
+            })
+    }
+
+    /// The stores whose namespace and name match glob patterns.
+    pub fn list(&self, namespace: &str, name: &str) -> Result<Vec<Store>> {
+        let pattern = |p: &str| {
+            let p = if p.is_empty() { "*" } else { p };
+            glob::Pattern::new(p)
+                .map_err(|e| CmError::Invalid(format!("`{p}` is not a valid glob pattern: {e}")))
+        };
+        let (ns, nm) = (pattern(namespace)?, pattern(name)?);
+        Ok(self
+            .stores
+            .iter()
+            .filter(|((a, b), _)| ns.matches(a) && nm.matches(b))
+            .map(|(_, s)| s.clone())
+            .collect())
+    }
+}
+
+impl crate::cluster::Cluster {
+    /// Gets a store, or with `create` records a new persistent one placed on the session's
+    /// nodes (every live node when no session is named).
+    pub async fn get_store(&self, req: eggroll_proto::meta::StoreRequest) -> Result<Store> {
+        use eggroll_core::names::{validate_name, validate_partitions};
+        use eggroll_proto::meta::StoreType;
+        let l = req
+            .locator
+            .ok_or_else(|| CmError::Invalid("the request names no store locator".into()))?;
+        validate_name("namespace", &l.namespace)?;
+        validate_name("table name", &l.name)?;
+        if !req.create {
+            return self.catalog().get(&l);
+        }
+        validate_partitions(l.total_partitions)?;
+        if l.store_type() != StoreType::Rocksdb {
+            return Err(CmError::Invalid(format!(
+                "only persistent (ROCKSDB) stores are recorded by the cluster manager, not {}",
+                l.store_type().as_str_name()
+            )));
+        }
+        let nodes: Vec<u64> = if req.session_id.is_empty() {
+            self.nodes()
+                .alive()
+                .iter()
+                .map(|n| n.registration.node_id)
+                .collect()
+        } else {
+            self.session(&req.session_id)?
+                .processors
+                .iter()
+                .map(|p| p.server_node_id)
+                .collect()
+        };
+        let store = Store {
+            partitions: eggroll_core::placement::spread(&nodes, l.total_partitions)?,
+            locator: Some(l.clone()),
+            options: Default::default(),
+        };
+        self.catalog().insert(store.clone())?;
+        if let Err(e) = self.meta.put("store", &record_id(&l), &store).await {
+            let _ = self.catalog().remove(&l);
+            return Err(e);
+        }
+        tracing::info!(namespace = %l.namespace, name = %l.name, partitions = l.total_partitions, "store created");
+        Ok(store)
+    }
+
+    /// Forgets a store (its data is removed by the eggs, through a Destroy job).
+    pub async fn delete_store(&self, l: &StoreLocator) -> Result<Store> {
+        let store = self.catalog().get(l)?;
+        self.meta.delete("store", &record_id(l)).await?;
+        self.catalog().remove(l)?;
+        Ok(store)
+    }
+}

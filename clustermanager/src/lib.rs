@@ -1,0 +1,49 @@
+//! The cluster manager of eggroll-rs: the node registry (registrations, heartbeats, lost
+//! nodes), sessions and their egg-pair processors, and the metadata of persistent stores,
+//! kept in RocksDB under its data dir so it survives a restart.
+
+pub mod catalog;
+pub mod cluster;
+pub mod error;
+pub mod meta_store;
+pub mod nodes;
+pub mod service;
+pub mod session;
+
+pub use cluster::Cluster;
+pub use error::{CmError, Result};
+
+use eggroll_core::config::EggrollConfig;
+use eggroll_proto::meta::cluster_manager_server::ClusterManagerServer;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// Serves on `listener` until `shutdown` resolves. `address` is what eggs dial to report.
+pub async fn serve(
+    config: EggrollConfig,
+    listener: TcpListener,
+    address: String,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let cluster = Arc::new(Cluster::open(config, address)?);
+    let watcher = cluster.clone();
+    // Failure detection and lease expiry, twice a second.
+    let watch = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tick.tick().await;
+            watcher.expire_nodes().await;
+            watcher.expire_leases().await;
+        }
+    });
+    let service = ClusterManagerServer::new(service::ClusterService { cluster });
+    let res = tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await;
+    watch.abort();
+    res.map_err(|e| CmError::Internal(format!("server failed: {e}")))
+}

@@ -1,0 +1,158 @@
+//! An egg-pair process: serves its session's partitions until the session ends or its node
+//! manager goes away.
+
+use crate::catalog::Stores;
+use crate::executor::Executor;
+use crate::service::{EggServer, MAX_MESSAGE_BYTES};
+use eggroll_core::config::StorageConfig;
+use eggroll_proto::meta::cluster_manager_client::ClusterManagerClient;
+use eggroll_proto::meta::egg_service_server::EggServiceServer;
+use eggroll_proto::meta::ProcessorReady;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// What a node manager tells an egg when it starts one.
+#[derive(Clone, Debug)]
+pub struct EggArgs {
+    /// The session the egg serves.
+    pub session_id: String,
+    /// Its processor id.
+    pub processor_id: u64,
+    /// Where it reports that it is ready ("host:port").
+    pub cluster_manager: String,
+    /// Address to listen on; the port is picked by the OS.
+    pub host: String,
+    /// The node's data dir.
+    pub data_dir: PathBuf,
+    /// Storage settings.
+    pub storage: StorageConfig,
+    /// Exit when standard input closes (the node manager holds the other end).
+    pub watch_stdin: bool,
+}
+
+/// Runs the egg until its node manager closes its stdin, or SIGTERM / Ctrl-C.
+pub async fn run(args: EggArgs) -> Result<(), String> {
+    let span =
+        tracing::info_span!("eggpair", session = %args.session_id, processor = args.processor_id);
+    let _enter = span.enter();
+    let stores =
+        Stores::open_lazy(&args.data_dir, args.storage.clone()).map_err(|e| e.to_string())?;
+    let executor = Arc::new(Executor::new(Arc::new(stores)));
+    let listener = tokio::net::TcpListener::bind((args.host.as_str(), 0))
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.host))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))?
+        .port();
+    let endpoint = format!("{}:{port}", args.host);
+    let service = EggServiceServer::new(EggServer::new(
+        executor,
+        args.processor_id,
+        endpoint.clone(),
+    ))
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<&'static str>();
+    if args.watch_stdin {
+        let stop_tx = std::sync::Mutex::new(Some(stop_tx));
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            let mut stdin = std::io::stdin();
+            while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
+            if let Some(tx) = stop_tx.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let _ = tx.send("its node manager went away");
+            }
+        });
+    } else {
+        std::mem::forget(stop_tx);
+    }
+    let shutdown = async move {
+        let why = tokio::select! {
+            why = stop_rx => why.unwrap_or("its node manager went away"),
+            _ = terminate() => "it was asked to stop",
+        };
+        tracing::info!("egg-pair stopping: {why}");
+    };
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .initial_stream_window_size(8 << 20)
+            .initial_connection_window_size(32 << 20)
+            .add_service(service)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown),
+    );
+    report_ready(&args, &endpoint).await?;
+    tracing::info!(%endpoint, "egg-pair serving");
+    server
+        .await
+        .map_err(|e| format!("server task failed: {e}"))?
+        .map_err(|e| format!("server failed: {e}"))
+}
+
+/// Tells the cluster manager where this egg serves; retried briefly, since the cluster
+/// manager may be busy starting the rest of the session.
+async fn report_ready(args: &EggArgs, endpoint: &str) -> Result<(), String> {
+    let mut last = String::new();
+    for attempt in 0..10 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+        }
+        let client =
+            ClusterManagerClient::connect(format!("http://{}", args.cluster_manager)).await;
+        let mut client = match client {
+            Ok(c) => c,
+            Err(e) => {
+                last = e.to_string();
+                continue;
+            }
+        };
+        let report = ProcessorReady {
+            session_id: args.session_id.clone(),
+            processor_id: args.processor_id,
+            endpoint: endpoint.to_string(),
+            pid: std::process::id(),
+        };
+        match client.report_ready(report).await {
+            Ok(_) => return Ok(()),
+            Err(s) if s.code() == tonic::Code::Unavailable => last = s.message().to_string(),
+            Err(s) => {
+                return Err(format!(
+                    "the cluster manager refused this egg: {}",
+                    s.message()
+                ))
+            }
+        }
+    }
+    Err(format!(
+        "cannot report to the cluster manager at {}: {last}",
+        args.cluster_manager
+    ))
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn terminate() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,384 @@
+//! The egg's gRPC service: tasks, streamed puts and gets, and one-key reads and deletes for
+//! the partitions this processor serves. Storage work runs on blocking threads, never on a
+//! tokio worker.
+
+use crate::error::EggError;
+use crate::executor::{Executor, LocalSink, ShuffleSink};
+use crate::store::{KeyRange, Pair};
+use eggroll_core::functions::{lookup, ErasedFn};
+use eggroll_proto::meta::egg_service_client::EggServiceClient;
+use eggroll_proto::meta::egg_service_server::EggService;
+use eggroll_proto::meta::{
+    job::Op, PairBatch, PointRequest, PointResponse, PutRequest, PutResponse, ScanRequest, Store,
+    StoreLocator, Task, TaskResult,
+};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status, Streaming};
+
+/// Largest gRPC message between eggs and clients of one cluster: batches are a few MiB, but
+/// one pair may be large.
+pub const MAX_MESSAGE_BYTES: usize = 512 << 20;
+
+/// Clients of other eggs, one multiplexed HTTP/2 connection each.
+#[derive(Clone, Default)]
+pub struct EggClients {
+    clients: Arc<Mutex<HashMap<String, EggServiceClient<Channel>>>>,
+}
+
+impl EggClients {
+    /// A client for the egg at `endpoint` ("host:port"), connecting on first use.
+    pub fn get(&self, endpoint: &str) -> Result<EggServiceClient<Channel>, Status> {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = clients.get(endpoint) {
+            return Ok(c.clone());
+        }
+        let channel = Endpoint::from_shared(format!("http://{endpoint}"))
+            .map_err(|e| Status::invalid_argument(format!("bad egg endpoint {endpoint:?}: {e}")))?
+            .tcp_nodelay(true)
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .http2_keep_alive_interval(std::time::Duration::from_secs(5))
+            .keep_alive_timeout(std::time::Duration::from_secs(10))
+            .initial_stream_window_size(8 << 20)
+            .initial_connection_window_size(32 << 20)
+            .connect_lazy();
+        let client = EggServiceClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        clients.insert(endpoint.to_string(), client.clone());
+        Ok(client)
+    }
+}
+
+/// Serves one processor's partitions.
+pub struct EggServer {
+    executor: Arc<Executor>,
+    processor_id: u64,
+    endpoint: String,
+    clients: EggClients,
+}
+
+impl EggServer {
+    /// A server for processor `processor_id`, reachable at `endpoint`.
+    pub fn new(executor: Arc<Executor>, processor_id: u64, endpoint: String) -> Self {
+        Self {
+            executor,
+            processor_id,
+            endpoint,
+            clients: EggClients::default(),
+        }
+    }
+
+    /// Errors unless partition `p` of `store` is served by this processor.
+    fn check_owned(
+        &self,
+        store: Option<&Store>,
+        p: u32,
+        what: &str,
+    ) -> Result<StoreLocator, Status> {
+        let store = store.ok_or_else(|| {
+            Status::invalid_argument(format!("the request names no {what} store"))
+        })?;
+        let l = store
+            .locator
+            .clone()
+            .ok_or_else(|| Status::invalid_argument(format!("the {what} store has no locator")))?;
+        let part = store.partitions.get(p as usize).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "the {what} store {}/{} carries no placement for partition {p} ({} partitions listed)",
+                l.namespace,
+                l.name,
+                store.partitions.len()
+            ))
+        })?;
+        if part.processor_id != self.processor_id {
+            return Err(Status::failed_precondition(format!(
+                "partition {p} of {}/{} is served by processor {}, not by processor {} at {}; \
+                 send the request to the processor that owns the partition",
+                l.namespace, l.name, part.processor_id, self.processor_id, self.endpoint
+            )));
+        }
+        Ok(l)
+    }
+
+    fn status(&self, e: EggError) -> Status {
+        to_status(
+            &e,
+            &format!("processor {} at {}", self.processor_id, self.endpoint),
+        )
+    }
+}
+
+/// Maps an egg error to a gRPC status whose message names `who` failed and why.
+pub fn to_status(e: &EggError, who: &str) -> Status {
+    use eggroll_core::CoreError;
+    let root = match e {
+        EggError::Task { source, .. } => source.as_ref(),
+        other => other,
+    };
+    let msg = format!("{who}: {e}");
+    match root {
+        EggError::NoSuchTable { .. } => Status::not_found(msg),
+        EggError::TableExists { .. } => Status::already_exists(msg),
+        EggError::InvalidTask(_) => Status::invalid_argument(msg),
+        EggError::Core(CoreError::UnknownFunction { .. }) => Status::not_found(msg),
+        EggError::Core(
+            CoreError::WrongFunctionKind { .. }
+            | CoreError::InvalidArgument(_)
+            | CoreError::Decode { .. }
+            | CoreError::Encode { .. },
+        ) => Status::invalid_argument(msg),
+        EggError::Corrupt { .. } => Status::data_loss(msg),
+        _ => Status::internal(msg),
+    }
+}
+
+/// Where a shuffle's output goes on a cluster: into this egg's stores for the partitions it
+/// serves, to the owning egg over gRPC for the others.
+pub struct RemoteSink {
+    local: LocalSink,
+    output: Store,
+    processor_id: u64,
+    clients: EggClients,
+    runtime: tokio::runtime::Handle,
+    /// The job's combiner, sent by name to eggs that receive combined pairs.
+    combiner: Option<eggroll_proto::meta::Functor>,
+}
+
+impl ShuffleSink for RemoteSink {
+    fn send(
+        &self,
+        output: &StoreLocator,
+        dst: u32,
+        pairs: Vec<Pair>,
+        combiner: Option<&ErasedFn>,
+    ) -> crate::Result<()> {
+        let part = self.output.partitions.get(dst as usize).ok_or_else(|| {
+            EggError::InvalidTask(format!(
+                "the output store carries no placement for partition {dst}"
+            ))
+        })?;
+        if part.processor_id == self.processor_id {
+            return self.local.send(output, dst, pairs, combiner);
+        }
+        // The combiner goes along by name: the receiving egg applies it under its own lock.
+        let combiner = match combiner {
+            Some(_) => self.combiner.clone(),
+            None => None,
+        };
+        let (keys, values) = pairs.into_iter().unzip();
+        let req = PutRequest {
+            store: Some(self.output.clone()),
+            partition: dst,
+            batch: Some(PairBatch { keys, values }),
+            combiner,
+        };
+        let mut client = self
+            .clients
+            .get(&part.endpoint)
+            .map_err(|s| EggError::InvalidTask(s.message().to_string()))?;
+        let endpoint = part.endpoint.clone();
+        let processor = part.processor_id;
+        self.runtime
+            .block_on(async move { client.put_batches(tokio_stream::iter([req])).await })
+            .map_err(|s| {
+                EggError::InvalidTask(format!(
+                    "shuffle to partition {dst} on processor {processor} at {endpoint} failed: {}",
+                    s.message()
+                ))
+            })?;
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl EggService for EggServer {
+    async fn run_task(&self, request: Request<Task>) -> Result<Response<TaskResult>, Status> {
+        let task = request.into_inner();
+        let job = task
+            .job
+            .as_ref()
+            .ok_or_else(|| Status::invalid_argument("the task carries no job"))?;
+        let p = task.partition;
+        self.check_owned(job.inputs.first(), p, "input")?;
+        let mut output = None;
+        let mut combiner = None;
+        match &job.op {
+            Some(Op::Merge(_)) => {
+                self.check_owned(job.inputs.get(1), p, "second input")?;
+                self.check_owned(job.outputs.first(), p, "output")?;
+            }
+            Some(Op::MapReduce(mr)) => {
+                let out = job
+                    .outputs
+                    .first()
+                    .ok_or_else(|| Status::invalid_argument("the job names no output store"))?;
+                let n = out.locator.as_ref().map_or(0, |l| l.total_partitions) as usize;
+                if out.partitions.len() != n {
+                    return Err(Status::invalid_argument(format!(
+                        "the output store lists {} partition placements for {n} partitions",
+                        out.partitions.len()
+                    )));
+                }
+                output = Some(out.clone());
+                combiner = mr.combiner.clone();
+            }
+            None => return Err(Status::invalid_argument("the job names no operation")),
+            _ => {}
+        }
+        let sink = RemoteSink {
+            local: LocalSink::new(self.executor.stores().clone()),
+            output: output.unwrap_or_default(),
+            processor_id: self.processor_id,
+            clients: self.clients.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            combiner,
+        };
+        let executor = self.executor.clone();
+        let result = tokio::task::spawn_blocking(move || executor.run(&task, &sink))
+            .await
+            .map_err(|e| Status::internal(format!("task thread failed: {e}")))?;
+        result.map(Response::new).map_err(|e| self.status(e))
+    }
+
+    async fn put_batches(
+        &self,
+        request: Request<Streaming<PutRequest>>,
+    ) -> Result<Response<PutResponse>, Status> {
+        let mut stream = request.into_inner();
+        let mut written = 0u64;
+        let mut target: Option<(StoreLocator, u32, Option<Arc<ErasedFn>>, Store)> = None;
+        // One message at a time: the next is not read until this one is stored, so HTTP/2
+        // flow control holds the sender back.
+        while let Some(msg) = stream.message().await? {
+            let same = match (&target, &msg.store) {
+                (Some((_, p, _, store)), Some(s)) => *p == msg.partition && store == s,
+                (Some((_, p, _, _)), None) => *p == msg.partition,
+                (None, _) => false,
+            };
+            if !same {
+                let l = self.check_owned(msg.store.as_ref(), msg.partition, "target")?;
+                let combiner = match &msg.combiner {
+                    Some(f) => Some(Arc::new(
+                        lookup(&f.name, &f.kind, &f.params)
+                            .map_err(|e| self.status(EggError::Core(e)))?,
+                    )),
+                    None => None,
+                };
+                target = Some((
+                    l,
+                    msg.partition,
+                    combiner,
+                    msg.store.clone().unwrap_or_default(),
+                ));
+            }
+            let Some((l, p, combiner, _)) = target.clone() else {
+                continue;
+            };
+            let batch = msg.batch.unwrap_or_default();
+            if batch.keys.len() != batch.values.len() {
+                return Err(Status::invalid_argument(format!(
+                    "a batch has {} keys but {} values",
+                    batch.keys.len(),
+                    batch.values.len()
+                )));
+            }
+            let n = batch.keys.len() as u64;
+            let stores = self.executor.stores().clone();
+            let res = tokio::task::spawn_blocking(move || -> crate::Result<()> {
+                let store = stores.partition(&l, p)?;
+                let pairs: Vec<Pair> = batch.keys.into_iter().zip(batch.values).collect();
+                match combiner {
+                    Some(c) => store.merge_batch(pairs, &c),
+                    None => store.put_batch(&pairs),
+                }
+            })
+            .await
+            .map_err(|e| Status::internal(format!("write thread failed: {e}")))?;
+            res.map_err(|e| self.status(e))?;
+            written += n;
+        }
+        Ok(Response::new(PutResponse { written }))
+    }
+
+    type GetBatchesStream = ReceiverStream<Result<PairBatch, Status>>;
+
+    async fn get_batches(
+        &self,
+        request: Request<ScanRequest>,
+    ) -> Result<Response<Self::GetBatchesStream>, Status> {
+        let req = request.into_inner();
+        let l = self.check_owned(req.store.as_ref(), req.partition, "source")?;
+        let store = self
+            .executor
+            .stores()
+            .partition(&l, req.partition)
+            .map_err(|e| self.status(e))?;
+        let limit = self.executor.stores().config().batch_bytes.max(1) as usize;
+        let range = KeyRange {
+            start: (!req.start_key.is_empty()).then_some(req.start_key),
+            end: (!req.end_key.is_empty()).then_some(req.end_key),
+        };
+        // Two batches in flight: the scan runs ahead of the network by at most that much.
+        let (tx, rx) = mpsc::channel(2);
+        let who = format!("processor {} at {}", self.processor_id, self.endpoint);
+        tokio::task::spawn_blocking(move || {
+            let mut batch = PairBatch::default();
+            let mut bytes = 0usize;
+            let mut closed = false;
+            let res = store.scan(range, &mut |k, v| {
+                bytes += k.len() + v.len() + 8;
+                batch.keys.push(k.to_vec());
+                batch.values.push(v.to_vec());
+                if bytes >= limit {
+                    bytes = 0;
+                    if tx.blocking_send(Ok(std::mem::take(&mut batch))).is_err() {
+                        closed = true;
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            });
+            if closed {
+                return;
+            }
+            let last = match res {
+                Ok(()) => Ok(batch),
+                Err(e) => Err(to_status(&e, &who)),
+            };
+            let _ = tx.blocking_send(last);
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn point(
+        &self,
+        request: Request<PointRequest>,
+    ) -> Result<Response<PointResponse>, Status> {
+        let req = request.into_inner();
+        let l = self.check_owned(req.store.as_ref(), req.partition, "target")?;
+        let stores = self.executor.stores().clone();
+        let res = tokio::task::spawn_blocking(move || -> crate::Result<PointResponse> {
+            let store = stores.partition(&l, req.partition)?;
+            if req.delete {
+                let found = store.delete(&req.key)?;
+                Ok(PointResponse {
+                    found,
+                    value: Vec::new(),
+                })
+            } else {
+                let value = store.get(&req.key)?;
+                Ok(PointResponse {
+                    found: value.is_some(),
+                    value: value.unwrap_or_default(),
+                })
+            }
+        })
+        .await
+        .map_err(|e| Status::internal(format!("storage thread failed: {e}")))?;
+        res.map(Response::new).map_err(|e| self.status(e))
+    }
+}

@@ -1,0 +1,88 @@
+//! `eggroll`: the one binary of eggroll-rs, a subcommand per role.
+//!
+//! A crate of your own functions gets into the eggs by linking it into a binary whose `main`
+//! calls [`main`], and pointing `nodemanager.eggpair_executable` at that binary.
+
+mod bench;
+mod client;
+mod daemons;
+mod demo;
+mod node;
+mod session;
+mod table;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// eggroll-rs: partitioned key/value tables and map/reduce for federated learning.
+#[derive(Parser)]
+#[command(name = "eggroll", version, about)]
+struct Cli {
+    /// Config file (TOML); every key can also be set by an EGGROLL_* variable.
+    #[arg(long, global = true, env = "EGGROLL_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the cluster manager (sessions, store metadata, node registry).
+    Clustermanager(daemons::ClusterManagerArgs),
+    /// Run a node manager (starts the egg-pair processes of sessions on this machine).
+    Nodemanager(daemons::NodeManagerArgs),
+    /// Run one egg-pair process (started by a node manager, not by hand).
+    #[command(hide = true)]
+    Eggpair(daemons::EggPairArgs),
+    /// The nodes of a cluster.
+    Node(node::NodeArgs),
+    /// The sessions of a cluster.
+    Session(session::SessionArgs),
+    /// Inspect the tables of a cluster or of a standalone data dir.
+    Table(table::TableArgs),
+    /// Measure put_all, get_all, count, map_values, reduce and join against raw RocksDB.
+    Bench(bench::BenchArgs),
+    /// Run the main job in standalone mode and print what it computed.
+    Demo(demo::DemoArgs),
+}
+
+/// Parses the command line and runs the subcommand; the whole `eggroll` program.
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EGGROLL_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let config = match eggroll_core::config::EggrollConfig::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(path) = &cli.config {
+        // Eggs started by a node manager read the same file.
+        std::env::set_var("EGGROLL_CONFIG", path);
+    }
+    let result = match cli.command {
+        Command::Clustermanager(args) => daemons::clustermanager(args, config),
+        Command::Nodemanager(args) => daemons::nodemanager(args, config),
+        Command::Eggpair(args) => daemons::eggpair(args, config),
+        Command::Node(args) => node::run(args, config),
+        Command::Session(args) => session::run(args, config),
+        Command::Table(args) => table::run(args, config),
+        Command::Bench(args) => bench::run(args, config),
+        Command::Demo(args) => demo::run(args, config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! The egg-pair processes of this node: started per session as children, watched, stopped
+//! or killed with their session, and reported when they exit on their own.
+//!
+//! Each egg holds a pipe on its stdin whose other end only this process has: when the node
+//! manager dies, however it dies, the pipe closes and the eggs exit. No orphans.
+
+use eggroll_proto::meta::cluster_manager_client::ClusterManagerClient;
+use eggroll_proto::meta::{Processor, ProcessorExited};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// How a running egg is asked to end.
+#[derive(Clone, Copy, Debug)]
+enum Ending {
+    /// Close its stdin and give it a moment.
+    Stop,
+    /// SIGKILL.
+    Kill,
+}
+
+/// How the node manager starts eggs.
+#[derive(Clone, Debug)]
+pub struct EggLauncher {
+    /// The program, run as `<program> eggpair ...`.
+    pub program: PathBuf,
+    /// The node's data dir, which every egg of the node shares.
+    pub data_dir: PathBuf,
+    /// Where each egg's log goes (`<logs_dir>/<session>/egg-<processor>.log`).
+    pub logs_dir: PathBuf,
+    /// The address eggs listen on.
+    pub host: String,
+    /// This node's id.
+    pub node_id: u64,
+}
+
+/// How to end each running egg, by (session, processor id).
+type Running = HashMap<(String, u64), oneshot::Sender<Ending>>;
+
+/// The running eggs, by session and processor id.
+#[derive(Clone)]
+pub struct Supervisor {
+    launcher: Arc<EggLauncher>,
+    running: Arc<Mutex<Running>>,
+}
+
+impl Supervisor {
+    /// A supervisor with no eggs yet.
+    pub fn new(launcher: EggLauncher) -> Self {
+        Self {
+            launcher: Arc::new(launcher),
+            running: Default::default(),
+        }
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, Running> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many eggs run now.
+    pub fn count(&self) -> usize {
+        self.running().len()
+    }
+
+    /// Starts one egg per processor; each reports to `cluster_manager` when it serves.
+    pub fn start(
+        &self,
+        session_id: &str,
+        processors: &[Processor],
+        cluster_manager: &str,
+    ) -> Result<(), String> {
+        let l = &self.launcher;
+        let log_dir = l.logs_dir.join(session_id);
+        std::fs::create_dir_all(&log_dir)
+            .map_err(|e| format!("cannot create log dir {}: {e}", log_dir.display()))?;
+        for p in processors {
+            if p.server_node_id != l.node_id {
+                return Err(format!(
+                    "processor {} is placed on node {}, but this is node {}",
+                    p.id, p.server_node_id, l.node_id
+                ));
+            }
+            let key = (session_id.to_string(), p.id);
+            if self.running().contains_key(&key) {
+                continue;
+            }
+            let log_path = log_dir.join(format!("egg-{}.log", p.id));
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)
+                .map_err(|e| format!("cannot open egg log {}: {e}", log_path.display()))?;
+            let log2 = log
+                .try_clone()
+                .map_err(|e| format!("cannot open egg log {}: {e}", log_path.display()))?;
+            let child = tokio::process::Command::new(&l.program)
+                .arg("eggpair")
+                .args(["--session-id", session_id])
+                .args(["--processor-id", &p.id.to_string()])
+                .args(["--cluster-manager", cluster_manager])
+                .args(["--host", &l.host])
+                .arg("--data-dir")
+                .arg(&l.data_dir)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::from(log))
+                .stderr(Stdio::from(log2))
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| {
+                    format!(
+                        "cannot start egg-pair program {}: {e}; check nodemanager.eggpair_executable",
+                        l.program.display()
+                    )
+                })?;
+            tracing::info!(session = %session_id, processor = p.id, pid = child.id().unwrap_or(0), "egg started");
+            let (tx, rx) = oneshot::channel();
+            self.running().insert(key.clone(), tx);
+            let this = self.clone();
+            let cm = cluster_manager.to_string();
+            tokio::spawn(async move {
+                this.watch(child, rx, key, log_path, cm).await;
+            });
+        }
+        Ok(())
+    }
+
+    /// Waits for an egg to end; reports it if nobody asked it to.
+    async fn watch(
+        &self,
+        mut child: tokio::process::Child,
+        ending: oneshot::Receiver<Ending>,
+        key: (String, u64),
+        log_path: PathBuf,
+        cluster_manager: String,
+    ) {
+        // Held here, not in `child`: tokio's `wait` closes a child's stdin, which the egg
+        // reads as its node manager going away.
+        let stdin = child.stdin.take();
+        let status = tokio::select! {
+            status = child.wait() => Some(status),
+            how = ending => {
+                match how.unwrap_or(Ending::Kill) {
+                    Ending::Kill => {
+                        let _ = child.start_kill();
+                    }
+                    Ending::Stop => {
+                        // Closing stdin asks the egg to finish; kill it if it lingers.
+                        drop(stdin);
+                        if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
+                            let _ = child.start_kill();
+                        }
+                    }
+                }
+                let _ = child.wait().await;
+                None
+            }
+        };
+        self.running().remove(&key);
+        let Some(status) = status else {
+            tracing::info!(session = %key.0, processor = key.1, "egg stopped");
+            return;
+        };
+        let status = match status {
+            Ok(s) => s.to_string(),
+            Err(e) => format!("cannot be waited for: {e}"),
+        };
+        let log_tail = tail(&log_path, 20);
+        tracing::warn!(session = %key.0, processor = key.1, %status, "egg exited on its own");
+        let report = ProcessorExited {
+            session_id: key.0.clone(),
+            processor_id: key.1,
+            node_id: self.launcher.node_id,
+            status,
+            log_tail,
+        };
+        for attempt in 0..5u64 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+            }
+            if let Ok(mut c) =
+                ClusterManagerClient::connect(format!("http://{cluster_manager}")).await
+            {
+                if c.report_exit(report.clone()).await.is_ok() {
+                    return;
+                }
+            }
+        }
+        tracing::error!(session = %key.0, processor = key.1, "cannot report the exit to the cluster manager at {cluster_manager}");
+    }
+
+    /// Ends the eggs of a session (or of every session when `session_id` is None).
+    pub fn stop(&self, session_id: Option<&str>, kill: bool) -> usize {
+        let how = if kill { Ending::Kill } else { Ending::Stop };
+        let mut running = self.running();
+        let keys: Vec<_> = running
+            .keys()
+            .filter(|(s, _)| session_id.is_none_or(|id| id == s))
+            .cloned()
+            .collect();
+        for k in &keys {
+            if let Some(tx) = running.remove(k) {
+                let _ = tx.send(how);
+            }
+        }
+        keys.len()
+    }
+}
+
+/// The last `n` lines of a log file.
+fn tail(path: &Path, n: usize) -> String {
+    let Ok(bytes) = std::fs::read(path) else {
+        return String::new();
+    };
+    let start = bytes.len().saturating_sub(16 << 10);
+    let text = String::from_utf8_lossy(&bytes[start..]);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
