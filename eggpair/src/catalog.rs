@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long an egg waits for another process to release a partition it wants to open.
+const LOCK_WAIT: Duration = Duration::from_secs(15);
 
 /// File beside a table's partitions that records how it was made.
 pub const META_FILE: &str = ".meta.json";
@@ -71,7 +75,8 @@ pub fn store_type_dir(t: StoreType) -> &'static str {
 type MemTable = Arc<Vec<Arc<MemStore>>>;
 
 struct OpenCache {
-    open: HashMap<PathBuf, (Arc<RocksStore>, u64)>,
+    /// Open partitions with their last use: a tick for LRU order, an instant for idling.
+    open: HashMap<PathBuf, (Arc<RocksStore>, u64, Instant)>,
     tick: u64,
 }
 
@@ -81,6 +86,7 @@ pub struct Stores {
     config: StorageConfig,
     env: RocksEnv,
     rocks: Mutex<OpenCache>,
+    opening: Mutex<()>,
     memory: Mutex<HashMap<(String, String), MemTable>>,
     /// Egg mode: tables come into being on first touch (see [`Stores::open_lazy`]).
     lazy: bool,
@@ -101,6 +107,7 @@ impl Stores {
             data_dir: data_dir.to_path_buf(),
             env: RocksEnv::new(&config),
             config,
+            opening: Mutex::new(()),
             rocks: Mutex::new(OpenCache {
                 open: HashMap::new(),
                 tick: 0,
@@ -332,24 +339,28 @@ impl Stores {
     }
 
     fn rocks_partition(&self, path: &Path) -> Result<Arc<RocksStore>> {
+        if let Some(store) = self.cached(path) {
+            return Ok(store);
+        }
+        // One open at a time: RocksDB refuses a second open of a DB within one process.
+        let _opening = self.opening.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(store) = self.cached(path) {
+            return Ok(store);
+        }
+        let store = Arc::new(self.open_waiting(path)?);
         let mut cache = self.lock_rocks();
         cache.tick += 1;
         let tick = cache.tick;
-        if let Some((store, used)) = cache.open.get_mut(path) {
-            *used = tick;
-            return Ok(store.clone());
-        }
-        // Opened under the lock: RocksDB allows one open handle per directory per process.
-        let store = Arc::new(self.env.open(path)?);
-        cache.open.insert(path.to_path_buf(), (store.clone(), tick));
+        cache
+            .open
+            .insert(path.to_path_buf(), (store.clone(), tick, Instant::now()));
         let cap = self.config.max_open_partitions.max(1) as usize;
         while cache.open.len() > cap {
-            // Close the least recently used partition that no task holds right now.
             let victim = cache
                 .open
                 .iter()
-                .filter(|(_, (s, _))| Arc::strong_count(s) == 1)
-                .min_by_key(|(_, (_, used))| *used)
+                .filter(|(_, (s, _, _))| Arc::strong_count(s) == 1)
+                .min_by_key(|(_, (_, used, _))| *used)
                 .map(|(p, _)| p.clone());
             match victim {
                 Some(p) => {
@@ -361,7 +372,52 @@ impl Stores {
         Ok(store)
     }
 
-    /// Removes a table: its partitions' files, or its memory. Missing tables are fine.
+    /// An open partition from the cache, marked as just used.
+    fn cached(&self, path: &Path) -> Option<Arc<RocksStore>> {
+        let mut cache = self.lock_rocks();
+        cache.tick += 1;
+        let tick = cache.tick;
+        let (store, used, at) = cache.open.get_mut(path)?;
+        *used = tick;
+        *at = Instant::now();
+        Some(store.clone())
+    }
+
+    /// Opens a partition; in egg mode, waits a while for another process (an egg of another
+    /// session) to release it, since eggs close what they have not used for a moment.
+    fn open_waiting(&self, path: &Path) -> Result<RocksStore> {
+        let deadline = Instant::now() + LOCK_WAIT;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            match self.env.open(path) {
+                Err(EggError::Corrupt { source, .. })
+                    if source.to_string().contains("lock file") =>
+                {
+                    if !self.lazy || Instant::now() >= deadline {
+                        return Err(EggError::Locked {
+                            path: path.to_path_buf(),
+                            waited: if self.lazy { LOCK_WAIT } else { Duration::ZERO },
+                        });
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Closes the partitions nobody has used for `idle`, so that another process (an egg of
+    /// another session on this node) can open them; returns how many closed.
+    pub fn close_idle(&self, idle: Duration) -> usize {
+        let mut cache = self.lock_rocks();
+        let before = cache.open.len();
+        cache
+            .open
+            .retain(|_, (s, _, at)| Arc::strong_count(s) > 1 || at.elapsed() < idle);
+        before - cache.open.len()
+    }
+
     pub fn destroy(&self, l: &StoreLocator) -> Result<()> {
         match l.store_type() {
             StoreType::InMemory => {

@@ -29,6 +29,14 @@ pub enum EggError {
         /// RocksDB's complaint.
         source: rocksdb::Error,
     },
+    /// Another process has the partition open.
+    #[error("partition at {path} is open in another process (an egg of another session on this node, or a standalone program on this data dir){}; stop that session or program, then retry", if waited.is_zero() { String::new() } else { format!(" and was not released within {} s", waited.as_secs()) })]
+    Locked {
+        /// The partition directory.
+        path: PathBuf,
+        /// How long this process waited for it.
+        waited: std::time::Duration,
+    },
     /// A file operation failed.
     #[error("{action} {path}: {source}")]
     Io {

@@ -40,7 +40,21 @@ pub async fn run(args: EggArgs) -> Result<(), String> {
     let _enter = span.enter();
     let stores =
         Stores::open_lazy(&args.data_dir, args.storage.clone()).map_err(|e| e.to_string())?;
-    let executor = Arc::new(Executor::new(Arc::new(stores)));
+    let stores = Arc::new(stores);
+    // Persistent partitions idle for a second are closed, so eggs of other sessions on this
+    // node can open them (RocksDB lets one process at a time hold a DB).
+    let sweep = Arc::downgrade(&stores);
+    std::thread::Builder::new()
+        .name("eggroll-idle-close".into())
+        .spawn(move || {
+            while let Some(stores) = sweep.upgrade() {
+                stores.close_idle(Duration::from_secs(1));
+                drop(stores);
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        })
+        .map_err(|e| format!("cannot start the idle-close thread: {e}"))?;
+    let executor = Arc::new(Executor::new(stores));
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), 0))
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.host))?;

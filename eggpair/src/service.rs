@@ -132,6 +132,7 @@ pub fn to_status(e: &EggError, who: &str) -> Status {
             | CoreError::Encode { .. },
         ) => Status::invalid_argument(msg),
         EggError::Corrupt { .. } => Status::data_loss(msg),
+        EggError::Locked { .. } => Status::unavailable(msg),
         _ => Status::internal(msg),
     }
 }
