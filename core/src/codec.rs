@@ -17,6 +17,16 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     })
 }
 
+/// Encodes a value at the end of `out`, reusing its allocation.
+pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
+    let buf = std::mem::take(out);
+    *out = postcard::to_extend(value, buf).map_err(|source| CoreError::Encode {
+        type_name: std::any::type_name::<T>(),
+        source,
+    })?;
+    Ok(())
+}
+
 /// Decodes a value; `what` names the bytes in the error ("value of table ns/name").
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &dyn Fn() -> String) -> Result<T> {
     match postcard::take_from_bytes::<T>(bytes) {

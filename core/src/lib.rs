@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod functions;
 pub mod names;
+pub mod packed;
 pub mod partitioner;
 pub mod placement;
 

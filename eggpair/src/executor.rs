@@ -205,6 +205,9 @@ impl Executor {
             Op::Count(_) => {
                 result.count = self.stores.partition(&input, p)?.count()?;
             }
+            Op::Compact(_) => {
+                self.stores.partition(&input, p)?.compact()?;
+            }
             Op::Destroy(_) => {
                 self.stores.destroy_partition(&input, p)?;
             }

@@ -115,6 +115,18 @@ impl PartitionStore for RocksStore {
         self.db.write(batch).map_err(self.err())
     }
 
+    fn put_packed(&self, packed: &[u8]) -> Result<u64> {
+        let mut batch = WriteBatch::default();
+        let mut n = 0;
+        for pair in eggroll_core::packed::unpack(packed) {
+            let (k, v) = pair?;
+            batch.put(k, v);
+            n += 1;
+        }
+        self.db.write(batch).map_err(self.err())?;
+        Ok(n)
+    }
+
     fn delete(&self, key: &[u8]) -> Result<bool> {
         let existed = self.db.get_pinned(key).map_err(self.err())?.is_some();
         self.db.delete(key).map_err(self.err())?;

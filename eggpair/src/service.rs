@@ -170,11 +170,17 @@ impl ShuffleSink for RemoteSink {
             Some(_) => self.combiner.clone(),
             None => None,
         };
-        let (keys, values) = pairs.into_iter().unzip();
+        let mut packed = Vec::new();
+        for (k, v) in &pairs {
+            eggroll_core::packed::pack(&mut packed, k, v);
+        }
         let req = PutRequest {
             store: Some(self.output.clone()),
             partition: dst,
-            batch: Some(PairBatch { keys, values }),
+            batch: Some(PairBatch {
+                packed,
+                ..Default::default()
+            }),
             combiner,
         };
         let mut client = self
@@ -287,20 +293,35 @@ impl EggService for EggServer {
                     batch.values.len()
                 )));
             }
-            let n = batch.keys.len() as u64;
             let stores = self.executor.stores().clone();
-            let res = tokio::task::spawn_blocking(move || -> crate::Result<()> {
+            let res = tokio::task::spawn_blocking(move || -> crate::Result<u64> {
                 let store = stores.partition(&l, p)?;
-                let pairs: Vec<Pair> = batch.keys.into_iter().zip(batch.values).collect();
+                let mut pairs: Vec<Pair> = batch.keys.into_iter().zip(batch.values).collect();
                 match combiner {
-                    Some(c) => store.merge_batch(pairs, &c),
-                    None => store.put_batch(&pairs),
+                    None => {
+                        let mut n = pairs.len() as u64;
+                        if !pairs.is_empty() {
+                            store.put_batch(&pairs)?;
+                        }
+                        if !batch.packed.is_empty() {
+                            n += store.put_packed(&batch.packed)?;
+                        }
+                        Ok(n)
+                    }
+                    Some(c) => {
+                        for pair in eggroll_core::packed::unpack(&batch.packed) {
+                            let (k, v) = pair?;
+                            pairs.push((k.to_vec(), v.to_vec()));
+                        }
+                        let n = pairs.len() as u64;
+                        store.merge_batch(pairs, &c)?;
+                        Ok(n)
+                    }
                 }
             })
             .await
             .map_err(|e| Status::internal(format!("write thread failed: {e}")))?;
-            res.map_err(|e| self.status(e))?;
-            written += n;
+            written += res.map_err(|e| self.status(e))?;
         }
         Ok(Response::new(PutResponse { written }))
     }
@@ -327,16 +348,18 @@ impl EggService for EggServer {
         let (tx, rx) = mpsc::channel(2);
         let who = format!("processor {} at {}", self.processor_id, self.endpoint);
         tokio::task::spawn_blocking(move || {
-            let mut batch = PairBatch::default();
-            let mut bytes = 0usize;
+            let mut packed = Vec::with_capacity(limit + limit / 8);
             let mut closed = false;
             let res = store.scan(range, &mut |k, v| {
-                bytes += k.len() + v.len() + 8;
-                batch.keys.push(k.to_vec());
-                batch.values.push(v.to_vec());
-                if bytes >= limit {
-                    bytes = 0;
-                    if tx.blocking_send(Ok(std::mem::take(&mut batch))).is_err() {
+                eggroll_core::packed::pack(&mut packed, k, v);
+                if packed.len() >= limit {
+                    let full =
+                        std::mem::replace(&mut packed, Vec::with_capacity(limit + limit / 8));
+                    let batch = PairBatch {
+                        packed: full,
+                        ..Default::default()
+                    };
+                    if tx.blocking_send(Ok(batch)).is_err() {
                         closed = true;
                         return Ok(false);
                     }
@@ -347,7 +370,10 @@ impl EggService for EggServer {
                 return;
             }
             let last = match res {
-                Ok(()) => Ok(batch),
+                Ok(()) => Ok(PairBatch {
+                    packed,
+                    ..Default::default()
+                }),
                 Err(e) => Err(to_status(&e, &who)),
             };
             let _ = tx.blocking_send(last);

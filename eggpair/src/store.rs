@@ -59,6 +59,14 @@ pub trait PartitionStore: Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// Writes pairs in one batch; a later pair of the same key wins.
     fn put_batch(&self, pairs: &[Pair]) -> Result<()>;
+    /// Writes a packed batch (see `eggroll_core::packed`) in one batch; returns how many.
+    fn put_packed(&self, packed: &[u8]) -> Result<u64> {
+        let pairs = eggroll_core::packed::unpack(packed)
+            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())))
+            .collect::<eggroll_core::Result<Vec<Pair>>>()?;
+        self.put_batch(&pairs)?;
+        Ok(pairs.len() as u64)
+    }
     /// Removes `key`; true if it was there.
     fn delete(&self, key: &[u8]) -> Result<bool>;
     /// The pairs in `range`, in key order.

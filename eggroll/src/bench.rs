@@ -7,7 +7,7 @@ use eggroll_core::config::EggrollConfig;
 use eggroll_core::functions::{Function, Join, MapValues, SeqOp};
 use eggroll_core::register;
 use eggroll_eggpair::baseline;
-use eggroll_rollpair::{Options, RollPairContext};
+use eggroll_rollpair::{Options, RollPairContext, SessionOptions};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,10 @@ pub struct BenchArgs {
     /// Partitions of the table.
     #[arg(long, default_value_t = 4)]
     partitions: u32,
+    /// Also run on a local two-node cluster (a cluster manager and two node managers as
+    /// child processes) and print its figures beside the standalone ones.
+    #[arg(long)]
+    cluster: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -79,50 +83,42 @@ fn rate(rows: u64, d: Duration) -> f64 {
     rows as f64 / d.as_secs_f64().max(1e-9)
 }
 
-/// Runs the benchmark and prints a table of rows per second and ratios.
-pub fn run(args: BenchArgs, mut config: EggrollConfig) -> Result<(), Box<dyn std::error::Error>> {
-    let dir = tempfile::tempdir()?;
-    config.data_dir = dir.path().join("eggroll");
-    let n = args.rows;
-    println!(
-        "eggroll bench: {n} pairs, {}-byte values, {} partitions, {} cores; data in {}",
-        args.value_bytes,
-        args.partitions,
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-        dir.path().display()
-    );
-    let value = |i: u64| {
-        let mut v = vec![0u8; args.value_bytes];
-        for (j, b) in v.iter_mut().enumerate() {
-            *b = (i as usize).wrapping_mul(31).wrapping_add(j) as u8;
-        }
-        Bytes(v)
-    };
+/// A line of the table: op, its timing, the baseline's time and name, the target.
+type Row = (
+    &'static str,
+    fn(&Timings) -> Duration,
+    Duration,
+    &'static str,
+    &'static str,
+);
 
-    // Baseline: the same encoded pairs straight into one RocksDB.
-    let encoded: Vec<(Vec<u8>, Vec<u8>)> = (0..n)
-        .map(|i| Ok((encode(&i)?, encode(&value(i))?)))
-        .collect::<Result<_, eggroll_core::CoreError>>()?;
-    let raw_dir = dir.path().join("raw");
-    let raw_write = baseline::write(&raw_dir, &encoded, 40_000)?;
-    drop(encoded);
-    let (raw_scan, scanned) = baseline::scan(&raw_dir)?;
-    let raw_scan_write =
-        baseline::scan_write(&raw_dir, &dir.path().join("raw-copy"), 40_000, |v| {
-            let mut v = v.to_vec();
-            flip(&mut v);
-            v
-        })?;
-    if scanned != n {
-        return Err(format!("raw scan saw {scanned} pairs, expected {n}").into());
+/// Times of one back end's run of the ops.
+struct Timings {
+    put_all: Duration,
+    get_all: Duration,
+    count: Duration,
+    map_values: Duration,
+    reduce: Duration,
+    join: Duration,
+}
+
+/// A bench value: `value_bytes` bytes that differ from row to row.
+fn value(i: u64, value_bytes: usize) -> Bytes {
+    let mut v = vec![0u8; value_bytes];
+    for (j, b) in v.iter_mut().enumerate() {
+        *b = (i as usize).wrapping_mul(31).wrapping_add(j) as u8;
     }
+    Bytes(v)
+}
 
-    let ctx = RollPairContext::standalone_with(&config)?;
+/// Runs every op once on `ctx` and checks the results.
+fn measure(ctx: &RollPairContext, args: &BenchArgs) -> Result<Timings, Box<dyn std::error::Error>> {
+    let n = args.rows;
     let opts = Options::persistent("bench", "table", args.partitions);
     // Values are `Bytes`: the type for blobs (encoded as Vec<u8> is, decoded in one copy).
     let table = ctx.create::<u64, Bytes>(opts)?;
     let t = Instant::now();
-    table.put_all((0..n).map(|i| (i, value(i))))?;
+    table.put_all((0..n).map(|i| (i, value(i, args.value_bytes))))?;
     let put_all = t.elapsed();
     // Untimed, as for the baseline: scans below read compacted partitions, not a compaction
     // racing them.
@@ -156,33 +152,120 @@ pub fn run(args: BenchArgs, mut config: EggrollConfig) -> Result<(), Box<dyn std
     if got != n || counted != n || total != n * args.value_bytes as u64 || joined_count != n {
         return Err(format!("wrong results: get_all {got}, count {counted}, total bytes {total}, join {joined_count}").into());
     }
-    let row = |name: &str, ours: Duration, base: Duration, base_name: &str, target: &str| {
-        println!(
-            "{name:<12} {:>12.0} rows/s   raw {base_name:<16} {:>12.0} rows/s   ratio {:>5.2}  {target}",
-            rate(n, ours),
-            rate(n, base),
-            base.as_secs_f64() / ours.as_secs_f64().max(1e-9)
-        );
-    };
-    println!();
-    row(
-        "put_all",
+    table.destroy()?;
+    Ok(Timings {
         put_all,
-        raw_write,
-        "batch write",
-        "(target >= 0.6)",
-    );
-    row("get_all", get_all, raw_scan, "scan", "(target >= 0.6)");
-    row("count", count, raw_scan, "scan", "(target >= 0.6)");
-    row(
-        "map_values",
+        get_all,
+        count,
         map_values,
-        raw_scan_write,
-        "scan+write",
-        "(target >= 0.4)",
+        reduce,
+        join,
+    })
+}
+
+/// Runs the benchmark and prints a table of rows per second and ratios.
+pub fn run(args: BenchArgs, mut config: EggrollConfig) -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    config.data_dir = dir.path().join("eggroll");
+    let n = args.rows;
+    println!(
+        "eggroll bench: {n} pairs, {}-byte values, {} partitions, {} cores; data in {}",
+        args.value_bytes,
+        args.partitions,
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        dir.path().display()
     );
-    row("reduce", reduce, raw_scan, "scan", "");
-    row("join", join, raw_scan_write, "scan+write", "");
+
+    // Baseline: the same encoded pairs straight into one RocksDB.
+    let encoded: Vec<(Vec<u8>, Vec<u8>)> = (0..n)
+        .map(|i| Ok((encode(&i)?, encode(&value(i, args.value_bytes))?)))
+        .collect::<Result<_, eggroll_core::CoreError>>()?;
+    let raw_dir = dir.path().join("raw");
+    let raw_write = baseline::write(&raw_dir, &encoded, 40_000)?;
+    drop(encoded);
+    let (raw_scan, scanned) = baseline::scan(&raw_dir)?;
+    let raw_scan_write =
+        baseline::scan_write(&raw_dir, &dir.path().join("raw-copy"), 40_000, |v| {
+            let mut v = v.to_vec();
+            flip(&mut v);
+            v
+        })?;
+    if scanned != n {
+        return Err(format!("raw scan saw {scanned} pairs, expected {n}").into());
+    }
+
+    let ctx = RollPairContext::standalone_with(&config)?;
+    let local = measure(&ctx, &args)?;
     ctx.stop()?;
+
+    let cluster = if args.cluster {
+        let program = std::env::current_exe()?;
+        let root = dir.path().join("cluster");
+        std::fs::create_dir_all(&root)?;
+        let daemons = crate::local_cluster::LocalCluster::start(&program, &root, 2)?;
+        let ctx = RollPairContext::connect(
+            &daemons.address,
+            SessionOptions {
+                name: "eggroll bench".into(),
+                processors_per_node: args.partitions.div_ceil(2).max(1),
+                ..Default::default()
+            },
+        )?;
+        let timings = measure(&ctx, &args)?;
+        ctx.stop()?;
+        drop(daemons);
+        Some(timings)
+    } else {
+        None
+    };
+
+    let ratio = |ours: Duration, base: Duration| base.as_secs_f64() / ours.as_secs_f64().max(1e-9);
+    println!();
+    print!(
+        "{:<11} {:>14} {:>14} {:>16}  {:>6}",
+        "op", "raw rows/s", "baseline", "standalone rows/s", "ratio"
+    );
+    if cluster.is_some() {
+        print!(" {:>15}  {:>6}", "cluster rows/s", "ratio");
+    }
+    println!("  target");
+    let rows: [Row; 6] = [
+        (
+            "put_all",
+            |t| t.put_all,
+            raw_write,
+            "batch write",
+            ">= 0.6 standalone, >= 0.5 cluster",
+        ),
+        (
+            "get_all",
+            |t| t.get_all,
+            raw_scan,
+            "scan",
+            ">= 0.6 standalone, >= 0.5 cluster",
+        ),
+        ("count", |t| t.count, raw_scan, "scan", ">= 0.6 standalone"),
+        (
+            "map_values",
+            |t| t.map_values,
+            raw_scan_write,
+            "scan+write",
+            ">= 0.4 standalone",
+        ),
+        ("reduce", |t| t.reduce, raw_scan, "scan", ""),
+        ("join", |t| t.join, raw_scan_write, "scan+write", ""),
+    ];
+    for (name, pick, base, base_name, target) in rows {
+        print!(
+            "{name:<11} {:>14.0} {base_name:>14} {:>16.0}  {:>6.2}",
+            rate(n, base),
+            rate(n, pick(&local)),
+            ratio(pick(&local), base)
+        );
+        if let Some(c) = &cluster {
+            print!(" {:>15.0}  {:>6.2}", rate(n, pick(c)), ratio(pick(c), base));
+        }
+        println!("  {target}");
+    }
     Ok(())
 }

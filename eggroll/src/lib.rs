@@ -7,6 +7,7 @@ mod bench;
 mod client;
 mod daemons;
 mod demo;
+pub mod local_cluster;
 mod node;
 mod session;
 mod table;

@@ -349,6 +349,7 @@ fn bad_requests_get_clear_errors_and_the_daemons_keep_serving() {
         batch: Some(PairBatch {
             keys: vec![b"k".to_vec(), b"k2".to_vec()],
             values: vec![b"v".to_vec()],
+            packed: vec![],
         }),
         combiner: None,
     };
@@ -356,6 +357,21 @@ fn bad_requests_get_clear_errors_and_the_daemons_keep_serving() {
         .block_on(egg.put_batches(tokio_stream::iter([bad])))
         .unwrap_err();
     assert!(e.message().contains("2 keys but 1 values"), "{e}");
+    // A packed batch cut short.
+    let cut = PutRequest {
+        store: Some(owned_by(b)),
+        partition: 0,
+        batch: Some(PairBatch {
+            packed: vec![5, 0, 0, 0, b'a'],
+            ..Default::default()
+        }),
+        combiner: None,
+    };
+    let e = rt
+        .block_on(egg.put_batches(tokio_stream::iter([cut])))
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("truncated"), "{e}");
     // The node manager refuses a start request for an unsafe session id.
     let mut nm = rt
         .block_on(NodeManagerClient::connect(format!(

@@ -471,6 +471,12 @@ impl ClusterSession {
                     return Ok(());
                 }
             }
+            for pair in eggroll_core::packed::unpack(&batch.packed) {
+                let (k, v) = pair?;
+                if !visit(k, v)? {
+                    return Ok(());
+                }
+            }
         }
     }
 
@@ -513,19 +519,22 @@ pub(crate) struct PutStreams<'a> {
 }
 
 impl PutStreams<'_> {
-    /// Sends a batch to partition `p`, waiting while two batches are already in flight.
-    pub(crate) fn send(&mut self, p: u32, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
+    /// Sends a packed batch (see `eggroll_core::packed`) to partition `p`, waiting while two
+    /// batches are already in flight.
+    pub(crate) fn send(&mut self, p: u32, packed: Vec<u8>) -> Result<()> {
         if self.first.is_empty() {
             self.first = vec![true; self.senders.len()];
         }
         let i = p as usize;
         // The store (with its placement) goes in the first message of each stream only.
         let store = std::mem::take(&mut self.first[i]).then(|| self.store.clone());
-        let (keys, values) = pairs.into_iter().unzip();
         let req = PutRequest {
             store,
             partition: p,
-            batch: Some(PairBatch { keys, values }),
+            batch: Some(PairBatch {
+                packed,
+                ..Default::default()
+            }),
             combiner: None,
         };
         let sent = match self.senders.get(i).and_then(|s| s.as_ref()) {

@@ -412,19 +412,22 @@ fn write_to_cluster<K: Serialize, V: Serialize>(
 ) -> Result<u64> {
     let n = l.total_partitions;
     let mut streams = c.put_streams(l)?;
-    let mut buckets: Vec<(Vec<Pair>, usize)> = (0..n).map(|_| (Vec::new(), 0)).collect();
-    for (k, v) in data {
-        let (k, v) = (encode(&k)?, encode(&v)?);
+    let mut buckets: Vec<Vec<u8>> = (0..n).map(|_| Vec::new()).collect();
+    let (mut k, mut v) = (Vec::new(), Vec::new());
+    for (key, value) in data {
+        k.clear();
+        v.clear();
+        eggroll_core::codec::encode_into(&key, &mut k)?;
+        eggroll_core::codec::encode_into(&value, &mut v)?;
         let p = partition_of(&k, n);
         let bucket = &mut buckets[p as usize];
-        bucket.1 += k.len() + v.len() + 16;
-        bucket.0.push((k, v));
-        if bucket.1 >= CLUSTER_BATCH_BYTES {
-            bucket.1 = 0;
-            streams.send(p, std::mem::take(&mut bucket.0))?;
+        eggroll_core::packed::pack(bucket, &k, &v);
+        if bucket.len() >= CLUSTER_BATCH_BYTES {
+            let full = std::mem::replace(bucket, Vec::with_capacity(CLUSTER_BATCH_BYTES + 4096));
+            streams.send(p, full)?;
         }
     }
-    for (p, (batch, _)) in buckets.into_iter().enumerate() {
+    for (p, batch) in buckets.into_iter().enumerate() {
         if !batch.is_empty() {
             streams.send(p as u32, batch)?;
         }

@@ -9,7 +9,7 @@ use eggroll_core::functions::{
 };
 use eggroll_core::partitioner::partition_of;
 use eggroll_proto::meta::{
-    job::Op, Aggregate, Count, Functor, Job, MapReducePartitions, MergeKind, PairBatch,
+    job::Op, Aggregate, Compact, Count, Functor, Job, MapReducePartitions, MergeKind, PairBatch,
     SortedMerge, Store, StoreLocator, StoreType, Take,
 };
 use serde::{de::DeserializeOwned, Serialize};
@@ -153,13 +153,9 @@ impl<K, V> RollPair<K, V> {
     }
 
     /// Flushes and compacts every partition on disk: after a bulk load, scans run faster.
-    /// On a cluster, the eggs' RocksDB compacts in the background; nothing to do here.
     pub fn compact(&self) -> Result<()> {
-        if let Backend::Local(exec) = self.ctx.backend() {
-            for p in 0..self.partitions() {
-                exec.stores().partition(&self.locator, p)?.compact()?;
-            }
-        }
+        let job = self.job(&[], None, Op::Compact(Compact {}));
+        self.ctx.run_job(job, self.partitions())?;
         Ok(())
     }
 
@@ -288,7 +284,9 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> RollPair<
                 .put_batch(&[(k, encode(value)?)])?),
             Backend::Cluster(c) => {
                 let mut streams = c.put_streams_one(&self.locator, p)?;
-                streams.send(p, vec![(k, encode(value)?)])?;
+                let mut packed = Vec::new();
+                eggroll_core::packed::pack(&mut packed, &k, &encode(value)?);
+                streams.send(p, packed)?;
                 streams.finish().map(|_| ())
             }
         }
