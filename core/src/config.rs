@@ -332,3 +332,24 @@ mod tests {
         assert!(EggrollConfig::load_with(Some(&missing), |_| None).is_err());
     }
 }
+
+#[cfg(test)]
+mod deploy_samples {
+    use super::*;
+
+    /// The samples under deploy/ load, so they cannot drift from the keys we read.
+    #[test]
+    fn every_sample_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                EggrollConfig::load_with(Some(&path), |_| None)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                seen += 1;
+            }
+        }
+        assert!(seen >= 3, "expected the daemon samples in {}", dir.display());
+    }
+}

@@ -36,6 +36,12 @@ pub struct ClusterManagerArgs {
     /// A node manager silent for this long is marked LOST.
     #[arg(long)]
     heartbeat_timeout_ms: Option<u64>,
+    /// Default egg-pair processes per node of a session.
+    #[arg(long)]
+    processors_per_node: Option<u64>,
+    /// Default time a session may take to start.
+    #[arg(long)]
+    session_start_timeout_ms: Option<u64>,
 }
 
 /// Arguments of `eggroll nodemanager`.
@@ -131,6 +137,12 @@ pub fn clustermanager(args: ClusterManagerArgs, mut config: EggrollConfig) -> Cl
     }
     if let Some(t) = args.heartbeat_timeout_ms {
         config.clustermanager.heartbeat_timeout_ms = t;
+    }
+    if let Some(n) = args.processors_per_node {
+        config.session.processors_per_node = n;
+    }
+    if let Some(t) = args.session_start_timeout_ms {
+        config.session.start_timeout_ms = t;
     }
     runtime()?.block_on(async move {
         let host = config.clustermanager.host.clone();
