@@ -350,6 +350,10 @@ mod deploy_samples {
                 seen += 1;
             }
         }
-        assert!(seen >= 3, "expected the daemon samples in {}", dir.display());
+        assert!(
+            seen >= 3,
+            "expected the daemon samples in {}",
+            dir.display()
+        );
     }
 }
