@@ -56,6 +56,11 @@ impl<K, V> RollPair<K, V> {
         }
     }
 
+    /// The session the table belongs to.
+    pub fn context(&self) -> &RollPairContext {
+        &self.ctx
+    }
+
     /// Where the table lives and how it is partitioned.
     pub fn locator(&self) -> &StoreLocator {
         &self.locator

@@ -1,0 +1,226 @@
+//! The two-party protocol, written only against the roll-pair and federation APIs, so it runs
+//! on standalone and distributed parties alike.
+//!
+//! Guest (G, ids X, secret a) and host (H, ids Y, secret b):
+//!
+//! 1. G: `A = X.map(x → (H(x)·a, x))`; sends `A`'s keys. H: `B = Y.map(y → (H(y)·b, y))`;
+//!    sends `B`'s keys.
+//! 2. H: blinds G's points again, `H(x)·a → H(x)·ab`, and sends the pairs back.
+//! 3. G: blinds H's points, `H(y)·ba`; joins its own ids with their doubly blinded points;
+//!    joins those with H's doubly blinded points: the intersection. G sends the intersection's
+//!    ids to H, which is all H learns.
+
+use crate::crypto::{Point, Secret};
+use crate::functions::{BlindKey, BlindValue, Forget, HashBlind, KeepId, KeyByDouble, WithDouble};
+use eggroll_rollpair::RollPair;
+use eggroll_rollsite::{Federation, Party};
+use std::time::{Duration, Instant};
+use tokio::runtime::Handle;
+
+/// What a PSI run can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum PsiError {
+    /// A table operation failed.
+    #[error("table operation: {0}")]
+    Table(#[from] eggroll_rollpair::Error),
+    /// A transfer through roll-site failed.
+    #[error("federation: {0}")]
+    Federation(#[from] eggroll_rollsite::Error),
+    /// Anything else, said plainly.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Which side of the protocol this party plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Learns the intersection first and tells the host.
+    Guest,
+    /// Learns the intersection from the guest.
+    Host,
+}
+
+impl Role {
+    /// "guest" or "host", as FATE names them.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Guest => "guest",
+            Role::Host => "host",
+        }
+    }
+}
+
+/// What a finished run reports.
+#[derive(Debug)]
+pub struct PsiOutcome {
+    /// The ids both parties hold, sorted.
+    pub intersection: Vec<String>,
+    /// Each phase's name and time.
+    pub phases: Vec<(&'static str, Duration)>,
+    /// Bytes this party pushed to the other (blinded points and the result).
+    pub bytes_sent: u64,
+}
+
+/// Reports phases as they start, for progress display.
+pub trait Progress {
+    /// A phase starts.
+    fn phase(&self, name: &'static str);
+}
+
+impl Progress for () {
+    fn phase(&self, _: &'static str) {}
+}
+
+struct Run<'a> {
+    fed: &'a Federation,
+    rt: &'a Handle,
+    peer: Vec<Party>,
+    phases: Vec<(&'static str, Duration)>,
+    started: Instant,
+    current: &'static str,
+    progress: &'a dyn Progress,
+    bytes_sent: u64,
+}
+
+impl Run<'_> {
+    fn phase(&mut self, name: &'static str) {
+        self.end_phase();
+        self.current = name;
+        self.started = Instant::now();
+        self.progress.phase(name);
+    }
+
+    fn end_phase(&mut self) {
+        if !self.current.is_empty() {
+            self.phases.push((self.current, self.started.elapsed()));
+        }
+    }
+
+    fn send<V>(&mut self, t: &RollPair<Point, V>, name: &str) -> Result<(), PsiError>
+    where
+        V: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        let sent = self
+            .rt
+            .block_on(self.fed.remote_table(t, name, "psi", &self.peer))?;
+        self.bytes_sent += sent;
+        Ok(())
+    }
+
+    fn receive<V>(
+        &self,
+        ctx: &eggroll_rollpair::RollPairContext,
+        name: &str,
+    ) -> Result<RollPair<Point, V>, PsiError>
+    where
+        V: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        let mut got = self
+            .rt
+            .block_on(self.fed.get_table::<Point, V>(ctx, name, "psi", &self.peer))?;
+        got.pop()
+            .ok_or_else(|| PsiError::Other(format!("no table {name} arrived from the peer")))
+    }
+}
+
+/// Runs the PSI of `ids` with `peer`. Blocks; call it from an ordinary thread, with `rt` a
+/// handle of the runtime the federation lives on.
+pub fn run(
+    role: Role,
+    ids: &RollPair<String, ()>,
+    fed: &Federation,
+    rt: &Handle,
+    peer: &Party,
+    progress: &dyn Progress,
+) -> Result<PsiOutcome, PsiError> {
+    let ctx = ids.context();
+    let secret = Secret::random().map_err(PsiError::Other)?;
+    let mut run = Run {
+        fed,
+        rt,
+        peer: vec![peer.clone()],
+        phases: Vec::new(),
+        started: Instant::now(),
+        current: "",
+        progress,
+        bytes_sent: 0,
+    };
+
+    run.phase("hash and blind own ids");
+    let own = ids.map(&HashBlind {
+        secret: secret.clone(),
+    })?;
+    let points = own.map_values(&Forget)?;
+
+    let intersection = match role {
+        Role::Guest => {
+            run.phase("exchange blinded ids");
+            run.send(&points, "guest_blinded")?;
+            let theirs: RollPair<Point, ()> = run.receive(ctx, "host_blinded")?;
+            run.phase("blind the host's points");
+            let theirs_double = theirs.flat_map(&BlindKey {
+                secret: secret.clone(),
+            })?;
+            run.phase("receive own points blinded by the host");
+            let own_double: RollPair<Point, Point> = run.receive(ctx, "guest_double")?;
+            run.phase("join");
+            let mine = own
+                .join(&own_double, &WithDouble)?
+                .map(&KeyByDouble)?
+                .join(&theirs_double, &KeepId)?;
+            let mut found: Vec<String> = mine
+                .get_all()?
+                .map(|r| r.map(|(_, id)| id))
+                .collect::<Result<_, _>>()?;
+            found.sort_unstable();
+            run.phase("send the intersection");
+            let sent = rt.block_on(fed.remote_bytes(
+                eggroll_core::codec::encode(&found)
+                    .map_err(|e| PsiError::Other(e.to_string()))?,
+                "intersection",
+                "psi",
+                &run.peer,
+            ))?;
+            run.bytes_sent += sent;
+            found
+        }
+        Role::Host => {
+            run.phase("exchange blinded ids");
+            run.send(&points, "host_blinded")?;
+            let theirs: RollPair<Point, ()> = run.receive(ctx, "guest_blinded")?;
+            run.phase("blind the guest's points");
+            let doubled = theirs.flat_map(&BlindValue {
+                secret: secret.clone(),
+            })?;
+            run.send(&doubled, "guest_double")?;
+            run.phase("receive the intersection");
+            let bytes = rt.block_on(fed.get_bytes("intersection", "psi", &run.peer))?;
+            let bytes = bytes
+                .into_iter()
+                .next()
+                .ok_or_else(|| PsiError::Other("no intersection arrived from the guest".into()))?;
+            let found: Vec<String> = eggroll_core::codec::decode(&bytes, &|| {
+                "the intersection sent by the guest".to_string()
+            })
+            .map_err(|e| PsiError::Other(e.to_string()))?;
+            // The guest can only name ids the host holds; anything else is a faulty peer.
+            let named = ctx.parallelize(
+                found.iter().map(|id| (id.clone(), ())),
+                eggroll_rollpair::Options::partitions(ids.partitions()),
+            )?;
+            let unknown = named.subtract_by_key(ids)?.count()?;
+            if unknown > 0 {
+                return Err(PsiError::Other(format!(
+                    "the guest's intersection names {unknown} ids that this party does not hold; the guest is faulty"
+                )));
+            }
+            found
+        }
+    };
+    run.end_phase();
+    Ok(PsiOutcome {
+        intersection,
+        phases: run.phases,
+        bytes_sent: run.bytes_sent,
+    })
+}
