@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# Generates one deployment bundle per party from parties.conf, as KubeFATE does:
+#
+#   bundles/party-<id>/docker-compose.yml     roll-site, cluster manager, node managers, job
+#   bundles/party-<id>/conf/*.toml            one config per daemon, read with --config
+#   bundles/party-<id>/conf/route_table.json  EggRoll route table of the party's roll-site
+#
+#   deploy/docker-compose/generate.sh [parties.conf] [output dir]
+# Environment: EGGROLL_EXCHANGE_NETWORK (name of the exchange network, default
+# eggroll-exchange), EGGROLL_SUBNET_BASE (overrides subnet_base).
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+conf="${1:-$here/parties.conf}"
+out="${2:-$here/bundles}"
+die() { echo "generate: error: $*" >&2; exit 1; }
+
+[ -r "$conf" ] || die "cannot read $conf"
+partylist=() partyroles=() nodemanagers=() partyiplist=()
+processors_per_node=2 subnet_base=10.213
+# shellcheck source=parties.conf
+. "$conf"
+subnet_base="${EGGROLL_SUBNET_BASE:-$subnet_base}"
+exchange="${EGGROLL_EXCHANGE_NETWORK:-eggroll-exchange}"
+
+n=${#partylist[@]}
+[ "$n" -ge 2 ] || die "$conf lists $n party; a federation needs at least two in partylist"
+[ ${#partyroles[@]} -eq "$n" ] || die "$conf: partyroles needs one entry per party in partylist ($n)"
+[ ${#nodemanagers[@]} -eq "$n" ] || die "$conf: nodemanagers needs one entry per party in partylist ($n)"
+[ ${#partyiplist[@]} -eq 0 ] || [ ${#partyiplist[@]} -eq "$n" ] \
+    || die "$conf: partyiplist must be empty (one docker host) or have one address per party"
+[[ "$subnet_base" =~ ^[0-9]+\.[0-9]+$ ]] || die "subnet_base $subnet_base is not like 10.213"
+for i in "${!partylist[@]}"; do
+    [[ "${partylist[$i]}" =~ ^[0-9]+$ ]] || die "$conf: party id ${partylist[$i]} is not a number"
+    [[ "${nodemanagers[$i]}" =~ ^[1-9][0-9]?$ ]] || die "$conf: nodemanagers ${nodemanagers[$i]} is not 1..99"
+done
+
+# Fixed addresses inside each party's network: the roll-site lets only the party's own
+# clients (job and eggs, which run in the node manager containers) pull what it received,
+# and it checks them by IP address.
+ip_of() { # <party index> <role>
+    local net="$subnet_base.$(($1 + 1))"
+    case "$2" in
+        rollsite) echo "$net.10" ;;
+        clustermanager) echo "$net.11" ;;
+        job) echo "$net.30" ;;
+        nodemanager-*) echo "$net.$((100 + ${2#nodemanager-}))" ;;
+    esac
+}
+
+# Where party <index> is reached by the others.
+peer_address() {
+    if [ ${#partyiplist[@]} -gt 0 ]; then echo "${partyiplist[$1]}"; else echo "rollsite-${partylist[$1]}"; fi
+}
+
+rm -rf "$out"
+for i in "${!partylist[@]}"; do
+    id="${partylist[$i]}"
+    dir="$out/party-$id"
+    mkdir -p "$dir/conf"
+    nms="${nodemanagers[$i]}"
+    subnet="$subnet_base.$((i + 1)).0/24"
+    clients="$(ip_of "$i" job)"
+    for k in $(seq 1 "$nms"); do clients="$clients,$(ip_of "$i" "nodemanager-$k")"; done
+
+    cat >"$dir/conf/clustermanager.toml" <<EOF
+# Party $id: cluster manager. Generated from $(basename "$conf"); edit that and regenerate.
+data_dir = "/var/lib/eggroll/clustermanager"
+logs_dir = "/var/log/eggroll"
+
+[clustermanager]
+# The container's name on the party network: it binds there and node managers dial it.
+host = "clustermanager"
+port = 4670
+heartbeat_timeout_ms = 10000
+
+[session]
+processors_per_node = $processors_per_node
+start_timeout_ms = 60000
+EOF
+    for k in $(seq 1 "$nms"); do
+        cat >"$dir/conf/nodemanager-$k.toml" <<EOF
+# Party $id: node manager $k. Generated from $(basename "$conf"); edit that and regenerate.
+data_dir = "/var/lib/eggroll/data"
+logs_dir = "/var/log/eggroll"
+
+[clustermanager]
+host = "clustermanager"
+port = 4670
+
+[nodemanager]
+# Its hostname on the party network: it binds there, and its eggs listen there on ports the
+# OS picks, so clients of the party must reach every port of this container.
+host = "nodemanager-$k"
+port = 4671
+heartbeat_interval_ms = 2000
+EOF
+    done
+
+    cat >"$dir/conf/rollsite.toml" <<EOF
+# Party $id: roll-site, the only service other parties reach. Generated from
+# $(basename "$conf"); edit that and regenerate.
+data_dir = "/var/lib/eggroll"
+logs_dir = "/var/log/eggroll"
+
+[rollsite]
+party_id = "$id"
+# Every network of the container: the party's own and the one the other parties come from.
+host = "0.0.0.0"
+port = 9370
+route_table = "/etc/eggroll/route_table.json"
+# Only these (the job container and the node managers, whose eggs push and pull tables) may
+# pull what other parties sent; the other parties' roll-sites may only push.
+local_clients = "$clients"
+EOF
+
+    cat >"$dir/conf/client.toml" <<EOF
+# Party $id: what jobs and operator commands in the party need.
+[clustermanager]
+host = "clustermanager"
+port = 4670
+EOF
+
+    {
+        echo '{"route_table": {'
+        sep=""
+        for j in "${!partylist[@]}"; do
+            [ "$j" = "$i" ] && continue
+            printf '%s  "%s": {"default": [{"ip": "%s", "port": 9370}]}' "$sep" "${partylist[$j]}" "$(peer_address "$j")"
+            sep=$',\n'
+        done
+        printf '\n },\n "permission": {"default_allow": false},\n "self_party": ["%s"]}\n' "$id"
+    } >"$dir/conf/route_table.json"
+
+    {
+        cat <<EOF
+# Party $id (${partyroles[$i]}): roll-site, cluster manager, $nms node manager(s), and a job
+# service to run commands in (docker-compose run --rm job ...). Generated from
+# $(basename "$conf") by generate.sh; edit that and regenerate.
+x-eggroll: &eggroll
+  image: \${EGGROLL_IMAGE:-eggroll-rs:trial}
+  # tini as PID 1: forwards SIGTERM and reaps the egg processes of ended sessions.
+  init: true
+  environment:
+    EGGROLL_LOG: \${EGGROLL_LOG:-info}
+    NO_COLOR: "1"
+  # A daemon that exits is started again; one stopped with docker stop/kill stays stopped.
+  restart: unless-stopped
+
+services:
+  rollsite:
+    <<: *eggroll
+    hostname: rollsite
+    command: ["--config", "/etc/eggroll/rollsite.toml", "rollsite"]
+    volumes:
+      - ./conf:/etc/eggroll:ro
+      - rollsite-data:/var/lib/eggroll
+    networks:
+      party:
+        ipv4_address: $(ip_of "$i" rollsite)
+EOF
+        if [ ${#partyiplist[@]} -gt 0 ]; then
+            cat <<EOF
+      public: {}
+    # The only ports other parties reach.
+    ports:
+      - "9370:9370"
+      - "9371:9371"
+EOF
+        else
+            cat <<EOF
+      exchange:
+        aliases: [rollsite-$id]
+EOF
+        fi
+        cat <<EOF
+
+  clustermanager:
+    <<: *eggroll
+    hostname: clustermanager
+    command: ["--config", "/etc/eggroll/clustermanager.toml", "clustermanager"]
+    volumes:
+      - ./conf:/etc/eggroll:ro
+      - clustermanager-data:/var/lib/eggroll
+    networks:
+      party:
+        ipv4_address: $(ip_of "$i" clustermanager)
+EOF
+        for k in $(seq 1 "$nms"); do
+            cat <<EOF
+
+  nodemanager-$k:
+    <<: *eggroll
+    hostname: nodemanager-$k
+    command: ["--config", "/etc/eggroll/nodemanager-$k.toml", "nodemanager"]
+    depends_on: [clustermanager]
+    volumes:
+      - ./conf:/etc/eggroll:ro
+      - nodemanager-$k-data:/var/lib/eggroll
+    networks:
+      party:
+        ipv4_address: $(ip_of "$i" "nodemanager-$k")
+EOF
+        done
+        cat <<EOF
+
+  # Runs jobs and operator commands inside the party, e.g.
+  #   docker-compose run --rm job node list
+  job:
+    <<: *eggroll
+    hostname: job
+    profiles: ["job"]
+    command: ["--help"]
+    environment:
+      EGGROLL_LOG: \${EGGROLL_LOG:-warn}
+      NO_COLOR: "1"
+      EGGROLL_CONFIG: /etc/eggroll/client.toml
+    volumes:
+      - ./conf:/etc/eggroll:ro
+    networks:
+      party:
+        ipv4_address: $(ip_of "$i" job)
+
+volumes:
+  rollsite-data: {}
+  clustermanager-data: {}
+EOF
+        for k in $(seq 1 "$nms"); do echo "  nodemanager-$k-data: {}"; done
+        cat <<EOF
+
+networks:
+  # The party's own network: no route out of it (internal), so only the roll-site, which is
+  # also on the network below, talks to other parties.
+  party:
+    internal: true
+    ipam:
+      config:
+        - subnet: $subnet
+EOF
+        if [ ${#partyiplist[@]} -gt 0 ]; then
+            cat <<EOF
+  # Where the roll-site's published ports are reached from other hosts.
+  public: {}
+EOF
+        else
+            cat <<EOF
+  # Shared with the other parties' roll-sites only; created before the bundles start:
+  #   docker network create --internal --subnet $subnet_base.250.0/24 $exchange
+  exchange:
+    external: true
+    name: $exchange
+EOF
+        fi
+    } >"$dir/docker-compose.yml"
+    echo "generate: party $id (${partyroles[$i]}): $dir ($nms node manager(s), subnet $subnet)"
+done
