@@ -18,7 +18,7 @@ die() { echo "generate: error: $*" >&2; exit 1; }
 [ -r "$conf" ] || die "cannot read $conf"
 partylist=() partyroles=() nodemanagers=() partyiplist=()
 processors_per_node=2 subnet_base=10.213
-# shellcheck source=parties.conf
+# shellcheck source-path=SCRIPTDIR source=parties.conf
 . "$conf"
 subnet_base="${EGGROLL_SUBNET_BASE:-$subnet_base}"
 exchange="${EGGROLL_EXCHANGE_NETWORK:-eggroll-exchange}"
@@ -119,6 +119,14 @@ EOF
 [clustermanager]
 host = "clustermanager"
 port = 4670
+
+[rollsite]
+# The party's roll-site, through which jobs reach the other parties.
+host = "rollsite"
+port = 9370
+# A job waiting for the other party fails after this long without any data from it (the
+# default, 10 minutes, suits real jobs; the trial wants failures within a bound).
+get_idle_timeout_ms = 60000
 EOF
 
     {

@@ -99,7 +99,7 @@ trap 'exit 130' INT TERM
 say "generating the party bundles from parties.conf (subnets $subnet_base.*, project $prefix)"
 EGGROLL_SUBNET_BASE="$subnet_base" EGGROLL_EXCHANGE_NETWORK="$exchange" \
     "$here/generate.sh" "$here/parties.conf" "$bundles" | sed 's/^/  /'
-# shellcheck source=parties.conf
+# shellcheck source-path=SCRIPTDIR source=parties.conf
 . "$here/parties.conf"
 parties=("${partylist[@]}") nodemanagers=("${nodemanagers[@]}") roles=("${partyroles[@]}")
 [ ${#parties[@]} -eq 2 ] || die "the trial runs two parties; parties.conf lists ${#parties[@]}"
