@@ -17,7 +17,7 @@ die() { echo "generate: error: $*" >&2; exit 1; }
 
 [ -r "$conf" ] || die "cannot read $conf"
 partylist=() partyroles=() nodemanagers=() partyiplist=()
-processors_per_node=2 subnet_base=10.213
+processors_per_node=2 subnet_base=10.213 tls=1
 # shellcheck source-path=SCRIPTDIR source=parties.conf
 . "$conf"
 subnet_base="${EGGROLL_SUBNET_BASE:-$subnet_base}"
@@ -52,8 +52,39 @@ ip_of() { # <party index> <role>
 peer_address() {
     if [ ${#partyiplist[@]} -gt 0 ]; then echo "${partyiplist[$1]}"; else echo "rollsite-${partylist[$1]}"; fi
 }
+peer_port() { if [ "$tls" = 1 ]; then echo 9371; else echo 9370; fi; }
+
+# A CA and a roll-site certificate per party, as each party would make its own (GUIDE.md,
+# "TLS certificates"). The certificate names the address the other parties dial.
+make_tls() { # <party index> <dir>
+    local id="${partylist[$1]}" dir="$2" san
+    san="DNS:rollsite-$id"
+    if [ ${#partyiplist[@]} -gt 0 ]; then
+        if [[ "${partyiplist[$1]}" =~ ^[0-9.]+$ ]]; then san="$san,IP:${partyiplist[$1]}"; else san="$san,DNS:${partyiplist[$1]}"; fi
+    fi
+    mkdir -p "$dir"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+        -keyout "$dir/ca.key" -out "$dir/ca.crt" -subj "/O=party $id/CN=eggroll trial CA $id" \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+        >/dev/null 2>&1 || die "openssl could not make the CA of party $id (needs OpenSSL 1.1.1 or later)"
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$dir/party.key" \
+        -out "$dir/party.csr" -subj "/O=party $id/CN=rollsite $id" >/dev/null 2>&1 \
+        || die "openssl could not make the key of party $id"
+    printf '%s\n' "subjectAltName=$san" 'basicConstraints=critical,CA:FALSE' \
+        'keyUsage=critical,digitalSignature' 'extendedKeyUsage=serverAuth,clientAuth' >"$dir/party.ext"
+    openssl x509 -req -in "$dir/party.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" \
+        -CAcreateserial -days 30 -extfile "$dir/party.ext" -out "$dir/party.crt" >/dev/null 2>&1 \
+        || die "openssl could not sign the certificate of party $id"
+    rm -f "$dir/party.csr" "$dir/party.ext" "$dir/ca.srl"
+}
 
 rm -rf "$out"
+if [ "$tls" = 1 ]; then
+    command -v openssl >/dev/null || die "tls=1 in $conf needs openssl (Debian: apt-get install openssl), or set tls=0"
+    # The CAs' keys stay out of the bundles: a party's bundle gets its own certificate and key
+    # and the other parties' CA certificates only.
+    for i in "${!partylist[@]}"; do make_tls "$i" "$out/.tls/party-${partylist[$i]}"; done
+fi
 for i in "${!partylist[@]}"; do
     id="${partylist[$i]}"
     dir="$out/party-$id"
@@ -97,6 +128,25 @@ heartbeat_interval_ms = 2000
 EOF
     done
 
+    tls_conf=""
+    if [ "$tls" = 1 ]; then
+        mkdir -p "$dir/conf/tls"
+        cp "$out/.tls/party-$id/party.crt" "$out/.tls/party-$id/party.key" "$dir/conf/tls/"
+        : >"$dir/conf/tls/trusted-cas.pem"
+        for j in "${!partylist[@]}"; do
+            [ "$j" = "$i" ] || cat "$out/.tls/party-${partylist[$j]}/ca.crt" >>"$dir/conf/tls/trusted-cas.pem"
+        done
+        # The daemons run as uid 10001 in the containers: the key must be readable by it and
+        # by no one else. Without root, fall back to world-readable (a trial key on this host).
+        if chown 10001 "$dir/conf/tls/party.key" 2>/dev/null; then chmod 0400 "$dir/conf/tls/party.key"
+        else chmod 0644 "$dir/conf/tls/party.key"; fi
+        tls_conf="
+# Mutual TLS with the other parties: this party's certificate, and their CAs.
+secure_port = 9371
+tls_cert = \"/etc/eggroll/tls/party.crt\"
+tls_key = \"/etc/eggroll/tls/party.key\"
+tls_ca = \"/etc/eggroll/tls/trusted-cas.pem\""
+    fi
     cat >"$dir/conf/rollsite.toml" <<EOF
 # Party $id: roll-site, the only service other parties reach. Generated from
 # $(basename "$conf"); edit that and regenerate.
@@ -111,7 +161,7 @@ port = 9370
 route_table = "/etc/eggroll/route_table.json"
 # Only these (the job container and the node managers, whose eggs push and pull tables) may
 # pull what other parties sent; the other parties' roll-sites may only push.
-local_clients = "$clients"
+local_clients = "$clients"$tls_conf
 EOF
 
     cat >"$dir/conf/client.toml" <<EOF
@@ -134,7 +184,8 @@ EOF
         sep=""
         for j in "${!partylist[@]}"; do
             [ "$j" = "$i" ] && continue
-            printf '%s  "%s": {"default": [{"ip": "%s", "port": 9370}]}' "$sep" "${partylist[$j]}" "$(peer_address "$j")"
+            printf '%s  "%s": {"default": [{"ip": "%s", "port": %s, "use_ssl": %s}]}' "$sep" \
+                "${partylist[$j]}" "$(peer_address "$j")" "$(peer_port)" "$([ "$tls" = 1 ] && echo true || echo false)"
             sep=$',\n'
         done
         printf '\n },\n "permission": {"default_allow": false},\n "self_party": ["%s"]}\n' "$id"
@@ -260,5 +311,5 @@ EOF
 EOF
         fi
     } >"$dir/docker-compose.yml"
-    echo "generate: party $id (${partyroles[$i]}): $dir ($nms node manager(s), subnet $subnet)"
+    echo "generate: party $id (${partyroles[$i]}): $dir ($nms node manager(s), subnet $subnet, tls=$tls)"
 done
