@@ -221,10 +221,9 @@ EOF
         if [ ${#partyiplist[@]} -gt 0 ]; then
             cat <<EOF
       public: {}
-    # The only ports other parties reach.
+    # The only port other parties reach.
     ports:
-      - "9370:9370"
-      - "9371:9371"
+      - "$(peer_port):$(peer_port)"
 EOF
         else
             cat <<EOF
