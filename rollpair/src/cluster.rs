@@ -179,21 +179,27 @@ impl ClusterSession {
                 options: Default::default(),
             }
         } else {
-            let req = StoreRequest {
-                locator: Some(l.clone()),
-                create: true,
-                session_id: self.meta.id.clone(),
-            };
-            let mut store = self
-                .runtime
-                .block_on(self.cm.clone().get_store(req))
-                .map_err(|s| cm_error(&self.address, s))?
-                .into_inner();
-            assign(&mut store.partitions, self.processors())?;
-            store
+            self.cm_store(l.clone(), true)?
         };
         self.lock_stores().insert(key(l), store);
         Ok(())
+    }
+
+    /// Asks the cluster manager for a persistent store (recording it first with `create`),
+    /// with each partition assigned to this session's processors.
+    fn cm_store(&self, l: StoreLocator, create: bool) -> Result<Store> {
+        let req = StoreRequest {
+            locator: Some(l),
+            create,
+            session_id: self.meta.id.clone(),
+        };
+        let mut store = self
+            .runtime
+            .block_on(self.cm.clone().get_store(req))
+            .map_err(|s| cm_error(&self.address, s))?
+            .into_inner();
+        assign(&mut store.partitions, self.processors())?;
+        Ok(store)
     }
 
     /// A persistent store recorded by the cluster manager.
@@ -204,17 +210,7 @@ impl ClusterSession {
             ..Default::default()
         };
         l.set_store_type(StoreType::Rocksdb);
-        let req = StoreRequest {
-            locator: Some(l),
-            create: false,
-            session_id: self.meta.id.clone(),
-        };
-        let mut store = self
-            .runtime
-            .block_on(self.cm.clone().get_store(req))
-            .map_err(|s| cm_error(&self.address, s))?
-            .into_inner();
-        assign(&mut store.partitions, self.processors())?;
+        let store = self.cm_store(l, false)?;
         let l = store.locator.clone().ok_or_else(|| {
             Error::Cluster("the cluster manager sent a store with no locator".into())
         })?;
