@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod rollsite;
 mod table;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +28,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Run the main job in standalone mode and print what it computed.
     Demo(demo::DemoArgs),
+    /// Run the roll-site, the federation gateway of one party (EggRoll's wire protocol).
+    Rollsite(rollsite::RollsiteArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
         Command::Table(args) => table::run(args, config),
         Command::Bench(args) => bench::run(args, config),
         Command::Demo(args) => demo::run(args, config),
+        Command::Rollsite(args) => rollsite::run(args, config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
