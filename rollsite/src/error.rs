@@ -78,9 +78,21 @@ pub enum Error {
 impl Error {
     /// Wraps a failure of a hop.
     pub fn hop(hop: impl Into<String>, status: Status) -> Self {
+        // A transport failure says only "transport error"; its causes say what went wrong
+        // (refused connection, unknown certificate authority, ...).
+        let mut msg = status.message().to_string();
+        let mut cause = std::error::Error::source(&status);
+        while let Some(c) = cause {
+            let text = c.to_string();
+            if !msg.contains(&text) {
+                msg.push_str(": ");
+                msg.push_str(&text);
+            }
+            cause = c.source();
+        }
         Error::Hop {
             hop: hop.into(),
-            status: Box::new(status),
+            status: Box::new(Status::new(status.code(), msg)),
         }
     }
 
