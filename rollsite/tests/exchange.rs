@@ -68,17 +68,19 @@ async fn three_parties_and_a_polling_party_through_one_exchange() {
     .unwrap();
     for f in [&fb, &fc, &fp] {
         assert_eq!(
-            f.get_bytes("model", "0", &[guest.clone()]).await.unwrap(),
+            f.get_bytes("model", "0", std::slice::from_ref(&guest))
+                .await
+                .unwrap(),
             vec![blob.clone()]
         );
     }
-    fb.remote(&10u32, "answer", "0", &[guest.clone()])
+    fb.remote(&10u32, "answer", "0", std::slice::from_ref(&guest))
         .await
         .unwrap();
-    fc.remote(&11u32, "answer", "0", &[guest.clone()])
+    fc.remote(&11u32, "answer", "0", std::slice::from_ref(&guest))
         .await
         .unwrap();
-    fp.remote(&12u32, "answer", "0", &[guest.clone()])
+    fp.remote(&12u32, "answer", "0", std::slice::from_ref(&guest))
         .await
         .unwrap();
     let answers: Vec<u32> = fa
@@ -100,11 +102,11 @@ async fn three_parties_and_a_polling_party_through_one_exchange() {
             Options::partitions(3),
         )
         .unwrap();
-    fa.remote_table(&t, "t", "0", &[arbiter.clone()])
+    fa.remote_table(&t, "t", "0", std::slice::from_ref(&arbiter))
         .await
         .unwrap();
     let got: Vec<RollPair<u32, String>> = fp
-        .get_table(&ctx_p, "t", "0", &[guest.clone()])
+        .get_table(&ctx_p, "t", "0", std::slice::from_ref(&guest))
         .await
         .unwrap();
     let s: Vec<(u32, String)> = t.get_all().unwrap().map(Result::unwrap).collect();

@@ -87,25 +87,29 @@ async fn trusted_parties_talk_and_untrusted_or_plaintext_ones_are_refused() {
     let fg = federation(&g, "s", "guest", "9999");
     let fh = federation(&h, "s", "host", "10000");
     let blob = pattern(3 << 20, 9);
-    fg.remote_bytes(blob.clone(), "x", "0", &[host.clone()])
+    fg.remote_bytes(blob.clone(), "x", "0", std::slice::from_ref(&host))
         .await
         .unwrap();
     assert_eq!(
-        fh.get_bytes("x", "0", &[guest.clone()]).await.unwrap(),
+        fh.get_bytes("x", "0", std::slice::from_ref(&guest))
+            .await
+            .unwrap(),
         vec![blob]
     );
-    fh.remote(&"back", "y", "0", &[guest.clone()])
+    fh.remote(&"back", "y", "0", std::slice::from_ref(&guest))
         .await
         .unwrap();
     assert_eq!(
-        fg.get::<String>("y", "0", &[host.clone()]).await.unwrap(),
+        fg.get::<String>("y", "0", std::slice::from_ref(&host))
+            .await
+            .unwrap(),
         vec!["back"]
     );
 
     // An untrusted certificate: the host's TLS port refuses the handshake.
     let fr = federation(&r, "s", "guest", "7777");
     let err = fr
-        .remote(&1u8, "z", "0", &[host.clone()])
+        .remote(&1u8, "z", "0", std::slice::from_ref(&host))
         .await
         .unwrap_err()
         .to_string();
