@@ -54,6 +54,28 @@ pub fn client(channel: Channel, max_message: usize) -> DataTransferServiceClient
         .max_encoding_message_size(max_message)
 }
 
+/// The error of a next hop; on a TLS route a broken connection most often means a refused
+/// certificate, so say what to check.
+fn hop_error(route: &Route, hop: &str, s: Status) -> Error {
+    let mut e = Error::hop(hop, s);
+    if let Error::Hop { status, .. } = &mut e {
+        let transport = matches!(
+            status.code(),
+            tonic::Code::Unknown | tonic::Code::Unavailable | tonic::Code::Cancelled
+        );
+        if route.use_ssl && transport {
+            let msg = format!(
+                "{} (TLS route: check that this party's certificate is signed by a CA the peer \
+                 trusts, and that the peer's certificate chains to rollsite.tls_ca and names \
+                 the route's ip or hostname)",
+                status.message()
+            );
+            **status = Status::new(status.code(), msg);
+        }
+    }
+    e
+}
+
 /// Channels to next hops, shared by every transfer.
 pub struct Forwarder {
     channels: Mutex<HashMap<String, Channel>>,
@@ -170,7 +192,7 @@ impl Forwarder {
         drop(tx);
         match call.await? {
             Ok(resp) => Ok(resp.into_inner()),
-            Err(s) => Err(Error::hop(hop, s)),
+            Err(s) => Err(hop_error(route, hop, s)),
         }
     }
 
@@ -189,6 +211,6 @@ impl Forwarder {
             .unary_call(req)
             .await
             .map(|r| r.into_inner())
-            .map_err(|s| Error::hop(hop, s))
+            .map_err(|s| hop_error(route, hop, s))
     }
 }
