@@ -1,6 +1,7 @@
 //! `eggroll`: the one binary of eggroll-rs, a subcommand per role.
 
 mod bench;
+mod bench_federation;
 mod demo;
 mod rollsite;
 mod table;
