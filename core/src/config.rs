@@ -186,7 +186,7 @@ impl Default for RollsiteConfig {
             push_long_retry_wait_ms: 10_000,
             push_batches_per_stream: 10,
             push_streams_in_flight: 4,
-            batch_body_bytes: 2 << 20,
+            batch_body_bytes: 4 << 20,
             max_message_bytes: 32 << 20,
             max_object_bytes: 4 << 30,
             get_idle_timeout_ms: 600_000,

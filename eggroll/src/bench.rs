@@ -88,7 +88,12 @@ fn rate(rows: u64, d: Duration) -> f64 {
 /// Runs the benchmark and prints a table of rows per second and ratios.
 pub fn run(args: BenchArgs, mut config: EggrollConfig) -> Result<(), Box<dyn std::error::Error>> {
     if args.federation {
-        let sizes = (args.object_mib, args.rows, args.value_bytes, args.partitions);
+        let sizes = (
+            args.object_mib,
+            args.rows,
+            args.value_bytes,
+            args.partitions,
+        );
         return crate::bench_federation::run(sizes, config);
     }
     let dir = tempfile::tempdir()?;

@@ -1,19 +1,23 @@
 //! The durable receive buffer: what other parties pushed to us, kept until a `get` takes it.
 //!
 //! One persistent table of the roll-site's own data dir holds, per transfer (its rs key):
-//! `H` its header, `D` each batch by partition and batch sequence, `M` a marker per batch
-//! (so counting needs no value reads) and `F` each finished partition's batch count. A batch
-//! sent twice lands on the same key, so retried streams never duplicate data. Every call
-//! blocks on storage: run it on a blocking thread.
+//! `H` its header, `M` a marker per stored batch (partition, batch sequence) and `F` each
+//! finished partition's batch count. The batch bodies, often megabytes each, are files under
+//! `blobs/<transfer>/`, written whole then renamed into place before their marker is written:
+//! large values would cost RocksDB several rewrites. A batch sent twice lands on the same
+//! name and key, so retried streams never duplicate data. Like RocksDB's default writes, a
+//! stored batch survives a restart of the roll-site (not of the machine). Every call blocks
+//! on storage: run it on a blocking thread.
 
 use crate::error::{Error, Result};
 use eggroll_core::config::StorageConfig;
+use eggroll_core::partitioner::murmur3_32;
 use eggroll_eggpair::{KeyRange, Pair, PartitionStore, Stores};
 use eggroll_proto::meta::{StoreLocator, StoreType};
 use eggroll_proto::transfer::RollSiteHeader;
 use prost::Message;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::Notify;
@@ -31,7 +35,7 @@ pub struct Batch {
     /// Last batch of its partition.
     pub finish: bool,
     /// The bytes.
-    pub body: Vec<u8>,
+    pub body: bytes::Bytes,
 }
 
 /// How far a transfer has arrived.
@@ -93,6 +97,7 @@ impl Progress {
 pub struct Buffer {
     // Keeps the partition's RocksDB open; dropped last.
     _stores: Stores,
+    blobs: PathBuf,
     store: Arc<dyn PartitionStore>,
     live: Mutex<HashMap<String, Arc<Progress>>>,
     max_object_bytes: u64,
@@ -111,6 +116,10 @@ fn batch_key(kind: u8, rk: &str, p: u32, seq: u64) -> Vec<u8> {
     k.extend_from_slice(&p.to_be_bytes());
     k.extend_from_slice(&seq.to_be_bytes());
     k
+}
+
+fn blob_name(p: u32, seq: u64) -> String {
+    format!("{p:08x}-{seq:016x}")
 }
 
 fn finish_key(rk: &str, p: u32) -> Vec<u8> {
@@ -159,8 +168,14 @@ impl Buffer {
             Err(e) => return Err(e.into()),
         };
         let store = stores.partition(&locator, 0)?;
+        let blobs = dir.join("blobs");
+        std::fs::create_dir_all(&blobs).map_err(|source| Error::Io {
+            what: format!("cannot create {}", blobs.display()),
+            source,
+        })?;
         Ok(Self {
             _stores: stores,
+            blobs,
             store,
             live: Mutex::new(HashMap::new()),
             max_object_bytes,
@@ -200,6 +215,21 @@ impl Buffer {
         meta.batch_seq = 0;
         meta.stream_seq = 0;
         meta.stage.clear();
+        let dir = self.transfer_dir(rk);
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+            what: format!("cannot create {}", dir.display()),
+            source,
+        })?;
+        for b in &batches {
+            let path = dir.join(blob_name(b.partition, b.seq));
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, &b.body)
+                .and_then(|()| std::fs::rename(&tmp, &path))
+                .map_err(|source| Error::Io {
+                    what: format!("cannot store a received batch in {}", path.display()),
+                    source,
+                })?;
+        }
         let mut pairs: Vec<Pair> = Vec::with_capacity(batches.len() * 2 + 1);
         pairs.push((prefix(b'H', rk), meta.encode_to_vec()));
         for b in batches {
@@ -210,7 +240,6 @@ impl Buffer {
                     (b.seq + 1).to_be_bytes().to_vec(),
                 ));
             }
-            pairs.push((batch_key(b'D', rk, b.partition, b.seq), b.body));
         }
         self.store.put_batch(&pairs)?;
         *progress.last.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
@@ -252,13 +281,60 @@ impl Buffer {
         }))
     }
 
+    fn transfer_dir(&self, rk: &str) -> PathBuf {
+        // Two independent 32-bit hashes: a 64-bit name, stable across restarts.
+        let (a, b) = (
+            murmur3_32(rk.as_bytes(), 0),
+            murmur3_32(rk.as_bytes(), 0x5bd1_e995),
+        );
+        self.blobs.join(format!("{a:08x}{b:08x}"))
+    }
+
+    /// The header of a transfer, once any of it arrived.
+    pub fn header(&self, rk: &str) -> Result<Option<RollSiteHeader>> {
+        let Some(h) = self.store.get(&prefix(b'H', rk))? else {
+            return Ok(None);
+        };
+        RollSiteHeader::decode(&h[..])
+            .map(Some)
+            .map_err(|e| Error::Internal(format!("stored header of {rk} does not decode: {e}")))
+    }
+
+    /// Batch `seq` of partition `p` and, once known, the partition's batch count; `None`
+    /// until the batch arrived.
+    pub fn batch(&self, rk: &str, p: u32, seq: u64) -> Result<Option<(Vec<u8>, Option<u64>)>> {
+        if self.store.get(&batch_key(b'M', rk, p, seq))?.is_none() {
+            return Ok(None);
+        }
+        let path = self.transfer_dir(rk).join(blob_name(p, seq));
+        let body = std::fs::read(&path).map_err(|source| Error::Io {
+            what: format!("cannot read a received batch {}", path.display()),
+            source,
+        })?;
+        let total = self.store.get(&finish_key(rk, p))?.map(|f| tail_u64(&f));
+        Ok(Some((body, total)))
+    }
+
     /// Calls `each(partition, seq, body)` for every batch in order; stops when it returns
     /// false.
-    pub fn read(&self, rk: &str, each: &mut dyn FnMut(u32, u64, &[u8]) -> bool) -> Result<()> {
+    pub fn read(&self, rk: &str, each: &mut dyn FnMut(u32, u64, Vec<u8>) -> bool) -> Result<()> {
+        let mut batches = Vec::new();
         self.store
-            .scan(KeyRange::prefix(&prefix(b'D', rk)), &mut |k, v| {
-                Ok(each(tail_partition(k), tail_u64(k), v))
+            .scan(KeyRange::prefix(&prefix(b'M', rk)), &mut |k, _| {
+                batches.push((tail_partition(k), tail_u64(k)));
+                Ok(true)
             })?;
+        let dir = self.transfer_dir(rk);
+        for (p, seq) in batches {
+            let path = dir.join(blob_name(p, seq));
+            let body = std::fs::read(&path).map_err(|source| Error::Io {
+                what: format!("cannot read a received batch {}", path.display()),
+                source,
+            })?;
+            if !each(p, seq, body) {
+                break;
+            }
+        }
         Ok(())
     }
 
@@ -266,18 +342,26 @@ impl Buffer {
     pub fn clear(&self, rk: &str) -> Result<u64> {
         let mut keys = Vec::new();
         let mut batches = 0;
-        for kind in [b'D', b'M', b'F', b'H'] {
+        for kind in [b'M', b'F', b'H'] {
             self.store
                 .scan(KeyRange::prefix(&prefix(kind, rk)), &mut |k, _| {
                     keys.push(k.to_vec());
                     Ok(true)
                 })?;
-            if kind == b'D' {
+            if kind == b'M' {
                 batches = keys.len() as u64;
             }
         }
+        // Markers first: a crash half-way leaves files without markers, never the reverse.
         for k in keys {
             self.store.delete(&k)?;
+        }
+        let dir = self.transfer_dir(rk);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|source| Error::Io {
+                what: format!("cannot remove {}", dir.display()),
+                source,
+            })?;
         }
         self.live
             .lock()
@@ -306,7 +390,7 @@ mod tests {
             partition: p,
             seq,
             finish,
-            body: body.to_vec(),
+            body: body.to_vec().into(),
         };
         {
             let buf = Buffer::open(dir.path(), StorageConfig::default(), 1 << 20).unwrap();
@@ -326,7 +410,7 @@ mod tests {
         assert!(buf.arrival("t").unwrap().unwrap().complete());
         let mut got = Vec::new();
         buf.read("t", &mut |p, s, v| {
-            got.push((p, s, v.to_vec()));
+            got.push((p, s, v));
             true
         })
         .unwrap();
@@ -352,7 +436,7 @@ mod tests {
             partition: 0,
             seq,
             finish: false,
-            body: vec![0; 6],
+            body: vec![0; 6].into(),
         };
         buf.write("o", &h, vec![batch(0)]).unwrap();
         buf.write("o", &h, vec![batch(0)]).unwrap();

@@ -11,6 +11,7 @@ use crate::error::{describe, Error, Result};
 use crate::forward;
 use crate::packet::{pairs, push_pair, TransferKey, FINISH, OBJECT, SIZE_OPTION, TABLE};
 use crate::site::OP_CLEAR;
+use crate::site::{Peer, Site};
 use bytes::Bytes;
 use eggroll_core::codec::{decode, encode};
 use eggroll_core::config::RollsiteConfig;
@@ -21,13 +22,16 @@ use eggroll_proto::transfer::RollSiteHeader;
 use eggroll_rollpair::{Options, RollPair, RollPairContext};
 use prost::Message;
 use serde::{de::DeserializeOwned, Serialize};
+use std::pin::Pin;
+use std::sync::Weak;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio_stream::Stream;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Streaming};
+use tonic::{Code, Request, Status};
 
 /// A party in a role.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -100,11 +104,28 @@ impl Default for FederationOptions {
     }
 }
 
+/// How a federation reaches its party's roll-site.
+enum Link {
+    /// Over gRPC, to a roll-site process.
+    Grpc(DataTransferServiceClient<Channel>),
+    /// Calls into a roll-site running in this process (standalone mode): no local hop.
+    InProcess(Weak<Site>),
+}
+
+type PacketStream = Pin<Box<dyn Stream<Item = Result<Packet, Status>> + Send>>;
+
+const IN_PROCESS: Peer = Peer {
+    addr: None,
+    secure: true,
+    hops: 0,
+    trusted: true,
+};
+
 struct Inner {
     session: String,
     me: Party,
     rollsite: String,
-    client: DataTransferServiceClient<Channel>,
+    link: Link,
     opts: FederationOptions,
 }
 
@@ -147,12 +168,81 @@ impl Federation {
         Ok(Self {
             inner: Arc::new(Inner {
                 session: session.into(),
-                client: forward::client(ch, opts.max_message_bytes),
+                link: Link::Grpc(forward::client(ch, opts.max_message_bytes)),
                 rollsite: rollsite.into(),
                 me,
                 opts,
             }),
         })
+    }
+
+    /// A context that calls the roll-site `site` running in this process directly
+    /// (standalone mode), sparing the hop to a local roll-site process.
+    pub fn in_process(
+        site: &crate::RollSite,
+        session: &str,
+        me: Party,
+        opts: FederationOptions,
+    ) -> Result<Self> {
+        if session.is_empty() || me.role.is_empty() || me.party_id.is_empty() {
+            return Err(Error::Config(
+                "a federation needs a session id, a role and a party id".into(),
+            ));
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                session: session.into(),
+                link: Link::InProcess(Arc::downgrade(site.site())),
+                rollsite: format!("{} (in process)", site.addr()),
+                me,
+                opts,
+            }),
+        })
+    }
+
+    fn site(&self, w: &Weak<Site>) -> Result<Arc<Site>, Status> {
+        w.upgrade()
+            .ok_or_else(|| Status::unavailable("the in-process roll-site has stopped"))
+    }
+
+    async fn send_push(
+        &self,
+        packets: impl Stream<Item = Packet> + Send + 'static,
+    ) -> Result<(), Status> {
+        match &self.inner.link {
+            Link::Grpc(c) => c.clone().push(Request::new(packets)).await.map(|_| ()),
+            Link::InProcess(w) => {
+                let site = self.site(w)?;
+                site.push(Box::pin(packets.map(Ok)), IN_PROCESS)
+                    .await
+                    .map(|_| ())
+                    .map_err(Status::from)
+            }
+        }
+    }
+
+    async fn send_pull(&self, meta: Metadata) -> Result<PacketStream, Status> {
+        match &self.inner.link {
+            Link::Grpc(c) => {
+                let s = c.clone().pull(Request::new(meta)).await?.into_inner();
+                Ok(Box::pin(s))
+            }
+            Link::InProcess(w) => {
+                let site = self.site(w)?;
+                let s = site.pull(meta, IN_PROCESS).await.map_err(Status::from)?;
+                Ok(Box::pin(s))
+            }
+        }
+    }
+
+    async fn send_unary(&self, p: Packet) -> Result<Packet, Status> {
+        match &self.inner.link {
+            Link::Grpc(c) => Ok(c.clone().unary_call(Request::new(p)).await?.into_inner()),
+            Link::InProcess(w) => {
+                let site = self.site(w)?;
+                site.unary(p, IN_PROCESS).await.map_err(Status::from)
+            }
+        }
     }
 
     /// The session id.
@@ -287,10 +377,9 @@ impl Federation {
                     h.stage = FINISH.into();
                     h.total_batches = c.seq as i64 + 1;
                 }
-                key2.packet(&h, c.body.to_vec())
+                key2.packet(&h, c.body.clone())
             });
-            let mut client = self.inner.client.clone();
-            match client.push(Request::new(packets)).await {
+            match self.send_push(packets).await {
                 Ok(_) => return Ok(()),
                 Err(s) if s.code() == Code::Unavailable && attempt < opts.max_retry => {
                     let long_from = opts.max_retry.saturating_sub(opts.long_retry);
@@ -354,7 +443,7 @@ impl Federation {
         Ok(out.into_iter().map(Option::unwrap_or_default).collect())
     }
 
-    async fn open_pull(&self, key: &TransferKey) -> Result<Streaming<Packet>> {
+    async fn open_pull(&self, key: &TransferKey) -> Result<PacketStream> {
         let h = key.header("");
         let meta = Metadata {
             conf: Some(Conf {
@@ -366,9 +455,8 @@ impl Federation {
         let opts = &self.inner.opts;
         let mut attempt = 0;
         loop {
-            let mut client = self.inner.client.clone();
-            match client.pull(Request::new(meta.clone())).await {
-                Ok(s) => return Ok(s.into_inner()),
+            match self.send_pull(meta.clone()).await {
+                Ok(s) => return Ok(s),
                 Err(s) if s.code() == Code::Unavailable && attempt < opts.max_retry => {
                     let wait = opts.retry_wait * 2u32.saturating_pow(attempt);
                     attempt += 1;
@@ -383,14 +471,12 @@ impl Federation {
         let h = key.header("");
         let mut meta = key.metadata(&h);
         meta.operator = OP_CLEAR.into();
-        let mut client = self.inner.client.clone();
-        client
-            .unary_call(Request::new(Packet {
-                header: Some(meta),
-                body: None,
-            }))
-            .await
-            .map_err(|s| Error::hop(self.local_hop(), s))?;
+        self.send_unary(Packet {
+            header: Some(meta),
+            body: None,
+        })
+        .await
+        .map_err(|s| Error::hop(self.local_hop(), s))?;
         Ok(())
     }
 
@@ -425,8 +511,9 @@ impl Federation {
         let mut out = Vec::new();
         let mut next_seq = 0i64;
         while let Some(p) = stream
-            .message()
+            .next()
             .await
+            .transpose()
             .map_err(|s| Error::hop(self.local_hop(), s))?
         {
             let h = received_header(&p)?;
@@ -585,8 +672,9 @@ impl Federation {
         let mut stream = self.open_pull(key).await?;
         let hop = self.local_hop();
         let Some(first) = stream
-            .message()
+            .next()
             .await
+            .transpose()
             .map_err(|s| Error::hop(hop.clone(), s))?
         else {
             return Err(Error::BadPacket(format!(
@@ -604,7 +692,7 @@ impl Federation {
         }
         let n = h.total_partitions as u32;
         let table: RollPair<K, V> = ctx.create(Options::partitions(n))?;
-        let (btx, brx) = mpsc::channel::<(u32, Vec<u8>)>(4);
+        let (btx, brx) = mpsc::channel::<(u32, Bytes)>(4);
         let writer = {
             let (table, what) = (table.clone(), key.rs_key());
             tokio::task::spawn_blocking(move || write_batches(&table, n, brx, &what))
@@ -620,8 +708,9 @@ impl Federation {
                     break; // the writer failed; its error is reported below
                 }
                 packet = stream
-                    .message()
+                    .next()
                     .await
+                    .transpose()
                     .map_err(|s| Error::hop(hop.clone(), s))?;
             }
             Ok(())
@@ -738,7 +827,7 @@ where
 fn write_batches<K, V>(
     table: &RollPair<K, V>,
     n: u32,
-    mut rx: mpsc::Receiver<(u32, Vec<u8>)>,
+    mut rx: mpsc::Receiver<(u32, Bytes)>,
     what: &str,
 ) -> Result<u64>
 where

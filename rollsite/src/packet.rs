@@ -127,12 +127,12 @@ impl TransferKey {
     }
 
     /// A whole packet.
-    pub fn packet(&self, header: &RollSiteHeader, body: Vec<u8>) -> Packet {
+    pub fn packet(&self, header: &RollSiteHeader, body: impl Into<bytes::Bytes>) -> Packet {
         Packet {
             header: Some(self.metadata(header)),
             body: Some(Data {
                 key: self.rs_key(),
-                value: body,
+                value: body.into(),
             }),
         }
     }

@@ -333,6 +333,7 @@ async fn poll_once(site: &Arc<Site>, exchange: &str, tls: bool) -> Result<()> {
         addr: None,
         secure: true,
         hops: 1,
+        trusted: false,
     };
     let mut calls: HashMap<i64, mpsc::Sender<Result<Packet, Status>>> = HashMap::new();
     let mut shutdown = site.shutdown.clone();

@@ -35,6 +35,7 @@ impl Service {
             addr: req.remote_addr(),
             secure: self.secure,
             hops,
+            trusted: false,
         }
     }
 }

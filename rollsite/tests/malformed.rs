@@ -88,7 +88,7 @@ fn bad(i: u64) -> (&'static str, Call, &'static str) {
         6 => {
             p.body = Some(Data {
                 key: String::new(),
-                value: vec![0u8; 300 << 10],
+                value: vec![0u8; 300 << 10].into(),
             });
             ("oversized body", Call::Unary(p), "too large")
         }
@@ -100,7 +100,7 @@ fn bad(i: u64) -> (&'static str, Call, &'static str) {
             body.truncate(body.len() - 1 - (i as usize % 5));
             p.body = Some(Data {
                 key: String::new(),
-                value: body,
+                value: body.into(),
             });
             ("truncated batch", Call::Push(vec![p]), "truncated")
         }
