@@ -339,3 +339,37 @@ async fn a_remote_retries_until_the_peer_comes_up() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_process_federations_skip_the_local_hop() {
+    let dir = dir();
+    let (a, b) = pair(dir.path()).await;
+    let fa = eggroll_rollsite::Federation::in_process(&a, "job7", guest(), options()).unwrap();
+    let fb = eggroll_rollsite::Federation::in_process(&b, "job7", host(), options()).unwrap();
+    let blob = pattern(9 << 20, 13);
+    fa.remote_bytes(blob.clone(), "b", "0", &[host()])
+        .await
+        .unwrap();
+    assert_eq!(
+        fb.get_bytes("b", "0", &[guest()]).await.unwrap(),
+        vec![blob]
+    );
+    let ctx_b = RollPairContext::standalone(data(dir.path(), "b")).unwrap();
+    let ctx_a = RollPairContext::standalone(data(dir.path(), "a")).unwrap();
+    let t: RollPair<u32, u32> = ctx_b
+        .parallelize((0..10_000u32).map(|i| (i, i * 2)), Options::partitions(3))
+        .unwrap();
+    fb.remote_table(&t, "t", "0", &[guest()]).await.unwrap();
+    let got: Vec<RollPair<u32, u32>> = fa.get_table(&ctx_a, "t", "0", &[host()]).await.unwrap();
+    let s: Vec<(u32, u32)> = t.get_all().unwrap().map(Result::unwrap).collect();
+    let g: Vec<(u32, u32)> = got[0].get_all().unwrap().map(Result::unwrap).collect();
+    assert_eq!(s, g);
+    // An in-process federation whose roll-site stopped fails as unavailable, not a hang.
+    a.shutdown().await;
+    let mut quick = options();
+    quick.max_retry = 1;
+    let fa = eggroll_rollsite::Federation::in_process(&b, "job7", guest(), quick).unwrap();
+    b.shutdown().await;
+    let err = fa.remote(&1u8, "x", "0", &[host()]).await.unwrap_err();
+    assert!(err.to_string().contains("stopped"), "{err}");
+}
