@@ -192,6 +192,18 @@ impl Buffer {
             .clone()
     }
 
+    /// Drops the in-memory progress of a transfer of which nothing is stored (a get that
+    /// timed out), so waiting for transfers that never come does not grow memory.
+    pub fn forget_if_empty(&self, rk: &str) -> Result<()> {
+        if self.store.get(&prefix(b'H', rk))?.is_none() {
+            self.live
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(rk);
+        }
+        Ok(())
+    }
+
     /// Stores batches of a transfer durably, then wakes its waiting gets. A batch already
     /// stored (a retried stream) is overwritten with the same bytes, never added twice.
     pub fn write(&self, rk: &str, header: &RollSiteHeader, batches: Vec<Batch>) -> Result<()> {

@@ -413,7 +413,12 @@ impl Site {
             let deadline = progress.last_arrival() + idle;
             if Instant::now() >= deadline {
                 let (buffer, k) = (self.buffer.clone(), rk.clone());
-                let arrival = tokio::task::spawn_blocking(move || buffer.arrival(&k)).await??;
+                let arrival = tokio::task::spawn_blocking(move || {
+                    let a = buffer.arrival(&k)?;
+                    buffer.forget_if_empty(&k)?;
+                    Ok::<_, Error>(a)
+                })
+                .await??;
                 let have = match &arrival {
                     Some(a) => format!("{} of {} partitions complete", a.done, a.total),
                     None => "nothing arrived".to_string(),
