@@ -241,6 +241,17 @@ async fn a_restart_between_remote_and_get_loses_nothing() {
     b.shutdown().await;
 }
 
+/// Waits up to 20 s for the route watcher to make `cond` true.
+async fn eventually(cond: impl Fn() -> bool) {
+    for _ in 0..400 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the route table watcher did not pick up the change in 20 s");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn route_changes_are_picked_up_and_bad_files_keep_the_old_table() {
     let dir = dir();
@@ -256,7 +267,16 @@ async fn route_changes_are_picked_up_and_bad_files_keep_the_old_table() {
             .to_string(),
     )
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let routes_to = |port: u16| {
+        let site = a.site().clone();
+        move || {
+            site.routes
+                .table()
+                .explicit("10000", "host")
+                .is_some_and(|r| r.port == port)
+        }
+    };
+    eventually(routes_to(dead)).await;
     let fa = federation(&a, "job5", "guest", "9999");
     let err = fa
         .remote(&1u8, "x", "0", &[host()])
@@ -276,7 +296,8 @@ async fn route_changes_are_picked_up_and_bad_files_keep_the_old_table() {
         "{\n \"route_table\": {\n  \"10000\": [\n}",
     )
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let site = a.site().clone();
+    eventually(move || site.routes.last_error().is_some()).await;
     let why = a
         .site()
         .routes
@@ -301,7 +322,7 @@ async fn route_changes_are_picked_up_and_bad_files_keep_the_old_table() {
             .to_string(),
     )
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    eventually(routes_to(port_b)).await;
     assert!(a.site().routes.last_error().is_none());
     fa.remote(&2u8, "x", "1", &[host()]).await.unwrap();
     let fb = federation(&b, "job5", "host", "10000");
