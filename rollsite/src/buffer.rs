@@ -327,6 +327,16 @@ impl Buffer {
         Ok(Some((body, total)))
     }
 
+    /// The file of batch `seq` of partition `p` and, once known, the partition's batch
+    /// count; `None` until the batch arrived.
+    pub fn batch_file(&self, rk: &str, p: u32, seq: u64) -> Result<Option<(PathBuf, Option<u64>)>> {
+        if self.store.get(&batch_key(b'M', rk, p, seq))?.is_none() {
+            return Ok(None);
+        }
+        let total = self.store.get(&finish_key(rk, p))?.map(|f| tail_u64(&f));
+        Ok(Some((self.transfer_dir(rk).join(blob_name(p, seq)), total)))
+    }
+
     /// Calls `each(partition, seq, body)` for every batch in order; stops when it returns
     /// false.
     pub fn read(&self, rk: &str, each: &mut dyn FnMut(u32, u64, Vec<u8>) -> bool) -> Result<()> {

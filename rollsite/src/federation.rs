@@ -506,7 +506,65 @@ impl Federation {
         Ok(data)
     }
 
+    /// An in-process get reads each batch file straight into the object: one copy.
+    async fn read_object_in_process(&self, site: Arc<Site>, key: &TransferKey) -> Result<Vec<u8>> {
+        let idle = self.inner.opts.get_idle_timeout;
+        let rk = key.rs_key();
+        let k = rk.clone();
+        let header = site.wait_for(key, idle, move |b| b.header(&k)).await?;
+        if header.data_type != OBJECT {
+            return Err(Error::BadPacket(format!(
+                "{rk} was sent as a {}; receive it with get_table",
+                header.data_type
+            )));
+        }
+        let size: u64 = header
+            .options
+            .get(SIZE_OPTION)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let max = self.inner.opts.max_object_bytes;
+        if size > max {
+            return Err(Error::TooLarge(format!(
+                "{rk} is {size} bytes, over max_object_bytes {max}"
+            )));
+        }
+        let mut out = Vec::with_capacity(size as usize);
+        let mut seq = 0u64;
+        loop {
+            let k = rk.clone();
+            let (path, finish) = site
+                .wait_for(key, idle, move |b| b.batch_file(&k, 0, seq))
+                .await?;
+            out = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
+                use std::io::Read;
+                let io = |source| Error::Io {
+                    what: format!("cannot read a received batch {}", path.display()),
+                    source,
+                };
+                std::fs::File::open(&path)
+                    .and_then(|mut f| f.read_to_end(&mut out))
+                    .map_err(io)?;
+                Ok(out)
+            })
+            .await??;
+            if out.len() as u64 > max {
+                return Err(Error::TooLarge(format!(
+                    "{rk} is over max_object_bytes {max}"
+                )));
+            }
+            seq += 1;
+            if finish == Some(seq) {
+                return Ok(out);
+            }
+        }
+    }
+
     async fn read_object(&self, key: &TransferKey) -> Result<Vec<u8>> {
+        if let Link::InProcess(w) = &self.inner.link {
+            let site = self.site(w).map_err(|s| Error::hop(self.local_hop(), s))?;
+            return self.read_object_in_process(site, key).await;
+        }
         let mut stream = self.open_pull(key).await?;
         let mut out = Vec::new();
         let mut next_seq = 0i64;

@@ -393,7 +393,7 @@ impl Site {
 
     /// Waits until `check` finds what it looks for in the buffer; fails when no data of the
     /// transfer arrived for `idle`, saying how far it got and why it may have stopped.
-    async fn wait_for<T: Send + 'static>(
+    pub async fn wait_for<T: Send + 'static>(
         &self,
         key: &TransferKey,
         idle: Duration,
