@@ -11,7 +11,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/proxy.proto",
         "proto/transfer.proto",
     ];
-    tonic_prost_build::configure().compile_protos(&protos, &["proto"])?;
+    // Packet bodies as `Bytes`: roll-sites relay megabyte bodies without copying them.
+    tonic_prost_build::configure()
+        .bytes(".com.webank.ai.eggroll.api.networking.proxy.Data.value")
+        .compile_protos(&protos, &["proto"])?;
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

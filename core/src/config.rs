@@ -24,8 +24,8 @@ pub struct EggrollConfig {
     pub clustermanager: ClusterManagerConfig,
     /// Where the node manager listens, and how it runs egg-pair processes.
     pub nodemanager: NodeManagerConfig,
-    /// Where the roll-site listens.
-    pub rollsite: EndpointConfig,
+    /// The roll-site: where it listens, its party, routes, TLS, retries and limits.
+    pub rollsite: RollsiteConfig,
 }
 
 /// Storage settings shared by every partition of one process.
@@ -102,7 +102,7 @@ impl Default for EggrollConfig {
             session: SessionConfig::default(),
             clustermanager: ClusterManagerConfig::default(),
             nodemanager: NodeManagerConfig::default(),
-            rollsite: EndpointConfig::local(9370),
+            rollsite: RollsiteConfig::default(),
         }
     }
 }
@@ -168,6 +168,91 @@ impl EndpointConfig {
         Self {
             host: "127.0.0.1".into(),
             port,
+        }
+    }
+}
+
+/// Settings of the roll-site (the federation gateway) and of its clients.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RollsiteConfig {
+    /// Address to listen on (`eggroll.rollsite.host`).
+    pub host: String,
+    /// Plaintext port (`eggroll.rollsite.port`); 0 picks a free one.
+    pub port: u16,
+    /// Mutual-TLS port, open when `tls_cert` is set; 0 picks a free one.
+    pub secure_port: u16,
+    /// This party's id (`eggroll.rollsite.party.id`); required to serve.
+    pub party_id: String,
+    /// EggRoll route-table JSON (`eggroll.rollsite.route.table.path`); empty: no routes.
+    pub route_table: PathBuf,
+    /// How often the route table file is checked for changes, in milliseconds.
+    pub route_reload_ms: u64,
+    /// PEM certificate chain of this party (server and client identity).
+    pub tls_cert: PathBuf,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: PathBuf,
+    /// PEM certificate of the CA whose certificates this party trusts.
+    pub tls_ca: PathBuf,
+    /// Retries of a failed push stream (`eggroll.rollsite.push.max.retry`).
+    pub push_max_retry: u64,
+    /// How many of those retries wait longer (`eggroll.rollsite.push.long.retry`).
+    pub push_long_retry: u64,
+    /// First retry wait in milliseconds; doubles per retry.
+    pub push_retry_wait_ms: u64,
+    /// Wait before each long retry, in milliseconds.
+    pub push_long_retry_wait_ms: u64,
+    /// Batches per push stream (`eggroll.rollsite.push.batches.per.stream`).
+    pub push_batches_per_stream: u64,
+    /// Push streams in flight per destination.
+    pub push_streams_in_flight: u64,
+    /// Bytes of data per packet.
+    pub batch_body_bytes: u64,
+    /// Largest gRPC message accepted or sent.
+    pub max_message_bytes: u64,
+    /// Largest object accepted.
+    pub max_object_bytes: u64,
+    /// A get fails when no data arrived for this long, in milliseconds.
+    pub get_idle_timeout_ms: u64,
+    /// Durable receive buffer; empty: `<data_dir>/rollsite`.
+    pub buffer_dir: PathBuf,
+    /// `host:port` of an exchange to hold a polling stream open to; empty: none.
+    pub polling_exchange: String,
+    /// Whether the polling stream uses TLS.
+    pub polling_tls: bool,
+    /// Comma-separated client addresses allowed to pull and clear received data.
+    pub local_clients: String,
+    /// How long connecting to a next hop may take, in milliseconds.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for RollsiteConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 9370,
+            secure_port: 9371,
+            party_id: String::new(),
+            route_table: PathBuf::new(),
+            route_reload_ms: 1000,
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            tls_ca: PathBuf::new(),
+            push_max_retry: 3,
+            push_long_retry: 2,
+            push_retry_wait_ms: 500,
+            push_long_retry_wait_ms: 10_000,
+            push_batches_per_stream: 10,
+            push_streams_in_flight: 4,
+            batch_body_bytes: 4 << 20,
+            max_message_bytes: 32 << 20,
+            max_object_bytes: 4 << 30,
+            get_idle_timeout_ms: 600_000,
+            buffer_dir: PathBuf::new(),
+            polling_exchange: String::new(),
+            polling_tls: false,
+            local_clients: "127.0.0.1,::1".into(),
+            connect_timeout_ms: 5000,
         }
     }
 }
@@ -330,6 +415,27 @@ mod tests {
         assert!(err.contains("not valid TOML"), "{err}");
         let missing = dir.path().join("missing.toml");
         assert!(EggrollConfig::load_with(Some(&missing), |_| None).is_err());
+    }
+
+    #[test]
+    fn rollsite_keys_from_env() {
+        let env: HashMap<&str, &str> = [
+            ("EGGROLL_ROLLSITE_PARTY_ID", "10000"),
+            ("EGGROLL_ROLLSITE_PUSH_MAX_RETRY", "5"),
+            (
+                "EGGROLL_ROLLSITE_ROUTE_TABLE",
+                "/etc/eggroll/route_table.json",
+            ),
+        ]
+        .into();
+        let cfg = EggrollConfig::load_with(None, |k| env.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!(cfg.rollsite.party_id, "10000");
+        assert_eq!(cfg.rollsite.push_max_retry, 5);
+        assert_eq!(cfg.rollsite.push_long_retry, 2);
+        assert_eq!(
+            cfg.rollsite.route_table,
+            PathBuf::from("/etc/eggroll/route_table.json")
+        );
     }
 }
 

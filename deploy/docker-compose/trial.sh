@@ -209,8 +209,9 @@ if [ "$fault" = 1 ]; then
     run_both "trial-$run_id-fault" "run 2"
     # Kill it once its eggs run (the session is placed on it), so the job loses live eggs.
     while kill -0 "$gpid" 2>/dev/null; do
+        # EGGS is the column before LAST SEEN ("1.2s ago" or "never since restart").
         eggs="$(docker exec "$cm" /eggroll node list --cluster-manager clustermanager:4670 2>/dev/null \
-                | awk -v h="$victim:" 'index($2, h) == 1 {print $8}')"
+                | awk -v h="$victim:" 'index($2, h) == 1 {print ($NF == "ago") ? $(NF-2) : $(NF-3)}')"
         [ "${eggs:-0}" -gt 0 ] && break
         [ $((SECONDS - job_start)) -lt "$job_timeout" ] || break
         sleep 0.5

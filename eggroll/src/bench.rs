@@ -27,6 +27,12 @@ pub struct BenchArgs {
     /// child processes) and print its figures beside the standalone ones.
     #[arg(long)]
     cluster: bool,
+    /// Measure roll-site object and table transfers beside raw TCP and raw tonic instead.
+    #[arg(long)]
+    federation: bool,
+    /// Object size for --federation, in MiB.
+    #[arg(long, default_value_t = 1024)]
+    object_mib: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -165,6 +171,15 @@ fn measure(ctx: &RollPairContext, args: &BenchArgs) -> Result<Timings, Box<dyn s
 
 /// Runs the benchmark and prints a table of rows per second and ratios.
 pub fn run(args: BenchArgs, mut config: EggrollConfig) -> Result<(), Box<dyn std::error::Error>> {
+    if args.federation {
+        let sizes = (
+            args.object_mib,
+            args.rows,
+            args.value_bytes,
+            args.partitions,
+        );
+        return crate::bench_federation::run(sizes, config);
+    }
     let dir = tempfile::tempdir()?;
     config.data_dir = dir.path().join("eggroll");
     let n = args.rows;

@@ -4,11 +4,15 @@
 //! calls [`main`], and pointing `nodemanager.eggpair_executable` at that binary.
 
 mod bench;
+mod bench_federation;
 mod client;
 mod daemons;
 mod demo;
 pub mod local_cluster;
 mod node;
+mod progress;
+mod psi;
+mod rollsite;
 mod session;
 mod table;
 
@@ -40,6 +44,10 @@ enum Command {
     Node(node::NodeArgs),
     /// The sessions of a cluster.
     Session(session::SessionArgs),
+    /// Run the roll-site, the federation gateway of one party (EggRoll's wire protocol).
+    Rollsite(rollsite::RollsiteArgs),
+    /// One party's side of a two-party private set intersection, through its roll-site.
+    Psi(psi::PsiArgs),
     /// Inspect the tables of a cluster or of a standalone data dir.
     Table(table::TableArgs),
     /// Measure put_all, get_all, count, map_values, reduce and join against raw RocksDB.
@@ -75,6 +83,8 @@ pub fn main() -> ExitCode {
         Command::Eggpair(args) => daemons::eggpair(args, config),
         Command::Node(args) => node::run(args, config),
         Command::Session(args) => session::run(args, config),
+        Command::Rollsite(args) => rollsite::run(args, config),
+        Command::Psi(args) => psi::run(args, config),
         Command::Table(args) => table::run(args, config),
         Command::Bench(args) => bench::run(args, config),
         Command::Demo(args) => demo::run(args, config),

@@ -1,0 +1,273 @@
+//! `eggroll bench --federation`: object and table transfers between two local roll-sites,
+//! beside a raw loopback TCP stream and a raw tonic stream of the same bytes, in one run.
+
+use eggroll_core::codec::Bytes;
+use eggroll_core::config::EggrollConfig;
+use eggroll_proto::proxy::data_transfer_service_client::DataTransferServiceClient;
+use eggroll_proto::proxy::data_transfer_service_server::{
+    DataTransferService, DataTransferServiceServer,
+};
+use eggroll_proto::proxy::{Data, Metadata, Packet, PollingFrame};
+use eggroll_rollpair::{Options, RollPair, RollPairContext};
+use eggroll_rollsite::{Federation, FederationOptions, Party};
+use std::error::Error;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::{Request, Response, Status, Streaming};
+
+type Res<T> = Result<T, Box<dyn Error>>;
+
+/// A gRPC service that counts the bytes pushed to it: the raw tonic baseline.
+struct Sink;
+
+#[tonic::async_trait]
+impl DataTransferService for Sink {
+    async fn push(&self, req: Request<Streaming<Packet>>) -> Result<Response<Metadata>, Status> {
+        let mut s = req.into_inner();
+        let mut n = 0i64;
+        while let Some(p) = s.message().await? {
+            n += p.body.map(|b| b.value.len() as i64).unwrap_or(0);
+        }
+        Ok(Response::new(Metadata {
+            ack: n,
+            ..Default::default()
+        }))
+    }
+    type pullStream = ReceiverStream<Result<Packet, Status>>;
+    async fn pull(&self, _: Request<Metadata>) -> Result<Response<Self::pullStream>, Status> {
+        Err(Status::unimplemented("sink"))
+    }
+    async fn unary_call(&self, _: Request<Packet>) -> Result<Response<Packet>, Status> {
+        Err(Status::unimplemented("sink"))
+    }
+    type pollingStream = ReceiverStream<Result<PollingFrame, Status>>;
+    async fn polling(
+        &self,
+        _: Request<Streaming<PollingFrame>>,
+    ) -> Result<Response<Self::pollingStream>, Status> {
+        Err(Status::unimplemented("sink"))
+    }
+}
+
+fn mbs(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / (1 << 20) as f64 / d.as_secs_f64().max(1e-9)
+}
+
+async fn raw_tcp(data: &bytes::Bytes) -> Res<Duration> {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = l.local_addr()?;
+    let len = data.len();
+    let reader = tokio::spawn(async move {
+        let (mut s, _) = l.accept().await?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut n = 0;
+        while n < len {
+            let r = s.read(&mut buf).await?;
+            if r == 0 {
+                break;
+            }
+            n += r;
+        }
+        Ok::<usize, std::io::Error>(n)
+    });
+    let started = Instant::now();
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.set_nodelay(true)?;
+    for chunk in data.chunks(1 << 20) {
+        s.write_all(chunk).await?;
+    }
+    s.shutdown().await?;
+    let n = reader.await??;
+    if n != len {
+        return Err(format!("raw TCP moved {n} of {len} bytes").into());
+    }
+    Ok(started.elapsed())
+}
+
+async fn raw_tonic(data: &bytes::Bytes, chunk: usize, max: usize) -> Res<Duration> {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = l.local_addr()?;
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .initial_stream_window_size(eggroll_rollsite::forward::STREAM_WINDOW)
+            .initial_connection_window_size(eggroll_rollsite::forward::CONNECTION_WINDOW)
+            .add_service(
+                DataTransferServiceServer::new(Sink)
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+            )
+            .serve_with_incoming(TcpListenerStream::new(l)),
+    );
+    let ch = eggroll_rollsite::forward::channel(&addr.to_string(), None, Duration::from_secs(5))?;
+    let mut client = DataTransferServiceClient::new(ch)
+        .max_encoding_message_size(max)
+        .max_decoding_message_size(max);
+    let started = Instant::now();
+    let d = data.clone();
+    // Packets carry slices of one buffer, as the federation client's do.
+    let packets = tokio_stream::iter(0..data.len().div_ceil(chunk)).map(move |i| Packet {
+        header: Some(Metadata::default()),
+        body: Some(Data {
+            key: String::new(),
+            value: d.slice(i * chunk..((i + 1) * chunk).min(d.len())),
+        }),
+    });
+    let ack = client.push(packets).await?.into_inner();
+    let took = started.elapsed();
+    server.abort();
+    if ack.ack as usize != data.len() {
+        return Err(format!("raw tonic moved {} of {} bytes", ack.ack, data.len()).into());
+    }
+    Ok(took)
+}
+
+use tokio_stream::StreamExt;
+
+/// Runs the federation bench: `(object MiB, table rows, value bytes, partitions)`.
+pub fn run(sizes: (u64, u64, usize, u32), mut config: EggrollConfig) -> Res<()> {
+    let (object_mib, rows, value_bytes, partitions) = sizes;
+    let dir = tempfile::tempdir()?;
+    config.data_dir = dir.path().join("eggroll");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let len = (object_mib << 20) as usize;
+        println!(
+            "eggroll bench --federation: {object_mib} MiB object; table of {rows} pairs with \
+             {value_bytes}-byte values in {partitions} partitions; {} cores; data in {}",
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            dir.path().display()
+        );
+        let mut blob = vec![0u8; len];
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for c in blob.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let b = x.to_le_bytes();
+            c.copy_from_slice(&b[..c.len()]);
+        }
+        let blob = bytes::Bytes::from(blob);
+        let rs = config.rollsite.clone();
+        let chunk = rs.batch_body_bytes as usize;
+        let max = rs.max_message_bytes as usize;
+
+        // Two parties on this machine, each with its own roll-site and buffer.
+        let mut sites = Vec::new();
+        for (party, other) in [("9999", "10000"), ("10000", "9999")] {
+            let mut c = config.clone();
+            c.data_dir = dir.path().join(format!("party-{party}"));
+            c.rollsite.party_id = party.into();
+            c.rollsite.port = 0;
+            c.rollsite.route_table = dir.path().join(format!("routes-{party}.json"));
+            std::fs::write(&c.rollsite.route_table, r#"{"route_table": {}}"#)?;
+            let s = eggroll_rollsite::start(&c).await?;
+            sites.push((party, other, c, s));
+        }
+        let addrs: Vec<_> = sites.iter().map(|s| s.3.addr()).collect();
+        for (i, (_, other, c, s)) in sites.iter().enumerate() {
+            let to = addrs[1 - i];
+            let table = format!(
+                r#"{{"route_table": {{"{other}": {{"default": [{{"ip": "127.0.0.1", "port": {}}}]}}}}}}"#,
+                to.port()
+            );
+            std::fs::write(&c.rollsite.route_table, table)?;
+            s.site().routes.reload_if_changed();
+        }
+        let opts = FederationOptions::from_config(&rs);
+        let (guest, host) = (Party::new("guest", "9999"), Party::new("host", "10000"));
+        let grpc = (
+            Federation::connect(&addrs[0].to_string(), "bench", guest.clone(), opts.clone())?,
+            Federation::connect(&addrs[1].to_string(), "bench", host.clone(), opts.clone())?,
+        );
+        let in_process = (
+            Federation::in_process(&sites[0].3, "bench", guest.clone(), opts.clone())?,
+            Federation::in_process(&sites[1].3, "bench", host.clone(), opts)?,
+        );
+
+        // Baselines, measured in the same run.
+        let tcp = raw_tcp(&blob).await?;
+        let tonic = raw_tonic(&blob, chunk, max).await?;
+        let n = blob.len() as u64;
+        println!("{:<58} {:>8} {:>9}", "measure", "MiB/s", "vs tonic");
+        let line = |what: &str, bytes: u64, d: Duration, extra: String| {
+            let base = tonic.as_secs_f64() * bytes as f64 / n as f64;
+            println!(
+                "{:<58} {:>8.0} {:>9.2}{extra}",
+                what,
+                mbs(bytes, d),
+                base / d.as_secs_f64()
+            )
+        };
+        line("raw loopback TCP stream", n, tcp, String::new());
+        let label = format!("raw tonic stream (one push, {} KiB packets)", chunk >> 10);
+        line(&label, n, tonic, String::new());
+
+        let ctx_a = RollPairContext::standalone(dir.path().join("session-a"))?;
+        let ctx_b = RollPairContext::standalone(dir.path().join("session-b"))?;
+        let value = vec![7u8; value_bytes];
+        let table: RollPair<u64, Bytes> = tokio::task::block_in_place(|| {
+            ctx_a.parallelize(
+                (0..rows).map(|i| (i, Bytes(value.clone()))),
+                Options::partitions(partitions),
+            )
+        })?;
+        let pair_bytes = rows * (value_bytes as u64 + 10);
+        let mut end_to_end = Vec::new();
+        for (mode, (fa, fb)) in [
+            ("via each party's roll-site process (3 gRPC hops)", &grpc),
+            ("roll-sites in the parties' processes (1 gRPC hop)", &in_process),
+        ] {
+            println!("{mode}:");
+            let started = Instant::now();
+            let (fb2, g) = (fb.clone(), guest.clone());
+            let name = format!("object-{}", end_to_end.len());
+            let name2 = name.clone();
+            let getting = tokio::spawn(async move { fb2.get_bytes(&name2, "0", &[g]).await });
+            fa.remote_bytes(blob.clone(), &name, "0", std::slice::from_ref(&host)).await?;
+            let pushed = started.elapsed();
+            let got = getting.await??;
+            let object = started.elapsed();
+            if got.first().map(|g| g.as_slice()) != Some(&blob[..]) {
+                return Err("the object arrived changed".into());
+            }
+            drop(got);
+            end_to_end.push(object);
+            line("  object: remote (acknowledged, stored)", n, pushed, String::new());
+            line("  object: remote + get (end to end)", n, object, String::new());
+
+            let started = Instant::now();
+            let (fb2, ctx2, g) = (fb.clone(), ctx_b.clone(), guest.clone());
+            let tname = format!("table-{}", end_to_end.len());
+            let tname2 = tname.clone();
+            let getting = tokio::spawn(async move {
+                fb2.get_table::<u64, Bytes>(&ctx2, &tname2, "0", &[g]).await
+            });
+            fa.remote_table(&table, &tname, "0", std::slice::from_ref(&host)).await?;
+            let got = getting.await??;
+            let took = started.elapsed();
+            let count = tokio::task::block_in_place(|| got[0].count())?;
+            if count != rows || got[0].partitions() != partitions {
+                return Err(format!("the table arrived with {count} pairs").into());
+            }
+            line(
+                "  table: remote_table + get_table",
+                pair_bytes,
+                took,
+                format!("   ({:.0} pairs/s)", rows as f64 / took.as_secs_f64()),
+            );
+        }
+        println!(
+            "target: 1 GiB object end to end >= 0.50 of raw tonic; measured {:.2} (3 hops), \
+             {:.2} (1 hop)",
+            tonic.as_secs_f64() / end_to_end[0].as_secs_f64(),
+            tonic.as_secs_f64() / end_to_end[1].as_secs_f64()
+        );
+        for s in sites {
+            s.3.shutdown().await;
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,123 @@
+//! Two `eggroll rollsite` processes, started as an operator would, exchanging an object and a
+//! table through the federation API; a bad route table stops the start with its line.
+
+use eggroll_rollpair::{Options, RollPair, RollPairContext};
+use eggroll_rollsite::{Federation, FederationOptions, Party};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+struct Site(Child);
+impl Drop for Site {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts a roll-site and waits for its "listening" line.
+fn rollsite(dir: &std::path::Path, party: &str, port: u16, routes: &std::path::Path) -> Site {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eggroll"))
+        .args(["rollsite", "--party-id", party, "--port", &port.to_string()])
+        .arg("--route-table")
+        .arg(routes)
+        .env("EGGROLL_DATA_DIR", dir.join(format!("data-{party}")))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("listening"), "{line}");
+    Site(child)
+}
+
+#[test]
+fn two_rollsite_processes_exchange_objects_and_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pa, pb) = (free_port(), free_port());
+    let route = |party: &str, port: u16| {
+        let p = dir.path().join(format!("routes-{party}.json"));
+        std::fs::write(
+            &p,
+            format!(r#"{{"route_table": {{"{party}": {{"default": [{{"ip": "127.0.0.1", "port": "{port}"}}]}}}}}}"#),
+        )
+        .unwrap();
+        p
+    };
+    let _a = rollsite(dir.path(), "9999", pa, &route("10000", pb));
+    let _b = rollsite(dir.path(), "10000", pb, &route("9999", pa));
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let opts = FederationOptions::default();
+        let (guest, host) = (Party::new("guest", "9999"), Party::new("host", "10000"));
+        let fa = Federation::connect(
+            &format!("127.0.0.1:{pa}"),
+            "cli",
+            guest.clone(),
+            opts.clone(),
+        )
+        .unwrap();
+        let fb =
+            Federation::connect(&format!("127.0.0.1:{pb}"), "cli", host.clone(), opts).unwrap();
+        fa.remote(&vec![1u32, 2, 3], "v", "0", std::slice::from_ref(&host))
+            .await
+            .unwrap();
+        let got: Vec<Vec<u32>> = fb
+            .get("v", "0", std::slice::from_ref(&guest))
+            .await
+            .unwrap();
+        assert_eq!(got, vec![vec![1, 2, 3]]);
+
+        let ctx_a = RollPairContext::standalone(dir.path().join("sa")).unwrap();
+        let ctx_b = RollPairContext::standalone(dir.path().join("sb")).unwrap();
+        let t: RollPair<String, u64> = ctx_a
+            .parallelize(
+                (0..5000u64).map(|i| (format!("k{i}"), i)),
+                Options::partitions(4),
+            )
+            .unwrap();
+        fa.remote_table(&t, "t", "0", std::slice::from_ref(&host))
+            .await
+            .unwrap();
+        let got: Vec<RollPair<String, u64>> = fb
+            .get_table(&ctx_b, "t", "0", std::slice::from_ref(&guest))
+            .await
+            .unwrap();
+        let s: Vec<(String, u64)> = t.get_all().unwrap().map(Result::unwrap).collect();
+        let g: Vec<(String, u64)> = got[0].get_all().unwrap().map(Result::unwrap).collect();
+        assert_eq!(s, g);
+    });
+
+    // A route table with a fault: the roll-site does not start, and says where.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        "{\"route_table\": {\n\"1\": {\"default\": [{\"ip\": \"a\", \"port\": 0}]}}}",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_eggroll"))
+        .args([
+            "rollsite",
+            "--party-id",
+            "1",
+            "--port",
+            "0",
+            "--route-table",
+        ])
+        .arg(&bad)
+        .env("EGGROLL_DATA_DIR", dir.path().join("data-bad"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("line 2"), "{err}");
+}

@@ -1,0 +1,468 @@
+//! The durable receive buffer: what other parties pushed to us, kept until a `get` takes it.
+//!
+//! One persistent table of the roll-site's own data dir holds, per transfer (its rs key):
+//! `H` its header, `M` a marker per stored batch (partition, batch sequence) and `F` each
+//! finished partition's batch count. The batch bodies, often megabytes each, are files under
+//! `blobs/<transfer>/`, written whole then renamed into place before their marker is written:
+//! large values would cost RocksDB several rewrites. A batch sent twice lands on the same
+//! name and key, so retried streams never duplicate data. Like RocksDB's default writes, a
+//! stored batch survives a restart of the roll-site (not of the machine). Every call blocks
+//! on storage: run it on a blocking thread.
+
+use crate::error::{Error, Result};
+use eggroll_core::config::StorageConfig;
+use eggroll_core::partitioner::murmur3_32;
+use eggroll_eggpair::{KeyRange, Pair, PartitionStore, Stores};
+use eggroll_proto::meta::{StoreLocator, StoreType};
+use eggroll_proto::transfer::RollSiteHeader;
+use prost::Message;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::Notify;
+
+const NAMESPACE: &str = "rollsite";
+const TABLE: &str = "inbox";
+
+/// One batch of a transfer as it is stored.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    /// Partition (0 for objects).
+    pub partition: u32,
+    /// Sequence of the batch within its partition.
+    pub seq: u64,
+    /// Last batch of its partition.
+    pub finish: bool,
+    /// The bytes.
+    pub body: bytes::Bytes,
+}
+
+/// How far a transfer has arrived.
+#[derive(Clone, Debug)]
+pub struct Arrival {
+    /// Its header (data type, partitions, options).
+    pub header: RollSiteHeader,
+    /// Partitions complete.
+    pub done: u32,
+    /// Partitions in all.
+    pub total: u32,
+}
+
+impl Arrival {
+    /// Whether every partition is complete.
+    pub fn complete(&self) -> bool {
+        self.done == self.total
+    }
+}
+
+/// In-memory progress of a transfer, to wake gets and time them out.
+#[derive(Debug)]
+pub struct Progress {
+    /// Notified after every write.
+    pub notify: Notify,
+    last: Mutex<Instant>,
+    seen: Mutex<HashMap<(u32, u64), u64>>,
+    error: Mutex<Option<String>>,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Self {
+            notify: Notify::new(),
+            last: Mutex::new(Instant::now()),
+            seen: Mutex::new(HashMap::new()),
+            error: Mutex::new(None),
+        }
+    }
+
+    /// When data last arrived (or the roll-site started watching).
+    pub fn last_arrival(&self) -> Instant {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Why the last push of this transfer failed, if it did.
+    pub fn last_error(&self) -> Option<String> {
+        self.error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Records a failed push, for the waiting get to report.
+    pub fn fail(&self, why: String) {
+        *self.error.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+        self.notify.notify_waiters();
+    }
+}
+
+/// The receive buffer of one roll-site.
+pub struct Buffer {
+    // Keeps the partition's RocksDB open; dropped last.
+    _stores: Stores,
+    blobs: PathBuf,
+    store: Arc<dyn PartitionStore>,
+    live: Mutex<HashMap<String, Arc<Progress>>>,
+    max_object_bytes: u64,
+}
+
+fn prefix(kind: u8, rk: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(rk.len() + 16);
+    k.push(kind);
+    k.extend_from_slice(&(rk.len() as u16).to_be_bytes());
+    k.extend_from_slice(rk.as_bytes());
+    k
+}
+
+fn batch_key(kind: u8, rk: &str, p: u32, seq: u64) -> Vec<u8> {
+    let mut k = prefix(kind, rk);
+    k.extend_from_slice(&p.to_be_bytes());
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn blob_name(p: u32, seq: u64) -> String {
+    format!("{p:08x}-{seq:016x}")
+}
+
+fn finish_key(rk: &str, p: u32) -> Vec<u8> {
+    let mut k = prefix(b'F', rk);
+    k.extend_from_slice(&p.to_be_bytes());
+    k
+}
+
+fn tail_u64(k: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    if k.len() >= 8 {
+        b.copy_from_slice(&k[k.len() - 8..]);
+    }
+    u64::from_be_bytes(b)
+}
+
+fn tail_partition(k: &[u8]) -> u32 {
+    let mut b = [0u8; 4];
+    if k.len() >= 12 {
+        b.copy_from_slice(&k[k.len() - 12..k.len() - 8]);
+    }
+    u32::from_be_bytes(b)
+}
+
+impl Buffer {
+    /// Opens (or creates) the buffer under `dir`; what it held before a restart is kept.
+    pub fn open(dir: &Path, storage: StorageConfig, max_object_bytes: u64) -> Result<Self> {
+        let stores = Stores::open(dir, storage)?;
+        let locator = match stores.load(StoreType::Rocksdb, NAMESPACE, TABLE) {
+            Ok(l) => l,
+            Err(eggroll_eggpair::EggError::NoSuchTable { .. }) => {
+                let mut l = StoreLocator {
+                    namespace: NAMESPACE.into(),
+                    name: TABLE.into(),
+                    total_partitions: 1,
+                    partitioner: eggroll_core::partitioner::PARTITIONER.into(),
+                    serdes: "rollsite-batches".into(),
+                    key_type: "rollsite buffer key".into(),
+                    value_type: "bytes".into(),
+                    ..Default::default()
+                };
+                l.set_store_type(StoreType::Rocksdb);
+                stores.create(&l)?;
+                l
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let store = stores.partition(&locator, 0)?;
+        let blobs = dir.join("blobs");
+        std::fs::create_dir_all(&blobs).map_err(|source| Error::Io {
+            what: format!("cannot create {}", blobs.display()),
+            source,
+        })?;
+        Ok(Self {
+            _stores: stores,
+            blobs,
+            store,
+            live: Mutex::new(HashMap::new()),
+            max_object_bytes,
+        })
+    }
+
+    /// The progress of a transfer (made on first use).
+    pub fn progress(&self, rk: &str) -> Arc<Progress> {
+        self.live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(rk.to_string())
+            .or_insert_with(|| Arc::new(Progress::new()))
+            .clone()
+    }
+
+    /// Drops the in-memory progress of a transfer of which nothing is stored (a get that
+    /// timed out), so waiting for transfers that never come does not grow memory.
+    pub fn forget_if_empty(&self, rk: &str) -> Result<()> {
+        if self.store.get(&prefix(b'H', rk))?.is_none() {
+            self.live
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(rk);
+        }
+        Ok(())
+    }
+
+    /// Stores batches of a transfer durably, then wakes its waiting gets. A batch already
+    /// stored (a retried stream) is overwritten with the same bytes, never added twice.
+    pub fn write(&self, rk: &str, header: &RollSiteHeader, batches: Vec<Batch>) -> Result<()> {
+        let progress = self.progress(rk);
+        if header.data_type == crate::packet::OBJECT {
+            let mut seen = progress.seen.lock().unwrap_or_else(|e| e.into_inner());
+            for b in &batches {
+                seen.insert((b.partition, b.seq), b.body.len() as u64);
+            }
+            let total: u64 = seen.values().sum();
+            if total > self.max_object_bytes {
+                return Err(Error::TooLarge(format!(
+                    "object {rk} has reached {total} bytes, over this roll-site's \
+                     max_object_bytes of {}",
+                    self.max_object_bytes
+                )));
+            }
+        }
+        let mut meta = header.clone();
+        meta.partition_id = 0;
+        meta.batch_seq = 0;
+        meta.stream_seq = 0;
+        meta.stage.clear();
+        let dir = self.transfer_dir(rk);
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+            what: format!("cannot create {}", dir.display()),
+            source,
+        })?;
+        for b in &batches {
+            let path = dir.join(blob_name(b.partition, b.seq));
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, &b.body)
+                .and_then(|()| std::fs::rename(&tmp, &path))
+                .map_err(|source| Error::Io {
+                    what: format!("cannot store a received batch in {}", path.display()),
+                    source,
+                })?;
+        }
+        let mut pairs: Vec<Pair> = Vec::with_capacity(batches.len() * 2 + 1);
+        pairs.push((prefix(b'H', rk), meta.encode_to_vec()));
+        for b in batches {
+            pairs.push((batch_key(b'M', rk, b.partition, b.seq), Vec::new()));
+            if b.finish {
+                pairs.push((
+                    finish_key(rk, b.partition),
+                    (b.seq + 1).to_be_bytes().to_vec(),
+                ));
+            }
+        }
+        self.store.put_batch(&pairs)?;
+        *progress.last.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        progress.notify.notify_waiters();
+        Ok(())
+    }
+
+    /// How far a transfer has arrived; `None` if nothing of it is here.
+    pub fn arrival(&self, rk: &str) -> Result<Option<Arrival>> {
+        let Some(h) = self.store.get(&prefix(b'H', rk))? else {
+            return Ok(None);
+        };
+        let header = RollSiteHeader::decode(&h[..])
+            .map_err(|e| Error::Internal(format!("stored header of {rk} does not decode: {e}")))?;
+        let total = header.total_partitions.max(1) as u32;
+        let mut done = 0;
+        for p in 0..total {
+            let Some(f) = self.store.get(&finish_key(rk, p))? else {
+                continue;
+            };
+            let expected = tail_u64(&f);
+            let mut have = 0u64;
+            let mut start = prefix(b'M', rk);
+            start.extend_from_slice(&p.to_be_bytes());
+            self.store.scan(KeyRange::prefix(&start), &mut |k, _| {
+                if tail_u64(k) < expected {
+                    have += 1;
+                }
+                Ok(true)
+            })?;
+            if have == expected {
+                done += 1;
+            }
+        }
+        Ok(Some(Arrival {
+            header,
+            done,
+            total,
+        }))
+    }
+
+    fn transfer_dir(&self, rk: &str) -> PathBuf {
+        // Two independent 32-bit hashes: a 64-bit name, stable across restarts.
+        let (a, b) = (
+            murmur3_32(rk.as_bytes(), 0),
+            murmur3_32(rk.as_bytes(), 0x5bd1_e995),
+        );
+        self.blobs.join(format!("{a:08x}{b:08x}"))
+    }
+
+    /// The header of a transfer, once any of it arrived.
+    pub fn header(&self, rk: &str) -> Result<Option<RollSiteHeader>> {
+        let Some(h) = self.store.get(&prefix(b'H', rk))? else {
+            return Ok(None);
+        };
+        RollSiteHeader::decode(&h[..])
+            .map(Some)
+            .map_err(|e| Error::Internal(format!("stored header of {rk} does not decode: {e}")))
+    }
+
+    /// Batch `seq` of partition `p` and, once known, the partition's batch count; `None`
+    /// until the batch arrived.
+    pub fn batch(&self, rk: &str, p: u32, seq: u64) -> Result<Option<(Vec<u8>, Option<u64>)>> {
+        if self.store.get(&batch_key(b'M', rk, p, seq))?.is_none() {
+            return Ok(None);
+        }
+        let path = self.transfer_dir(rk).join(blob_name(p, seq));
+        let body = std::fs::read(&path).map_err(|source| Error::Io {
+            what: format!("cannot read a received batch {}", path.display()),
+            source,
+        })?;
+        let total = self.store.get(&finish_key(rk, p))?.map(|f| tail_u64(&f));
+        Ok(Some((body, total)))
+    }
+
+    /// The file of batch `seq` of partition `p` and, once known, the partition's batch
+    /// count; `None` until the batch arrived.
+    pub fn batch_file(&self, rk: &str, p: u32, seq: u64) -> Result<Option<(PathBuf, Option<u64>)>> {
+        if self.store.get(&batch_key(b'M', rk, p, seq))?.is_none() {
+            return Ok(None);
+        }
+        let total = self.store.get(&finish_key(rk, p))?.map(|f| tail_u64(&f));
+        Ok(Some((self.transfer_dir(rk).join(blob_name(p, seq)), total)))
+    }
+
+    /// Calls `each(partition, seq, body)` for every batch in order; stops when it returns
+    /// false.
+    pub fn read(&self, rk: &str, each: &mut dyn FnMut(u32, u64, Vec<u8>) -> bool) -> Result<()> {
+        let mut batches = Vec::new();
+        self.store
+            .scan(KeyRange::prefix(&prefix(b'M', rk)), &mut |k, _| {
+                batches.push((tail_partition(k), tail_u64(k)));
+                Ok(true)
+            })?;
+        let dir = self.transfer_dir(rk);
+        for (p, seq) in batches {
+            let path = dir.join(blob_name(p, seq));
+            let body = std::fs::read(&path).map_err(|source| Error::Io {
+                what: format!("cannot read a received batch {}", path.display()),
+                source,
+            })?;
+            if !each(p, seq, body) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a transfer that a get has taken; returns how many batches it held.
+    pub fn clear(&self, rk: &str) -> Result<u64> {
+        let mut keys = Vec::new();
+        let mut batches = 0;
+        for kind in [b'M', b'F', b'H'] {
+            self.store
+                .scan(KeyRange::prefix(&prefix(kind, rk)), &mut |k, _| {
+                    keys.push(k.to_vec());
+                    Ok(true)
+                })?;
+            if kind == b'M' {
+                batches = keys.len() as u64;
+            }
+        }
+        // Markers first: a crash half-way leaves files without markers, never the reverse.
+        for k in keys {
+            self.store.delete(&k)?;
+        }
+        let dir = self.transfer_dir(rk);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|source| Error::Io {
+                what: format!("cannot remove {}", dir.display()),
+                source,
+            })?;
+        }
+        self.live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(rk);
+        Ok(batches)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(data_type: &str, n: i32) -> RollSiteHeader {
+        RollSiteHeader {
+            data_type: data_type.into(),
+            total_partitions: n,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn batches_survive_reopen_and_retries_do_not_duplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = |p, seq, finish, body: &[u8]| Batch {
+            partition: p,
+            seq,
+            finish,
+            body: body.to_vec().into(),
+        };
+        {
+            let buf = Buffer::open(dir.path(), StorageConfig::default(), 1 << 20).unwrap();
+            let h = header(crate::packet::TABLE, 2);
+            assert!(buf.arrival("t").unwrap().is_none());
+            buf.write("t", &h, vec![b(0, 0, false, b"a"), b(0, 1, true, b"b")])
+                .unwrap();
+            // The same stream again: a retry.
+            buf.write("t", &h, vec![b(0, 0, false, b"a"), b(0, 1, true, b"b")])
+                .unwrap();
+            let a = buf.arrival("t").unwrap().unwrap();
+            assert_eq!((a.done, a.total, a.complete()), (1, 2, false));
+            buf.write("t", &h, vec![b(1, 0, true, b"c")]).unwrap();
+            buf.write("other", &h, vec![b(1, 0, true, b"x")]).unwrap();
+        }
+        let buf = Buffer::open(dir.path(), StorageConfig::default(), 1 << 20).unwrap();
+        assert!(buf.arrival("t").unwrap().unwrap().complete());
+        let mut got = Vec::new();
+        buf.read("t", &mut |p, s, v| {
+            got.push((p, s, v));
+            true
+        })
+        .unwrap();
+        assert_eq!(
+            got,
+            vec![
+                (0, 0, b"a".to_vec()),
+                (0, 1, b"b".to_vec()),
+                (1, 0, b"c".to_vec())
+            ]
+        );
+        assert_eq!(buf.clear("t").unwrap(), 3);
+        assert!(buf.arrival("t").unwrap().is_none());
+        assert_eq!(buf.arrival("other").unwrap().unwrap().done, 1);
+    }
+
+    #[test]
+    fn objects_over_the_limit_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let buf = Buffer::open(dir.path(), StorageConfig::default(), 10).unwrap();
+        let h = header(crate::packet::OBJECT, 1);
+        let batch = |seq| Batch {
+            partition: 0,
+            seq,
+            finish: false,
+            body: vec![0; 6].into(),
+        };
+        buf.write("o", &h, vec![batch(0)]).unwrap();
+        buf.write("o", &h, vec![batch(0)]).unwrap();
+        let e = buf.write("o", &h, vec![batch(1)]).unwrap_err();
+        assert!(e.to_string().contains("max_object_bytes"), "{e}");
+    }
+}

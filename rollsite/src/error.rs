@@ -1,0 +1,136 @@
+//! Errors of the roll-site and of the federation API, and how each maps to a gRPC status.
+
+use thiserror::Error;
+use tonic::{Code, Status};
+
+/// Result with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a roll-site or a federation call can fail with.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// A setting is missing or wrong.
+    #[error("roll-site config: {0}")]
+    Config(String),
+    /// The route table file cannot be used.
+    #[error("route table {path}: {reason}")]
+    RouteTable {
+        /// The file.
+        path: String,
+        /// What is wrong, with the line at fault when there is one.
+        reason: String,
+    },
+    /// No route leads to a party.
+    #[error("no route to party {party} (role {role}) in the route table {table}: add an entry for it or a `default` entry")]
+    NoRoute {
+        /// Destination party.
+        party: String,
+        /// Destination role.
+        role: String,
+        /// Which table (its path) was searched.
+        table: String,
+    },
+    /// A packet is malformed; says which field.
+    #[error("bad packet: {0}")]
+    BadPacket(String),
+    /// Something exceeds a configured limit.
+    #[error("too large: {0}")]
+    TooLarge(String),
+    /// The caller may not do this.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// A get saw no data for its idle timeout.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// A next hop failed; keeps its gRPC code so retries still see UNAVAILABLE.
+    #[error("{hop} failed: {}", describe(status))]
+    Hop {
+        /// Which hop: "local roll-site 127.0.0.1:9370", "next hop 10.0.0.2:9370 (route for party 10000)".
+        hop: String,
+        /// What it answered.
+        status: Box<Status>,
+    },
+    /// The receive buffer's storage failed.
+    #[error("receive buffer: {0}")]
+    Storage(#[from] eggroll_eggpair::EggError),
+    /// Table access failed.
+    #[error(transparent)]
+    RollPair(#[from] eggroll_rollpair::Error),
+    /// Encoding or decoding failed.
+    #[error(transparent)]
+    Core(#[from] eggroll_core::CoreError),
+    /// TLS material cannot be used.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// A file or socket operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The roll-site is shutting down or a worker died.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Wraps a failure of a hop.
+    pub fn hop(hop: impl Into<String>, status: Status) -> Self {
+        // A transport failure says only "transport error"; its causes say what went wrong
+        // (refused connection, unknown certificate authority, ...).
+        let mut msg = status.message().to_string();
+        let mut cause = std::error::Error::source(&status);
+        while let Some(c) = cause {
+            let text = c.to_string();
+            if !msg.contains(&text) {
+                msg.push_str(": ");
+                msg.push_str(&text);
+            }
+            cause = c.source();
+        }
+        Error::Hop {
+            hop: hop.into(),
+            status: Box::new(Status::new(status.code(), msg)),
+        }
+    }
+
+    /// The gRPC code of the error.
+    pub fn code(&self) -> Code {
+        match self {
+            Error::Config(_) | Error::RouteTable { .. } | Error::Tls(_) => Code::FailedPrecondition,
+            Error::NoRoute { .. } => Code::NotFound,
+            Error::BadPacket(_) | Error::Core(_) => Code::InvalidArgument,
+            Error::TooLarge(_) => Code::ResourceExhausted,
+            Error::Refused(_) => Code::PermissionDenied,
+            Error::Timeout(_) => Code::DeadlineExceeded,
+            Error::Hop { status, .. } => status.code(),
+            Error::Storage(_) | Error::RollPair(_) | Error::Io { .. } | Error::Internal(_) => {
+                Code::Internal
+            }
+        }
+    }
+
+    /// Whether a retry may succeed (the peer or the link was unavailable).
+    pub fn is_unavailable(&self) -> bool {
+        self.code() == Code::Unavailable
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Status {
+        Status::new(e.code(), e.to_string())
+    }
+}
+
+impl From<tokio::task::JoinError> for Error {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Error::Internal(format!("a worker task failed: {e}"))
+    }
+}
+
+/// Shortens a status to "CODE: message" for error texts.
+pub fn describe(status: &Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
+}

@@ -1,0 +1,935 @@
+//! The algorithm-facing API: `remote` and `get` of objects and tables between parties,
+//! through the party's own roll-site.
+//!
+//! Objects are cut into packets of `batch_body_bytes`; tables travel partition by partition
+//! as batches of `(key, value)` pairs, each partition's last packet marked `finish`. Packets
+//! go in streams of `batches_per_stream`, several streams in flight; a stream that fails with
+//! UNAVAILABLE is sent again after a backoff (the receiver stores each batch under its
+//! sequence number, so a stream sent twice is stored once).
+
+use crate::error::{describe, Error, Result};
+use crate::forward;
+use crate::packet::{pairs, push_pair, TransferKey, FINISH, OBJECT, SIZE_OPTION, TABLE};
+use crate::site::OP_CLEAR;
+use crate::site::{Peer, Site};
+use bytes::Bytes;
+use eggroll_core::codec::{decode, encode};
+use eggroll_core::config::RollsiteConfig;
+use eggroll_core::partitioner::partition_of;
+use eggroll_proto::proxy::data_transfer_service_client::DataTransferServiceClient;
+use eggroll_proto::proxy::{Conf, Metadata, Packet};
+use eggroll_proto::transfer::RollSiteHeader;
+use eggroll_rollpair::{Options, RollPair, RollPairContext};
+use prost::Message;
+use serde::{de::DeserializeOwned, Serialize};
+use std::pin::Pin;
+use std::sync::Weak;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_stream::Stream;
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+
+/// A party in a role.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Party {
+    /// Role, e.g. `guest`, `host`, `arbiter`.
+    pub role: String,
+    /// Party id.
+    pub party_id: String,
+}
+
+impl Party {
+    /// `party_id` in `role`.
+    pub fn new(role: &str, party_id: &str) -> Self {
+        Self {
+            role: role.into(),
+            party_id: party_id.into(),
+        }
+    }
+}
+
+/// How a [`Federation`] sends and waits.
+#[derive(Clone, Debug)]
+pub struct FederationOptions {
+    /// Bytes of data per packet.
+    pub batch_body_bytes: usize,
+    /// Packets per push stream.
+    pub batches_per_stream: usize,
+    /// Push streams in flight per call.
+    pub streams_in_flight: usize,
+    /// Retries of a stream that failed with UNAVAILABLE.
+    pub max_retry: u32,
+    /// How many of those wait `long_retry_wait`.
+    pub long_retry: u32,
+    /// First retry wait; doubles per retry.
+    pub retry_wait: Duration,
+    /// Wait before a long retry.
+    pub long_retry_wait: Duration,
+    /// A get fails when no data arrived for this long.
+    pub get_idle_timeout: Duration,
+    /// Largest gRPC message.
+    pub max_message_bytes: usize,
+    /// Largest object a get accepts.
+    pub max_object_bytes: u64,
+    /// How long connecting to the roll-site may take.
+    pub connect_timeout: Duration,
+}
+
+impl FederationOptions {
+    /// The options a roll-site config implies.
+    pub fn from_config(c: &RollsiteConfig) -> Self {
+        Self {
+            batch_body_bytes: c.batch_body_bytes.max(1) as usize,
+            batches_per_stream: c.push_batches_per_stream.max(1) as usize,
+            streams_in_flight: c.push_streams_in_flight.max(1) as usize,
+            max_retry: c.push_max_retry as u32,
+            long_retry: c.push_long_retry as u32,
+            retry_wait: Duration::from_millis(c.push_retry_wait_ms),
+            long_retry_wait: Duration::from_millis(c.push_long_retry_wait_ms),
+            get_idle_timeout: Duration::from_millis(c.get_idle_timeout_ms),
+            max_message_bytes: c.max_message_bytes as usize,
+            max_object_bytes: c.max_object_bytes,
+            connect_timeout: Duration::from_millis(c.connect_timeout_ms),
+        }
+    }
+}
+
+impl Default for FederationOptions {
+    fn default() -> Self {
+        Self::from_config(&RollsiteConfig::default())
+    }
+}
+
+/// How a federation reaches its party's roll-site.
+enum Link {
+    /// Over gRPC, to a roll-site process.
+    Grpc(DataTransferServiceClient<Channel>),
+    /// Calls into a roll-site running in this process (standalone mode): no local hop.
+    InProcess(Weak<Site>),
+}
+
+type PacketStream = Pin<Box<dyn Stream<Item = Result<Packet, Status>> + Send>>;
+
+const IN_PROCESS: Peer = Peer {
+    addr: None,
+    secure: true,
+    hops: 0,
+    trusted: true,
+};
+
+struct Inner {
+    session: String,
+    me: Party,
+    rollsite: String,
+    link: Link,
+    opts: FederationOptions,
+}
+
+/// A federation context: one session, one party, talking to its party's roll-site.
+#[derive(Clone)]
+pub struct Federation {
+    inner: Arc<Inner>,
+}
+
+/// One batch to push: its partition, sequence, last-of-partition mark and bytes.
+#[derive(Clone)]
+struct Chunk {
+    partition: u32,
+    seq: u64,
+    finish: bool,
+    body: Bytes,
+}
+
+impl Federation {
+    /// A context for `session` as `me`, sending through the roll-site at `rollsite`
+    /// (`host:port`). Connects lazily.
+    pub fn connect(
+        rollsite: &str,
+        session: &str,
+        me: Party,
+        opts: FederationOptions,
+    ) -> Result<Self> {
+        if session.is_empty() || me.role.is_empty() || me.party_id.is_empty() {
+            return Err(Error::Config(
+                "a federation needs a session id, a role and a party id".into(),
+            ));
+        }
+        if opts.batch_body_bytes + (64 << 10) > opts.max_message_bytes {
+            return Err(Error::Config(format!(
+                "batch_body_bytes {} must be at least 64 KiB below max_message_bytes {}",
+                opts.batch_body_bytes, opts.max_message_bytes
+            )));
+        }
+        let ch = forward::channel(rollsite, None, opts.connect_timeout)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                session: session.into(),
+                link: Link::Grpc(forward::client(ch, opts.max_message_bytes)),
+                rollsite: rollsite.into(),
+                me,
+                opts,
+            }),
+        })
+    }
+
+    /// A context that calls the roll-site `site` running in this process directly
+    /// (standalone mode), sparing the hop to a local roll-site process.
+    pub fn in_process(
+        site: &crate::RollSite,
+        session: &str,
+        me: Party,
+        opts: FederationOptions,
+    ) -> Result<Self> {
+        if session.is_empty() || me.role.is_empty() || me.party_id.is_empty() {
+            return Err(Error::Config(
+                "a federation needs a session id, a role and a party id".into(),
+            ));
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                session: session.into(),
+                link: Link::InProcess(Arc::downgrade(site.site())),
+                rollsite: format!("{} (in process)", site.addr()),
+                me,
+                opts,
+            }),
+        })
+    }
+
+    fn site(&self, w: &Weak<Site>) -> Result<Arc<Site>, Status> {
+        w.upgrade()
+            .ok_or_else(|| Status::unavailable("the in-process roll-site has stopped"))
+    }
+
+    async fn send_push(
+        &self,
+        packets: impl Stream<Item = Packet> + Send + 'static,
+    ) -> Result<(), Status> {
+        match &self.inner.link {
+            Link::Grpc(c) => c.clone().push(Request::new(packets)).await.map(|_| ()),
+            Link::InProcess(w) => {
+                let site = self.site(w)?;
+                site.push(Box::pin(packets.map(Ok)), IN_PROCESS)
+                    .await
+                    .map(|_| ())
+                    .map_err(Status::from)
+            }
+        }
+    }
+
+    async fn send_pull(&self, meta: Metadata) -> Result<PacketStream, Status> {
+        match &self.inner.link {
+            Link::Grpc(c) => {
+                let s = c.clone().pull(Request::new(meta)).await?.into_inner();
+                Ok(Box::pin(s))
+            }
+            Link::InProcess(w) => {
+                let site = self.site(w)?;
+                let s = site.pull(meta, IN_PROCESS).await.map_err(Status::from)?;
+                Ok(Box::pin(s))
+            }
+        }
+    }
+
+    async fn send_unary(&self, p: Packet) -> Result<Packet, Status> {
+        match &self.inner.link {
+            Link::Grpc(c) => Ok(c.clone().unary_call(Request::new(p)).await?.into_inner()),
+            Link::InProcess(w) => {
+                let site = self.site(w)?;
+                site.unary(p, IN_PROCESS).await.map_err(Status::from)
+            }
+        }
+    }
+
+    /// The session id.
+    pub fn session(&self) -> &str {
+        &self.inner.session
+    }
+
+    fn key(&self, name: &str, tag: &str, src: &Party, dst: &Party) -> TransferKey {
+        TransferKey {
+            session: self.inner.session.clone(),
+            name: name.into(),
+            tag: tag.into(),
+            src_role: src.role.clone(),
+            src_party: src.party_id.clone(),
+            dst_role: dst.role.clone(),
+            dst_party: dst.party_id.clone(),
+        }
+    }
+
+    fn local_hop(&self) -> String {
+        format!("local roll-site {}", self.inner.rollsite)
+    }
+
+    /// Sends a serde value to `parties`.
+    pub async fn remote<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        name: &str,
+        tag: &str,
+        parties: &[Party],
+    ) -> Result<()> {
+        self.remote_bytes(encode(value)?, name, tag, parties).await
+    }
+
+    /// Sends bytes of any size to `parties`, in chunks.
+    pub async fn remote_bytes(
+        &self,
+        data: impl Into<Bytes>,
+        name: &str,
+        tag: &str,
+        parties: &[Party],
+    ) -> Result<()> {
+        let data: Bytes = data.into();
+        let started = Instant::now();
+        let b = self.inner.opts.batch_body_bytes;
+        let n = data.len().div_ceil(b).max(1);
+        let chunks: Vec<Chunk> = (0..n)
+            .map(|i| Chunk {
+                partition: 0,
+                seq: i as u64,
+                finish: i + 1 == n,
+                body: data.slice(i * b..((i + 1) * b).min(data.len())),
+            })
+            .collect();
+        let mut jobs = JoinSet::new();
+        let limit = self.inner.opts.streams_in_flight * parties.len().max(1);
+        let per = self.inner.opts.batches_per_stream;
+        let result: Result<()> = async {
+            for party in parties {
+                let key = self.key(name, tag, &self.inner.me, party);
+                for group in chunks.chunks(per) {
+                    while jobs.len() >= limit {
+                        join_one(&mut jobs).await?;
+                    }
+                    let (me, key, group) = (self.clone(), key.clone(), group.to_vec());
+                    let size = data.len();
+                    jobs.spawn(
+                        async move { me.push_stream(&key, OBJECT, 1, Some(size), group).await },
+                    );
+                }
+            }
+            while !jobs.is_empty() {
+                join_one(&mut jobs).await?;
+            }
+            Ok(())
+        }
+        .await;
+        self.log_remote(name, tag, parties, data.len() as u64, started, &result);
+        result
+    }
+
+    fn log_remote(
+        &self,
+        name: &str,
+        tag: &str,
+        parties: &[Party],
+        bytes: u64,
+        started: Instant,
+        result: &Result<()>,
+    ) {
+        let dst: Vec<String> = parties
+            .iter()
+            .map(|p| format!("{}:{}", p.role, p.party_id))
+            .collect();
+        let outcome = match result {
+            Ok(()) => "ok".to_string(),
+            Err(e) => e.to_string(),
+        };
+        tracing::info!(session = %self.inner.session, name, tag,
+            src = %format!("{}:{}", self.inner.me.role, self.inner.me.party_id),
+            dst = %dst.join(","), bytes, ms = started.elapsed().as_millis() as u64,
+            outcome = %outcome, "remote");
+    }
+
+    /// Pushes one stream of chunks, retrying on UNAVAILABLE as the options say.
+    async fn push_stream(
+        &self,
+        key: &TransferKey,
+        data_type: &str,
+        partitions: u32,
+        size: Option<usize>,
+        chunks: Vec<Chunk>,
+    ) -> Result<()> {
+        let opts = &self.inner.opts;
+        let mut base = key.header(data_type);
+        base.total_partitions = partitions as i32;
+        if let Some(s) = size {
+            base.options.insert(SIZE_OPTION.into(), s.to_string());
+        }
+        let chunks = Arc::new(chunks);
+        let per = opts.batches_per_stream.max(1) as u64;
+        let mut attempt = 0u32;
+        loop {
+            let (key2, base2, chunks2) = (key.clone(), base.clone(), chunks.clone());
+            let packets = tokio_stream::iter(0..chunks2.len()).map(move |i| {
+                let c = &chunks2[i];
+                let mut h = base2.clone();
+                h.partition_id = c.partition as i32;
+                h.batch_seq = c.seq as i64;
+                h.stream_seq = (c.seq / per) as i64;
+                if c.finish {
+                    h.stage = FINISH.into();
+                    h.total_batches = c.seq as i64 + 1;
+                }
+                key2.packet(&h, c.body.clone())
+            });
+            match self.send_push(packets).await {
+                Ok(_) => return Ok(()),
+                Err(s) if s.code() == Code::Unavailable && attempt < opts.max_retry => {
+                    let long_from = opts.max_retry.saturating_sub(opts.long_retry);
+                    let wait = if attempt >= long_from {
+                        opts.long_retry_wait
+                    } else {
+                        opts.retry_wait * 2u32.saturating_pow(attempt)
+                    };
+                    attempt += 1;
+                    tracing::warn!(key = %key.rs_key(), attempt, wait_ms = wait.as_millis() as u64,
+                        error = %describe(&s), "push stream unavailable; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(s) => {
+                    let tries = if attempt > 0 {
+                        format!(" (after {attempt} retries)")
+                    } else {
+                        String::new()
+                    };
+                    return Err(Error::hop(format!("{}{tries}", self.local_hop()), s));
+                }
+            }
+        }
+    }
+
+    /// Receives one serde value from each of `parties`, in their order.
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        name: &str,
+        tag: &str,
+        parties: &[Party],
+    ) -> Result<Vec<T>> {
+        let raw = self.get_bytes(name, tag, parties).await?;
+        raw.iter()
+            .zip(parties)
+            .map(|(b, p)| {
+                Ok(decode(b, &|| {
+                    format!("object {name}/{tag} from party {}", p.party_id)
+                })?)
+            })
+            .collect()
+    }
+
+    /// Receives the bytes `remote_bytes` sent from each of `parties`, in their order.
+    pub async fn get_bytes(
+        &self,
+        name: &str,
+        tag: &str,
+        parties: &[Party],
+    ) -> Result<Vec<Vec<u8>>> {
+        let mut jobs = JoinSet::new();
+        for (i, party) in parties.iter().enumerate() {
+            let (me, key) = (self.clone(), self.key(name, tag, party, &self.inner.me));
+            jobs.spawn(async move { (i, me.get_object(&key).await) });
+        }
+        let mut out: Vec<Option<Vec<u8>>> = vec![None; parties.len()];
+        while let Some(r) = jobs.join_next().await {
+            let (i, r) = r?;
+            out[i] = Some(r?);
+        }
+        Ok(out.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    async fn open_pull(&self, key: &TransferKey) -> Result<PacketStream> {
+        let h = key.header("");
+        let meta = Metadata {
+            conf: Some(Conf {
+                packet_interval_timeout: self.inner.opts.get_idle_timeout.as_millis() as i64,
+                ..Default::default()
+            }),
+            ..key.metadata(&h)
+        };
+        let opts = &self.inner.opts;
+        let mut attempt = 0;
+        loop {
+            match self.send_pull(meta.clone()).await {
+                Ok(s) => return Ok(s),
+                Err(s) if s.code() == Code::Unavailable && attempt < opts.max_retry => {
+                    let wait = opts.retry_wait * 2u32.saturating_pow(attempt);
+                    attempt += 1;
+                    tokio::time::sleep(wait).await;
+                }
+                Err(s) => return Err(Error::hop(self.local_hop(), s)),
+            }
+        }
+    }
+
+    async fn clear(&self, key: &TransferKey) -> Result<()> {
+        let h = key.header("");
+        let mut meta = key.metadata(&h);
+        meta.operator = OP_CLEAR.into();
+        self.send_unary(Packet {
+            header: Some(meta),
+            body: None,
+        })
+        .await
+        .map_err(|s| Error::hop(self.local_hop(), s))?;
+        Ok(())
+    }
+
+    async fn get_object(&self, key: &TransferKey) -> Result<Vec<u8>> {
+        let started = Instant::now();
+        let mut attempt = 0;
+        let data = loop {
+            match self.read_object(key).await {
+                Ok(d) => break d,
+                // The roll-site went away mid-stream: what it stored is still there.
+                Err(e) if e.is_unavailable() && attempt < self.inner.opts.max_retry => {
+                    attempt += 1;
+                    tokio::time::sleep(self.inner.opts.retry_wait * attempt).await;
+                }
+                Err(e) => {
+                    tracing::info!(session = %key.session, key = %key.rs_key(), src = %key.src_party,
+                        dst = %key.dst_party, ms = started.elapsed().as_millis() as u64,
+                        outcome = %e, "get");
+                    return Err(e);
+                }
+            }
+        };
+        self.clear(key).await?;
+        tracing::info!(session = %key.session, key = %key.rs_key(), src = %key.src_party,
+            dst = %key.dst_party, bytes = data.len(), ms = started.elapsed().as_millis() as u64,
+            outcome = "ok", "get");
+        Ok(data)
+    }
+
+    /// An in-process get reads each batch file straight into the object: one copy.
+    async fn read_object_in_process(&self, site: Arc<Site>, key: &TransferKey) -> Result<Vec<u8>> {
+        let idle = self.inner.opts.get_idle_timeout;
+        let rk = key.rs_key();
+        let k = rk.clone();
+        let header = site.wait_for(key, idle, move |b| b.header(&k)).await?;
+        if header.data_type != OBJECT {
+            return Err(Error::BadPacket(format!(
+                "{rk} was sent as a {}; receive it with get_table",
+                header.data_type
+            )));
+        }
+        let size: u64 = header
+            .options
+            .get(SIZE_OPTION)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let max = self.inner.opts.max_object_bytes;
+        if size > max {
+            return Err(Error::TooLarge(format!(
+                "{rk} is {size} bytes, over max_object_bytes {max}"
+            )));
+        }
+        let mut out = Vec::with_capacity(size as usize);
+        let mut seq = 0u64;
+        loop {
+            let k = rk.clone();
+            let (path, finish) = site
+                .wait_for(key, idle, move |b| b.batch_file(&k, 0, seq))
+                .await?;
+            out = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
+                use std::io::Read;
+                let io = |source| Error::Io {
+                    what: format!("cannot read a received batch {}", path.display()),
+                    source,
+                };
+                std::fs::File::open(&path)
+                    .and_then(|mut f| f.read_to_end(&mut out))
+                    .map_err(io)?;
+                Ok(out)
+            })
+            .await??;
+            if out.len() as u64 > max {
+                return Err(Error::TooLarge(format!(
+                    "{rk} is over max_object_bytes {max}"
+                )));
+            }
+            seq += 1;
+            if finish == Some(seq) {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn read_object(&self, key: &TransferKey) -> Result<Vec<u8>> {
+        if let Link::InProcess(w) = &self.inner.link {
+            let site = self.site(w).map_err(|s| Error::hop(self.local_hop(), s))?;
+            return self.read_object_in_process(site, key).await;
+        }
+        let mut stream = self.open_pull(key).await?;
+        let mut out = Vec::new();
+        let mut next_seq = 0i64;
+        while let Some(p) = stream
+            .next()
+            .await
+            .transpose()
+            .map_err(|s| Error::hop(self.local_hop(), s))?
+        {
+            let h = received_header(&p)?;
+            if h.data_type != OBJECT {
+                return Err(Error::BadPacket(format!(
+                    "{} was sent as a {}; receive it with get_table",
+                    key.rs_key(),
+                    h.data_type
+                )));
+            }
+            if next_seq == 0 {
+                let size: u64 = h
+                    .options
+                    .get(SIZE_OPTION)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                if size > self.inner.opts.max_object_bytes {
+                    return Err(Error::TooLarge(format!(
+                        "{} is {size} bytes, over max_object_bytes {}",
+                        key.rs_key(),
+                        self.inner.opts.max_object_bytes
+                    )));
+                }
+                out.reserve_exact(size as usize);
+            }
+            if h.batch_seq != next_seq {
+                return Err(Error::BadPacket(format!(
+                    "{}: batch {} arrived where batch {next_seq} was due",
+                    key.rs_key(),
+                    h.batch_seq
+                )));
+            }
+            next_seq += 1;
+            let body = p.body.map(|d| d.value).unwrap_or_default();
+            if (out.len() + body.len()) as u64 > self.inner.opts.max_object_bytes {
+                return Err(Error::TooLarge(format!(
+                    "{} is over max_object_bytes {}",
+                    key.rs_key(),
+                    self.inner.opts.max_object_bytes
+                )));
+            }
+            out.extend_from_slice(&body);
+        }
+        if next_seq == 0 {
+            return Err(Error::BadPacket(format!(
+                "the roll-site answered the get of {} with no data",
+                key.rs_key()
+            )));
+        }
+        Ok(out)
+    }
+
+    /// Sends a table to `parties`: every partition as its own streams, several in flight.
+    ///
+    /// Reads the table with `get_all` (partition by partition) on a blocking thread and
+    /// pushes each partition's batches as they fill.
+    pub async fn remote_table<K, V>(
+        &self,
+        table: &RollPair<K, V>,
+        name: &str,
+        tag: &str,
+        parties: &[Party],
+    ) -> Result<()>
+    where
+        K: Serialize + DeserializeOwned + Send + 'static,
+        V: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let started = Instant::now();
+        let n = table.partitions();
+        let opts = self.inner.opts.clone();
+        let (tx, mut rx) = mpsc::channel::<Result<Chunk>>(opts.batches_per_stream.max(2));
+        let t = table.clone();
+        let producer = tokio::task::spawn_blocking(move || produce_batches(&t, &opts, &tx));
+        let mut jobs = JoinSet::new();
+        let limit = self.inner.opts.streams_in_flight * parties.len().max(1);
+        let per = self.inner.opts.batches_per_stream;
+        let mut bytes = 0u64;
+        let result: Result<()> = async {
+            let mut group: Vec<Chunk> = Vec::new();
+            while let Some(c) = rx.recv().await {
+                let c = c?;
+                bytes += c.body.len() as u64;
+                if group.first().is_some_and(|g| g.partition != c.partition) {
+                    return Err(Error::Internal(
+                        "a partition's batches ended without a finish mark".into(),
+                    ));
+                }
+                let finish = c.finish;
+                group.push(c);
+                if group.len() >= per || finish {
+                    let g = std::mem::take(&mut group);
+                    for party in parties {
+                        while jobs.len() >= limit {
+                            join_one(&mut jobs).await?;
+                        }
+                        let (me, key, g) = (
+                            self.clone(),
+                            self.key(name, tag, &self.inner.me, party),
+                            g.clone(),
+                        );
+                        jobs.spawn(async move { me.push_stream(&key, TABLE, n, None, g).await });
+                    }
+                }
+            }
+            producer.await??;
+            while !jobs.is_empty() {
+                join_one(&mut jobs).await?;
+            }
+            Ok(())
+        }
+        .await;
+        self.log_remote(name, tag, parties, bytes, started, &result);
+        result
+    }
+
+    /// Receives the table `remote_table` sent from each of `parties` into a new table of
+    /// `ctx` with the sender's partition count, every pair in the partition it had there.
+    pub async fn get_table<K, V>(
+        &self,
+        ctx: &RollPairContext,
+        name: &str,
+        tag: &str,
+        parties: &[Party],
+    ) -> Result<Vec<RollPair<K, V>>>
+    where
+        K: Serialize + DeserializeOwned + Send + 'static,
+        V: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let mut jobs = JoinSet::new();
+        for (i, party) in parties.iter().enumerate() {
+            let (me, key, ctx) = (
+                self.clone(),
+                self.key(name, tag, party, &self.inner.me),
+                ctx.clone(),
+            );
+            jobs.spawn(async move { (i, me.get_one_table::<K, V>(&ctx, &key).await) });
+        }
+        let mut out: Vec<Option<RollPair<K, V>>> = (0..parties.len()).map(|_| None).collect();
+        while let Some(r) = jobs.join_next().await {
+            let (i, r) = r?;
+            out[i] = Some(r?);
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    async fn get_one_table<K, V>(
+        &self,
+        ctx: &RollPairContext,
+        key: &TransferKey,
+    ) -> Result<RollPair<K, V>>
+    where
+        K: Serialize + DeserializeOwned + Send + 'static,
+        V: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let started = Instant::now();
+        let mut stream = self.open_pull(key).await?;
+        let hop = self.local_hop();
+        let Some(first) = stream
+            .next()
+            .await
+            .transpose()
+            .map_err(|s| Error::hop(hop.clone(), s))?
+        else {
+            return Err(Error::BadPacket(format!(
+                "the roll-site answered the get of {} with no data",
+                key.rs_key()
+            )));
+        };
+        let h = received_header(&first)?;
+        if h.data_type != TABLE {
+            return Err(Error::BadPacket(format!(
+                "{} was sent as an {}; receive it with get",
+                key.rs_key(),
+                h.data_type
+            )));
+        }
+        let n = h.total_partitions as u32;
+        let table: RollPair<K, V> = ctx.create(Options::partitions(n))?;
+        let (btx, brx) = mpsc::channel::<(u32, Bytes)>(4);
+        let writer = {
+            let (table, what) = (table.clone(), key.rs_key());
+            tokio::task::spawn_blocking(move || write_batches(&table, n, brx, &what))
+        };
+        let mut bytes = 0u64;
+        let mut packet = Some(first);
+        let feed: Result<()> = async {
+            while let Some(p) = packet.take() {
+                let h = received_header(&p)?;
+                let body = p.body.map(|d| d.value).unwrap_or_default();
+                bytes += body.len() as u64;
+                if btx.send((h.partition_id as u32, body)).await.is_err() {
+                    break; // the writer failed; its error is reported below
+                }
+                packet = stream
+                    .next()
+                    .await
+                    .transpose()
+                    .map_err(|s| Error::hop(hop.clone(), s))?;
+            }
+            Ok(())
+        }
+        .await;
+        drop(btx);
+        let written = writer.await?;
+        let count = match feed.and(written) {
+            Ok(c) => c,
+            Err(e) => {
+                // Leave no half-received table behind; the buffer still holds the transfer.
+                let _ = table.destroy();
+                return Err(e);
+            }
+        };
+        self.clear(key).await?;
+        tracing::info!(session = %key.session, key = %key.rs_key(), src = %key.src_party,
+            dst = %key.dst_party, bytes, pairs = count, partitions = n,
+            ms = started.elapsed().as_millis() as u64, outcome = "ok", "get_table");
+        Ok(table)
+    }
+}
+
+async fn join_one(jobs: &mut JoinSet<Result<()>>) -> Result<()> {
+    match jobs.join_next().await {
+        Some(r) => r?,
+        None => Ok(()),
+    }
+}
+
+fn received_header(p: &Packet) -> Result<RollSiteHeader> {
+    let m = p
+        .header
+        .as_ref()
+        .ok_or_else(|| Error::BadPacket("the roll-site sent a packet without a header".into()))?;
+    RollSiteHeader::decode(&m.ext[..])
+        .map_err(|e| Error::BadPacket(format!("the roll-site sent a bad header: {e}")))
+}
+
+/// Reads a table partition by partition into batches of encoded pairs, each partition's last
+/// batch marked finish (an empty one for an empty partition).
+fn produce_batches<K, V>(
+    table: &RollPair<K, V>,
+    opts: &FederationOptions,
+    tx: &mpsc::Sender<Result<Chunk>>,
+) -> Result<()>
+where
+    K: Serialize + DeserializeOwned + Send + 'static,
+    V: Serialize + DeserializeOwned + Send + 'static,
+{
+    let n = table.partitions();
+    let limit = opts.batch_body_bytes;
+    let max_pair = opts.max_message_bytes.saturating_sub(64 << 10);
+    let send = |partition, seq, finish, body: Vec<u8>| -> Result<()> {
+        tx.blocking_send(Ok(Chunk {
+            partition,
+            seq,
+            finish,
+            body: Bytes::from(body),
+        }))
+        .map_err(|_| Error::Internal("the table sender stopped".into()))
+    };
+    let (mut cur, mut seq) = (0u32, 0u64);
+    let mut buf: Vec<u8> = Vec::with_capacity(limit + 1024);
+    let mut run = || -> Result<()> {
+        for item in table.get_all()? {
+            let (k, v) = item?;
+            let (kb, vb) = (encode(&k)?, encode(&v)?);
+            if kb.len() + vb.len() + 8 > max_pair {
+                return Err(Error::TooLarge(format!(
+                    "a pair of {} bytes does not fit in max_message_bytes {}",
+                    kb.len() + vb.len(),
+                    opts.max_message_bytes
+                )));
+            }
+            let p = partition_of(&kb, n);
+            if p < cur {
+                return Err(Error::Internal(format!(
+                    "get_all returned partition {p} after partition {cur}"
+                )));
+            }
+            if p > cur {
+                send(cur, seq, true, std::mem::take(&mut buf))?;
+                for q in cur + 1..p {
+                    send(q, 0, true, Vec::new())?;
+                }
+                (cur, seq) = (p, 0);
+            }
+            if !buf.is_empty() && buf.len() + kb.len() + vb.len() + 8 > limit {
+                send(
+                    cur,
+                    seq,
+                    false,
+                    std::mem::replace(&mut buf, Vec::with_capacity(limit + 1024)),
+                )?;
+                seq += 1;
+            }
+            push_pair(&mut buf, &kb, &vb);
+        }
+        send(cur, seq, true, std::mem::take(&mut buf))?;
+        for q in cur + 1..n {
+            send(q, 0, true, Vec::new())?;
+        }
+        Ok(())
+    };
+    let r = run();
+    if let Err(e) = &r {
+        let _ = tx.blocking_send(Err(Error::Internal(format!("reading the table: {e}"))));
+    }
+    r
+}
+
+/// Decodes received batches and writes them into `table`; checks each pair's partition.
+fn write_batches<K, V>(
+    table: &RollPair<K, V>,
+    n: u32,
+    mut rx: mpsc::Receiver<(u32, Bytes)>,
+    what: &str,
+) -> Result<u64>
+where
+    K: Serialize + DeserializeOwned + Send + 'static,
+    V: Serialize + DeserializeOwned + Send + 'static,
+{
+    let failure: Mutex<Option<Error>> = Mutex::new(None);
+    let fail = |e: Error| {
+        *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+    };
+    let mut pending: std::collections::VecDeque<(K, V)> = Default::default();
+    let iter = std::iter::from_fn(|| loop {
+        if let Some(pair) = pending.pop_front() {
+            return Some(pair);
+        }
+        let (p, batch) = rx.blocking_recv()?;
+        let decoded = (|| -> Result<Vec<(K, V)>> {
+            let mut out = Vec::new();
+            for (k, v) in pairs(&batch)? {
+                if partition_of(k, n) != p {
+                    return Err(Error::BadPacket(format!(
+                        "{what}: a key sent in partition {p} belongs to partition {} of {n}: \
+                         the sender partitions differently",
+                        partition_of(k, n)
+                    )));
+                }
+                out.push((
+                    decode(k, &|| format!("a key of {what}"))?,
+                    decode(v, &|| format!("a value of {what}"))?,
+                ));
+            }
+            Ok(out)
+        })();
+        match decoded {
+            Ok(v) => pending.extend(v),
+            Err(e) => {
+                fail(e);
+                return None;
+            }
+        }
+    });
+    let count = table.put_all(iter)?;
+    if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        return Err(e);
+    }
+    Ok(count)
+}

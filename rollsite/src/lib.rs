@@ -1,0 +1,227 @@
+//! Roll-site, the federation gateway of eggroll-rs, and the federation API built on it.
+//!
+//! A roll-site speaks EggRoll's cross-party protocol (`DataTransferService`, `RouteService`)
+//! on one port (plus a mutual-TLS port when it has a certificate), routes each packet by
+//! EggRoll's route table, stores what arrives for its own party in a durable buffer until a
+//! `get` takes it, and forwards everything else to the next hop. [`Federation`] is the
+//! algorithm-facing `remote` / `get` API.
+
+pub mod buffer;
+pub mod error;
+pub mod federation;
+pub mod forward;
+pub mod packet;
+pub mod polling;
+pub mod route;
+pub mod service;
+pub mod site;
+pub mod tls;
+
+pub use error::{Error, Result};
+pub use federation::{Federation, FederationOptions, Party};
+
+use eggroll_core::config::EggrollConfig;
+use eggroll_proto::proxy::data_transfer_service_server::DataTransferServiceServer;
+use eggroll_proto::proxy::route_service_server::RouteServiceServer;
+use site::Site;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt;
+
+/// A running roll-site.
+pub struct RollSite {
+    site: Arc<Site>,
+    addr: SocketAddr,
+    secure_addr: Option<SocketAddr>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RollSite {
+    /// The plaintext address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The mutual-TLS address, when a certificate is configured.
+    pub fn secure_addr(&self) -> Option<SocketAddr> {
+        self.secure_addr
+    }
+
+    /// Its state (routes, buffer), for inspection.
+    pub fn site(&self) -> &Arc<Site> {
+        &self.site
+    }
+
+    /// Stops serving and waits until its storage is closed, so it can be reopened.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        self.site.hub.close_all();
+        for t in self.tasks {
+            let abort = t.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(10), t)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+        // Blocking writes may still hold the site for a moment; the buffer closes when the
+        // last of them ends.
+        let site = self.site;
+        for _ in 0..200 {
+            if Arc::strong_count(&site) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        drop(site);
+        tracing::info!("roll-site stopped");
+    }
+}
+
+async fn bind(host: &str, port: u16) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind((host, port))
+        .await
+        .map_err(|source| Error::Io {
+            what: format!("cannot listen on {host}:{port} (is another roll-site running there?)"),
+            source,
+        })
+}
+
+fn spawn_server(
+    site: Arc<Site>,
+    listener: tokio::net::TcpListener,
+    secure: bool,
+    mut stop: watch::Receiver<bool>,
+) -> Result<JoinHandle<()>> {
+    let max = site.config.max_message_bytes as usize;
+    let svc = service::Service::new(site.clone(), secure);
+    let mut builder = tonic::transport::Server::builder()
+        .initial_stream_window_size(forward::STREAM_WINDOW)
+        .initial_connection_window_size(forward::CONNECTION_WINDOW)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)));
+    if secure {
+        let files = site
+            .tls
+            .as_ref()
+            .ok_or_else(|| Error::Config("a TLS listener needs a certificate".into()))?;
+        builder = builder
+            .tls_config(files.server()?)
+            .map_err(|e| Error::Tls(format!("server TLS settings: {e}")))?;
+    }
+    let router = builder
+        .add_service(
+            DataTransferServiceServer::new(svc.clone())
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(RouteServiceServer::new(svc));
+    let incoming = TcpListenerStream::new(listener).map(|s| {
+        if let Ok(s) = &s {
+            let _ = s.set_nodelay(true);
+        }
+        s
+    });
+    Ok(tokio::spawn(async move {
+        let signal = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = router.serve_with_incoming_shutdown(incoming, signal).await {
+            tracing::error!(error = %e, "roll-site server failed");
+        }
+    }))
+}
+
+/// Starts a roll-site as `config` says and returns once it listens.
+pub async fn start(config: &EggrollConfig) -> Result<RollSite> {
+    let (stop, stop_rx) = watch::channel(false);
+    let site = Arc::new(Site::new(config, stop_rx.clone())?);
+    let rs = &site.config;
+    let listener = bind(&rs.host, rs.port).await?;
+    let addr = listener.local_addr().map_err(|source| Error::Io {
+        what: "cannot read the listening address".into(),
+        source,
+    })?;
+    let mut listen = vec![addr];
+    let mut tasks = vec![spawn_server(
+        site.clone(),
+        listener,
+        false,
+        stop_rx.clone(),
+    )?];
+    let mut secure_addr = None;
+    if site.tls.is_some() {
+        let l = bind(&rs.host, rs.secure_port).await?;
+        let a = l.local_addr().map_err(|source| Error::Io {
+            what: "cannot read the listening address".into(),
+            source,
+        })?;
+        listen.push(a);
+        secure_addr = Some(a);
+        tasks.push(spawn_server(site.clone(), l, true, stop_rx.clone())?);
+    }
+    let _ = site.listen.set(listen);
+    // Route table reloads: the watcher holds the site weakly, so shutdown can close it.
+    let weak = Arc::downgrade(&site);
+    let every = Duration::from_millis(rs.route_reload_ms.max(50));
+    let mut stop_watch = stop_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop_watch.wait_for(|s| *s) => return,
+            }
+            let Some(site) = weak.upgrade() else { return };
+            let _ = tokio::task::spawn_blocking(move || site.routes.reload_if_changed()).await;
+        }
+    }));
+    if !rs.polling_exchange.trim().is_empty() {
+        tasks.push(tokio::spawn(polling::run_poller(
+            site.clone(),
+            rs.polling_exchange.trim().to_string(),
+            rs.polling_tls,
+        )));
+    }
+    tracing::info!(party = %site.party_id, %addr, secure = ?secure_addr, "roll-site listening");
+    Ok(RollSite {
+        site,
+        addr,
+        secure_addr,
+        stop,
+        tasks,
+    })
+}
+
+/// Runs a roll-site until Ctrl-C or SIGTERM.
+pub async fn serve(config: &EggrollConfig) -> Result<()> {
+    let rs = start(config).await?;
+    eprintln!(
+        "roll-site of party {} listening on {}{}",
+        rs.site.party_id,
+        rs.addr,
+        rs.secure_addr
+            .map(|a| format!(" (mutual TLS on {a})"))
+            .unwrap_or_default()
+    );
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|source| Error::Io {
+                what: "cannot watch SIGTERM".into(),
+                source,
+            })?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    rs.shutdown().await;
+    Ok(())
+}

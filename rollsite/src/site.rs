@@ -1,0 +1,527 @@
+//! One roll-site: routes every packet, delivers its own party's into the receive buffer,
+//! forwards the rest, and hands received transfers to local gets.
+
+use crate::buffer::{Batch, Buffer};
+use crate::error::{Error, Result};
+use crate::forward::{Forwarder, MAX_HOPS};
+use crate::packet::{destination, pairs, rollsite_header, TransferKey, FINISH, TABLE};
+use crate::polling::Hub;
+use crate::route::{Hop, Routes};
+use crate::tls::TlsFiles;
+use eggroll_core::config::{EggrollConfig, RollsiteConfig};
+use eggroll_proto::proxy::{Metadata, Packet};
+use eggroll_proto::transfer::RollSiteHeader;
+use prost::Message;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::Status;
+
+/// `Metadata.operator` of a local get's request to drop a transfer it has taken.
+pub const OP_CLEAR: &str = "rs_clear";
+/// Batches are written to storage in groups of about this many bytes.
+const WRITE_GROUP_BYTES: usize = 8 << 20;
+
+/// Who sent a request, as the server saw it.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer {
+    /// The remote address, if known.
+    pub addr: Option<SocketAddr>,
+    /// Whether it came over the mutual-TLS port.
+    pub secure: bool,
+    /// Roll-sites it already passed.
+    pub hops: u32,
+    /// This party's own code calling in-process.
+    pub trusted: bool,
+}
+
+/// The shared state of a running roll-site.
+pub struct Site {
+    /// This party.
+    pub party_id: String,
+    /// Settings.
+    pub config: RollsiteConfig,
+    /// The live route table.
+    pub routes: Routes,
+    /// What arrived for this party.
+    pub buffer: Arc<Buffer>,
+    /// Channels to next hops.
+    pub forwarder: Forwarder,
+    /// Polling streams that parties behind firewalls hold open to us.
+    pub hub: Hub,
+    /// Our identity, if TLS is configured.
+    pub tls: Option<TlsFiles>,
+    local_clients: Vec<IpAddr>,
+    /// Where we listen, to refuse routes that point back at us.
+    pub listen: OnceLock<Vec<SocketAddr>>,
+    /// Turns true when the roll-site shuts down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Site {
+    /// Builds the state from config; fails on anything missing or unreadable.
+    pub fn new(config: &EggrollConfig, shutdown: watch::Receiver<bool>) -> Result<Self> {
+        let rs = config.rollsite.clone();
+        if rs.party_id.trim().is_empty() {
+            return Err(Error::Config(
+                "rollsite.party_id is empty: set it in the config file, with \
+                 EGGROLL_ROLLSITE_PARTY_ID or with --party-id"
+                    .into(),
+            ));
+        }
+        if rs.batch_body_bytes == 0 || rs.batch_body_bytes + (64 << 10) > rs.max_message_bytes {
+            return Err(Error::Config(format!(
+                "rollsite.batch_body_bytes ({}) must be above 0 and at least 64 KiB below \
+                 max_message_bytes ({})",
+                rs.batch_body_bytes, rs.max_message_bytes
+            )));
+        }
+        let local_clients = rs
+            .local_clients
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<IpAddr>().map_err(|_| {
+                    Error::Config(format!(
+                        "rollsite.local_clients has {s:?}, which is not an IP address"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let tls = TlsFiles::from_config(&rs.tls_cert, &rs.tls_key, &rs.tls_ca)?;
+        let dir = if rs.buffer_dir.as_os_str().is_empty() {
+            config.data_dir.join("rollsite")
+        } else {
+            rs.buffer_dir.clone()
+        };
+        let mut storage = config.storage.clone();
+        // The buffer holds a few transfers, not the party's tables: keep its caches small.
+        storage.block_cache_bytes = storage.block_cache_bytes.min(64 << 20);
+        storage.write_buffer_bytes = storage.write_buffer_bytes.min(128 << 20);
+        Ok(Self {
+            party_id: rs.party_id.trim().to_string(),
+            routes: Routes::load(&rs.route_table)?,
+            buffer: Arc::new(Buffer::open(&dir, storage, rs.max_object_bytes)?),
+            forwarder: Forwarder::new(
+                tls.clone(),
+                rs.max_message_bytes as usize,
+                Duration::from_millis(rs.connect_timeout_ms),
+            ),
+            hub: Hub::default(),
+            tls,
+            local_clients,
+            listen: OnceLock::new(),
+            shutdown,
+            config: rs,
+        })
+    }
+
+    /// Refuses `what` unless the caller is one of this party's own clients.
+    pub fn check_local_client(&self, peer: &Peer, what: &str) -> Result<()> {
+        if self.local_clients.is_empty() || peer.trusted {
+            return Ok(());
+        }
+        match peer.addr {
+            Some(a) if self.local_clients.contains(&a.ip()) => Ok(()),
+            other => Err(Error::Refused(format!(
+                "{what} is for this party's own clients; {} is not in rollsite.local_clients",
+                other
+                    .map(|a| a.ip().to_string())
+                    .unwrap_or("an unknown address".into())
+            ))),
+        }
+    }
+
+    fn check_hops_and_tls(&self, p: &Packet, peer: &Peer) -> Result<()> {
+        if peer.hops >= MAX_HOPS {
+            return Err(Error::Refused(format!(
+                "the packet has passed {} roll-sites: the route tables form a loop",
+                peer.hops
+            )));
+        }
+        let src = p
+            .header
+            .as_ref()
+            .and_then(|h| h.src.as_ref())
+            .map(|t| t.party_id.as_str())
+            .unwrap_or("");
+        if !peer.secure
+            && !src.is_empty()
+            && src != self.party_id
+            && self.routes.table().requires_tls_from(src)
+        {
+            return Err(Error::Refused(format!(
+                "the route of party {src} requires TLS, but this packet came over the \
+                 plaintext port; connect to the roll-site's secure port with a certificate"
+            )));
+        }
+        Ok(())
+    }
+
+    fn hop_name(&self, route: &crate::route::Route, party: &str) -> Result<String> {
+        if let (Ok(addr), Some(listen)) = (route.address().parse::<SocketAddr>(), self.listen.get())
+        {
+            if listen.contains(&addr) {
+                return Err(Error::Config(format!(
+                    "the route for party {party} points at this roll-site ({addr}), whose party \
+                     is {}: fix the route table",
+                    self.party_id
+                )));
+            }
+        }
+        Ok(format!(
+            "next hop {} (route for party {party}{})",
+            route.address(),
+            if route.use_ssl { ", TLS" } else { "" }
+        ))
+    }
+
+    /// Handles a push stream: delivers it here or relays it to its next hop.
+    pub async fn push<S>(&self, mut stream: S, peer: Peer) -> Result<Metadata>
+    where
+        S: Stream<Item = Result<Packet, Status>> + Unpin + Send,
+    {
+        let first = match stream.next().await {
+            Some(Ok(p)) => p,
+            Some(Err(s)) => return Err(Error::hop("the sender's stream", s)),
+            None => {
+                return Err(Error::BadPacket(
+                    "the push stream ended before its first packet".into(),
+                ))
+            }
+        };
+        let (party, role) = destination(&first)?;
+        let (party, role) = (party.to_string(), role.to_string());
+        self.check_hops_and_tls(&first, &peer)?;
+        let same_dst = |p: &Packet| -> Result<()> {
+            let (pp, _) = destination(p)?;
+            if pp != party {
+                return Err(Error::BadPacket(format!(
+                    "a packet for party {pp} in a stream that goes to party {party}"
+                )));
+            }
+            Ok(())
+        };
+        match self.routes.table().resolve(&self.party_id, &party, &role)? {
+            Hop::Local => self.deliver(first, stream).await,
+            Hop::Remote(route) => {
+                let hop = self.hop_name(&route, &party)?;
+                self.forwarder
+                    .push(&route, &hop, peer.hops, first, stream, same_dst)
+                    .await
+            }
+            Hop::Polling(p) => self.hub.push(&p, first, stream, same_dst).await,
+        }
+    }
+
+    /// Handles a unary call: a local control request, a one-packet delivery, or a relay.
+    pub async fn unary(&self, p: Packet, peer: Peer) -> Result<Packet> {
+        let meta = p.header.clone().unwrap_or_default();
+        if meta.operator == OP_CLEAR {
+            self.check_local_client(&peer, "clearing a received transfer")?;
+            let h = request_header(&meta)?;
+            let key = TransferKey::from_header(&h)?;
+            let rk = key.rs_key();
+            let buffer = self.buffer.clone();
+            let n = tokio::task::spawn_blocking(move || buffer.clear(&rk)).await??;
+            return Ok(Packet {
+                header: Some(Metadata {
+                    ack: n as i64,
+                    ..meta
+                }),
+                body: None,
+            });
+        }
+        let (party, role) = destination(&p)?;
+        let (party, role) = (party.to_string(), role.to_string());
+        self.check_hops_and_tls(&p, &peer)?;
+        match self.routes.table().resolve(&self.party_id, &party, &role)? {
+            Hop::Local => {
+                let ack = self
+                    .deliver(p, tokio_stream::empty::<Result<Packet, Status>>())
+                    .await?;
+                Ok(Packet {
+                    header: Some(ack),
+                    body: None,
+                })
+            }
+            Hop::Remote(route) => {
+                let hop = self.hop_name(&route, &party)?;
+                self.forwarder.unary(&route, &hop, peer.hops, p).await
+            }
+            Hop::Polling(party) => self.hub.unary(&party, p).await,
+        }
+    }
+
+    /// Stores a stream of packets for this party; acknowledges once all are durable.
+    pub async fn deliver<S>(&self, first: Packet, mut rest: S) -> Result<Metadata>
+    where
+        S: Stream<Item = Result<Packet, Status>> + Unpin,
+    {
+        let started = Instant::now();
+        let meta0 = first.header.clone().unwrap_or_default();
+        let h0 = rollsite_header(&meta0)?;
+        let key = TransferKey::from_header(&h0)?;
+        let (dst, _) = destination(&first)?;
+        if key.dst_party != dst {
+            return Err(Error::BadPacket(format!(
+                "RollSiteHeader.dstPartyId {} differs from Metadata.dst.partyId {dst}",
+                key.dst_party
+            )));
+        }
+        let rk = key.rs_key();
+        let mut group: Vec<Batch> = Vec::new();
+        let (mut group_bytes, mut count, mut bytes) = (0usize, 0i64, 0u64);
+        let mut pending: Option<tokio::task::JoinHandle<Result<()>>> = None;
+        let mut next = Some(first);
+        let outcome: Result<()> = async {
+            loop {
+                let p = match next.take() {
+                    Some(p) => p,
+                    None => match rest.next().await {
+                        Some(Ok(p)) => p,
+                        Some(Err(s)) => return Err(Error::hop("the sender's stream", s)),
+                        None => break,
+                    },
+                };
+                count += 1;
+                let batch = self.check_packet(&key, &h0, count, p)?;
+                bytes += batch.body.len() as u64;
+                group_bytes += batch.body.len() + 64;
+                group.push(batch);
+                if group_bytes >= WRITE_GROUP_BYTES {
+                    group_bytes = 0;
+                    let write = self.write(&rk, &h0, std::mem::take(&mut group));
+                    // One write in flight while the next group arrives.
+                    if let Some(prev) = pending.replace(write) {
+                        prev.await??;
+                    }
+                }
+            }
+            if let Some(prev) = pending.take() {
+                prev.await??;
+            }
+            if !group.is_empty() {
+                self.write(&rk, &h0, std::mem::take(&mut group)).await??;
+            }
+            Ok(())
+        }
+        .await;
+        let ms = started.elapsed().as_millis();
+        match outcome {
+            Ok(()) => {
+                tracing::debug!(session = %key.session, key = %rk, src = %key.src_party,
+                    dst = %key.dst_party, packets = count, bytes, ms, "push stored");
+                Ok(Metadata {
+                    ack: count,
+                    ..meta0
+                })
+            }
+            Err(e) => {
+                tracing::warn!(session = %key.session, key = %rk, src = %key.src_party,
+                    dst = %key.dst_party, packets = count, bytes, ms, error = %e, "push failed");
+                self.buffer.progress(&rk).fail(format!(
+                    "a push from party {} failed after {count} packets: {e}",
+                    key.src_party
+                ));
+                Err(e)
+            }
+        }
+    }
+
+    fn write(
+        &self,
+        rk: &str,
+        h: &RollSiteHeader,
+        batches: Vec<Batch>,
+    ) -> tokio::task::JoinHandle<Result<()>> {
+        let (buffer, rk, h) = (self.buffer.clone(), rk.to_string(), h.clone());
+        tokio::task::spawn_blocking(move || buffer.write(&rk, &h, batches))
+    }
+
+    fn check_packet(
+        &self,
+        key: &TransferKey,
+        h0: &RollSiteHeader,
+        n: i64,
+        p: Packet,
+    ) -> Result<Batch> {
+        let at = |e: Error| match e {
+            Error::BadPacket(m) => Error::BadPacket(format!("packet {n} of the stream: {m}")),
+            other => other,
+        };
+        let m = p
+            .header
+            .as_ref()
+            .ok_or_else(|| at(Error::BadPacket("it has no header".into())))?;
+        let h = rollsite_header(m).map_err(at)?;
+        let k = TransferKey::from_header(&h).map_err(at)?;
+        if k != *key {
+            return Err(at(Error::BadPacket(format!(
+                "it belongs to {}, but the stream started with {}",
+                k.rs_key(),
+                key.rs_key()
+            ))));
+        }
+        if h.total_partitions != h0.total_partitions || h.data_type != h0.data_type {
+            return Err(at(Error::BadPacket(
+                "its dataType or totalPartitions differ from the stream's first packet".into(),
+            )));
+        }
+        let body = p.body.map(|d| d.value).unwrap_or_default();
+        if body.len() as u64 > self.config.max_message_bytes {
+            return Err(Error::TooLarge(format!(
+                "packet {n} carries {} bytes, over max_message_bytes {}",
+                body.len(),
+                self.config.max_message_bytes
+            )));
+        }
+        if h.data_type == TABLE {
+            pairs(&body).map_err(at)?;
+        }
+        Ok(Batch {
+            partition: h.partition_id as u32,
+            seq: h.batch_seq as u64,
+            finish: h.stage == FINISH,
+            body,
+        })
+    }
+
+    /// Waits until `check` finds what it looks for in the buffer; fails when no data of the
+    /// transfer arrived for `idle`, saying how far it got and why it may have stopped.
+    pub async fn wait_for<T: Send + 'static>(
+        &self,
+        key: &TransferKey,
+        idle: Duration,
+        check: impl Fn(&Buffer) -> Result<Option<T>> + Clone + Send + 'static,
+    ) -> Result<T> {
+        let rk = key.rs_key();
+        let progress = self.buffer.progress(&rk);
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            let notified = progress.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let (buffer, c) = (self.buffer.clone(), check.clone());
+            if let Some(t) = tokio::task::spawn_blocking(move || c(&buffer)).await?? {
+                return Ok(t);
+            }
+            let deadline = progress.last_arrival() + idle;
+            if Instant::now() >= deadline {
+                let (buffer, k) = (self.buffer.clone(), rk.clone());
+                let arrival = tokio::task::spawn_blocking(move || {
+                    let a = buffer.arrival(&k)?;
+                    buffer.forget_if_empty(&k)?;
+                    Ok::<_, Error>(a)
+                })
+                .await??;
+                let have = match &arrival {
+                    Some(a) => format!("{} of {} partitions complete", a.done, a.total),
+                    None => "nothing arrived".to_string(),
+                };
+                let why = progress
+                    .last_error()
+                    .map(|e| format!("; last failure: {e}"))
+                    .unwrap_or_default();
+                return Err(Error::Timeout(format!(
+                    "no data of {rk} arrived for {:.1} s ({have}){why}: check that party {} \
+                     (role {}) called remote for name {:?} tag {:?}, and its route to party {}",
+                    idle.as_secs_f64(),
+                    key.src_party,
+                    key.src_role,
+                    key.name,
+                    key.tag,
+                    key.dst_party
+                )));
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(deadline.into()) => {}
+                _ = shutdown.changed() => {
+                    return Err(Error::hop("local roll-site", Status::unavailable(
+                        "the roll-site is shutting down; retry the get")));
+                }
+            }
+        }
+    }
+
+    /// Serves a local get: streams the transfer's batches in order as they arrive, so the
+    /// get overlaps the remote; fails when data stops arriving for the idle timeout.
+    pub async fn pull(
+        self: &Arc<Self>,
+        m: Metadata,
+        peer: Peer,
+    ) -> Result<ReceiverStream<Result<Packet, Status>>> {
+        self.check_local_client(&peer, "pull (a get)")?;
+        let h = request_header(&m)?;
+        let key = TransferKey::from_header(&h)?;
+        let idle = match m.conf.as_ref().map(|c| c.packet_interval_timeout) {
+            Some(ms) if ms > 0 => Duration::from_millis(ms as u64),
+            _ => Duration::from_millis(self.config.get_idle_timeout_ms),
+        };
+        let started = Instant::now();
+        let rk = key.rs_key();
+        let k = rk.clone();
+        let header = self.wait_for(&key, idle, move |b| b.header(&k)).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let site = self.clone();
+        tokio::spawn(async move {
+            let mut bytes = 0u64;
+            let total = header.total_partitions.max(1) as u32;
+            let outcome: Result<()> = async {
+                for p in 0..total {
+                    let mut seq = 0u64;
+                    loop {
+                        let k = rk.clone();
+                        let (body, finish) = site
+                            .wait_for(&key, idle, move |b| b.batch(&k, p, seq))
+                            .await?;
+                        let mut h = header.clone();
+                        h.partition_id = p as i32;
+                        h.batch_seq = seq as i64;
+                        bytes += body.len() as u64;
+                        if tx.send(Ok(key.packet(&h, body))).await.is_err() {
+                            return Err(Error::Internal("the get went away".into()));
+                        }
+                        seq += 1;
+                        if finish == Some(seq) {
+                            break;
+                        }
+                    }
+                }
+                Ok(())
+            }
+            .await;
+            let outcome = match outcome {
+                Ok(()) => "ok".to_string(),
+                Err(e) => {
+                    let msg = e.to_string();
+                    let _ = tx.send(Err(Status::from(e))).await;
+                    msg
+                }
+            };
+            tracing::info!(session = %key.session, key = %rk, src = %key.src_party,
+                dst = %key.dst_party, bytes, ms = started.elapsed().as_millis() as u64,
+                outcome = %outcome, "transfer handed to a get");
+        });
+        Ok(ReceiverStream::new(rx))
+    }
+}
+
+/// The header of a get or clear request: only the transfer key must be valid.
+pub fn request_header(m: &Metadata) -> Result<RollSiteHeader> {
+    if m.ext.is_empty() {
+        return Err(Error::BadPacket(
+            "Metadata.ext is empty: name the transfer with a serialized RollSiteHeader".into(),
+        ));
+    }
+    RollSiteHeader::decode(&m.ext[..]).map_err(|e| {
+        Error::BadPacket(format!(
+            "Metadata.ext is not a serialized RollSiteHeader: {e}"
+        ))
+    })
+}

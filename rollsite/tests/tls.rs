@@ -1,0 +1,167 @@
+//! Mutual TLS between roll-sites: trusted parties exchange data; an untrusted certificate and
+//! a plaintext client on a TLS route are refused.
+
+mod common;
+
+use common::*;
+use eggroll_core::config::EggrollConfig;
+use eggroll_proto::proxy::data_transfer_service_client::DataTransferServiceClient;
+use eggroll_rollsite::packet::{TransferKey, OBJECT};
+use eggroll_rollsite::Party;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use serde_json::json;
+use std::path::Path;
+use std::time::Duration;
+
+fn ca(name: &str, dir: &Path) -> Issuer<'static, KeyPair> {
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name.push(DnType::CommonName, name);
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::CrlSign,
+    ];
+    let cert = p.self_signed(&key).unwrap();
+    std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+    Issuer::new(p, key)
+}
+
+/// A party certificate for 127.0.0.1 and localhost signed by `issuer`; sets it in `c`.
+fn identity(
+    c: &mut EggrollConfig,
+    issuer: &Issuer<'static, KeyPair>,
+    name: &str,
+    dir: &Path,
+    trust: &str,
+) {
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    p.distinguished_name.push(DnType::CommonName, name);
+    p.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let cert = p.signed_by(&key, issuer).unwrap();
+    let (cp, kp) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&cp, cert.pem()).unwrap();
+    std::fs::write(&kp, key.serialize_pem()).unwrap();
+    c.rollsite.tls_cert = cp;
+    c.rollsite.tls_key = kp;
+    c.rollsite.tls_ca = dir.join(format!("{trust}.pem"));
+}
+
+fn tls_route(addr: std::net::SocketAddr) -> serde_json::Value {
+    json!({"default": [{"ip": "127.0.0.1", "port": addr.port(), "use_ssl": true}]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn trusted_parties_talk_and_untrusted_or_plaintext_ones_are_refused() {
+    let dir = dir();
+    let d = dir.path();
+    let (ca1, ca2) = (ca("ca1", d), ca("ca2", d));
+    let (mut cg, mut ch, mut cr) = (config(d, "9999"), config(d, "10000"), config(d, "7777"));
+    identity(&mut cg, &ca1, "guest", d, "ca1");
+    identity(&mut ch, &ca1, "host", d, "ca1");
+    // The rogue party trusts the real CA but holds a certificate from another one.
+    identity(&mut cr, &ca2, "rogue", d, "ca1");
+    let (g, h, r) = (start(&cg).await, start(&ch).await, start(&cr).await);
+    let (gs, hs) = (g.secure_addr().unwrap(), h.secure_addr().unwrap());
+    set_routes(&g, &cg, json!({"10000": tls_route(hs)}));
+    set_routes(
+        &h,
+        &ch,
+        json!({"9999": tls_route(gs), "7777": tls_route(r.secure_addr().unwrap())}),
+    );
+    set_routes(&r, &cr, json!({"10000": tls_route(hs)}));
+
+    let host = Party::new("host", "10000");
+    let guest = Party::new("guest", "9999");
+    let fg = federation(&g, "s", "guest", "9999");
+    let fh = federation(&h, "s", "host", "10000");
+    let blob = pattern(3 << 20, 9);
+    fg.remote_bytes(blob.clone(), "x", "0", std::slice::from_ref(&host))
+        .await
+        .unwrap();
+    assert_eq!(
+        fh.get_bytes("x", "0", std::slice::from_ref(&guest))
+            .await
+            .unwrap(),
+        vec![blob]
+    );
+    fh.remote(&"back", "y", "0", std::slice::from_ref(&guest))
+        .await
+        .unwrap();
+    assert_eq!(
+        fg.get::<String>("y", "0", std::slice::from_ref(&host))
+            .await
+            .unwrap(),
+        vec!["back"]
+    );
+
+    // An untrusted certificate: the host's TLS port refuses the handshake.
+    let fr = federation(&r, "s", "guest", "7777");
+    let err = fr
+        .remote(&1u8, "z", "0", std::slice::from_ref(&host))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("10000") && err.contains("certificate"),
+        "{err}"
+    );
+    let mut quick = options();
+    quick.get_idle_timeout = Duration::from_millis(300);
+    let fq = federation_with(&h, "s", "host", "10000", quick);
+    assert!(fq
+        .get::<u8>("z", "0", &[Party::new("guest", "7777")])
+        .await
+        .is_err());
+
+    // A plaintext client claiming to be the guest, whose route requires TLS, is refused on
+    // the plaintext port...
+    let key = TransferKey {
+        session: "s".into(),
+        name: "p".into(),
+        tag: "0".into(),
+        src_role: "guest".into(),
+        src_party: "9999".into(),
+        dst_role: "host".into(),
+        dst_party: "10000".into(),
+    };
+    let mut hdr = key.header(OBJECT);
+    hdr.total_partitions = 1;
+    hdr.stage = "finish".into();
+    let packet = key.packet(&hdr, b"sneaky".to_vec());
+    let mut plain = DataTransferServiceClient::connect(format!("http://{}", h.addr()))
+        .await
+        .unwrap();
+    let status = plain.unary_call(packet.clone()).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains("TLS"), "{status:?}");
+    let status = plain
+        .push(tokio_stream::iter(vec![packet.clone()]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    // ...and cannot speak to the TLS port at all.
+    let secure_plain = tonic::transport::Endpoint::from_shared(format!("http://{hs}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(2))
+        .connect()
+        .await;
+    if let Ok(ch) = secure_plain {
+        let mut c = DataTransferServiceClient::new(ch);
+        assert!(c.unary_call(packet).await.is_err());
+    }
+    for s in [g, h, r] {
+        s.shutdown().await;
+    }
+}

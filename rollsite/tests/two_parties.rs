@@ -1,0 +1,396 @@
+//! Two parties, each with its own real roll-site on 127.0.0.1, exchanging objects and tables.
+
+mod common;
+
+use common::*;
+use eggroll_core::codec::{encode, Bytes};
+use eggroll_core::partitioner::partition_of;
+use eggroll_proto::proxy::data_transfer_service_client::DataTransferServiceClient;
+use eggroll_rollpair::{Options, RollPair, RollPairContext};
+use eggroll_rollsite::packet::{push_pair, TransferKey, FINISH, TABLE};
+use eggroll_rollsite::Party;
+use serde_json::json;
+use std::time::Duration;
+
+fn guest() -> Party {
+    Party::new("guest", "9999")
+}
+fn host() -> Party {
+    Party::new("host", "10000")
+}
+
+/// Two roll-sites that route to each other.
+async fn pair(dir: &std::path::Path) -> (eggroll_rollsite::RollSite, eggroll_rollsite::RollSite) {
+    let (ca, cb) = (config(dir, "9999"), config(dir, "10000"));
+    let (a, b) = (start(&ca).await, start(&cb).await);
+    set_routes(&a, &ca, json!({"10000": to(b.addr())}));
+    set_routes(&b, &cb, json!({"9999": to(a.addr())}));
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn objects_both_ways_and_a_get_that_times_out_says_why() {
+    let dir = dir();
+    let (a, b) = pair(dir.path()).await;
+    let fa = federation(&a, "job1", "guest", "9999");
+    let fb = federation(&b, "job1", "host", "10000");
+
+    let value = (String::from("gradient"), vec![1.5f64, -2.25, 3.0], 42u64);
+    fa.remote(&value, "w", "iter.0", &[host()]).await.unwrap();
+    let got: Vec<(String, Vec<f64>, u64)> = fb.get("w", "iter.0", &[guest()]).await.unwrap();
+    assert_eq!(got, vec![value.clone()]);
+
+    // Several chunks, and the other direction; the get may start before the remote.
+    let blob = pattern(5 << 20 | 12345, 7);
+    let (fa2, blob2) = (fa.clone(), blob.clone());
+    let waiting = tokio::spawn(async move { fa2.get_bytes("blob", "t", &[host()]).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    fb.remote_bytes(blob2, "blob", "t", &[guest()])
+        .await
+        .unwrap();
+    assert_eq!(waiting.await.unwrap().unwrap(), vec![blob]);
+
+    // Taken data is gone: a second get of the same key waits, then fails clearly.
+    let mut quick = options();
+    quick.get_idle_timeout = Duration::from_millis(400);
+    let fq = federation_with(&b, "job1", "host", "10000", quick);
+    let err = fq
+        .get::<u64>("w", "iter.0", &[guest()])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no data") && err.contains("9999") && err.contains("\"w\""),
+        "{err}"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_million_pairs_on_8_partitions_arrive_pair_by_pair_in_the_same_partitions() {
+    let dir = dir();
+    let (a, b) = pair(dir.path()).await;
+    let (fa, fb) = (
+        federation(&a, "job2", "guest", "9999"),
+        federation(&b, "job2", "host", "10000"),
+    );
+    let ctx_a = RollPairContext::standalone(data(dir.path(), "a")).unwrap();
+    let ctx_b = RollPairContext::standalone(data(dir.path(), "b")).unwrap();
+    let sent: RollPair<u64, Bytes> = ctx_a
+        .parallelize(
+            (0..1_000_000u64).map(|i| (i * 7919, Bytes(i.to_le_bytes().repeat(2)))),
+            Options::partitions(8),
+        )
+        .unwrap();
+    fa.remote_table(&sent, "table", "0", &[host()])
+        .await
+        .unwrap();
+    let got: Vec<RollPair<u64, Bytes>> = fb
+        .get_table(&ctx_b, "table", "0", &[guest()])
+        .await
+        .unwrap();
+    let got = &got[0];
+    assert_eq!(got.partitions(), 8);
+    let (sent_all, got_all) = tokio::task::spawn_blocking({
+        let (s, g) = (sent.clone(), got.clone());
+        move || {
+            let s: Vec<(u64, Bytes)> = s.get_all().unwrap().map(Result::unwrap).collect();
+            let g: Vec<(u64, Bytes)> = g.get_all().unwrap().map(Result::unwrap).collect();
+            (s, g)
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(sent_all.len(), 1_000_000);
+    // get_all reads partition by partition: equal sequences whose partitions never go back
+    // mean every pair sits in the partition it had at the sender.
+    let parts: Vec<u32> = got_all
+        .iter()
+        .map(|(k, _)| partition_of(&encode(k).unwrap(), 8))
+        .collect();
+    assert!(parts.windows(2).all(|w| w[0] <= w[1]));
+    assert!(parts.contains(&0) && parts.contains(&7));
+    assert!(
+        sent_all == got_all,
+        "received table differs from the sent one"
+    );
+
+    // An empty table and a table with empty partitions travel too.
+    let sparse: RollPair<u64, u64> = ctx_a
+        .parallelize([(1u64, 2u64)], Options::partitions(5))
+        .unwrap();
+    fa.remote_table(&sparse, "sparse", "0", &[host()])
+        .await
+        .unwrap();
+    let got: Vec<RollPair<u64, u64>> = fb
+        .get_table(&ctx_b, "sparse", "0", &[guest()])
+        .await
+        .unwrap();
+    assert_eq!(got[0].partitions(), 5);
+    assert_eq!(got[0].get(&1).unwrap(), Some(2));
+    assert_eq!(got[0].count().unwrap(), 1);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stream_sent_twice_is_stored_once() {
+    let dir = dir();
+    let (a, b) = pair(dir.path()).await;
+    let key = TransferKey {
+        session: "job3".into(),
+        name: "t".into(),
+        tag: "0".into(),
+        src_role: "guest".into(),
+        src_party: "9999".into(),
+        dst_role: "host".into(),
+        dst_party: "10000".into(),
+    };
+    // Two partitions by hand, as a sender that retries would send them.
+    let mut packets = Vec::new();
+    let mut expected = Vec::new();
+    for p in 0..2u32 {
+        for seq in 0..3i64 {
+            let mut body = Vec::new();
+            for i in 0..100u64 {
+                let k = encode(&(p as u64 * 1_000_000 + seq as u64 * 1000 + i)).unwrap();
+                if partition_of(&k, 2) != p {
+                    continue;
+                }
+                push_pair(&mut body, &k, &encode(&i).unwrap());
+                expected.push((p as u64 * 1_000_000 + seq as u64 * 1000 + i, i));
+            }
+            let mut h = key.header(TABLE);
+            h.total_partitions = 2;
+            h.partition_id = p as i32;
+            h.batch_seq = seq;
+            if seq == 2 {
+                h.stage = FINISH.into();
+            }
+            packets.push(key.packet(&h, body));
+        }
+    }
+    let mut client = DataTransferServiceClient::connect(format!("http://{}", a.addr()))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        client
+            .push(tokio_stream::iter(packets.clone()))
+            .await
+            .unwrap();
+    }
+    // And once more, only the first half (a retry that broke off) is harmless too.
+    client
+        .push(tokio_stream::iter(packets[..3].to_vec()))
+        .await
+        .unwrap();
+    let fb = federation(&b, "job3", "host", "10000");
+    let ctx = RollPairContext::standalone(data(dir.path(), "b")).unwrap();
+    let got: Vec<RollPair<u64, u64>> = fb.get_table(&ctx, "t", "0", &[guest()]).await.unwrap();
+    let mut all: Vec<(u64, u64)> = got[0].get_all().unwrap().map(Result::unwrap).collect();
+    all.sort();
+    expected.sort();
+    assert_eq!(all, expected);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restart_between_remote_and_get_loses_nothing() {
+    let dir = dir();
+    let (ca, mut cb) = (config(dir.path(), "9999"), config(dir.path(), "10000"));
+    cb.rollsite.port = free_port();
+    let a = start(&ca).await;
+    let b = start(&cb).await;
+    set_routes(&a, &ca, json!({"10000": to(b.addr())}));
+    let fa = federation(&a, "job4", "guest", "9999");
+    let ctx_a = RollPairContext::standalone(data(dir.path(), "a")).unwrap();
+    let table: RollPair<String, u32> = ctx_a
+        .parallelize(
+            (0..20_000u32).map(|i| (format!("k{i}"), i)),
+            Options::partitions(4),
+        )
+        .unwrap();
+    let blob = pattern(3 << 20, 3);
+    fa.remote_bytes(blob.clone(), "blob", "0", &[host()])
+        .await
+        .unwrap();
+    fa.remote_table(&table, "table", "0", &[host()])
+        .await
+        .unwrap();
+
+    b.shutdown().await;
+    let b = start(&cb).await;
+    let fb = federation(&b, "job4", "host", "10000");
+    assert_eq!(
+        fb.get_bytes("blob", "0", &[guest()]).await.unwrap(),
+        vec![blob]
+    );
+    let ctx_b = RollPairContext::standalone(data(dir.path(), "b")).unwrap();
+    let got: Vec<RollPair<String, u32>> = fb
+        .get_table(&ctx_b, "table", "0", &[guest()])
+        .await
+        .unwrap();
+    let mut g: Vec<(String, u32)> = got[0].get_all().unwrap().map(Result::unwrap).collect();
+    let mut s: Vec<(String, u32)> = table.get_all().unwrap().map(Result::unwrap).collect();
+    g.sort();
+    s.sort();
+    assert_eq!(g, s);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Waits up to 20 s for the route watcher to make `cond` true.
+async fn eventually(cond: impl Fn() -> bool) {
+    for _ in 0..400 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the route table watcher did not pick up the change in 20 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn route_changes_are_picked_up_and_bad_files_keep_the_old_table() {
+    let dir = dir();
+    let (ca, mut cb) = (config(dir.path(), "9999"), config(dir.path(), "10000"));
+    let port_b = free_port();
+    cb.rollsite.port = port_b;
+    let a = start(&ca).await;
+    // A's route to 10000 points at a port where nothing listens.
+    let dead = free_port();
+    std::fs::write(
+        &ca.rollsite.route_table,
+        json!({"route_table": {"10000": {"default": [{"ip": "127.0.0.1", "port": dead}]}}})
+            .to_string(),
+    )
+    .unwrap();
+    let routes_to = |port: u16| {
+        let site = a.site().clone();
+        move || {
+            site.routes
+                .table()
+                .explicit("10000", "host")
+                .is_some_and(|r| r.port == port)
+        }
+    };
+    eventually(routes_to(dead)).await;
+    let fa = federation(&a, "job5", "guest", "9999");
+    let err = fa
+        .remote(&1u8, "x", "0", &[host()])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("127.0.0.1:{dead}"))
+            && err.contains("Unavailable")
+            && err.contains("retries"),
+        "{err}"
+    );
+
+    // A bad edit is refused with its line, and routing goes on with the table in force.
+    std::fs::write(
+        &ca.rollsite.route_table,
+        "{\n \"route_table\": {\n  \"10000\": [\n}",
+    )
+    .unwrap();
+    let site = a.site().clone();
+    eventually(move || site.routes.last_error().is_some()).await;
+    let why = a
+        .site()
+        .routes
+        .last_error()
+        .expect("the bad file is reported");
+    assert!(why.contains("line 3") && why.contains("keeping"), "{why}");
+    assert!(
+        a.site()
+            .routes
+            .table()
+            .explicit("10000", "host")
+            .unwrap()
+            .port
+            == dead
+    );
+
+    // The fix is picked up by the watcher, without a restart.
+    let b = start(&cb).await;
+    std::fs::write(
+        &ca.rollsite.route_table,
+        json!({"route_table": {"10000": {"default": [{"ip": "127.0.0.1", "port": port_b}]}}})
+            .to_string(),
+    )
+    .unwrap();
+    eventually(routes_to(port_b)).await;
+    assert!(a.site().routes.last_error().is_none());
+    fa.remote(&2u8, "x", "1", &[host()]).await.unwrap();
+    let fb = federation(&b, "job5", "host", "10000");
+    assert_eq!(fb.get::<u8>("x", "1", &[guest()]).await.unwrap(), vec![2]);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_remote_retries_until_the_peer_comes_up() {
+    let dir = dir();
+    let (ca, mut cb) = (config(dir.path(), "9999"), config(dir.path(), "10000"));
+    cb.rollsite.port = free_port();
+    let a = start(&ca).await;
+    set_routes(
+        &a,
+        &ca,
+        json!({"10000": {"default": [{"ip": "127.0.0.1", "port": cb.rollsite.port}]}}),
+    );
+    let mut opts = options();
+    opts.max_retry = 6;
+    opts.long_retry = 2;
+    opts.retry_wait = Duration::from_millis(100);
+    opts.long_retry_wait = Duration::from_millis(1000);
+    let fa = federation_with(&a, "job6", "guest", "9999", opts);
+    let sending = tokio::spawn(async move { fa.remote(&"late", "x", "0", &[host()]).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let b = start(&cb).await;
+    sending.await.unwrap().unwrap();
+    let fb = federation(&b, "job6", "host", "10000");
+    assert_eq!(
+        fb.get::<String>("x", "0", &[guest()]).await.unwrap(),
+        vec!["late"]
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_process_federations_skip_the_local_hop() {
+    let dir = dir();
+    let (a, b) = pair(dir.path()).await;
+    let fa = eggroll_rollsite::Federation::in_process(&a, "job7", guest(), options()).unwrap();
+    let fb = eggroll_rollsite::Federation::in_process(&b, "job7", host(), options()).unwrap();
+    let blob = pattern(9 << 20, 13);
+    fa.remote_bytes(blob.clone(), "b", "0", &[host()])
+        .await
+        .unwrap();
+    assert_eq!(
+        fb.get_bytes("b", "0", &[guest()]).await.unwrap(),
+        vec![blob]
+    );
+    let ctx_b = RollPairContext::standalone(data(dir.path(), "b")).unwrap();
+    let ctx_a = RollPairContext::standalone(data(dir.path(), "a")).unwrap();
+    let t: RollPair<u32, u32> = ctx_b
+        .parallelize((0..10_000u32).map(|i| (i, i * 2)), Options::partitions(3))
+        .unwrap();
+    fb.remote_table(&t, "t", "0", &[guest()]).await.unwrap();
+    let got: Vec<RollPair<u32, u32>> = fa.get_table(&ctx_a, "t", "0", &[host()]).await.unwrap();
+    let s: Vec<(u32, u32)> = t.get_all().unwrap().map(Result::unwrap).collect();
+    let g: Vec<(u32, u32)> = got[0].get_all().unwrap().map(Result::unwrap).collect();
+    assert_eq!(s, g);
+    // An in-process federation whose roll-site stopped fails as unavailable, not a hang.
+    a.shutdown().await;
+    let mut quick = options();
+    quick.max_retry = 1;
+    let fa = eggroll_rollsite::Federation::in_process(&b, "job7", guest(), quick).unwrap();
+    b.shutdown().await;
+    let err = fa.remote(&1u8, "x", "0", &[host()]).await.unwrap_err();
+    assert!(err.to_string().contains("stopped"), "{err}");
+}
