@@ -159,7 +159,7 @@ party_id = "$id"
 host = "0.0.0.0"
 port = 9370
 route_table = "/etc/eggroll/route_table.json"
-# Only these (the job container and the node managers, whose eggs push and pull tables) may
+# Only these (the job container, and the node managers in case eggs move tables) may
 # pull what other parties sent; the other parties' roll-sites may only push.
 local_clients = "$clients"$tls_conf
 EOF
