@@ -135,7 +135,7 @@ for i in "${!parties[@]}"; do
     rs="$(container "$p" rollsite)"
     if [ -z "$cm" ] || [ -z "$rs" ]; then die "party $p: the cluster manager or roll-site container did not start"; fi
     while :; do
-        restarting="$(compose_in "$p" ps -q | xargs -r docker inspect -f '{{.Name}} {{.RestartCount}} {{.State.Status}}' | awk '$2 > 0 || $3 != "running" {print $1}')"
+        restarting="$(compose_in "$p" ps -a -q | xargs -r docker inspect -f '{{.Name}} {{.RestartCount}} {{.State.Status}}' | awk '$2 > 0 || $3 != "running" {print $1}')"
         [ -z "$restarting" ] || die "party $p: $restarting exited or restarted; its logs follow"
         alive="$(docker exec "$cm" /eggroll node list --cluster-manager clustermanager:4670 2>/dev/null | grep -c ' ALIVE ' || true)"
         listening="$(docker logs "$rs" 2>&1 | grep -c 'listening on' || true)"
