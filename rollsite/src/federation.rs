@@ -266,25 +266,25 @@ impl Federation {
         format!("local roll-site {}", self.inner.rollsite)
     }
 
-    /// Sends a serde value to `parties`.
+    /// Sends a serde value to `parties`; returns the bytes sent to each party.
     pub async fn remote<T: Serialize + ?Sized>(
         &self,
         value: &T,
         name: &str,
         tag: &str,
         parties: &[Party],
-    ) -> Result<()> {
+    ) -> Result<u64> {
         self.remote_bytes(encode(value)?, name, tag, parties).await
     }
 
-    /// Sends bytes of any size to `parties`, in chunks.
+    /// Sends bytes of any size to `parties`, in chunks; returns the bytes sent to each party.
     pub async fn remote_bytes(
         &self,
         data: impl Into<Bytes>,
         name: &str,
         tag: &str,
         parties: &[Party],
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let data: Bytes = data.into();
         let started = Instant::now();
         let b = self.inner.opts.batch_body_bytes;
@@ -321,7 +321,7 @@ impl Federation {
         }
         .await;
         self.log_remote(name, tag, parties, data.len() as u64, started, &result);
-        result
+        result.map(|()| data.len() as u64)
     }
 
     fn log_remote(
@@ -624,7 +624,8 @@ impl Federation {
         Ok(out)
     }
 
-    /// Sends a table to `parties`: every partition as its own streams, several in flight.
+    /// Sends a table to `parties`: every partition as its own streams, several in flight;
+    /// returns the bytes of table data sent to each party.
     ///
     /// Reads the table with `get_all` (partition by partition) on a blocking thread and
     /// pushes each partition's batches as they fill.
@@ -634,7 +635,7 @@ impl Federation {
         name: &str,
         tag: &str,
         parties: &[Party],
-    ) -> Result<()>
+    ) -> Result<u64>
     where
         K: Serialize + DeserializeOwned + Send + 'static,
         V: Serialize + DeserializeOwned + Send + 'static,
@@ -684,7 +685,7 @@ impl Federation {
         }
         .await;
         self.log_remote(name, tag, parties, bytes, started, &result);
-        result
+        result.map(|()| bytes)
     }
 
     /// Receives the table `remote_table` sent from each of `parties` into a new table of

@@ -175,8 +175,7 @@ pub fn run(
             found.sort_unstable();
             run.phase("send the intersection");
             let sent = rt.block_on(fed.remote_bytes(
-                eggroll_core::codec::encode(&found)
-                    .map_err(|e| PsiError::Other(e.to_string()))?,
+                eggroll_core::codec::encode(&found).map_err(|e| PsiError::Other(e.to_string()))?,
                 "intersection",
                 "psi",
                 &run.peer,
