@@ -48,11 +48,12 @@ prefix="eggtrial-$run_id"
 exchange="$prefix-exchange"
 used_subnets="$( { docker network ls -q | xargs -r docker network inspect -f '{{range .IPAM.Config}}{{.Subnet}} {{end}}'
                    command -v ip >/dev/null && ip -4 route | awk '{print $1}'; } 2>/dev/null | tr ' ' '\n')"
-subnet_base=""
+# Not subnet_base: sourcing parties.conf below would overwrite that.
+trial_subnets=""
 for second in $(shuf -i 100-249 2>/dev/null || seq 100 249); do
-    if ! grep -q "^10\.$second\." <<<"$used_subnets"; then subnet_base="10.$second"; break; fi
+    if ! grep -q "^10\.$second\." <<<"$used_subnets"; then trial_subnets="10.$second"; break; fi
 done
-[ -n "$subnet_base" ] || die "no free 10.x.0.0/16 range for the trial's networks; remove unused docker networks (docker network prune)"
+[ -n "$trial_subnets" ] || die "no free 10.x.0.0/16 range for the trial's networks; remove unused docker networks (docker network prune)"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/eggroll-trial.XXXXXX")"
 bundles="$work/bundles"
@@ -96,8 +97,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---- bundles and image --------------------------------------------------------------------
-say "generating the party bundles from parties.conf (subnets $subnet_base.*, project $prefix)"
-EGGROLL_SUBNET_BASE="$subnet_base" EGGROLL_EXCHANGE_NETWORK="$exchange" \
+say "generating the party bundles from parties.conf (subnets $trial_subnets.*, project $prefix)"
+EGGROLL_SUBNET_BASE="$trial_subnets" EGGROLL_EXCHANGE_NETWORK="$exchange" \
     "$here/generate.sh" "$here/parties.conf" "$bundles" | sed 's/^/  /'
 # shellcheck source-path=SCRIPTDIR source=parties.conf
 . "$here/parties.conf"
@@ -115,7 +116,8 @@ say "building image $EGGROLL_IMAGE from $binary (FROM scratch; nothing is pulled
 
 # ---- up ----------------------------------------------------------------------------------
 say "creating the exchange network $exchange (the roll-sites are the only members)"
-docker network create --internal --subnet "$subnet_base.250.0/24" "$exchange" >/dev/null
+docker network create --internal --subnet "$trial_subnets.250.0/24" "$exchange" >/dev/null \
+    || die "cannot create the docker network $exchange ($trial_subnets.250.0/24; error above): if another network took that range meanwhile, run the trial again"
 started=1
 for p in "${parties[@]}"; do
     if ! out="$(compose_in "$p" up -d 2>&1)"; then
