@@ -187,7 +187,9 @@ run_both() { # <job id> <label>: starts both sides, sets gpid/hpid and the outpu
     job_start=$SECONDS
     say "$2: PSI job $1 started on both parties ($ids ids each, $overlap shared; bound ${job_timeout} s)"
 }
-print_out() { sed "s/^/  [$1] /" "$2" | grep -v -e '^  \[[^]]*\] Creating ' -e 'Creating .*done' || true; }
+# The job's output, without docker-compose v1's "Creating ..." lines and the exit code it
+# prints on a line of its own.
+print_out() { tr -d '\r' <"$2" | sed "s/^/  [$1] /" | grep -v -e '^  \[[^]]*\] Creating ' -e '^  \[[^]]*\] [0-9][0-9]*$' || true; }
 
 if [ "$jobs" = 0 ]; then say "EGGROLL_TRIAL_JOBS=0: not running the jobs"; exit 0; fi
 expected_line="intersection: $overlap ids (expected $overlap, correct)"
