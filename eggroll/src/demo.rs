@@ -1,150 +1,135 @@
-//! `eggroll demo`: the main job, for now on one party in standalone mode: scores for a set
-//! of accounts are scaled, joined with their labels, filtered, and summed, each step a
-//! roll-pair operation; every figure is checked against a plain computation.
+//! `eggroll demo`: the main job. Two parties on this machine, guest 9999 and host 10000, each
+//! with its own roll-site and cluster, find the ids they share with a private set
+//! intersection: real gRPC between the roll-sites, no id outside the intersection crossing.
+//! The answer is checked against the overlap the generated ids were made with.
 
+use crate::two_parties::{Setup, TwoParties};
 use clap::Args;
 use eggroll_core::config::EggrollConfig;
-use eggroll_core::functions::builtin::SumI64;
-use eggroll_core::functions::{Filter, Function, Join, MapValues, Reduce};
-use eggroll_core::register;
-use eggroll_rollpair::{Options, RollPairContext};
-use serde::{Deserialize, Serialize};
-use std::time::Instant;
+use eggroll_psi::crypto::Secret;
+use eggroll_psi::{demo_ids, Role};
+use std::time::{Duration, Instant};
 
 /// Arguments of `eggroll demo`.
 #[derive(Args)]
 pub struct DemoArgs {
-    /// Number of accounts.
+    /// Ids per party.
     #[arg(long, default_value_t = 100_000)]
-    rows: i64,
-    /// Partitions of every table.
-    #[arg(long, default_value_t = 4)]
+    ids: u64,
+    /// Ids both parties hold (the known answer).
+    #[arg(long, default_value_t = 30_000)]
+    overlap: u64,
+    /// Partitions of each party's id table.
+    #[arg(long, default_value_t = 8)]
     partitions: u32,
-    /// Data dir (default: a temporary dir removed at the end).
+    /// Run each party on a local cluster of daemons (cluster manager, node managers, egg-pair
+    /// processes) instead of standalone.
+    #[arg(long)]
+    cluster: bool,
+    /// Where the parties keep their data (default: a temporary dir removed at the end).
     #[arg(long)]
     data_dir: Option<std::path::PathBuf>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Scale {
-    factor: i64,
-}
-impl Function for Scale {
-    const NAME: &'static str = "demo::Scale";
-}
-impl MapValues for Scale {
-    type V = i64;
-    type Out = i64;
-    fn map_values(&self, v: i64) -> i64 {
-        v * self.factor
-    }
-}
-register!(map_values: Scale);
-
-#[derive(Serialize, Deserialize)]
-struct ScoreIfPositive;
-impl Function for ScoreIfPositive {
-    const NAME: &'static str = "demo::ScoreIfPositive";
-}
-impl Join for ScoreIfPositive {
-    type V = i64;
-    type W = bool;
-    type Out = i64;
-    fn join(&self, score: i64, positive: bool) -> i64 {
-        if positive {
-            score
-        } else {
-            0
-        }
-    }
-}
-register!(join: ScoreIfPositive);
-
-#[derive(Serialize, Deserialize)]
-struct NonZero;
-impl Function for NonZero {
-    const NAME: &'static str = "demo::NonZero";
-}
-impl Filter for NonZero {
-    type K = String;
-    type V = i64;
-    fn filter(&self, _: &String, v: &i64) -> bool {
-        *v != 0
-    }
-}
-register!(filter: NonZero);
-
-#[derive(Serialize, Deserialize)]
-struct MaxOf;
-impl Function for MaxOf {
-    const NAME: &'static str = "demo::MaxOf";
-}
-impl Reduce for MaxOf {
-    type V = i64;
-    fn reduce(&self, a: i64, b: i64) -> i64 {
-        a.max(b)
-    }
-}
-register!(reduce: MaxOf);
-
-/// Runs the demo job.
-pub fn run(args: DemoArgs, mut config: EggrollConfig) -> Result<(), Box<dyn std::error::Error>> {
-    let tmp = tempfile::tempdir()?;
-    config.data_dir = args.data_dir.unwrap_or_else(|| tmp.path().to_path_buf());
-    let n = args.rows;
-    println!(
-        "eggroll demo: {n} accounts, {} partitions, standalone mode in {}",
-        args.partitions,
-        config.data_dir.display()
-    );
-    let ctx = RollPairContext::standalone_with(&config)?;
-    let account = |i: i64| format!("acct-{i:07}");
+/// The same curve operations as the PSI does per id, in one thread of this process: hash and
+/// blind an own id, blind a peer's point. The baseline the PSI's throughput is measured against.
+fn curve_baseline(n: u64) -> Result<Duration, String> {
+    let (a, b) = (Secret::random()?, Secret::random()?);
     let started = Instant::now();
+    for i in 0..n {
+        let id = format!("id-{i}");
+        let p = a.hash_and_blind(id.as_bytes());
+        std::hint::black_box(b.blind(&p));
+    }
+    Ok(started.elapsed())
+}
 
-    // A demo that failed half-way may have left its table behind.
-    ctx.cleanup("demo", "labels")?;
-    let scores = ctx.parallelize(
-        (0..n).map(|i| (account(i), i % 1000)),
-        Options::partitions(args.partitions),
-    )?;
-    // Labels live in a persistent table with another partition count, as a loaded table would.
-    let labels = ctx.parallelize(
-        (0..n)
-            .filter(|i| i % 3 != 0)
-            .map(|i| (account(i), i % 2 == 0)),
-        Options::persistent("demo", "labels", args.partitions + 1),
-    )?;
-    let scaled = scores.map_values(&Scale { factor: 3 })?;
-    let joined = scaled.join(&labels, &ScoreIfPositive)?;
-    let positive = joined.filter(&NonZero)?;
-    let (count, total, max) = (
-        positive.count()?,
-        positive.reduce(&SumI64)?.unwrap_or(0),
-        positive.reduce(&MaxOf)?,
+/// Runs the demo and prints the checked answer, each phase's time and the bytes exchanged.
+pub fn run(args: DemoArgs, _config: EggrollConfig) -> Result<(), Box<dyn std::error::Error>> {
+    let scratch = tempfile::tempdir()?;
+    let root = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| scratch.path().to_path_buf());
+    let expected = args.overlap.min(args.ids);
+    println!(
+        "eggroll demo: private set intersection between guest 9999 and host 10000, {} ids each, {} shared, {} mode",
+        args.ids,
+        expected,
+        if args.cluster { "cluster" } else { "standalone" }
     );
+    let setup = Setup {
+        cluster: if args.cluster {
+            Some(std::env::current_exe()?)
+        } else {
+            None
+        },
+        tls: None,
+    };
+    let job = format!(
+        "psi_demo_{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+    );
+    let parties = TwoParties::start(&root, &job, &setup).map_err(|e| e.to_string())?;
+    println!(
+        "roll-sites: guest at {}, host at {}",
+        parties.guest.site.addr(),
+        parties.host.site.addr()
+    );
+    let multi = indicatif::MultiProgress::new();
+    let progress = |who: &str| -> Box<dyn eggroll_psi::Progress + Send> {
+        Box::new(crate::progress::Phases::new_in(&multi, who))
+    };
+    let started = Instant::now();
+    let result = parties.psi(
+        demo_ids(Role::Guest, args.ids, args.overlap),
+        demo_ids(Role::Host, args.ids, args.overlap),
+        args.partitions,
+        &progress,
+    );
+    let elapsed = started.elapsed();
+    let _ = multi.clear();
+    parties.stop().map_err(|e| e.to_string())?;
+    let (guest, host) = result.map_err(|e| e.to_string())?;
 
-    // The same computation on plain Rust collections.
-    let expect: Vec<i64> = (0..n)
-        .filter(|i| i % 3 != 0 && i % 2 == 0)
-        .map(|i| (i % 1000) * 3)
-        .filter(|v| *v != 0)
-        .collect();
-    let ok = count == expect.len() as u64
-        && total == expect.iter().sum::<i64>()
-        && max == expect.iter().max().copied();
-    println!("  accounts scored            {}", scores.count()?);
-    println!("  labelled accounts          {}", labels.count()?);
-    println!("  positive, non-zero scores  {count}");
-    println!("  sum of their scores        {total}");
-    println!("  highest score              {}", max.unwrap_or(0));
-    println!("  first result               {:?}", positive.first()?);
-    println!("  time                       {:.2?}", started.elapsed());
-    labels.destroy()?;
-    ctx.stop()?;
-    if ok {
-        println!("checked against a plain computation: correct");
+    for (who, out) in [("guest 9999", &guest), ("host 10000", &host)] {
+        println!("\n{who}:");
+        for (phase, d) in &out.phases {
+            println!("  {phase:<40} {:>8.2} s", d.as_secs_f64());
+        }
+        println!(
+            "  sent {} to the other party",
+            crate::client::bytes(out.bytes_sent)
+        );
+    }
+    let baseline = curve_baseline(args.ids.min(20_000))?;
+    let per_party = args.ids as f64 / elapsed.as_secs_f64().max(1e-9);
+    let base_rate = args.ids.min(20_000) as f64 / baseline.as_secs_f64().max(1e-9);
+    println!(
+        "\nthroughput: {per_party:.0} ids/s per party ({:.2} s for both parties at once); \
+         the same curve operations in one thread: {base_rate:.0} ids/s (ratio {:.2})",
+        elapsed.as_secs_f64(),
+        per_party / base_rate.max(1e-9)
+    );
+    let (g, h) = (
+        guest.intersection.len() as u64,
+        host.intersection.len() as u64,
+    );
+    let agree = guest.intersection == host.intersection;
+    let all_shared = guest.intersection.iter().all(|id| {
+        id.strip_prefix("id-")
+            .and_then(|i| i.parse::<u64>().ok())
+            .is_some_and(|i| i >= args.ids - expected && i < args.ids)
+    });
+    if g == expected && agree && all_shared {
+        println!("intersection: {g} ids (expected {expected}, correct); both parties agree");
         Ok(())
     } else {
-        Err("the demo's figures differ from the plain computation".into())
+        Err(format!(
+            "intersection WRONG: guest found {g}, host {h}, expected {expected} (agree: {agree}, all shared: {all_shared})"
+        )
+        .into())
     }
 }

@@ -15,6 +15,7 @@ mod psi;
 mod rollsite;
 mod session;
 mod table;
+pub mod two_parties;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -52,7 +53,7 @@ enum Command {
     Table(table::TableArgs),
     /// Measure put_all, get_all, count, map_values, reduce and join against raw RocksDB.
     Bench(bench::BenchArgs),
-    /// Run the main job in standalone mode and print what it computed.
+    /// Run the main job: a private set intersection between two parties on this machine.
     Demo(demo::DemoArgs),
 }
 

@@ -1,29 +1,33 @@
 //! Progress display for long jobs: a spinner per phase, with its elapsed time.
 
-use indicatif::{ProgressBar, ProgressStyle};
-use std::sync::Mutex;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::time::Duration;
 
-/// Shows the phase a job is in; prints each finished phase with its time.
+/// Shows the phase a job is in, with a spinner and the phase's elapsed time; drawn only
+/// when stderr is a terminal.
 pub struct Phases {
     bar: ProgressBar,
-    current: Mutex<Option<String>>,
 }
 
 impl Phases {
-    /// A spinner labelled `who`; hidden when stderr is not a terminal.
+    /// A spinner labelled `who`.
     pub fn new(who: &str) -> Self {
-        let bar = ProgressBar::new_spinner();
+        Self::with(ProgressBar::new_spinner(), who)
+    }
+
+    /// A spinner labelled `who`, one of several drawn together.
+    pub fn new_in(multi: &MultiProgress, who: &str) -> Self {
+        Self::with(multi.add(ProgressBar::new_spinner()), who)
+    }
+
+    fn with(bar: ProgressBar, who: &str) -> Self {
         bar.set_style(
             ProgressStyle::with_template("{spinner} {prefix}: {msg} ({elapsed})")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
         bar.set_prefix(who.to_string());
         bar.enable_steady_tick(Duration::from_millis(120));
-        Self {
-            bar,
-            current: Mutex::new(None),
-        }
+        Self { bar }
     }
 
     /// Clears the spinner.
@@ -34,8 +38,6 @@ impl Phases {
 
 impl eggroll_psi::Progress for Phases {
     fn phase(&self, name: &'static str) {
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        *current = Some(name.to_string());
         self.bar.reset_elapsed();
         self.bar.set_message(name);
     }

@@ -27,8 +27,8 @@ fn help_lists_subcommands() {
 fn demo_computes_and_table_commands_read_a_data_dir() {
     let dir = tempfile::tempdir().unwrap();
     let out = eggroll()
-        .args(["demo", "--rows", "5000", "--data-dir"])
-        .arg(dir.path())
+        .args(["demo", "--ids", "3000", "--overlap", "1234", "--data-dir"])
+        .arg(dir.path().join("demo"))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -37,7 +37,11 @@ fn demo_computes_and_table_commands_read_a_data_dir() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("correct"), "{text}");
+    assert!(
+        text.contains("intersection: 1234 ids (expected 1234, correct)"),
+        "{text}"
+    );
+    assert!(text.contains("ids/s per party"), "{text}");
 
     // The demo destroys its persistent table; make one through the library to inspect.
     let ctx = eggroll_rollpair::RollPairContext::standalone(dir.path()).unwrap();
