@@ -14,6 +14,7 @@
 #   EGGROLL_TRIAL_FAULT=1         0: skip the run that kills a node manager
 #   EGGROLL_TRIAL_JOBS=1          0: only bring the parties up, check them, bring them down
 #   EGGROLL_TRIAL_KEEP=1          leave the parties running afterwards (prints how to stop them)
+#   EGGROLL_TRIAL_PARTIES=FILE    another parties file (default: parties.conf beside this script)
 #   EGGROLL_IMAGE=eggroll-rs:trial  image tag to build and run
 # Exit status: 0 when every check passed, 1 otherwise (the reason is printed last).
 set -euo pipefail
@@ -27,6 +28,7 @@ job_timeout="${EGGROLL_TRIAL_TIMEOUT:-240}"
 fault="${EGGROLL_TRIAL_FAULT:-1}"
 keep="${EGGROLL_TRIAL_KEEP:-0}"
 jobs="${EGGROLL_TRIAL_JOBS:-1}"
+parties_conf="${EGGROLL_TRIAL_PARTIES:-$here/parties.conf}"
 export EGGROLL_IMAGE="${EGGROLL_IMAGE:-eggroll-rs:trial}"
 
 start=$SECONDS
@@ -41,6 +43,7 @@ elif command -v docker-compose >/dev/null && docker-compose version >/dev/null 2
 else die "neither 'docker compose' nor 'docker-compose' works; install one (Debian: apt-get install docker-compose)"; fi
 command -v timeout >/dev/null || die "timeout (coreutils) is missing"
 [ -x "$binary" ] || die "no eggroll binary at $binary; build it (cargo build --release -p eggroll) or pass its path"
+[ -r "$parties_conf" ] || die "cannot read the parties file $parties_conf"
 
 # ---- one unique name and free subnets per run, so runs never collide ---------------------
 run_id="$(date +%H%M%S)-$$"
@@ -97,11 +100,11 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---- bundles and image --------------------------------------------------------------------
-say "generating the party bundles from parties.conf (subnets $trial_subnets.*, project $prefix)"
+say "generating the party bundles from $parties_conf (subnets $trial_subnets.*, project $prefix)"
 EGGROLL_SUBNET_BASE="$trial_subnets" EGGROLL_EXCHANGE_NETWORK="$exchange" \
-    "$here/generate.sh" "$here/parties.conf" "$bundles" | sed 's/^/  /'
+    "$here/generate.sh" "$parties_conf" "$bundles" | sed 's/^/  /'
 # shellcheck source-path=SCRIPTDIR source=parties.conf
-. "$here/parties.conf"
+. "$parties_conf"
 parties=("${partylist[@]}") nodemanagers=("${nodemanagers[@]}") roles=("${partyroles[@]}")
 [ ${#parties[@]} -eq 2 ] || die "the trial runs two parties; parties.conf lists ${#parties[@]}"
 [ "${#partyiplist[@]}" -eq 0 ] || die "the trial runs every party on this host: empty partyiplist in parties.conf"

@@ -449,3 +449,40 @@ fn operator_commands_show_nodes_sessions_and_tables() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot reach the cluster manager"), "{err}");
 }
+
+#[test]
+fn a_session_whose_client_goes_away_is_closed_and_its_eggs_exit() {
+    let c = TestCluster::start(ClusterSpec::default());
+    let rt = rt();
+    let ctx = c.connect_with(SessionOptions {
+        processors_per_node: 1,
+        lease_ms: 1500,
+        ..Default::default()
+    });
+    let id = ctx.session_id().to_string();
+    let pids: Vec<u32> = session(&rt, &c, &id)
+        .processors
+        .iter()
+        .map(|p| p.pid)
+        .collect();
+    assert_eq!(pids.len(), 2);
+    // The client vanishes without stopping its session: its lease runs out.
+    drop(ctx);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let meta = session(&rt, &c, &id);
+        if meta.status() == SessionStatus::Closed {
+            assert!(meta.reason.contains("stopped renewing"), "{}", meta.reason);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the lease never expired: {meta:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    while pids.iter().any(|p| pid_alive(*p)) {
+        assert!(Instant::now() < deadline, "eggs outlived their session");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
