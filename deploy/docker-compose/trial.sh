@@ -12,6 +12,7 @@
 #   EGGROLL_TRIAL_IDS=20000       ids per party          EGGROLL_TRIAL_OVERLAP=6000  shared ids
 #   EGGROLL_TRIAL_TIMEOUT=240     seconds a job may take before it counts as hung
 #   EGGROLL_TRIAL_FAULT=1         0: skip the run that kills a node manager
+#   EGGROLL_TRIAL_KILL_DELAY=2    seconds after the guest's session is ACTIVE to kill it
 #   EGGROLL_TRIAL_JOBS=1          0: only bring the parties up, check them, bring them down
 #   EGGROLL_TRIAL_KEEP=1          leave the parties running afterwards (prints how to stop them)
 #   EGGROLL_TRIAL_PARTIES=FILE    another parties file (default: parties.conf beside this script)
@@ -214,23 +215,23 @@ if [ "$fault" = 1 ]; then
     victim_id="$(container "$guest" "$victim")"
     cm="$(container "$guest" clustermanager)"
     run_both "trial-$run_id-fault" "run 2"
-    # Kill it once its eggs run (the session is placed on it), so the job loses live eggs.
+    # Kill it once the guest's session is ACTIVE (its eggs, on every node, serve) and the job
+    # is computing: the job loses live eggs and the node manager that watches them.
+    active=0
     while kill -0 "$gpid" 2>/dev/null; do
-        # EGGS is the column before LAST SEEN ("1.2s ago" or "never since restart").
-        eggs="$(docker exec "$cm" /eggroll node list --cluster-manager clustermanager:4670 2>/dev/null \
-                | awk -v h="$victim:" 'index($2, h) == 1 {print ($NF == "ago") ? $(NF-2) : $(NF-3)}')"
-        [ "${eggs:-0}" -gt 0 ] && break
+        active="$(docker exec "$cm" /eggroll session list --cluster-manager clustermanager:4670 2>/dev/null \
+                  | awk '$2 == "ACTIVE"' | wc -l)"
+        [ "$active" -gt 0 ] && break
         [ $((SECONDS - job_start)) -lt "$job_timeout" ] || break
         sleep 0.5
     done
-    if kill -0 "$gpid" 2>/dev/null; then
-        sleep "${EGGROLL_TRIAL_KILL_DELAY:-1}"
-        say "run 2: killing party $guest's $victim (docker kill) $((SECONDS - job_start)) s into the job"
-        docker kill "$victim_id" >/dev/null
+    sleep "${EGGROLL_TRIAL_KILL_DELAY:-2}"
+    if kill -0 "$gpid" 2>/dev/null && [ "$active" -gt 0 ]; then
+        say "run 2: killing party $guest's $victim (docker kill) $((SECONDS - job_start)) s into the job, its session ACTIVE"
     else
-        say "run 2: the job ended before $victim ran any egg; killing it anyway"
-        docker kill "$victim_id" >/dev/null
+        say "run 2: the guest's job ended (or its session never showed ACTIVE) before the kill; killing $victim anyway"
     fi
+    docker kill "$victim_id" >/dev/null
     wait_job "$gpid" "$guest"; grc=$job_rc
     wait_job "$hpid" "$host"; hrc=$job_rc
     say "run 2: finished in $((SECONDS - job_start)) s (guest exit $grc, host exit $hrc)"

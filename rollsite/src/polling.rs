@@ -336,6 +336,9 @@ async fn poll_once(site: &Arc<Site>, exchange: &str, tls: bool) -> Result<()> {
         trusted: false,
     };
     let mut calls: HashMap<i64, mpsc::Sender<Result<Packet, Status>>> = HashMap::new();
+    // Calls whose local push already ended (with an error it answered): their remaining
+    // frames are dropped until `push_end`, never started as a new push.
+    let mut ended: std::collections::HashSet<i64> = Default::default();
     let mut shutdown = site.shutdown.clone();
     loop {
         let frame = tokio::select! {
@@ -345,6 +348,7 @@ async fn poll_once(site: &Arc<Site>, exchange: &str, tls: bool) -> Result<()> {
         let Some(f) = frame else { return Ok(()) };
         let seq = f.seq;
         match f.method.as_str() {
+            "push" if ended.contains(&seq) => {}
             "push" => {
                 let sender = calls.entry(seq).or_insert_with(|| {
                     let (ptx, prx) = mpsc::channel(4);
@@ -369,10 +373,12 @@ async fn poll_once(site: &Arc<Site>, exchange: &str, tls: bool) -> Result<()> {
                 if sender.send(item).await.is_err() {
                     // The local push already ended (with an error it has reported).
                     calls.remove(&seq);
+                    ended.insert(seq);
                 }
             }
             "push_end" => {
                 calls.remove(&seq);
+                ended.remove(&seq);
             }
             "unaryCall" => {
                 let (site, tx) = (site.clone(), tx.clone());

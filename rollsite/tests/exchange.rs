@@ -3,7 +3,9 @@
 mod common;
 
 use common::*;
+use eggroll_proto::proxy::data_transfer_service_client::DataTransferServiceClient;
 use eggroll_rollpair::{Options, RollPair, RollPairContext};
+use eggroll_rollsite::packet::{TransferKey, OBJECT};
 use eggroll_rollsite::Party;
 use serde_json::json;
 use std::time::Duration;
@@ -112,6 +114,51 @@ async fn three_parties_and_a_polling_party_through_one_exchange() {
     let s: Vec<(u32, String)> = t.get_all().unwrap().map(Result::unwrap).collect();
     let g: Vec<(u32, String)> = got[0].get_all().unwrap().map(Result::unwrap).collect();
     assert!(s == g && g.len() == 50_000);
+
+    // A bad stream for the polling party is answered through the tunnel, and the tunnel
+    // keeps working.
+    let key = |name: &str| TransferKey {
+        session: "job".into(),
+        name: name.into(),
+        tag: "0".into(),
+        src_role: "guest".into(),
+        src_party: "9999".into(),
+        dst_role: "arbiter".into(),
+        dst_party: "8888".into(),
+    };
+    let packet = |name: &str, seq: i64| {
+        let mut h = key(name).header(OBJECT);
+        h.total_partitions = 1;
+        h.batch_seq = seq;
+        key(name).packet(&h, vec![1u8; 10])
+    };
+    let mut raw = DataTransferServiceClient::connect(format!("http://{}", e.addr()))
+        .await
+        .unwrap();
+    // Long enough that packets still come after the poller has refused the stream.
+    let mut bad = vec![packet("x", 0), packet("y", 1)];
+    bad.extend((2..200).map(|i| packet("x", i)));
+    let status = raw.push(tokio_stream::iter(bad)).await.unwrap_err();
+    assert!(status.message().contains("belongs"), "{status:?}");
+    fa.remote(&5u8, "after", "0", std::slice::from_ref(&arbiter))
+        .await
+        .unwrap();
+    assert_eq!(
+        fp.get::<u8>("after", "0", std::slice::from_ref(&guest))
+            .await
+            .unwrap(),
+        vec![5]
+    );
+
+    // Nothing of the refused stream was stored, not even its packets after the bad one
+    // (give a wrongly restarted push time to land, so this would see it).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rk = key("x").rs_key();
+    let buffer = p.site().buffer.clone();
+    let stored = tokio::task::spawn_blocking(move || buffer.header(&rk).unwrap())
+        .await
+        .unwrap();
+    assert!(stored.is_none(), "{stored:?}");
 
     // With the polling party gone, a push to it fails with a clear UNAVAILABLE.
     p.shutdown().await;

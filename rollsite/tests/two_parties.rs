@@ -394,3 +394,31 @@ async fn in_process_federations_skip_the_local_hop() {
     let err = fa.remote(&1u8, "x", "0", &[host()]).await.unwrap_err();
     assert!(err.to_string().contains("stopped"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn route_service_answers_where_a_party_goes() {
+    use eggroll_proto::proxy::route_service_client::RouteServiceClient;
+    use eggroll_proto::proxy::Topic;
+    let dir = dir();
+    let (a, b) = pair(dir.path()).await;
+    let mut c = RouteServiceClient::connect(format!("http://{}", a.addr()))
+        .await
+        .unwrap();
+    let topic = |party: &str| Topic {
+        party_id: party.into(),
+        role: "host".into(),
+        ..Default::default()
+    };
+    let ep = c.query(topic("10000")).await.unwrap().into_inner();
+    assert_eq!(
+        (ep.ip.as_str(), ep.port),
+        ("127.0.0.1", b.addr().port() as i32)
+    );
+    let ep = c.query(topic("9999")).await.unwrap().into_inner();
+    assert_eq!(ep.port, a.addr().port() as i32);
+    let err = c.query(topic("31337")).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    assert!(err.message().contains("31337"), "{err:?}");
+    a.shutdown().await;
+    b.shutdown().await;
+}
