@@ -37,8 +37,8 @@ trap 'exit 130' INT TERM
 
 daemon() { # <log name> <VAR=value>... -- runs `eggroll ...` in the background
     local name="$1"; shift
-    # EGGROLL_LOG=info as the units set it.
-    (exec env EGGROLL_LOG=info "$@") >"$run/$name.log" 2>&1 &
+    # The log settings of the units.
+    (exec env EGGROLL_LOG=info NO_COLOR=1 "$@") >"$run/$name.log" 2>&1 &
     pids+=($!)
 }
 
