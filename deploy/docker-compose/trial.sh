@@ -115,6 +115,9 @@ guest="${parties[0]}" host="${parties[1]}"
 
 say "building image $EGGROLL_IMAGE from $binary (FROM scratch; nothing is pulled)"
 "$here/build-image.sh" "$binary" "$EGGROLL_IMAGE" | sed 's/^/  /'
+# Run this very image (by id): another trial may retag eggroll-rs:trial while this one runs.
+EGGROLL_IMAGE="$(docker image inspect -f '{{.Id}}' "$EGGROLL_IMAGE")" \
+    || die "the image just built cannot be inspected"
 [ "$jobs" = 0 ] || docker run --rm "$EGGROLL_IMAGE" psi --help >/dev/null 2>&1 \
     || die "$binary has no 'psi' command; build the current main branch (cargo build --release -p eggroll)"
 
