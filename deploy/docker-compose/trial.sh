@@ -19,6 +19,11 @@
 #   EGGROLL_IMAGE=eggroll-rs:trial  image tag to build and run
 # Exit status: 0 when every check passed, 1 otherwise (the reason is printed last).
 set -euo pipefail
+# The whole script is one block, read before any of it runs: editing the file while it runs
+# (a checkout, a rebuild) cannot change what this run does. (shellcheck takes the trap
+# handlers inside it for unreachable code.)
+# shellcheck disable=SC2317
+{
 
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -262,3 +267,5 @@ if [ "$fault" = 1 ]; then
     [ "$lost" != ALIVE ] || die "run 2: party $guest's cluster manager still lists $victim as ALIVE 30 s after it was killed"
     say "run 2: PASSED: party $guest's cluster manager lists $victim as $lost; no side hung"
 fi
+exit
+}
