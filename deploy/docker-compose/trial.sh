@@ -98,6 +98,10 @@ cleanup() {
         for p in "${parties[@]}"; do compose_in "$p" down -v --remove-orphans -t 5 >/dev/null 2>&1; done
     fi
     docker network rm "$exchange" >/dev/null 2>&1
+    # This run's image, if a later build took its tag meanwhile (the tagged one stays).
+    if [[ "$EGGROLL_IMAGE" == sha256:* ]] && [ "$(docker image inspect -f '{{len .RepoTags}}' "$EGGROLL_IMAGE" 2>/dev/null)" = 0 ]; then
+        docker image rm "$EGGROLL_IMAGE" >/dev/null 2>&1
+    fi
     rm -rf "$work"
     if [ "$rc" = 0 ]; then say "PASSED in $((SECONDS - start)) s"; fi
     exit "$rc"
