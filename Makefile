@@ -6,7 +6,7 @@ SHELL := /bin/bash
 export PATH := $(PATH):$(HOME)/.cargo/bin
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: deps test demo bench lint clean
+.PHONY: deps test demo bench trial lint clean
 
 # libclang: bindgen (RocksDB bindings) loads it at build time.
 # build-essential: g++ for RocksDB's C++, and make. protoc is vendored by the build.
@@ -31,6 +31,11 @@ test: deps
 
 demo: deps
 	cargo run --release -p eggroll -- demo
+
+# The docker-compose two-party trial (needs a docker engine; pulls nothing).
+trial: deps
+	cargo build --release -p eggroll
+	deploy/docker-compose/trial.sh target/release/eggroll
 
 bench: deps
 	cargo run --release -p eggroll -- bench

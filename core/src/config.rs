@@ -66,6 +66,9 @@ pub struct ClusterManagerConfig {
     pub port: u16,
     /// A node manager silent for this long is marked LOST and gets no new sessions.
     pub heartbeat_timeout_ms: u64,
+    /// The address eggs dial to report to the cluster manager when `host` is a wildcard
+    /// such as 0.0.0.0; empty: `host`.
+    pub advertise_host: String,
 }
 
 /// Node manager settings.
@@ -135,6 +138,7 @@ impl Default for ClusterManagerConfig {
             host: "127.0.0.1".into(),
             port: 4670,
             heartbeat_timeout_ms: 15_000,
+            advertise_host: String::new(),
         }
     }
 }

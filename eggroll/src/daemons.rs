@@ -42,6 +42,9 @@ pub struct ClusterManagerArgs {
     /// Default time a session may take to start.
     #[arg(long)]
     session_start_timeout_ms: Option<u64>,
+    /// The address eggs dial to report, when --host is a wildcard such as 0.0.0.0.
+    #[arg(long)]
+    advertise_host: Option<String>,
 }
 
 /// Arguments of `eggroll nodemanager`.
@@ -144,10 +147,23 @@ pub fn clustermanager(args: ClusterManagerArgs, mut config: EggrollConfig) -> Cl
     if let Some(t) = args.session_start_timeout_ms {
         config.session.start_timeout_ms = t;
     }
+    if let Some(h) = &args.advertise_host {
+        config.clustermanager.advertise_host = h.clone();
+    }
+    let advertise = match config.clustermanager.advertise_host.trim() {
+        "" => config.clustermanager.host.clone(),
+        h => h.to_string(),
+    };
+    if matches!(advertise.as_str(), "0.0.0.0" | "::" | "[::]") {
+        return Err(format!(
+            "clustermanager.host is {advertise}, which eggs on other machines cannot dial; set clustermanager.advertise_host (EGGROLL_CLUSTERMANAGER_ADVERTISE_HOST, --advertise-host) to this machine's address"
+        )
+        .into());
+    }
     runtime()?.block_on(async move {
         let host = config.clustermanager.host.clone();
         let (listener, port) = bind("clustermanager", &host, config.clustermanager.port).await?;
-        let advertised = format!("{host}:{port}");
+        let advertised = format!("{advertise}:{port}");
         eggroll_clustermanager::serve(
             config,
             listener,
