@@ -798,11 +798,19 @@ impl Federation {
         }
         let n = h.total_partitions as u32;
         let table: RollPair<K, V> = ctx.create(Options::partitions(n))?;
-        let (btx, brx) = mpsc::channel::<(u32, Bytes)>(4);
-        let writer = {
+        // One writer thread per group of partitions (partition p to writer p % writers):
+        // batches of different partitions are written at once, each partition by one writer.
+        let writers = self.inner.opts.streams_in_flight.min(n as usize).max(1);
+        let mut senders = Vec::with_capacity(writers);
+        let mut handles = Vec::with_capacity(writers);
+        for _ in 0..writers {
+            let (btx, brx) = mpsc::channel::<(u32, Bytes)>(2);
             let (table, what) = (table.clone(), key.rs_key());
-            tokio::task::spawn_blocking(move || write_batches(&table, n, brx, &what))
-        };
+            handles.push(tokio::task::spawn_blocking(move || {
+                write_batches(&table, n, brx, &what)
+            }));
+            senders.push(btx);
+        }
         let mut bytes = 0u64;
         let mut packet = Some(first);
         let feed: Result<()> = async {
@@ -810,8 +818,11 @@ impl Federation {
                 let h = received_header(&p)?;
                 let body = p.body.map(|d| d.value).unwrap_or_default();
                 bytes += body.len() as u64;
-                if btx.send((h.partition_id as u32, body)).await.is_err() {
-                    break; // the writer failed; its error is reported below
+                // A negative id wraps to one past every partition: its writer refuses it.
+                let part = h.partition_id as u32;
+                let w = part as usize % writers;
+                if senders[w].send((part, body)).await.is_err() {
+                    break; // that writer failed; its error is reported below
                 }
                 packet = stream
                     .next()
@@ -822,13 +833,21 @@ impl Federation {
             Ok(())
         }
         .await;
-        drop(btx);
-        let written = writer.await?;
+        drop(senders);
+        let mut written: Result<u64> = Ok(0);
+        for h in handles {
+            let r = h.await?;
+            written = match (written, r) {
+                (Ok(a), Ok(b)) => Ok(a + b),
+                (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+            };
+        }
         let count = match feed.and(written) {
             Ok(c) => c,
             Err(e) => {
                 // Leave no half-received table behind; the buffer still holds the transfer.
-                let _ = table.destroy();
+                // Destroying touches the stores: not on this async worker.
+                let _ = tokio::task::spawn_blocking(move || table.destroy()).await;
                 return Err(e);
             }
         };
