@@ -99,3 +99,33 @@ fn rocksdb_tables_reopen_identically_and_destroy_removes_files() {
     assert!(!dir.path().join("ROCKSDB/ns/kept").exists());
     assert!(stores.load(StoreType::Rocksdb, "ns", "kept").is_err());
 }
+
+#[test]
+fn packed_batches_land_whole_or_not_at_all_in_both_store_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = Stores::open(dir.path(), StorageConfig::default()).unwrap();
+    for (t, name) in [(StoreType::InMemory, "m"), (StoreType::Rocksdb, "r")] {
+        let l = locator(t, name, 1);
+        stores.create(&l).unwrap();
+        let part = stores.partition(&l, 0).unwrap();
+        let mut packed = Vec::new();
+        let mut want = BTreeMap::new();
+        for i in 0..500u32 {
+            let (k, v) = (i.to_be_bytes().to_vec(), vec![i as u8; (i % 7) as usize]);
+            eggroll_core::packed::pack(&mut packed, &k, &v);
+            want.insert(k, v);
+        }
+        // A later pair of the same key wins, as in put_batch.
+        eggroll_core::packed::pack(&mut packed, &0u32.to_be_bytes(), b"last");
+        want.insert(0u32.to_be_bytes().to_vec(), b"last".to_vec());
+        assert_eq!(part.put_packed(&packed).unwrap(), 501, "{t:?}");
+        let want: Vec<_> = want.into_iter().collect();
+        assert_eq!(collect(part.as_ref(), KeyRange::all()), want, "{t:?}");
+        // A batch cut short is refused and writes nothing, not even its whole pairs.
+        let mut cut = Vec::new();
+        eggroll_core::packed::pack(&mut cut, b"new", b"pair");
+        eggroll_core::packed::pack(&mut cut, b"cut", b"short");
+        assert!(part.put_packed(&cut[..cut.len() - 2]).is_err(), "{t:?}");
+        assert_eq!(collect(part.as_ref(), KeyRange::all()), want, "{t:?}");
+    }
+}

@@ -60,7 +60,7 @@ pub(crate) enum Backend {
 }
 
 /// Sees one encoded pair of a scan; returns false to stop.
-pub(crate) type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
+pub type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
 
 pub(crate) struct Inner {
     pub(crate) session_id: String,
@@ -402,7 +402,7 @@ fn pool(threads: usize) -> Result<rayon::ThreadPool> {
 }
 
 /// Batch size of client puts on a cluster.
-const CLUSTER_BATCH_BYTES: usize = 4 << 20;
+pub(crate) const CLUSTER_BATCH_BYTES: usize = 4 << 20;
 
 /// Encodes pairs, buckets them by partition and streams full buckets to the owning eggs.
 fn write_to_cluster<K: Serialize, V: Serialize>(

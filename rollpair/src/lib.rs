@@ -7,6 +7,6 @@ pub mod error;
 pub mod table;
 
 pub use cluster::SessionOptions;
-pub use context::{Options, RollPairContext};
+pub use context::{Options, RollPairContext, Visit};
 pub use error::{Error, Result};
 pub use table::RollPair;

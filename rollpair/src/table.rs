@@ -1,6 +1,6 @@
 //! A typed table: every operation becomes one job of one task per partition.
 
-use crate::context::{Backend, Options, RollPairContext};
+use crate::context::{Backend, Options, RollPairContext, Visit};
 use crate::error::Result;
 use eggroll_core::codec::{decode, encode};
 use eggroll_core::functions::{
@@ -79,6 +79,74 @@ impl<K, V> RollPair<K, V> {
     /// Its name.
     pub fn name(&self) -> &str {
         &self.locator.name
+    }
+
+    /// Checks that `p` names a partition of this table.
+    fn check_partition(&self, p: u32) -> Result<()> {
+        if p < self.partitions() {
+            return Ok(());
+        }
+        Err(eggroll_core::CoreError::InvalidArgument(format!(
+            "partition {p} does not exist: table {}/{} has partitions 0..{}",
+            self.locator.namespace,
+            self.locator.name,
+            self.partitions()
+        ))
+        .into())
+    }
+
+    /// Calls `visit` on the encoded pairs of partition `p` in key order; it returns false to stop.
+    pub fn scan_encoded(&self, p: u32, visit: &mut Visit) -> Result<()> {
+        self.check_partition(p)?;
+        self.ctx.scan_partition(&self.locator, p, visit)
+    }
+
+    /// Writes encoded pairs, whose keys must hash to partition `p`, into it; returns how many.
+    ///
+    /// No key is decoded or rehashed: the caller (a scan of a table of the same partition
+    /// count, or a receiver that checked the sender's placement) vouches for `p`.
+    pub fn put_encoded<'a>(
+        &self,
+        p: u32,
+        pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> Result<u64> {
+        self.check_partition(p)?;
+        match self.ctx.backend() {
+            Backend::Local(exec) => {
+                let part = exec.stores().partition(&self.locator, p)?;
+                let limit = exec.stores().config().batch_bytes.max(1) as usize;
+                let mut packed = Vec::new();
+                let mut written = 0;
+                // Packed batches of `batch_bytes`: one WriteBatch each, memory bounded.
+                for (k, v) in pairs {
+                    eggroll_core::packed::pack(&mut packed, k, v);
+                    if packed.len() >= limit {
+                        written += part.put_packed(&packed)?;
+                        packed.clear();
+                    }
+                }
+                if !packed.is_empty() {
+                    written += part.put_packed(&packed)?;
+                }
+                Ok(written)
+            }
+            Backend::Cluster(c) => {
+                let limit = crate::context::CLUSTER_BATCH_BYTES;
+                let mut streams = c.put_streams_one(&self.locator, p)?;
+                let mut packed = Vec::new();
+                for (k, v) in pairs {
+                    eggroll_core::packed::pack(&mut packed, k, v);
+                    if packed.len() >= limit {
+                        let full = std::mem::replace(&mut packed, Vec::with_capacity(limit + 4096));
+                        streams.send(p, full)?;
+                    }
+                }
+                if !packed.is_empty() {
+                    streams.send(p, packed)?;
+                }
+                streams.finish()
+            }
+        }
     }
 
     fn what(&self, part: &str) -> String {

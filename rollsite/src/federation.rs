@@ -23,10 +23,10 @@ use eggroll_rollpair::{Options, RollPair, RollPairContext};
 use prost::Message;
 use serde::{de::DeserializeOwned, Serialize};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::Weak;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio_stream::Stream;
 use tokio_stream::StreamExt;
@@ -627,8 +627,9 @@ impl Federation {
     /// Sends a table to `parties`: every partition as its own streams, several in flight;
     /// returns the bytes of table data sent to each party.
     ///
-    /// Reads the table with `get_all` (partition by partition) on a blocking thread and
-    /// pushes each partition's batches as they fill.
+    /// Each partition is read raw (its encoded pairs, never decoded) on a blocking thread of
+    /// its own, `streams_in_flight` partitions at once, and its batches are pushed as they
+    /// fill.
     pub async fn remote_table<K, V>(
         &self,
         table: &RollPair<K, V>,
@@ -642,50 +643,96 @@ impl Federation {
     {
         let started = Instant::now();
         let n = table.partitions();
-        let opts = self.inner.opts.clone();
-        let (tx, mut rx) = mpsc::channel::<Result<Chunk>>(opts.batches_per_stream.max(2));
-        let t = table.clone();
-        let producer = tokio::task::spawn_blocking(move || produce_batches(&t, &opts, &tx));
-        let mut jobs = JoinSet::new();
-        let limit = self.inner.opts.streams_in_flight * parties.len().max(1);
-        let per = self.inner.opts.batches_per_stream;
+        let opts = &self.inner.opts;
+        let keys: Arc<Vec<TransferKey>> = Arc::new(
+            parties
+                .iter()
+                .map(|party| self.key(name, tag, &self.inner.me, party))
+                .collect(),
+        );
+        // Push streams in flight in all, as when partitions went one after another.
+        let streams = Arc::new(Semaphore::new(
+            opts.streams_in_flight.max(1) * parties.len().max(1),
+        ));
+        let producers = opts.streams_in_flight.max(1);
+        let mut jobs: JoinSet<Result<u64>> = JoinSet::new();
         let mut bytes = 0u64;
         let result: Result<()> = async {
-            let mut group: Vec<Chunk> = Vec::new();
-            while let Some(c) = rx.recv().await {
-                let c = c?;
-                bytes += c.body.len() as u64;
-                if group.first().is_some_and(|g| g.partition != c.partition) {
-                    return Err(Error::Internal(
-                        "a partition's batches ended without a finish mark".into(),
-                    ));
+            for p in 0..n {
+                while jobs.len() >= producers {
+                    bytes += join_bytes(&mut jobs).await?;
                 }
-                let finish = c.finish;
-                group.push(c);
-                if group.len() >= per || finish {
-                    let g = std::mem::take(&mut group);
-                    for party in parties {
-                        while jobs.len() >= limit {
-                            join_one(&mut jobs).await?;
-                        }
-                        let (me, key, g) = (
-                            self.clone(),
-                            self.key(name, tag, &self.inner.me, party),
-                            g.clone(),
-                        );
-                        jobs.spawn(async move { me.push_stream(&key, TABLE, n, None, g).await });
-                    }
-                }
+                let (me, table, keys, streams) =
+                    (self.clone(), table.clone(), keys.clone(), streams.clone());
+                jobs.spawn(async move { me.remote_partition(table, p, keys, streams).await });
             }
-            producer.await??;
             while !jobs.is_empty() {
-                join_one(&mut jobs).await?;
+                bytes += join_bytes(&mut jobs).await?;
             }
             Ok(())
         }
         .await;
         self.log_remote(name, tag, parties, bytes, started, &result);
         result.map(|()| bytes)
+    }
+
+    /// Reads partition `p` of `table` on a blocking thread and pushes its batches to every
+    /// key, a group of `batches_per_stream` per stream; returns the bytes of one copy.
+    async fn remote_partition<K, V>(
+        &self,
+        table: RollPair<K, V>,
+        p: u32,
+        keys: Arc<Vec<TransferKey>>,
+        streams: Arc<Semaphore>,
+    ) -> Result<u64>
+    where
+        K: Send + 'static,
+        V: Send + 'static,
+    {
+        let n = table.partitions();
+        let opts = self.inner.opts.clone();
+        let per = opts.batches_per_stream.max(1);
+        // Two batches ahead: the reader keeps going while a group is pushed, memory bounded.
+        let (tx, mut rx) = mpsc::channel::<Chunk>(2);
+        let producer =
+            tokio::task::spawn_blocking(move || produce_partition(&table, p, &opts, &tx));
+        let mut pushes: JoinSet<Result<()>> = JoinSet::new();
+        let mut group: Vec<Chunk> = Vec::with_capacity(per);
+        let (mut bytes, mut finished) = (0u64, false);
+        while let Some(c) = rx.recv().await {
+            bytes += c.body.len() as u64;
+            finished = c.finish;
+            group.push(c);
+            if group.len() >= per || finished {
+                let g = std::mem::replace(&mut group, Vec::with_capacity(per));
+                for key in keys.iter() {
+                    let permit =
+                        streams.clone().acquire_owned().await.map_err(|_| {
+                            Error::Internal("the push stream limit was closed".into())
+                        })?;
+                    let (me, key, g) = (self.clone(), key.clone(), g.clone());
+                    pushes.spawn(async move {
+                        let r = me.push_stream(&key, TABLE, n, None, g).await;
+                        drop(permit);
+                        r
+                    });
+                }
+                // Reap finished pushes so that an early failure stops the reading.
+                while let Some(r) = pushes.try_join_next() {
+                    r??;
+                }
+            }
+        }
+        producer.await??;
+        if !finished {
+            return Err(Error::Internal(format!(
+                "partition {p}'s batches ended without a finish mark"
+            )));
+        }
+        while !pushes.is_empty() {
+            join_one(&mut pushes).await?;
+        }
+        Ok(bytes)
     }
 
     /// Receives the table `remote_table` sent from each of `parties` into a new table of
@@ -751,11 +798,19 @@ impl Federation {
         }
         let n = h.total_partitions as u32;
         let table: RollPair<K, V> = ctx.create(Options::partitions(n))?;
-        let (btx, brx) = mpsc::channel::<(u32, Bytes)>(4);
-        let writer = {
+        // One writer thread per group of partitions (partition p to writer p % writers):
+        // batches of different partitions are written at once, each partition by one writer.
+        let writers = self.inner.opts.streams_in_flight.min(n as usize).max(1);
+        let mut senders = Vec::with_capacity(writers);
+        let mut handles = Vec::with_capacity(writers);
+        for _ in 0..writers {
+            let (btx, brx) = mpsc::channel::<(u32, Bytes)>(2);
             let (table, what) = (table.clone(), key.rs_key());
-            tokio::task::spawn_blocking(move || write_batches(&table, n, brx, &what))
-        };
+            handles.push(tokio::task::spawn_blocking(move || {
+                write_batches(&table, n, brx, &what)
+            }));
+            senders.push(btx);
+        }
         let mut bytes = 0u64;
         let mut packet = Some(first);
         let feed: Result<()> = async {
@@ -763,8 +818,11 @@ impl Federation {
                 let h = received_header(&p)?;
                 let body = p.body.map(|d| d.value).unwrap_or_default();
                 bytes += body.len() as u64;
-                if btx.send((h.partition_id as u32, body)).await.is_err() {
-                    break; // the writer failed; its error is reported below
+                // A negative id wraps to one past every partition: its writer refuses it.
+                let part = h.partition_id as u32;
+                let w = part as usize % writers;
+                if senders[w].send((part, body)).await.is_err() {
+                    break; // that writer failed; its error is reported below
                 }
                 packet = stream
                     .next()
@@ -775,13 +833,21 @@ impl Federation {
             Ok(())
         }
         .await;
-        drop(btx);
-        let written = writer.await?;
+        drop(senders);
+        let mut written: Result<u64> = Ok(0);
+        for h in handles {
+            let r = h.await?;
+            written = match (written, r) {
+                (Ok(a), Ok(b)) => Ok(a + b),
+                (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+            };
+        }
         let count = match feed.and(written) {
             Ok(c) => c,
             Err(e) => {
                 // Leave no half-received table behind; the buffer still holds the transfer.
-                let _ = table.destroy();
+                // Destroying touches the stores: not on this async worker.
+                let _ = tokio::task::spawn_blocking(move || table.destroy()).await;
                 return Err(e);
             }
         };
@@ -800,6 +866,13 @@ async fn join_one(jobs: &mut JoinSet<Result<()>>) -> Result<()> {
     }
 }
 
+async fn join_bytes(jobs: &mut JoinSet<Result<u64>>) -> Result<u64> {
+    match jobs.join_next().await {
+        Some(r) => r?,
+        None => Ok(0),
+    }
+}
+
 fn received_header(p: &Packet) -> Result<RollSiteHeader> {
     let m = p
         .header
@@ -809,128 +882,97 @@ fn received_header(p: &Packet) -> Result<RollSiteHeader> {
         .map_err(|e| Error::BadPacket(format!("the roll-site sent a bad header: {e}")))
 }
 
-/// Reads a table partition by partition into batches of encoded pairs, each partition's last
-/// batch marked finish (an empty one for an empty partition).
-fn produce_batches<K, V>(
+/// Reads partition `p` of `table` raw into batches of framed pairs, the last one marked
+/// finish (an empty one for an empty partition); no pair is decoded or encoded again.
+fn produce_partition<K, V>(
     table: &RollPair<K, V>,
+    p: u32,
     opts: &FederationOptions,
-    tx: &mpsc::Sender<Result<Chunk>>,
-) -> Result<()>
-where
-    K: Serialize + DeserializeOwned + Send + 'static,
-    V: Serialize + DeserializeOwned + Send + 'static,
-{
-    let n = table.partitions();
+    tx: &mpsc::Sender<Chunk>,
+) -> Result<()> {
     let limit = opts.batch_body_bytes;
     let max_pair = opts.max_message_bytes.saturating_sub(64 << 10);
-    let send = |partition, seq, finish, body: Vec<u8>| -> Result<()> {
-        tx.blocking_send(Ok(Chunk {
-            partition,
+    let send = |seq, finish, body: Vec<u8>| -> Result<()> {
+        let chunk = Chunk {
+            partition: p,
             seq,
             finish,
             body: Bytes::from(body),
-        }))
-        .map_err(|_| Error::Internal("the table sender stopped".into()))
+        };
+        // A closed channel means the sender gave up (another partition failed).
+        tx.blocking_send(chunk)
+            .map_err(|_| Error::Internal("the table sender stopped".into()))
     };
-    let (mut cur, mut seq) = (0u32, 0u64);
+    let mut seq = 0u64;
     let mut buf: Vec<u8> = Vec::with_capacity(limit + 1024);
-    let mut run = || -> Result<()> {
-        for item in table.get_all()? {
-            let (k, v) = item?;
-            let (kb, vb) = (encode(&k)?, encode(&v)?);
-            if kb.len() + vb.len() + 8 > max_pair {
-                return Err(Error::TooLarge(format!(
-                    "a pair of {} bytes does not fit in max_message_bytes {}",
-                    kb.len() + vb.len(),
-                    opts.max_message_bytes
-                )));
-            }
-            let p = partition_of(&kb, n);
-            if p < cur {
-                return Err(Error::Internal(format!(
-                    "get_all returned partition {p} after partition {cur}"
-                )));
-            }
-            if p > cur {
-                send(cur, seq, true, std::mem::take(&mut buf))?;
-                for q in cur + 1..p {
-                    send(q, 0, true, Vec::new())?;
-                }
-                (cur, seq) = (p, 0);
-            }
-            if !buf.is_empty() && buf.len() + kb.len() + vb.len() + 8 > limit {
-                send(
-                    cur,
-                    seq,
-                    false,
-                    std::mem::replace(&mut buf, Vec::with_capacity(limit + 1024)),
-                )?;
-                seq += 1;
-            }
-            push_pair(&mut buf, &kb, &vb);
+    // The scan speaks the roll-pair error type: keep ours here and stop the scan with it.
+    let mut failed: Option<Error> = None;
+    table.scan_encoded(p, &mut |k, v| {
+        if k.len() + v.len() + 8 > max_pair {
+            failed = Some(Error::TooLarge(format!(
+                "a pair of {} bytes in partition {p} does not fit in max_message_bytes {}",
+                k.len() + v.len(),
+                opts.max_message_bytes
+            )));
+            return Ok(false);
         }
-        send(cur, seq, true, std::mem::take(&mut buf))?;
-        for q in cur + 1..n {
-            send(q, 0, true, Vec::new())?;
+        if !buf.is_empty() && buf.len() + k.len() + v.len() + 8 > limit {
+            let full = std::mem::replace(&mut buf, Vec::with_capacity(limit + 1024));
+            if let Err(e) = send(seq, false, full) {
+                failed = Some(e);
+                return Ok(false);
+            }
+            seq += 1;
         }
-        Ok(())
-    };
-    let r = run();
-    if let Err(e) = &r {
-        let _ = tx.blocking_send(Err(Error::Internal(format!("reading the table: {e}"))));
+        push_pair(&mut buf, k, v);
+        Ok(true)
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
     }
-    r
+    send(seq, true, buf)
 }
 
-/// Decodes received batches and writes them into `table`; checks each pair's partition.
+/// Writes received batches into `table` raw, each into the partition it was sent from,
+/// after checking its framing and that every key belongs there; returns the pairs written.
 fn write_batches<K, V>(
     table: &RollPair<K, V>,
     n: u32,
     mut rx: mpsc::Receiver<(u32, Bytes)>,
     what: &str,
-) -> Result<u64>
-where
-    K: Serialize + DeserializeOwned + Send + 'static,
-    V: Serialize + DeserializeOwned + Send + 'static,
-{
-    let failure: Mutex<Option<Error>> = Mutex::new(None);
-    let fail = |e: Error| {
-        *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
-    };
-    let mut pending: std::collections::VecDeque<(K, V)> = Default::default();
-    let iter = std::iter::from_fn(|| loop {
-        if let Some(pair) = pending.pop_front() {
-            return Some(pair);
-        }
-        let (p, batch) = rx.blocking_recv()?;
-        let decoded = (|| -> Result<Vec<(K, V)>> {
-            let mut out = Vec::new();
-            for (k, v) in pairs(&batch)? {
-                if partition_of(k, n) != p {
-                    return Err(Error::BadPacket(format!(
-                        "{what}: a key sent in partition {p} belongs to partition {} of {n}: \
-                         the sender partitions differently",
-                        partition_of(k, n)
-                    )));
-                }
-                out.push((
-                    decode(k, &|| format!("a key of {what}"))?,
-                    decode(v, &|| format!("a value of {what}"))?,
-                ));
-            }
-            Ok(out)
-        })();
-        match decoded {
-            Ok(v) => pending.extend(v),
-            Err(e) => {
-                fail(e);
-                return None;
-            }
-        }
-    });
-    let count = table.put_all(iter)?;
-    if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        return Err(e);
+) -> Result<u64> {
+    let mut count = 0u64;
+    while let Some((p, batch)) = rx.blocking_recv() {
+        count += write_batch(table, n, p, &batch, what)?;
     }
     Ok(count)
+}
+
+/// Writes one received batch of partition `p` (of `n`) into `table`, without decoding.
+fn write_batch<K, V>(
+    table: &RollPair<K, V>,
+    n: u32,
+    p: u32,
+    batch: &[u8],
+    what: &str,
+) -> Result<u64> {
+    if p >= n {
+        return Err(Error::BadPacket(format!(
+            "{what}: a batch of partition {p} arrived for a table of {n} partitions"
+        )));
+    }
+    let found = pairs(batch).map_err(|e| match e {
+        Error::BadPacket(m) => Error::BadPacket(format!("{what}, partition {p}: {m}")),
+        e => e,
+    })?;
+    for (k, _) in &found {
+        let q = partition_of(k, n);
+        if q != p {
+            return Err(Error::BadPacket(format!(
+                "{what}: a key sent in partition {p} belongs to partition {q} of {n}: \
+                 the sender partitions differently"
+            )));
+        }
+    }
+    Ok(table.put_encoded(p, found)?)
 }

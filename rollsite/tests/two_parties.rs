@@ -197,6 +197,57 @@ async fn a_stream_sent_twice_is_stored_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_sent_in_the_wrong_partition_is_a_clear_error() {
+    let dir = dir();
+    let (a, b) = pair(dir.path()).await;
+    let key = TransferKey {
+        session: "job4".into(),
+        name: "t".into(),
+        tag: "0".into(),
+        src_role: "guest".into(),
+        src_party: "9999".into(),
+        dst_role: "host".into(),
+        dst_party: "10000".into(),
+    };
+    // Well framed, but partition 0 carries a key that hashes to partition 1 of 2: the raw
+    // write must refuse it rather than store it where no get would find it.
+    let stray = (0u64..)
+        .map(|i| encode(&i).unwrap())
+        .find(|k| partition_of(k, 2) == 1)
+        .unwrap();
+    let mut packets = Vec::new();
+    for p in 0..2u32 {
+        let mut body = Vec::new();
+        if p == 0 {
+            push_pair(&mut body, &stray, &encode(&1u64).unwrap());
+        }
+        let mut h = key.header(TABLE);
+        h.total_partitions = 2;
+        h.partition_id = p as i32;
+        h.stage = FINISH.into();
+        packets.push(key.packet(&h, body));
+    }
+    let mut client = DataTransferServiceClient::connect(format!("http://{}", a.addr()))
+        .await
+        .unwrap();
+    client.push(tokio_stream::iter(packets)).await.unwrap();
+    let fb = federation(&b, "job4", "host", "10000");
+    let ctx = RollPairContext::standalone(data(dir.path(), "b")).unwrap();
+    let err = fb
+        .get_table::<u64, u64>(&ctx, "t", "0", &[guest()])
+        .await
+        .err()
+        .expect("a stray key must fail the get");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("sent in partition 0 belongs to partition 1 of 2"),
+        "{msg}"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restart_between_remote_and_get_loses_nothing() {
     let dir = dir();
     let (ca, mut cb) = (config(dir.path(), "9999"), config(dir.path(), "10000"));
