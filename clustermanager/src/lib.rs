@@ -28,7 +28,11 @@ pub async fn serve(
     address: String,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let cluster = Arc::new(Cluster::open(config, address)?);
+    // Reading the records back is RocksDB work: not on an async worker.
+    let cluster = tokio::task::spawn_blocking(move || Cluster::open(config, address))
+        .await
+        .map_err(|e| CmError::Internal(format!("start-up thread failed: {e}")))??;
+    let cluster = Arc::new(cluster);
     let watcher = cluster.clone();
     // Failure detection and lease expiry, twice a second.
     let watch = tokio::spawn(async move {

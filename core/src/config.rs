@@ -86,16 +86,6 @@ pub struct NodeManagerConfig {
     pub eggpair_executable: String,
 }
 
-/// A host and port.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct EndpointConfig {
-    /// Host name or address.
-    pub host: String,
-    /// TCP port.
-    pub port: u16,
-}
-
 impl Default for EggrollConfig {
     fn default() -> Self {
         Self {
@@ -158,21 +148,6 @@ impl ClusterManagerConfig {
     /// The address clients and node managers dial.
     pub fn address(&self) -> String {
         format!("{}:{}", self.host, self.port)
-    }
-}
-
-impl Default for EndpointConfig {
-    fn default() -> Self {
-        Self::local(0)
-    }
-}
-
-impl EndpointConfig {
-    fn local(port: u16) -> Self {
-        Self {
-            host: "127.0.0.1".into(),
-            port,
-        }
     }
 }
 

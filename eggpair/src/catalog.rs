@@ -342,12 +342,41 @@ impl Stores {
         if let Some(store) = self.cached(path) {
             return Ok(store);
         }
-        // One open at a time: RocksDB refuses a second open of a DB within one process.
-        let _opening = self.opening.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(store) = self.cached(path) {
-            return Ok(store);
+        // In egg mode, another process (an egg of another session) may hold the partition
+        // for a moment: eggs close what they have not used for a second.
+        let deadline = Instant::now() + LOCK_WAIT;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            {
+                // One open at a time: RocksDB refuses a second open of a DB within one
+                // process. Not held while waiting, so other partitions open meanwhile.
+                let _opening = self.opening.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(store) = self.cached(path) {
+                    return Ok(store);
+                }
+                match self.env.open(path) {
+                    Err(EggError::Corrupt { source, .. })
+                        if source.to_string().contains("lock file") =>
+                    {
+                        if !self.lazy || Instant::now() >= deadline {
+                            return Err(EggError::Locked {
+                                path: path.to_path_buf(),
+                                waited: if self.lazy { LOCK_WAIT } else { Duration::ZERO },
+                            });
+                        }
+                    }
+                    // Cached before the opening lock goes, so no thread opens it twice.
+                    other => return Ok(self.insert_open(path, Arc::new(other?))),
+                }
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(500));
         }
-        let store = Arc::new(self.open_waiting(path)?);
+    }
+
+    /// Adds a just-opened partition to the cache, closing the least used idle ones past the
+    /// cap.
+    fn insert_open(&self, path: &Path, store: Arc<RocksStore>) -> Arc<RocksStore> {
         let mut cache = self.lock_rocks();
         cache.tick += 1;
         let tick = cache.tick;
@@ -369,7 +398,7 @@ impl Stores {
                 None => break,
             }
         }
-        Ok(store)
+        store
     }
 
     /// An open partition from the cache, marked as just used.
@@ -381,30 +410,6 @@ impl Stores {
         *used = tick;
         *at = Instant::now();
         Some(store.clone())
-    }
-
-    /// Opens a partition; in egg mode, waits a while for another process (an egg of another
-    /// session) to release it, since eggs close what they have not used for a moment.
-    fn open_waiting(&self, path: &Path) -> Result<RocksStore> {
-        let deadline = Instant::now() + LOCK_WAIT;
-        let mut pause = Duration::from_millis(20);
-        loop {
-            match self.env.open(path) {
-                Err(EggError::Corrupt { source, .. })
-                    if source.to_string().contains("lock file") =>
-                {
-                    if !self.lazy || Instant::now() >= deadline {
-                        return Err(EggError::Locked {
-                            path: path.to_path_buf(),
-                            waited: if self.lazy { LOCK_WAIT } else { Duration::ZERO },
-                        });
-                    }
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(500));
-                }
-                other => return other,
-            }
-        }
     }
 
     /// Closes the partitions nobody has used for `idle`, so that another process (an egg of

@@ -71,23 +71,10 @@ pub async fn run(args: EggArgs) -> Result<(), String> {
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<&'static str>();
-    if args.watch_stdin {
-        let stop_tx = std::sync::Mutex::new(Some(stop_tx));
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 64];
-            let mut stdin = std::io::stdin();
-            while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
-            if let Some(tx) = stop_tx.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                let _ = tx.send("its node manager went away");
-            }
-        });
-    } else {
-        std::mem::forget(stop_tx);
-    }
+    let watch_stdin = args.watch_stdin;
     let shutdown = async move {
         let why = tokio::select! {
-            why = stop_rx => why.unwrap_or("its node manager went away"),
+            _ = stdin_closed(), if watch_stdin => "its node manager went away",
             _ = terminate() => "it was asked to stop",
         };
         tracing::info!("egg-pair stopping: {why}");
@@ -146,6 +133,27 @@ async fn report_ready(args: &EggArgs, endpoint: &str) -> Result<(), String> {
         "cannot report to the cluster manager at {}: {last}",
         args.cluster_manager
     ))
+}
+
+/// Resolves when standard input closes: the process that holds its other end (a node
+/// manager, a test) has gone, however it went.
+pub async fn stdin_closed() {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    // A plain thread, not spawn_blocking: a runtime shutting down waits for its blocking
+    // tasks, and this read may never end.
+    let spawned = std::thread::Builder::new()
+        .name("eggroll-stdin".into())
+        .spawn(move || {
+            let mut buf = [0u8; 64];
+            let mut stdin = std::io::stdin();
+            while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
+            let _ = tx.send(());
+        });
+    if spawned.is_ok() {
+        let _ = rx.await;
+    } else {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -282,7 +282,11 @@ impl EggService for EggServer {
                     msg.store.clone().unwrap_or_default(),
                 ));
             }
-            let Some((l, p, combiner, _)) = target.clone() else {
+            // The target's store (with every placement) stays here; the write needs less.
+            let Some((l, p, combiner)) = target
+                .as_ref()
+                .map(|(l, p, c, _)| (l.clone(), *p, c.clone()))
+            else {
                 continue;
             };
             let batch = msg.batch.unwrap_or_default();
@@ -334,11 +338,8 @@ impl EggService for EggServer {
     ) -> Result<Response<Self::GetBatchesStream>, Status> {
         let req = request.into_inner();
         let l = self.check_owned(req.store.as_ref(), req.partition, "source")?;
-        let store = self
-            .executor
-            .stores()
-            .partition(&l, req.partition)
-            .map_err(|e| self.status(e))?;
+        let stores = self.executor.stores().clone();
+        let p = req.partition;
         let limit = self.executor.stores().config().batch_bytes.max(1) as usize;
         let range = KeyRange {
             start: (!req.start_key.is_empty()).then_some(req.start_key),
@@ -350,21 +351,25 @@ impl EggService for EggServer {
         tokio::task::spawn_blocking(move || {
             let mut packed = Vec::with_capacity(limit + limit / 8);
             let mut closed = false;
-            let res = store.scan(range, &mut |k, v| {
-                eggroll_core::packed::pack(&mut packed, k, v);
-                if packed.len() >= limit {
-                    let full =
-                        std::mem::replace(&mut packed, Vec::with_capacity(limit + limit / 8));
-                    let batch = PairBatch {
-                        packed: full,
-                        ..Default::default()
-                    };
-                    if tx.blocking_send(Ok(batch)).is_err() {
-                        closed = true;
-                        return Ok(false);
+            // Opening may wait on RocksDB (or another process's lock): on this thread, never
+            // on an async worker; a failure reaches the caller as the stream's first item.
+            let res = stores.partition(&l, p).and_then(|store| {
+                store.scan(range, &mut |k, v| {
+                    eggroll_core::packed::pack(&mut packed, k, v);
+                    if packed.len() >= limit {
+                        let full =
+                            std::mem::replace(&mut packed, Vec::with_capacity(limit + limit / 8));
+                        let batch = PairBatch {
+                            packed: full,
+                            ..Default::default()
+                        };
+                        if tx.blocking_send(Ok(batch)).is_err() {
+                            closed = true;
+                            return Ok(false);
+                        }
                     }
-                }
-                Ok(true)
+                    Ok(true)
+                })
             });
             if closed {
                 return;

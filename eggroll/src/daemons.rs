@@ -111,21 +111,9 @@ async fn bind(
 
 /// Resolves on SIGTERM, Ctrl-C, or (with `--exit-with-stdin`) when stdin closes.
 async fn shutdown(exit_with_stdin: bool) {
-    let stdin_closed = async move {
-        if !exit_with_stdin {
-            return std::future::pending().await;
-        }
-        let _ = tokio::task::spawn_blocking(|| {
-            use std::io::Read;
-            let mut buf = [0u8; 64];
-            let mut stdin = std::io::stdin();
-            while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
-        })
-        .await;
-    };
     tokio::select! {
         _ = eggroll_eggpair::process::terminate() => {}
-        _ = stdin_closed => {}
+        _ = eggroll_eggpair::process::stdin_closed(), if exit_with_stdin => {}
     }
 }
 

@@ -16,13 +16,18 @@ pub struct LocalCluster {
     pub root: PathBuf,
 }
 
-/// Starts `program <args> --exit-with-stdin` and reads its "listening on" address.
-fn spawn(program: &Path, args: &[String], log: &Path) -> Result<(Child, String), String> {
+/// Starts the daemon `program <args> --exit-with-stdin`, logging to `log` (at `info` unless
+/// `EGGROLL_LOG` says otherwise), and reads the address from its "listening on" line.
+pub fn spawn(program: &Path, args: &[String], log: &Path) -> Result<(Child, String), String> {
     let log_file =
         std::fs::File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
     let mut child = Command::new(program)
         .args(args)
         .arg("--exit-with-stdin")
+        .env(
+            "EGGROLL_LOG",
+            std::env::var("EGGROLL_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log_file))

@@ -424,12 +424,13 @@ impl ClusterSession {
             senders.push(Some(tx));
             calls.push(Some(call));
         }
+        let first = vec![true; senders.len()];
         Ok(PutStreams {
             session: self,
             store,
             senders,
             calls,
-            first: Vec::new(),
+            first,
         })
     }
 
@@ -518,9 +519,6 @@ impl PutStreams<'_> {
     /// Sends a packed batch (see `eggroll_core::packed`) to partition `p`, waiting while two
     /// batches are already in flight.
     pub(crate) fn send(&mut self, p: u32, packed: Vec<u8>) -> Result<()> {
-        if self.first.is_empty() {
-            self.first = vec![true; self.senders.len()];
-        }
         let i = p as usize;
         // The store (with its placement) goes in the first message of each stream only.
         let store = std::mem::take(&mut self.first[i]).then(|| self.store.clone());

@@ -3,9 +3,8 @@
 //! They hold a pipe from this process on stdin, so they exit when the test process does.
 
 use eggroll_rollpair::{RollPairContext, SessionOptions};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// The binary every role runs: `eggroll::main()` with the suite's functions linked in.
@@ -65,33 +64,9 @@ pub struct TestCluster {
 
 /// Starts `eggroll <args>` and waits for its "listening on" line.
 pub fn spawn(args: &[&str], log: &Path) -> Daemon {
-    let log_file = std::fs::File::create(log).expect("create daemon log");
-    let mut child = Command::new(binary())
-        .args(args)
-        .arg("--exit-with-stdin")
-        .env("EGGROLL_LOG", "info")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log_file))
-        .spawn()
-        .expect("start daemon");
-    let stdout = child.stdout.take().expect("daemon stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read daemon's first line");
-    let address = line
-        .trim()
-        .rsplit(' ')
-        .next()
-        .filter(|a| a.contains(':'))
-        .unwrap_or_else(|| {
-            panic!(
-                "daemon {args:?} printed {line:?}; its log:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            )
-        })
-        .to_string();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let (child, address) = eggroll::local_cluster::spawn(&binary(), &args, log)
+        .unwrap_or_else(|e| panic!("daemon {args:?} did not start: {e}"));
     Daemon { child, address }
 }
 
