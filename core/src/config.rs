@@ -195,6 +195,9 @@ pub struct RollsiteConfig {
     pub get_idle_timeout_ms: u64,
     /// Durable receive buffer; empty: `<data_dir>/rollsite`.
     pub buffer_dir: PathBuf,
+    /// A received transfer that no get took and that saw no data for this many hours is
+    /// dropped (with a warning in the log); 0 keeps everything until taken.
+    pub buffer_expiry_hours: u64,
     /// `host:port` of an exchange to hold a polling stream open to; empty: none.
     pub polling_exchange: String,
     /// Whether the polling stream uses TLS.
@@ -228,6 +231,7 @@ impl Default for RollsiteConfig {
             max_object_bytes: 4 << 30,
             get_idle_timeout_ms: 600_000,
             buffer_dir: PathBuf::new(),
+            buffer_expiry_hours: 72,
             polling_exchange: String::new(),
             polling_tls: false,
             local_clients: "127.0.0.1,::1".into(),

@@ -47,6 +47,12 @@ pub enum CoreError {
         /// The trait the operation needs.
         wanted: String,
     },
+    /// A roll-site packet is malformed; says which field.
+    #[error("bad packet: {0}")]
+    BadPacket(String),
+    /// Something exceeds a configured limit.
+    #[error("too large: {0}")]
+    TooLarge(String),
     /// A name, count or option given by the user is not acceptable.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

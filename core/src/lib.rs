@@ -9,5 +9,6 @@ pub mod names;
 pub mod packed;
 pub mod partitioner;
 pub mod placement;
+pub mod transfer;
 
 pub use error::{CoreError, Result};

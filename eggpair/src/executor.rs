@@ -211,6 +211,14 @@ impl Executor {
             Op::Destroy(_) => {
                 self.stores.destroy_partition(&input, p)?;
             }
+            // Needs the network: the egg's service runs it (see `rollsite_push`).
+            Op::Push(_) => {
+                return Err(EggError::InvalidTask(
+                    "a push to a roll-site runs on the eggs of a cluster; in standalone mode \
+                     the federation reads the table itself"
+                        .into(),
+                ))
+            }
         }
         Ok(result)
     }

@@ -10,6 +10,7 @@ pub mod executor;
 pub mod memory;
 pub mod process;
 pub mod rocks;
+pub mod rollsite_push;
 pub mod service;
 pub mod store;
 

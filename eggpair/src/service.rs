@@ -4,6 +4,7 @@
 
 use crate::error::EggError;
 use crate::executor::{Executor, LocalSink, ShuffleSink};
+use crate::rollsite_push::{push_partition, RollsiteClients};
 use crate::store::{KeyRange, Pair};
 use eggroll_core::functions::{lookup, ErasedFn};
 use eggroll_proto::meta::egg_service_client::EggServiceClient;
@@ -59,6 +60,7 @@ pub struct EggServer {
     processor_id: u64,
     endpoint: String,
     clients: EggClients,
+    rollsites: RollsiteClients,
 }
 
 impl EggServer {
@@ -69,6 +71,7 @@ impl EggServer {
             processor_id,
             endpoint,
             clients: EggClients::default(),
+            rollsites: RollsiteClients::default(),
         }
     }
 
@@ -128,9 +131,11 @@ pub fn to_status(e: &EggError, who: &str) -> Status {
         EggError::Core(
             CoreError::WrongFunctionKind { .. }
             | CoreError::InvalidArgument(_)
+            | CoreError::BadPacket(_)
             | CoreError::Decode { .. }
             | CoreError::Encode { .. },
         ) => Status::invalid_argument(msg),
+        EggError::Core(CoreError::TooLarge(_)) => Status::resource_exhausted(msg),
         EggError::Corrupt { .. } => Status::data_loss(msg),
         EggError::Locked { .. } => Status::unavailable(msg),
         _ => Status::internal(msg),
@@ -210,7 +215,7 @@ impl EggService for EggServer {
             .as_ref()
             .ok_or_else(|| Status::invalid_argument("the task carries no job"))?;
         let p = task.partition;
-        self.check_owned(job.inputs.first(), p, "input")?;
+        let input = self.check_owned(job.inputs.first(), p, "input")?;
         let mut output = None;
         let mut combiner = None;
         match &job.op {
@@ -232,6 +237,17 @@ impl EggService for EggServer {
                 }
                 output = Some(out.clone());
                 combiner = mr.combiner.clone();
+            }
+            Some(Op::Push(push)) => {
+                let who = format!("processor {} at {}", self.processor_id, self.endpoint);
+                let stores = self.executor.stores().clone();
+                let bytes =
+                    push_partition(stores, &self.rollsites, input, p, push.clone(), &who).await?;
+                return Ok(Response::new(TaskResult {
+                    partition: p,
+                    count: bytes,
+                    ..Default::default()
+                }));
             }
             None => return Err(Status::invalid_argument("the job names no operation")),
             _ => {}

@@ -10,7 +10,7 @@ use eggroll_core::functions::{
 use eggroll_core::partitioner::partition_of;
 use eggroll_proto::meta::{
     job::Op, Aggregate, Compact, Count, Functor, Job, MapReducePartitions, MergeKind, PairBatch,
-    SortedMerge, Store, StoreLocator, StoreType, Take,
+    PushToRollsite, SortedMerge, Store, StoreLocator, StoreType, Take,
 };
 use serde::{de::DeserializeOwned, Serialize};
 use std::marker::PhantomData;
@@ -218,6 +218,19 @@ impl<K, V> RollPair<K, V> {
             .ctx
             .run_job(self.job(&[], None, Op::Count(Count {})), self.partitions())?;
         Ok(results.iter().map(|r| r.count).sum())
+    }
+
+    /// On a cluster, has every egg push its partitions of this table to a roll-site (the
+    /// federation's `remote_table`); returns the bytes of table data pushed, or `None` in
+    /// standalone mode, where the caller reads the partitions itself.
+    pub fn push_to_rollsite(&self, push: PushToRollsite) -> Result<Option<u64>> {
+        if !self.ctx.is_distributed() {
+            return Ok(None);
+        }
+        let results = self
+            .ctx
+            .run_job(self.job(&[], None, Op::Push(push)), self.partitions())?;
+        Ok(Some(results.iter().map(|r| r.count).sum()))
     }
 
     /// Removes the table and its files.

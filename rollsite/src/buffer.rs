@@ -1,8 +1,8 @@
 //! The durable receive buffer: what other parties pushed to us, kept until a `get` takes it.
 //!
 //! One persistent table of the roll-site's own data dir holds, per transfer (its rs key):
-//! `H` its header, `M` a marker per stored batch (partition, batch sequence) and `F` each
-//! finished partition's batch count. The batch bodies, often megabytes each, are files under
+//! `H` its header, `M` a marker per stored batch (partition, batch sequence), `F` each
+//! finished partition's batch count and `T` when data last arrived (for expiry). The batch bodies, often megabytes each, are files under
 //! `blobs/<transfer>/`, written whole then renamed into place before their marker is written:
 //! large values would cost RocksDB several rewrites. A batch sent twice lands on the same
 //! name and key, so retried streams never duplicate data. Like RocksDB's default writes, a
@@ -19,7 +19,7 @@ use prost::Message;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 
 const NAMESPACE: &str = "rollsite";
@@ -136,6 +136,12 @@ fn tail_u64(k: &[u8]) -> u64 {
     u64::from_be_bytes(b)
 }
 
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 fn tail_partition(k: &[u8]) -> u32 {
     let mut b = [0u8; 4];
     if k.len() >= 12 {
@@ -242,8 +248,9 @@ impl Buffer {
                     source,
                 })?;
         }
-        let mut pairs: Vec<Pair> = Vec::with_capacity(batches.len() * 2 + 1);
+        let mut pairs: Vec<Pair> = Vec::with_capacity(batches.len() * 2 + 2);
         pairs.push((prefix(b'H', rk), meta.encode_to_vec()));
+        pairs.push((prefix(b'T', rk), now_ms().to_be_bytes().to_vec()));
         for b in batches {
             pairs.push((batch_key(b'M', rk, b.partition, b.seq), Vec::new()));
             if b.finish {
@@ -360,11 +367,32 @@ impl Buffer {
         Ok(())
     }
 
+    /// Drops every transfer that saw no data for `age` (nobody took it); returns their keys.
+    pub fn expire(&self, age: Duration) -> Result<Vec<String>> {
+        let cutoff = now_ms().saturating_sub(age.as_millis() as u64);
+        let mut old = Vec::new();
+        self.store.scan(KeyRange::prefix(b"T"), &mut |k, v| {
+            if tail_u64(v) < cutoff && k.len() >= 3 {
+                let n = u16::from_be_bytes([k[1], k[2]]) as usize;
+                if let Some(rk) = k.get(3..3 + n) {
+                    old.push(String::from_utf8_lossy(rk).into_owned());
+                }
+            }
+            Ok(true)
+        })?;
+        for rk in &old {
+            let batches = self.clear(rk)?;
+            tracing::warn!(key = %rk, batches, hours = age.as_secs() / 3600,
+                "dropped a received transfer that no get took (rollsite.buffer_expiry_hours)");
+        }
+        Ok(old)
+    }
+
     /// Removes a transfer that a get has taken; returns how many batches it held.
     pub fn clear(&self, rk: &str) -> Result<u64> {
         let mut keys = Vec::new();
         let mut batches = 0;
-        for kind in [b'M', b'F', b'H'] {
+        for kind in [b'M', b'F', b'H', b'T'] {
             self.store
                 .scan(KeyRange::prefix(&prefix(kind, rk)), &mut |k, _| {
                     keys.push(k.to_vec());
@@ -447,6 +475,27 @@ mod tests {
         assert_eq!(buf.clear("t").unwrap(), 3);
         assert!(buf.arrival("t").unwrap().is_none());
         assert_eq!(buf.arrival("other").unwrap().unwrap().done, 1);
+    }
+
+    #[test]
+    fn transfers_nobody_took_expire_and_fresh_ones_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let buf = Buffer::open(dir.path(), StorageConfig::default(), 1 << 20).unwrap();
+        let h = header(crate::packet::TABLE, 1);
+        let batch = Batch {
+            partition: 0,
+            seq: 0,
+            finish: true,
+            body: b"x".to_vec().into(),
+        };
+        buf.write("old", &h, vec![batch.clone()]).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        buf.write("new", &h, vec![batch]).unwrap();
+        assert!(buf.expire(Duration::from_secs(3600)).unwrap().is_empty());
+        assert_eq!(buf.expire(Duration::from_millis(15)).unwrap(), vec!["old"]);
+        assert!(buf.arrival("old").unwrap().is_none());
+        assert!(!buf.transfer_dir("old").exists());
+        assert!(buf.arrival("new").unwrap().unwrap().complete());
     }
 
     #[test]

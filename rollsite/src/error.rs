@@ -58,7 +58,7 @@ pub enum Error {
     RollPair(#[from] eggroll_rollpair::Error),
     /// Encoding or decoding failed.
     #[error(transparent)]
-    Core(#[from] eggroll_core::CoreError),
+    Core(eggroll_core::CoreError),
     /// TLS material cannot be used.
     #[error("TLS: {0}")]
     Tls(String),
@@ -121,6 +121,18 @@ impl Error {
 impl From<Error> for Status {
     fn from(e: Error) -> Status {
         Status::new(e.code(), e.to_string())
+    }
+}
+
+impl From<eggroll_core::CoreError> for Error {
+    fn from(e: eggroll_core::CoreError) -> Self {
+        use eggroll_core::CoreError;
+        // Packet faults keep their own kinds: callers match on them.
+        match e {
+            CoreError::BadPacket(m) => Error::BadPacket(m),
+            CoreError::TooLarge(m) => Error::TooLarge(m),
+            other => Error::Core(other),
+        }
     }
 }
 

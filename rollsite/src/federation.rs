@@ -9,13 +9,17 @@
 
 use crate::error::{describe, Error, Result};
 use crate::forward;
-use crate::packet::{pairs, push_pair, TransferKey, FINISH, OBJECT, SIZE_OPTION, TABLE};
+use crate::packet::{
+    chunk_packet, pairs, Chunk, RetryPolicy, TableBatches, TransferKey, OBJECT, SIZE_OPTION, TABLE,
+};
 use crate::site::OP_CLEAR;
 use crate::site::{Peer, Site};
 use bytes::Bytes;
 use eggroll_core::codec::{decode, encode};
 use eggroll_core::config::RollsiteConfig;
 use eggroll_core::partitioner::partition_of;
+use eggroll_core::CoreError;
+use eggroll_proto::meta::PushToRollsite;
 use eggroll_proto::proxy::data_transfer_service_client::DataTransferServiceClient;
 use eggroll_proto::proxy::{Conf, Metadata, Packet};
 use eggroll_proto::transfer::RollSiteHeader;
@@ -98,6 +102,18 @@ impl FederationOptions {
     }
 }
 
+impl FederationOptions {
+    /// How a push stream that failed with UNAVAILABLE is retried.
+    pub fn retry(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_retry: self.max_retry,
+            long_retry: self.long_retry,
+            retry_wait: self.retry_wait,
+            long_retry_wait: self.long_retry_wait,
+        }
+    }
+}
+
 impl Default for FederationOptions {
     fn default() -> Self {
         Self::from_config(&RollsiteConfig::default())
@@ -125,6 +141,8 @@ struct Inner {
     session: String,
     me: Party,
     rollsite: String,
+    /// The roll-site's address as a cluster's eggs reach it (they push tables themselves).
+    egg_rollsite: String,
     link: Link,
     opts: FederationOptions,
 }
@@ -133,15 +151,6 @@ struct Inner {
 #[derive(Clone)]
 pub struct Federation {
     inner: Arc<Inner>,
-}
-
-/// One batch to push: its partition, sequence, last-of-partition mark and bytes.
-#[derive(Clone)]
-struct Chunk {
-    partition: u32,
-    seq: u64,
-    finish: bool,
-    body: Bytes,
 }
 
 impl Federation {
@@ -170,6 +179,7 @@ impl Federation {
                 session: session.into(),
                 link: Link::Grpc(forward::client(ch, opts.max_message_bytes)),
                 rollsite: rollsite.into(),
+                egg_rollsite: rollsite.into(),
                 me,
                 opts,
             }),
@@ -194,6 +204,7 @@ impl Federation {
                 session: session.into(),
                 link: Link::InProcess(Arc::downgrade(site.site())),
                 rollsite: format!("{} (in process)", site.addr()),
+                egg_rollsite: reachable(site.addr()).to_string(),
                 me,
                 opts,
             }),
@@ -320,7 +331,14 @@ impl Federation {
             Ok(())
         }
         .await;
-        self.log_remote(name, tag, parties, data.len() as u64, started, &result);
+        self.log_remote(
+            name,
+            tag,
+            parties,
+            data.len() as u64,
+            started,
+            result.as_ref().map(|_| ()),
+        );
         result.map(|()| data.len() as u64)
     }
 
@@ -331,7 +349,7 @@ impl Federation {
         parties: &[Party],
         bytes: u64,
         started: Instant,
-        result: &Result<()>,
+        result: Result<(), &Error>,
     ) {
         let dst: Vec<String> = parties
             .iter()
@@ -364,30 +382,16 @@ impl Federation {
         }
         let chunks = Arc::new(chunks);
         let per = opts.batches_per_stream.max(1) as u64;
+        let retry = opts.retry();
         let mut attempt = 0u32;
         loop {
             let (key2, base2, chunks2) = (key.clone(), base.clone(), chunks.clone());
-            let packets = tokio_stream::iter(0..chunks2.len()).map(move |i| {
-                let c = &chunks2[i];
-                let mut h = base2.clone();
-                h.partition_id = c.partition as i32;
-                h.batch_seq = c.seq as i64;
-                h.stream_seq = (c.seq / per) as i64;
-                if c.finish {
-                    h.stage = FINISH.into();
-                    h.total_batches = c.seq as i64 + 1;
-                }
-                key2.packet(&h, c.body.clone())
-            });
+            let packets = tokio_stream::iter(0..chunks2.len())
+                .map(move |i| chunk_packet(&key2, &base2, &chunks2[i], per));
             match self.send_push(packets).await {
                 Ok(_) => return Ok(()),
-                Err(s) if s.code() == Code::Unavailable && attempt < opts.max_retry => {
-                    let long_from = opts.max_retry.saturating_sub(opts.long_retry);
-                    let wait = if attempt >= long_from {
-                        opts.long_retry_wait
-                    } else {
-                        opts.retry_wait * 2u32.saturating_pow(attempt)
-                    };
+                Err(s) if s.code() == Code::Unavailable && retry.wait(attempt).is_some() => {
+                    let wait = retry.wait(attempt).unwrap_or_default();
                     attempt += 1;
                     tracing::warn!(key = %key.rs_key(), attempt, wait_ms = wait.as_millis() as u64,
                         error = %describe(&s), "push stream unavailable; retrying");
@@ -452,13 +456,13 @@ impl Federation {
             }),
             ..key.metadata(&h)
         };
-        let opts = &self.inner.opts;
+        let retry = self.inner.opts.retry();
         let mut attempt = 0;
         loop {
             match self.send_pull(meta.clone()).await {
                 Ok(s) => return Ok(s),
-                Err(s) if s.code() == Code::Unavailable && attempt < opts.max_retry => {
-                    let wait = opts.retry_wait * 2u32.saturating_pow(attempt);
+                Err(s) if s.code() == Code::Unavailable && retry.wait(attempt).is_some() => {
+                    let wait = retry.wait(attempt).unwrap_or_default();
                     attempt += 1;
                     tokio::time::sleep(wait).await;
                 }
@@ -644,6 +648,19 @@ impl Federation {
         let started = Instant::now();
         let n = table.partitions();
         let opts = &self.inner.opts;
+        if table.context().is_distributed() {
+            let result = self.remote_table_from_eggs(table, name, tag, parties).await;
+            let bytes = *result.as_ref().unwrap_or(&0);
+            self.log_remote(
+                name,
+                tag,
+                parties,
+                bytes,
+                started,
+                result.as_ref().map(|_| ()),
+            );
+            return result;
+        }
         let keys: Arc<Vec<TransferKey>> = Arc::new(
             parties
                 .iter()
@@ -672,8 +689,55 @@ impl Federation {
             Ok(())
         }
         .await;
-        self.log_remote(name, tag, parties, bytes, started, &result);
+        self.log_remote(
+            name,
+            tag,
+            parties,
+            bytes,
+            started,
+            result.as_ref().map(|_| ()),
+        );
         result.map(|()| bytes)
+    }
+
+    /// `remote_table` on a cluster: every egg pushes its own partitions to the roll-site,
+    /// all partitions at once.
+    async fn remote_table_from_eggs<K, V>(
+        &self,
+        table: &RollPair<K, V>,
+        name: &str,
+        tag: &str,
+        parties: &[Party],
+    ) -> Result<u64>
+    where
+        K: Send + 'static,
+        V: Send + 'static,
+    {
+        let opts = &self.inner.opts;
+        let headers = parties
+            .iter()
+            .map(|party| {
+                let mut h = self.key(name, tag, &self.inner.me, party).header(TABLE);
+                h.total_partitions = table.partitions() as i32;
+                h.encode_to_vec()
+            })
+            .collect();
+        let push = PushToRollsite {
+            rollsite: self.inner.egg_rollsite.clone(),
+            headers,
+            batch_body_bytes: opts.batch_body_bytes as u64,
+            batches_per_stream: opts.batches_per_stream as u32,
+            max_message_bytes: opts.max_message_bytes as u64,
+            max_retry: opts.max_retry,
+            long_retry: opts.long_retry,
+            retry_wait_ms: opts.retry_wait.as_millis() as u64,
+            long_retry_wait_ms: opts.long_retry_wait.as_millis() as u64,
+            connect_timeout_ms: opts.connect_timeout.as_millis() as u64,
+        };
+        // The cluster client blocks on its own runtime: not on this async worker.
+        let t = table.clone();
+        let pushed = tokio::task::spawn_blocking(move || t.push_to_rollsite(push)).await??;
+        Ok(pushed.unwrap_or(0))
     }
 
     /// Reads partition `p` of `table` on a blocking thread and pushes its batches to every
@@ -859,6 +923,16 @@ impl Federation {
     }
 }
 
+/// An address other processes on this machine can connect to: a wildcard listen address
+/// becomes loopback.
+fn reachable(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    let mut a = addr;
+    if a.ip().is_unspecified() {
+        a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    a
+}
+
 async fn join_one(jobs: &mut JoinSet<Result<()>>) -> Result<()> {
     match jobs.join_next().await {
         Some(r) => r?,
@@ -890,47 +964,32 @@ fn produce_partition<K, V>(
     opts: &FederationOptions,
     tx: &mpsc::Sender<Chunk>,
 ) -> Result<()> {
-    let limit = opts.batch_body_bytes;
-    let max_pair = opts.max_message_bytes.saturating_sub(64 << 10);
-    let send = |seq, finish, body: Vec<u8>| -> Result<()> {
-        let chunk = Chunk {
-            partition: p,
-            seq,
-            finish,
-            body: Bytes::from(body),
-        };
-        // A closed channel means the sender gave up (another partition failed).
+    // A closed channel means the sender gave up (another partition failed).
+    let send = |chunk| {
         tx.blocking_send(chunk)
             .map_err(|_| Error::Internal("the table sender stopped".into()))
     };
-    let mut seq = 0u64;
-    let mut buf: Vec<u8> = Vec::with_capacity(limit + 1024);
+    let mut batches = TableBatches::new(p, opts.batch_body_bytes, opts.max_message_bytes);
     // The scan speaks the roll-pair error type: keep ours here and stop the scan with it.
     let mut failed: Option<Error> = None;
     table.scan_encoded(p, &mut |k, v| {
-        if k.len() + v.len() + 8 > max_pair {
-            failed = Some(Error::TooLarge(format!(
-                "a pair of {} bytes in partition {p} does not fit in max_message_bytes {}",
-                k.len() + v.len(),
-                opts.max_message_bytes
-            )));
-            return Ok(false);
-        }
-        if !buf.is_empty() && buf.len() + k.len() + v.len() + 8 > limit {
-            let full = std::mem::replace(&mut buf, Vec::with_capacity(limit + 1024));
-            if let Err(e) = send(seq, false, full) {
+        let sent = match batches.push(k, v) {
+            Ok(Some(full)) => send(full),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e.into()),
+        };
+        match sent {
+            Ok(()) => Ok(true),
+            Err(e) => {
                 failed = Some(e);
-                return Ok(false);
+                Ok(false)
             }
-            seq += 1;
         }
-        push_pair(&mut buf, k, v);
-        Ok(true)
     })?;
     if let Some(e) = failed {
         return Err(e);
     }
-    send(seq, true, buf)
+    send(batches.finish())
 }
 
 /// Writes received batches into `table` raw, each into the partition it was sent from,
@@ -962,8 +1021,8 @@ fn write_batch<K, V>(
         )));
     }
     let found = pairs(batch).map_err(|e| match e {
-        Error::BadPacket(m) => Error::BadPacket(format!("{what}, partition {p}: {m}")),
-        e => e,
+        CoreError::BadPacket(m) => Error::BadPacket(format!("{what}, partition {p}: {m}")),
+        e => e.into(),
     })?;
     for (k, _) in &found {
         let q = partition_of(k, n);

@@ -10,13 +10,14 @@ pub mod buffer;
 pub mod error;
 pub mod federation;
 pub mod forward;
-pub mod packet;
 pub mod polling;
 pub mod route;
 pub mod service;
 pub mod site;
 pub mod tls;
 
+/// Roll-site packets: the transfer key, headers and table batch format (shared with eggs).
+pub use eggroll_core::transfer as packet;
 pub use error::{Error, Result};
 pub use federation::{Federation, FederationOptions, Party};
 
@@ -180,6 +181,27 @@ pub async fn start(config: &EggrollConfig) -> Result<RollSite> {
             let _ = tokio::task::spawn_blocking(move || site.routes.reload_if_changed()).await;
         }
     }));
+    if rs.buffer_expiry_hours > 0 {
+        // Transfers nobody took: checked at start, then a few times per expiry period.
+        let weak = Arc::downgrade(&site);
+        let age = Duration::from_secs(rs.buffer_expiry_hours.saturating_mul(3600));
+        let every = (age / 8).clamp(Duration::from_secs(60), Duration::from_secs(3600));
+        let mut stop_watch = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let Some(site) = weak.upgrade() else { return };
+                let buffer = site.buffer.clone();
+                drop(site);
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || buffer.expire(age)).await {
+                    tracing::warn!(error = %e, "cannot expire old transfers in the receive buffer");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop_watch.wait_for(|s| *s) => return,
+                }
+            }
+        }));
+    }
     if !rs.polling_exchange.trim().is_empty() {
         tasks.push(tokio::spawn(polling::run_poller(
             site.clone(),

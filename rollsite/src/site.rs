@@ -358,8 +358,8 @@ impl Site {
             .header
             .as_ref()
             .ok_or_else(|| at(Error::BadPacket("it has no header".into())))?;
-        let h = rollsite_header(m).map_err(at)?;
-        let k = TransferKey::from_header(&h).map_err(at)?;
+        let h = rollsite_header(m).map_err(|e| at(e.into()))?;
+        let k = TransferKey::from_header(&h).map_err(|e| at(e.into()))?;
         if k != *key {
             return Err(at(Error::BadPacket(format!(
                 "it belongs to {}, but the stream started with {}",
@@ -381,7 +381,7 @@ impl Site {
             )));
         }
         if h.data_type == TABLE {
-            pairs(&body).map_err(at)?;
+            pairs(&body).map_err(|e| at(e.into()))?;
         }
         Ok(Batch {
             partition: h.partition_id as u32,

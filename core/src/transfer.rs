@@ -1,10 +1,15 @@
-//! Packets on the wire: the transfer key, `RollSiteHeader` in `Metadata.ext`, and the body
-//! format of table batches.
+//! Roll-site packets on the wire: the transfer key, `RollSiteHeader` in `Metadata.ext`, the
+//! body format of table batches, and the retry policy of pushes.
+//!
+//! Shared by the roll-site and the federation API (`eggroll-rollsite`) and by eggs, which push
+//! their partitions to the roll-site themselves in distributed mode.
 
-use crate::error::{Error, Result};
+use crate::error::{CoreError, Result};
+use bytes::Bytes;
 use eggroll_proto::proxy::{Data, Metadata, Packet, Topic};
 use eggroll_proto::transfer::RollSiteHeader;
 use prost::Message;
+use std::time::Duration;
 
 /// `dataType` of an object (bytes, chunked).
 pub const OBJECT: &str = "object";
@@ -75,12 +80,12 @@ impl TransferKey {
         ];
         for (field, value, may_be_empty) in fields {
             if value.is_empty() && !may_be_empty {
-                return Err(Error::BadPacket(format!(
+                return Err(CoreError::BadPacket(format!(
                     "RollSiteHeader.{field} in Metadata.ext is empty"
                 )));
             }
             if value.len() > MAX_FIELD || value.chars().any(char::is_control) {
-                return Err(Error::BadPacket(format!(
+                return Err(CoreError::BadPacket(format!(
                     "RollSiteHeader.{field} in Metadata.ext is over {MAX_FIELD} bytes or has \
                      control characters"
                 )));
@@ -127,7 +132,7 @@ impl TransferKey {
     }
 
     /// A whole packet.
-    pub fn packet(&self, header: &RollSiteHeader, body: impl Into<bytes::Bytes>) -> Packet {
+    pub fn packet(&self, header: &RollSiteHeader, body: impl Into<Bytes>) -> Packet {
         Packet {
             header: Some(self.metadata(header)),
             body: Some(Data {
@@ -143,16 +148,15 @@ pub fn destination(p: &Packet) -> Result<(&str, &str)> {
     let h = p
         .header
         .as_ref()
-        .ok_or_else(|| Error::BadPacket("the packet has no header (Packet.header)".into()))?;
-    let dst = h
-        .dst
-        .as_ref()
-        .ok_or_else(|| Error::BadPacket("the header has no destination (Metadata.dst)".into()))?;
+        .ok_or_else(|| CoreError::BadPacket("the packet has no header (Packet.header)".into()))?;
+    let dst = h.dst.as_ref().ok_or_else(|| {
+        CoreError::BadPacket("the header has no destination (Metadata.dst)".into())
+    })?;
     if dst.party_id.is_empty() {
-        return Err(Error::BadPacket("Metadata.dst.partyId is empty".into()));
+        return Err(CoreError::BadPacket("Metadata.dst.partyId is empty".into()));
     }
     if dst.party_id.len() > MAX_FIELD || dst.role.len() > MAX_FIELD {
-        return Err(Error::BadPacket(
+        return Err(CoreError::BadPacket(
             "Metadata.dst.partyId or role is too long".into(),
         ));
     }
@@ -167,41 +171,41 @@ pub fn destination(p: &Packet) -> Result<(&str, &str)> {
 /// The decoded `RollSiteHeader` of a packet addressed to roll-site storage, validated.
 pub fn rollsite_header(m: &Metadata) -> Result<RollSiteHeader> {
     if m.ext.is_empty() {
-        return Err(Error::BadPacket(
+        return Err(CoreError::BadPacket(
             "Metadata.ext is empty: roll-site packets carry a serialized RollSiteHeader there"
                 .into(),
         ));
     }
     let h = RollSiteHeader::decode(&m.ext[..]).map_err(|e| {
-        Error::BadPacket(format!(
+        CoreError::BadPacket(format!(
             "Metadata.ext is not a serialized RollSiteHeader: {e}"
         ))
     })?;
     if h.data_type != OBJECT && h.data_type != TABLE {
-        return Err(Error::BadPacket(format!(
+        return Err(CoreError::BadPacket(format!(
             "RollSiteHeader.dataType is {:?}; this roll-site stores \"{OBJECT}\" and \"{TABLE}\"",
             h.data_type
         )));
     }
     if !(1..=MAX_PARTITIONS).contains(&h.total_partitions) {
-        return Err(Error::BadPacket(format!(
+        return Err(CoreError::BadPacket(format!(
             "RollSiteHeader.totalPartitions is {}; it must be 1..={MAX_PARTITIONS}",
             h.total_partitions
         )));
     }
     if h.partition_id < 0 || h.partition_id >= h.total_partitions {
-        return Err(Error::BadPacket(format!(
+        return Err(CoreError::BadPacket(format!(
             "RollSiteHeader.partitionId {} is outside 0..{}",
             h.partition_id, h.total_partitions
         )));
     }
     if h.data_type == OBJECT && h.total_partitions != 1 {
-        return Err(Error::BadPacket(
+        return Err(CoreError::BadPacket(
             "an object has exactly one partition (RollSiteHeader.totalPartitions = 1)".into(),
         ));
     }
     if !(0..1 << 40).contains(&h.batch_seq) {
-        return Err(Error::BadPacket(format!(
+        return Err(CoreError::BadPacket(format!(
             "RollSiteHeader.batchSeq {} is negative or absurdly large",
             h.batch_seq
         )));
@@ -223,14 +227,14 @@ pub fn pairs(batch: &[u8]) -> Result<Vec<(&[u8], &[u8])>> {
     let mut rest = batch;
     let take = |rest: &mut &[u8], what: &str, at: usize| -> Result<usize> {
         if rest.len() < 4 {
-            return Err(Error::BadPacket(format!(
+            return Err(CoreError::BadPacket(format!(
                 "table batch truncated: {what} length at byte {at} is cut off"
             )));
         }
         let n = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
         *rest = &rest[4..];
         if rest.len() < n {
-            return Err(Error::BadPacket(format!(
+            return Err(CoreError::BadPacket(format!(
                 "table batch truncated: {what} at byte {at} says {n} bytes, {} remain",
                 rest.len()
             )));
@@ -248,6 +252,132 @@ pub fn pairs(batch: &[u8]) -> Result<Vec<(&[u8], &[u8])>> {
         out.push((k, v));
     }
     Ok(out)
+}
+
+/// One batch to push: its partition, sequence within the partition, last-of-partition mark
+/// and bytes.
+#[derive(Clone, Debug)]
+pub struct Chunk {
+    /// Partition (0 for objects).
+    pub partition: u32,
+    /// Sequence of the batch within its partition.
+    pub seq: u64,
+    /// Whether it is the partition's last batch.
+    pub finish: bool,
+    /// The bytes.
+    pub body: Bytes,
+}
+
+/// The packet that carries `chunk` of a transfer: `base` (the transfer's header, with its
+/// data type and partition count) completed with the chunk's partition, batch and stream
+/// sequence, and the finish stage on a partition's last batch.
+pub fn chunk_packet(
+    key: &TransferKey,
+    base: &RollSiteHeader,
+    chunk: &Chunk,
+    batches_per_stream: u64,
+) -> Packet {
+    let mut h = base.clone();
+    h.partition_id = chunk.partition as i32;
+    h.batch_seq = chunk.seq as i64;
+    h.stream_seq = (chunk.seq / batches_per_stream.max(1)) as i64;
+    if chunk.finish {
+        h.stage = FINISH.into();
+        h.total_batches = chunk.seq as i64 + 1;
+    }
+    key.packet(&h, chunk.body.clone())
+}
+
+/// Cuts one partition's pairs into table batches of about `batch_body_bytes`.
+pub struct TableBatches {
+    partition: u32,
+    limit: usize,
+    max_pair: usize,
+    seq: u64,
+    buf: Vec<u8>,
+}
+
+impl TableBatches {
+    /// Batches of partition `partition`; a pair must fit in `max_message_bytes` less 64 KiB
+    /// of header room.
+    pub fn new(partition: u32, batch_body_bytes: usize, max_message_bytes: usize) -> Self {
+        let limit = batch_body_bytes.max(1);
+        Self {
+            partition,
+            limit,
+            max_pair: max_message_bytes.saturating_sub(64 << 10),
+            seq: 0,
+            buf: Vec::with_capacity(limit + 1024),
+        }
+    }
+
+    /// Adds a pair; returns the full batch to send first when the pair does not fit in it.
+    pub fn push(&mut self, k: &[u8], v: &[u8]) -> Result<Option<Chunk>> {
+        let size = k.len() + v.len() + 8;
+        if size > self.max_pair {
+            return Err(CoreError::TooLarge(format!(
+                "a pair of {} bytes in partition {} does not fit in a message of {} bytes \
+                 (max_message_bytes)",
+                k.len() + v.len(),
+                self.partition,
+                self.max_pair + (64 << 10)
+            )));
+        }
+        let mut full = None;
+        if !self.buf.is_empty() && self.buf.len() + size > self.limit {
+            let body = std::mem::replace(&mut self.buf, Vec::with_capacity(self.limit + 1024));
+            full = Some(self.chunk(false, body));
+        }
+        push_pair(&mut self.buf, k, v);
+        Ok(full)
+    }
+
+    /// The partition's last batch, marked finish (empty for an empty partition).
+    pub fn finish(mut self) -> Chunk {
+        let body = std::mem::take(&mut self.buf);
+        self.chunk(true, body)
+    }
+
+    fn chunk(&mut self, finish: bool, body: Vec<u8>) -> Chunk {
+        let c = Chunk {
+            partition: self.partition,
+            seq: self.seq,
+            finish,
+            body: Bytes::from(body),
+        };
+        self.seq += 1;
+        c
+    }
+}
+
+/// How a push stream that failed with UNAVAILABLE is retried, as EggRoll's
+/// `push.max.retry` / `long.retry`: waits doubling from `retry_wait`, the last `long_retry`
+/// of `max_retry` waiting `long_retry_wait`.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    /// Retries in all.
+    pub max_retry: u32,
+    /// How many of those wait `long_retry_wait`.
+    pub long_retry: u32,
+    /// First retry wait; doubles per retry.
+    pub retry_wait: Duration,
+    /// Wait before a long retry.
+    pub long_retry_wait: Duration,
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `attempt` (from 0), or `None` when retries are spent.
+    pub fn wait(&self, attempt: u32) -> Option<Duration> {
+        if attempt >= self.max_retry {
+            return None;
+        }
+        let long_from = self.max_retry.saturating_sub(self.long_retry);
+        Some(if attempt >= long_from {
+            self.long_retry_wait
+        } else {
+            self.retry_wait * 2u32.saturating_pow(attempt.min(16))
+        })
+    }
 }
 
 #[cfg(test)]
@@ -270,6 +400,49 @@ mod tests {
             }
             assert!(pairs(&b[..cut]).is_err(), "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn table_batches_cut_at_the_limit_and_mark_the_last() {
+        let mut b = TableBatches::new(3, 40, 1 << 20);
+        let mut chunks = Vec::new();
+        for i in 0..10u8 {
+            if let Some(c) = b.push(&[i], &[i; 10]).unwrap() {
+                chunks.push(c);
+            }
+        }
+        chunks.push(b.finish());
+        // 19 bytes a pair, 40 a batch: two pairs per batch.
+        assert_eq!(chunks.len(), 5);
+        for (i, c) in chunks.iter().enumerate() {
+            assert_eq!((c.partition, c.seq, c.finish), (3, i as u64, i == 4));
+            assert_eq!(pairs(&c.body).unwrap().len(), 2);
+        }
+        let empty = TableBatches::new(0, 40, 1 << 20).finish();
+        assert!(empty.finish && empty.body.is_empty());
+        let mut small = TableBatches::new(0, 40, 70 << 10);
+        assert!(small.push(b"k", &vec![0; 8 << 10]).is_err());
+    }
+
+    #[test]
+    fn retries_double_then_wait_long_then_stop() {
+        let r = RetryPolicy {
+            max_retry: 4,
+            long_retry: 1,
+            retry_wait: Duration::from_millis(10),
+            long_retry_wait: Duration::from_secs(1),
+        };
+        let waits: Vec<_> = (0..5).map(|a| r.wait(a)).collect();
+        assert_eq!(
+            waits,
+            vec![
+                Some(Duration::from_millis(10)),
+                Some(Duration::from_millis(20)),
+                Some(Duration::from_millis(40)),
+                Some(Duration::from_secs(1)),
+                None
+            ]
+        );
     }
 
     #[test]

@@ -1,0 +1,234 @@
+//! `remote_table` on a cluster: an egg reads one of its partitions and pushes it straight to
+//! the party's roll-site, so table data never passes through the client.
+
+use crate::catalog::Stores;
+use crate::error::EggError;
+use crate::store::KeyRange;
+use eggroll_core::transfer::{
+    chunk_packet, Chunk, RetryPolicy, TableBatches, TransferKey, MAX_PARTITIONS, TABLE,
+};
+use eggroll_proto::meta::{PushToRollsite, StoreLocator};
+use eggroll_proto::proxy::data_transfer_service_client::DataTransferServiceClient;
+use eggroll_proto::transfer::RollSiteHeader;
+use prost::Message;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+type Client = DataTransferServiceClient<Channel>;
+
+/// Clients of roll-sites, one multiplexed connection per address.
+#[derive(Clone, Default)]
+pub struct RollsiteClients {
+    clients: Arc<Mutex<HashMap<String, Client>>>,
+}
+
+impl RollsiteClients {
+    fn get(&self, push: &PushToRollsite) -> Result<Client, Status> {
+        let addr = &push.rollsite;
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = clients.get(addr) {
+            return Ok(c.clone());
+        }
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| {
+                Status::invalid_argument(format!("the roll-site address {addr:?} is invalid: {e}"))
+            })?
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_millis(push.connect_timeout_ms.max(100)))
+            // Large windows, as between roll-sites: one stream can fill the link.
+            .initial_stream_window_size(16 << 20)
+            .initial_connection_window_size(32 << 20)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .connect_lazy();
+        let max = push.max_message_bytes as usize;
+        let client = DataTransferServiceClient::new(channel)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+        clients.insert(addr.clone(), client.clone());
+        Ok(client)
+    }
+}
+
+/// One destination of a push: its transfer key and header.
+type Destination = (TransferKey, RollSiteHeader);
+
+/// Checks a push request against the partitioned store it reads.
+fn destinations(push: &PushToRollsite, input: &StoreLocator) -> Result<Vec<Destination>, Status> {
+    let bad = |m: String| Status::invalid_argument(format!("PushToRollsite: {m}"));
+    if push.rollsite.is_empty() {
+        return Err(bad("rollsite (the roll-site's host:port) is empty".into()));
+    }
+    if push.headers.is_empty() {
+        return Err(bad("no headers: name at least one destination party".into()));
+    }
+    if push.batch_body_bytes == 0
+        || push.batch_body_bytes + (64 << 10) > push.max_message_bytes
+        || push.max_message_bytes > u32::MAX as u64
+    {
+        return Err(bad(format!(
+            "batch_body_bytes {} must be above 0 and at least 64 KiB below max_message_bytes {} \
+             (at most 4 GiB)",
+            push.batch_body_bytes, push.max_message_bytes
+        )));
+    }
+    push.headers
+        .iter()
+        .map(|raw| {
+            let h = RollSiteHeader::decode(&raw[..])
+                .map_err(|e| bad(format!("a header is not a serialized RollSiteHeader: {e}")))?;
+            let key = TransferKey::from_header(&h).map_err(|e| bad(e.to_string()))?;
+            if h.data_type != TABLE {
+                return Err(bad(format!("dataType is {:?}, not {TABLE:?}", h.data_type)));
+            }
+            if h.total_partitions as i64 != input.total_partitions as i64
+                || !(1..=MAX_PARTITIONS).contains(&h.total_partitions)
+            {
+                return Err(bad(format!(
+                    "totalPartitions is {}, but the table has {} partitions",
+                    h.total_partitions, input.total_partitions
+                )));
+            }
+            Ok((key, h))
+        })
+        .collect()
+}
+
+/// Pushes partition `p` of `input` to the roll-site `push` names, for every destination;
+/// returns the bytes of table data pushed (one copy). `who` names this egg in errors.
+pub async fn push_partition(
+    stores: Arc<Stores>,
+    clients: &RollsiteClients,
+    input: StoreLocator,
+    p: u32,
+    push: PushToRollsite,
+    who: &str,
+) -> Result<u64, Status> {
+    let started = Instant::now();
+    let dests = Arc::new(destinations(&push, &input)?);
+    let client = clients.get(&push)?;
+    let per = push.batches_per_stream.max(1) as usize;
+    let retry = RetryPolicy {
+        max_retry: push.max_retry,
+        long_retry: push.long_retry,
+        retry_wait: Duration::from_millis(push.retry_wait_ms),
+        long_retry_wait: Duration::from_millis(push.long_retry_wait_ms),
+    };
+    let (body, max) = (
+        push.batch_body_bytes as usize,
+        push.max_message_bytes as usize,
+    );
+    // Two batches ahead: the scan keeps going while a group is pushed, memory bounded.
+    let (tx, mut rx) = mpsc::channel::<Chunk>(2);
+    let table = format!("{}/{}", input.namespace, input.name);
+    let reader = tokio::task::spawn_blocking(move || -> Result<(), EggError> {
+        let store = stores.partition(&input, p)?;
+        let mut batches = TableBatches::new(p, body, max);
+        let mut failed = None;
+        store.scan(KeyRange::all(), &mut |k, v| match batches.push(k, v) {
+            // A closed channel: the pushing side failed and reports why.
+            Ok(Some(full)) => Ok(tx.blocking_send(full).is_ok()),
+            Ok(None) => Ok(true),
+            Err(e) => {
+                failed = Some(e);
+                Ok(false)
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(EggError::Core(e));
+        }
+        let _ = tx.blocking_send(batches.finish());
+        Ok(())
+    });
+    let mut group: Vec<Chunk> = Vec::with_capacity(per);
+    let mut bytes = 0u64;
+    // One group in flight while the next one is read.
+    let mut pending: Option<tokio::task::JoinHandle<Result<(), Status>>> = None;
+    let pushed: Result<(), Status> = async {
+        while let Some(c) = rx.recv().await {
+            bytes += c.body.len() as u64;
+            let finish = c.finish;
+            group.push(c);
+            if group.len() >= per || finish {
+                let g = Arc::new(std::mem::replace(&mut group, Vec::with_capacity(per)));
+                if let Some(prev) = pending.take() {
+                    prev.await.map_err(|e| Status::internal(e.to_string()))??;
+                }
+                let (client, dests, retry) = (client.clone(), dests.clone(), retry.clone());
+                let addr = push.rollsite.clone();
+                pending = Some(tokio::spawn(async move {
+                    push_group(client, &addr, &dests, g, per as u64, &retry).await
+                }));
+            }
+        }
+        if let Some(prev) = pending.take() {
+            prev.await.map_err(|e| Status::internal(e.to_string()))??;
+        }
+        Ok(())
+    }
+    .await;
+    drop(rx);
+    let read = reader
+        .await
+        .map_err(|e| Status::internal(format!("{who}: the scan thread failed: {e}")))?;
+    read.map_err(|e| crate::service::to_status(&e, who))?;
+    pushed?;
+    tracing::info!(table = %table, partition = p, rollsite = %push.rollsite,
+        key = %dests.first().map(|d| d.0.rs_key()).unwrap_or_default(),
+        parties = dests.len(), bytes, ms = started.elapsed().as_millis() as u64,
+        "partition pushed to the roll-site");
+    Ok(bytes)
+}
+
+/// Pushes one group of batches to every destination, each as one stream, retrying a stream
+/// that fails with UNAVAILABLE (the roll-site stores batches by sequence: a resent stream is
+/// stored once).
+async fn push_group(
+    client: Client,
+    addr: &str,
+    dests: &[Destination],
+    group: Arc<Vec<Chunk>>,
+    per: u64,
+    retry: &RetryPolicy,
+) -> Result<(), Status> {
+    for (key, base) in dests {
+        let mut attempt = 0u32;
+        loop {
+            let (k, b, g) = (key.clone(), base.clone(), group.clone());
+            let packets =
+                tokio_stream::iter(0..g.len()).map(move |i| chunk_packet(&k, &b, &g[i], per));
+            let result = client.clone().push(packets).await;
+            match result {
+                Ok(_) => break,
+                Err(s) if s.code() == Code::Unavailable && retry.wait(attempt).is_some() => {
+                    let wait = retry.wait(attempt).unwrap_or_default();
+                    attempt += 1;
+                    tracing::warn!(rollsite = addr, key = %key.rs_key(), attempt,
+                        error = %s.message(), "push to the roll-site unavailable; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(s) => {
+                    return Err(Status::new(
+                        s.code(),
+                        format!(
+                            "pushing {} to the roll-site at {addr} failed{}: {}; check that \
+                             `eggroll rollsite` runs there and that this node can reach it",
+                            key.rs_key(),
+                            if attempt > 0 {
+                                format!(" after {attempt} retries")
+                            } else {
+                                String::new()
+                            },
+                            s.message()
+                        ),
+                    ))
+                }
+            }
+        }
+    }
+    Ok(())
+}
