@@ -19,6 +19,9 @@ pub const TABLE: &str = "table";
 pub const FINISH: &str = "finish";
 /// Header option carrying an object's total size.
 pub const SIZE_OPTION: &str = "size";
+/// Header option carrying the size of every batch of an object but the last: the receiver
+/// writes each batch at its offset in one file, and a get maps that file instead of copying.
+pub const CHUNK_OPTION: &str = "chunk_bytes";
 /// Longest accepted field of a transfer key.
 const MAX_FIELD: usize = 512;
 /// Most partitions a transfer may have.

@@ -50,6 +50,18 @@ impl DataTransferService for Sink {
     }
 }
 
+/// CPU time (user and system) this process used so far: the roll-sites, clients and
+/// baselines all run in it, so the difference over a measure is what that measure cost.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
 fn mbs(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / (1 << 20) as f64 / d.as_secs_f64().max(1e-9)
 }
@@ -92,6 +104,7 @@ async fn raw_tonic(data: &bytes::Bytes, chunk: usize, max: usize) -> Res<Duratio
         tonic::transport::Server::builder()
             .initial_stream_window_size(eggroll_rollsite::forward::STREAM_WINDOW)
             .initial_connection_window_size(eggroll_rollsite::forward::CONNECTION_WINDOW)
+            .max_frame_size(eggroll_rollsite::forward::MAX_FRAME)
             .add_service(
                 DataTransferServiceServer::new(Sink)
                     .max_decoding_message_size(max)
@@ -190,8 +203,10 @@ pub fn run(sizes: (u64, u64, usize, u32), mut config: EggrollConfig) -> Res<()> 
         );
 
         // Baselines, measured in the same run.
+        let c0 = cpu_time();
         let tcp = raw_tcp(&blob).await?;
-        let tonic = raw_tonic(&blob, chunk, max).await?;
+        let (c1, tonic) = (cpu_time(), raw_tonic(&blob, chunk, max).await?);
+        let (tcp_cpu, tonic_cpu) = (c1 - c0, cpu_time() - c1);
         let n = blob.len() as u64;
         println!("{:<58} {:>8} {:>9}", "measure", "MiB/s", "vs tonic");
         // Each ratio is against the raw tonic stream measured just before it: this machine is
@@ -205,9 +220,18 @@ pub fn run(sizes: (u64, u64, usize, u32), mut config: EggrollConfig) -> Res<()> 
                 base / d.as_secs_f64()
             )
         };
-        line("raw loopback TCP stream", tonic, n, tcp, String::new());
+        // CPU seconds per GiB moved and cores kept busy: on a shared machine, the cost of a
+        // path is steadier than its wall time.
+        let cpu = |c: Duration, bytes: u64, wall: Duration| {
+            format!(
+                "   CPU {:.2} s/GiB, {:.1} cores",
+                c.as_secs_f64() / (bytes as f64 / (1u64 << 30) as f64),
+                c.as_secs_f64() / wall.as_secs_f64().max(1e-9)
+            )
+        };
+        line("raw loopback TCP stream", tonic, n, tcp, cpu(tcp_cpu, n, tcp));
         let label = format!("raw tonic stream (one push, {} KiB packets)", chunk >> 10);
-        line(&label, tonic, n, tonic, String::new());
+        line(&label, tonic, n, tonic, cpu(tonic_cpu, n, tonic));
 
         let ctx_a = RollPairContext::standalone(dir.path().join("session-a"))?;
         let ctx_b = RollPairContext::standalone(dir.path().join("session-b"))?;
@@ -225,8 +249,11 @@ pub fn run(sizes: (u64, u64, usize, u32), mut config: EggrollConfig) -> Res<()> 
             ("roll-sites in the parties' processes (1 gRPC hop)", &in_process),
         ] {
             println!("{mode}:");
+            let c0 = cpu_time();
             let tonic = raw_tonic(&blob, chunk, max).await?;
-            line("  raw tonic stream, measured again just before", tonic, n, tonic, String::new());
+            let c = cpu(cpu_time() - c0, n, tonic);
+            line("  raw tonic stream, measured again just before", tonic, n, tonic, c);
+            let c0 = cpu_time();
             let started = Instant::now();
             let (fb2, g) = (fb.clone(), guest.clone());
             let name = format!("object-{}", end_to_end.len());
@@ -236,13 +263,15 @@ pub fn run(sizes: (u64, u64, usize, u32), mut config: EggrollConfig) -> Res<()> 
             let pushed = started.elapsed();
             let got = getting.await??;
             let object = started.elapsed();
-            if got.first().map(|g| g.as_slice()) != Some(&blob[..]) {
+            let object_cpu = cpu_time() - c0;
+            if got.first().map(|g| &g[..]) != Some(&blob[..]) {
                 return Err("the object arrived changed".into());
             }
             drop(got);
             end_to_end.push(tonic.as_secs_f64() / object.as_secs_f64());
             line("  object: remote (acknowledged, stored)", tonic, n, pushed, String::new());
-            line("  object: remote + get (end to end)", tonic, n, object, String::new());
+            let c = cpu(object_cpu, n, object);
+            line("  object: remote + get (end to end)", tonic, n, object, c);
 
             let started = Instant::now();
             let (fb2, ctx2, g) = (fb.clone(), ctx_b.clone(), guest.clone());

@@ -2,14 +2,19 @@
 //!
 //! One persistent table of the roll-site's own data dir holds, per transfer (its rs key):
 //! `H` its header, `M` a marker per stored batch (partition, batch sequence), `F` each
-//! finished partition's batch count and `T` when data last arrived (for expiry). The batch bodies, often megabytes each, are files under
-//! `blobs/<transfer>/`, written whole then renamed into place before their marker is written:
-//! large values would cost RocksDB several rewrites. A batch sent twice lands on the same
+//! finished partition's batch count and `T` when data last arrived (for expiry). The batch
+//! bodies, often megabytes each, live under `blobs/<transfer>/`, not in RocksDB (large values
+//! would cost it several rewrites): an object whose sender names its batch size
+//! ([`CHUNK_OPTION`]) is written batch by batch at its offset into one file `object`, which a
+//! get maps into memory instead of copying; other batches are files of their own, written
+//! whole then renamed into place. A marker is written only after its bytes. A batch sent twice lands on the same
 //! name and key, so retried streams never duplicate data. Like RocksDB's default writes, a
 //! stored batch survives a restart of the roll-site (not of the machine). Every call blocks
 //! on storage: run it on a blocking thread.
 
 use crate::error::{Error, Result};
+use crate::packet::{CHUNK_OPTION, OBJECT};
+use bytes::Bytes;
 use eggroll_core::config::StorageConfig;
 use eggroll_core::partitioner::murmur3_32;
 use eggroll_eggpair::{KeyRange, Pair, PartitionStore, Stores};
@@ -23,6 +28,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 
 const NAMESPACE: &str = "rollsite";
+/// The file of an object written at offsets.
+const OBJECT_FILE: &str = "object";
+/// Marker value of a batch stored in [`OBJECT_FILE`]: this tag, then its length (u64 BE).
+const IN_OBJECT: u8 = b'O';
 const TABLE: &str = "inbox";
 
 /// One batch of a transfer as it is stored.
@@ -136,6 +145,55 @@ fn tail_u64(k: &[u8]) -> u64 {
     u64::from_be_bytes(b)
 }
 
+/// The batch size of an object written at offsets, from its header; `None` for batches
+/// stored as files of their own (tables, and objects from senders that do not name it).
+fn object_chunk(h: &RollSiteHeader) -> Result<Option<u64>> {
+    if h.data_type != OBJECT {
+        return Ok(None);
+    }
+    let Some(c) = h.options.get(CHUNK_OPTION) else {
+        return Ok(None);
+    };
+    match c.parse::<u64>() {
+        Ok(c) if c > 0 => Ok(Some(c)),
+        _ => Err(Error::BadPacket(format!(
+            "RollSiteHeader.options[{CHUNK_OPTION}] is {c:?}, not a positive number"
+        ))),
+    }
+}
+
+/// `len` bytes of `path` from `offset`, mapped read-only. The roll-site writes a batch's
+/// bytes before its marker, rewrites them only with what a retried stream resends, and never
+/// truncates, so mapped bytes stay valid; a file removed while mapped lives on until the last
+/// view is dropped.
+fn map(path: &Path, offset: u64, len: u64) -> Result<Bytes> {
+    if len == 0 {
+        return Ok(Bytes::new());
+    }
+    let io = |source| Error::Io {
+        what: format!("cannot map a received object {}", path.display()),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let have = file.metadata().map_err(io)?.len();
+    if have < offset + len {
+        return Err(Error::Internal(format!(
+            "{} holds {have} bytes, but its markers promise {}",
+            path.display(),
+            offset + len
+        )));
+    }
+    // SAFETY: marked ranges are never truncated or changed (see above).
+    let m = unsafe {
+        memmap2::MmapOptions::new()
+            .offset(offset)
+            .len(len as usize)
+            .map(&file)
+    }
+    .map_err(io)?;
+    Ok(Bytes::from_owner(m))
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -214,7 +272,7 @@ impl Buffer {
     /// stored (a retried stream) is overwritten with the same bytes, never added twice.
     pub fn write(&self, rk: &str, header: &RollSiteHeader, batches: Vec<Batch>) -> Result<()> {
         let progress = self.progress(rk);
-        if header.data_type == crate::packet::OBJECT {
+        if header.data_type == OBJECT {
             let mut seen = progress.seen.lock().unwrap_or_else(|e| e.into_inner());
             for b in &batches {
                 seen.insert((b.partition, b.seq), b.body.len() as u64);
@@ -238,21 +296,68 @@ impl Buffer {
             what: format!("cannot create {}", dir.display()),
             source,
         })?;
+        let chunk = object_chunk(header)?;
+        let mut markers = Vec::with_capacity(batches.len());
+        let mut object: Option<std::fs::File> = None;
         for b in &batches {
-            let path = dir.join(blob_name(b.partition, b.seq));
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, &b.body)
-                .and_then(|()| std::fs::rename(&tmp, &path))
-                .map_err(|source| Error::Io {
-                    what: format!("cannot store a received batch in {}", path.display()),
-                    source,
+            let Some(chunk) = chunk else {
+                let path = dir.join(blob_name(b.partition, b.seq));
+                let tmp = path.with_extension("tmp");
+                std::fs::write(&tmp, &b.body)
+                    .and_then(|()| std::fs::rename(&tmp, &path))
+                    .map_err(|source| Error::Io {
+                        what: format!("cannot store a received batch in {}", path.display()),
+                        source,
+                    })?;
+                markers.push(Vec::new());
+                continue;
+            };
+            let len = b.body.len() as u64;
+            if len > chunk || (!b.finish && len != chunk) {
+                return Err(Error::BadPacket(format!(
+                    "object batch {} has {len} bytes, but the header's {CHUNK_OPTION} is \
+                     {chunk}: every batch but the last must have exactly that many",
+                    b.seq
+                )));
+            }
+            let offset = b
+                .seq
+                .checked_mul(chunk)
+                .filter(|o| o.saturating_add(len) <= self.max_object_bytes)
+                .ok_or_else(|| {
+                    Error::TooLarge(format!(
+                        "object batch {} of {rk} ends beyond max_object_bytes {}",
+                        b.seq, self.max_object_bytes
+                    ))
                 })?;
+            let path = dir.join(OBJECT_FILE);
+            let io = |source| Error::Io {
+                what: format!("cannot store a received batch in {}", path.display()),
+                source,
+            };
+            if object.is_none() {
+                object = Some(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .write(true)
+                        .truncate(false)
+                        .open(&path)
+                        .map_err(io)?,
+                );
+            }
+            if let Some(f) = &object {
+                use std::os::unix::fs::FileExt;
+                f.write_all_at(&b.body, offset).map_err(io)?;
+            }
+            let mut m = vec![IN_OBJECT];
+            m.extend_from_slice(&len.to_be_bytes());
+            markers.push(m);
         }
         let mut pairs: Vec<Pair> = Vec::with_capacity(batches.len() * 2 + 2);
         pairs.push((prefix(b'H', rk), meta.encode_to_vec()));
         pairs.push((prefix(b'T', rk), now_ms().to_be_bytes().to_vec()));
-        for b in batches {
-            pairs.push((batch_key(b'M', rk, b.partition, b.seq), Vec::new()));
+        for (b, m) in batches.into_iter().zip(markers) {
+            pairs.push((batch_key(b'M', rk, b.partition, b.seq), m));
             if b.finish {
                 pairs.push((
                     finish_key(rk, b.partition),
@@ -320,47 +425,77 @@ impl Buffer {
     }
 
     /// Batch `seq` of partition `p` and, once known, the partition's batch count; `None`
-    /// until the batch arrived.
-    pub fn batch(&self, rk: &str, p: u32, seq: u64) -> Result<Option<(Vec<u8>, Option<u64>)>> {
-        if self.store.get(&batch_key(b'M', rk, p, seq))?.is_none() {
+    /// until the batch arrived. A batch of an object file is mapped, not copied.
+    pub fn batch(&self, rk: &str, p: u32, seq: u64) -> Result<Option<(Bytes, Option<u64>)>> {
+        let Some(marker) = self.store.get(&batch_key(b'M', rk, p, seq))? else {
             return Ok(None);
-        }
-        let path = self.transfer_dir(rk).join(blob_name(p, seq));
-        let body = std::fs::read(&path).map_err(|source| Error::Io {
-            what: format!("cannot read a received batch {}", path.display()),
-            source,
-        })?;
+        };
+        let body = self.body(rk, p, seq, &marker)?;
         let total = self.store.get(&finish_key(rk, p))?.map(|f| tail_u64(&f));
         Ok(Some((body, total)))
     }
 
-    /// The file of batch `seq` of partition `p` and, once known, the partition's batch
-    /// count; `None` until the batch arrived.
-    pub fn batch_file(&self, rk: &str, p: u32, seq: u64) -> Result<Option<(PathBuf, Option<u64>)>> {
-        if self.store.get(&batch_key(b'M', rk, p, seq))?.is_none() {
+    /// The bytes of one stored batch, given its marker.
+    fn body(&self, rk: &str, p: u32, seq: u64, marker: &[u8]) -> Result<Bytes> {
+        let dir = self.transfer_dir(rk);
+        if marker.first() != Some(&IN_OBJECT) {
+            let path = dir.join(blob_name(p, seq));
+            return std::fs::read(&path)
+                .map(Bytes::from)
+                .map_err(|source| Error::Io {
+                    what: format!("cannot read a received batch {}", path.display()),
+                    source,
+                });
+        }
+        let header = self
+            .header(rk)?
+            .ok_or_else(|| Error::Internal(format!("{rk} has batches but no header")))?;
+        let chunk = object_chunk(&header)?.ok_or_else(|| {
+            Error::Internal(format!("{rk}: an object batch without a chunk size"))
+        })?;
+        map(&dir.join(OBJECT_FILE), seq * chunk, tail_u64(marker))
+    }
+
+    /// The whole object `rk`, once every batch arrived: the object file mapped into memory
+    /// (no copy), or its batch files read one after another; `None` until complete.
+    pub fn object(&self, rk: &str) -> Result<Option<Bytes>> {
+        let Some(total) = self.store.get(&finish_key(rk, 0))?.map(|f| tail_u64(&f)) else {
+            return Ok(None);
+        };
+        let mut markers = Vec::new();
+        let mut start = prefix(b'M', rk);
+        start.extend_from_slice(&0u32.to_be_bytes());
+        self.store.scan(KeyRange::prefix(&start), &mut |k, v| {
+            if tail_u64(k) < total {
+                markers.push((tail_u64(k), v.to_vec()));
+            }
+            Ok(true)
+        })?;
+        if (markers.len() as u64) < total {
             return Ok(None);
         }
-        let total = self.store.get(&finish_key(rk, p))?.map(|f| tail_u64(&f));
-        Ok(Some((self.transfer_dir(rk).join(blob_name(p, seq)), total)))
+        if markers.iter().all(|(_, m)| m.first() == Some(&IN_OBJECT)) {
+            let len = markers.iter().map(|(_, m)| tail_u64(m)).sum();
+            return map(&self.transfer_dir(rk).join(OBJECT_FILE), 0, len).map(Some);
+        }
+        let mut out = Vec::new();
+        for (seq, m) in markers {
+            out.extend_from_slice(&self.body(rk, 0, seq, &m)?);
+        }
+        Ok(Some(Bytes::from(out)))
     }
 
     /// Calls `each(partition, seq, body)` for every batch in order; stops when it returns
     /// false.
-    pub fn read(&self, rk: &str, each: &mut dyn FnMut(u32, u64, Vec<u8>) -> bool) -> Result<()> {
+    pub fn read(&self, rk: &str, each: &mut dyn FnMut(u32, u64, Bytes) -> bool) -> Result<()> {
         let mut batches = Vec::new();
         self.store
-            .scan(KeyRange::prefix(&prefix(b'M', rk)), &mut |k, _| {
-                batches.push((tail_partition(k), tail_u64(k)));
+            .scan(KeyRange::prefix(&prefix(b'M', rk)), &mut |k, v| {
+                batches.push((tail_partition(k), tail_u64(k), v.to_vec()));
                 Ok(true)
             })?;
-        let dir = self.transfer_dir(rk);
-        for (p, seq) in batches {
-            let path = dir.join(blob_name(p, seq));
-            let body = std::fs::read(&path).map_err(|source| Error::Io {
-                what: format!("cannot read a received batch {}", path.display()),
-                source,
-            })?;
-            if !each(p, seq, body) {
+        for (p, seq, marker) in batches {
+            if !each(p, seq, self.body(rk, p, seq, &marker)?) {
                 break;
             }
         }
@@ -460,7 +595,7 @@ mod tests {
         assert!(buf.arrival("t").unwrap().unwrap().complete());
         let mut got = Vec::new();
         buf.read("t", &mut |p, s, v| {
-            got.push((p, s, v));
+            got.push((p, s, v.to_vec()));
             true
         })
         .unwrap();
@@ -475,6 +610,56 @@ mod tests {
         assert_eq!(buf.clear("t").unwrap(), 3);
         assert!(buf.arrival("t").unwrap().is_none());
         assert_eq!(buf.arrival("other").unwrap().unwrap().done, 1);
+    }
+
+    #[test]
+    fn objects_land_at_their_offsets_in_any_order_and_map_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut h = header(crate::packet::OBJECT, 1);
+        h.options.insert(CHUNK_OPTION.into(), "4096".into());
+        let batch = |seq: u64| Batch {
+            partition: 0,
+            seq,
+            finish: seq == 2,
+            body: data[(seq as usize * 4096)..((seq as usize + 1) * 4096).min(data.len())]
+                .to_vec()
+                .into(),
+        };
+        let mapped;
+        {
+            let buf = Buffer::open(dir.path(), StorageConfig::default(), 1 << 20).unwrap();
+            // Last batch first, then a retry of it, then the rest in another group.
+            buf.write("o", &h, vec![batch(2)]).unwrap();
+            buf.write("o", &h, vec![batch(2)]).unwrap();
+            assert!(buf.object("o").unwrap().is_none(), "incomplete");
+            buf.write("o", &h, vec![batch(0)]).unwrap();
+            assert!(buf.object("o").unwrap().is_none(), "incomplete");
+            buf.write("o", &h, vec![batch(1)]).unwrap();
+            assert_eq!(&buf.object("o").unwrap().unwrap()[..], &data[..]);
+            let (b1, total) = buf.batch("o", 0, 1).unwrap().unwrap();
+            assert_eq!((&b1[..], total), (&data[4096..8192], Some(3)));
+        }
+        // After a restart, the object is still whole; a view outlives its clearing.
+        let buf = Buffer::open(dir.path(), StorageConfig::default(), 1 << 20).unwrap();
+        mapped = buf.object("o").unwrap().unwrap();
+        assert_eq!(buf.clear("o").unwrap(), 3);
+        assert_eq!(&mapped[..], &data[..]);
+        assert!(buf.object("o").unwrap().is_none());
+
+        // A middle batch of the wrong size, a chunk size that is not a number, and a batch
+        // beyond max_object_bytes are refused.
+        let mut short = batch(0);
+        short.body = short.body.slice(..100);
+        let e = buf.write("p", &h, vec![short]).unwrap_err().to_string();
+        assert!(e.contains("chunk_bytes"), "{e}");
+        let mut bad = h.clone();
+        bad.options.insert(CHUNK_OPTION.into(), "many".into());
+        assert!(buf.write("q", &bad, vec![batch(0)]).is_err());
+        let mut far = batch(0);
+        far.seq = 1 << 20;
+        let e = buf.write("r", &h, vec![far]).unwrap_err().to_string();
+        assert!(e.contains("max_object_bytes"), "{e}");
     }
 
     #[test]

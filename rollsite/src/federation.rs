@@ -10,7 +10,8 @@
 use crate::error::{describe, Error, Result};
 use crate::forward;
 use crate::packet::{
-    chunk_packet, pairs, Chunk, RetryPolicy, TableBatches, TransferKey, OBJECT, SIZE_OPTION, TABLE,
+    chunk_packet, pairs, Chunk, RetryPolicy, TableBatches, TransferKey, CHUNK_OPTION, OBJECT,
+    SIZE_OPTION, TABLE,
 };
 use crate::site::OP_CLEAR;
 use crate::site::{Peer, Site};
@@ -320,9 +321,10 @@ impl Federation {
                     }
                     let (me, key, group) = (self.clone(), key.clone(), group.to_vec());
                     let size = data.len();
-                    jobs.spawn(
-                        async move { me.push_stream(&key, OBJECT, 1, Some(size), group).await },
-                    );
+                    jobs.spawn(async move {
+                        me.push_stream(&key, OBJECT, 1, Some((size, b)), group)
+                            .await
+                    });
                 }
             }
             while !jobs.is_empty() {
@@ -371,14 +373,16 @@ impl Federation {
         key: &TransferKey,
         data_type: &str,
         partitions: u32,
-        size: Option<usize>,
+        object: Option<(usize, usize)>,
         chunks: Vec<Chunk>,
     ) -> Result<()> {
         let opts = &self.inner.opts;
         let mut base = key.header(data_type);
         base.total_partitions = partitions as i32;
-        if let Some(s) = size {
-            base.options.insert(SIZE_OPTION.into(), s.to_string());
+        // An object's size and batch size: the receiver writes each batch at its offset.
+        if let Some((size, chunk)) = object {
+            base.options.insert(SIZE_OPTION.into(), size.to_string());
+            base.options.insert(CHUNK_OPTION.into(), chunk.to_string());
         }
         let chunks = Arc::new(chunks);
         let per = opts.batches_per_stream.max(1) as u64;
@@ -427,19 +431,16 @@ impl Federation {
             .collect()
     }
 
-    /// Receives the bytes `remote_bytes` sent from each of `parties`, in their order.
-    pub async fn get_bytes(
-        &self,
-        name: &str,
-        tag: &str,
-        parties: &[Party],
-    ) -> Result<Vec<Vec<u8>>> {
+    /// Receives the bytes `remote_bytes` sent from each of `parties`, in their order. With an
+    /// in-process roll-site, a large object comes back as a read-only memory map of the
+    /// received file rather than a copy.
+    pub async fn get_bytes(&self, name: &str, tag: &str, parties: &[Party]) -> Result<Vec<Bytes>> {
         let mut jobs = JoinSet::new();
         for (i, party) in parties.iter().enumerate() {
             let (me, key) = (self.clone(), self.key(name, tag, party, &self.inner.me));
             jobs.spawn(async move { (i, me.get_object(&key).await) });
         }
-        let mut out: Vec<Option<Vec<u8>>> = vec![None; parties.len()];
+        let mut out: Vec<Option<Bytes>> = vec![None; parties.len()];
         while let Some(r) = jobs.join_next().await {
             let (i, r) = r?;
             out[i] = Some(r?);
@@ -484,7 +485,7 @@ impl Federation {
         Ok(())
     }
 
-    async fn get_object(&self, key: &TransferKey) -> Result<Vec<u8>> {
+    async fn get_object(&self, key: &TransferKey) -> Result<Bytes> {
         let started = Instant::now();
         let mut attempt = 0;
         let data = loop {
@@ -510,8 +511,9 @@ impl Federation {
         Ok(data)
     }
 
-    /// An in-process get reads each batch file straight into the object: one copy.
-    async fn read_object_in_process(&self, site: Arc<Site>, key: &TransferKey) -> Result<Vec<u8>> {
+    /// An in-process get waits until the whole object arrived, then takes it from the buffer
+    /// as it is stored: mapped, not copied.
+    async fn read_object_in_process(&self, site: Arc<Site>, key: &TransferKey) -> Result<Bytes> {
         let idle = self.inner.opts.get_idle_timeout;
         let rk = key.rs_key();
         let k = rk.clone();
@@ -533,38 +535,17 @@ impl Federation {
                 "{rk} is {size} bytes, over max_object_bytes {max}"
             )));
         }
-        let mut out = Vec::with_capacity(size as usize);
-        let mut seq = 0u64;
-        loop {
-            let k = rk.clone();
-            let (path, finish) = site
-                .wait_for(key, idle, move |b| b.batch_file(&k, 0, seq))
-                .await?;
-            out = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
-                use std::io::Read;
-                let io = |source| Error::Io {
-                    what: format!("cannot read a received batch {}", path.display()),
-                    source,
-                };
-                std::fs::File::open(&path)
-                    .and_then(|mut f| f.read_to_end(&mut out))
-                    .map_err(io)?;
-                Ok(out)
-            })
-            .await??;
-            if out.len() as u64 > max {
-                return Err(Error::TooLarge(format!(
-                    "{rk} is over max_object_bytes {max}"
-                )));
-            }
-            seq += 1;
-            if finish == Some(seq) {
-                return Ok(out);
-            }
+        let k = rk.clone();
+        let data = site.wait_for(key, idle, move |b| b.object(&k)).await?;
+        if data.len() as u64 > max {
+            return Err(Error::TooLarge(format!(
+                "{rk} is over max_object_bytes {max}"
+            )));
         }
+        Ok(data)
     }
 
-    async fn read_object(&self, key: &TransferKey) -> Result<Vec<u8>> {
+    async fn read_object(&self, key: &TransferKey) -> Result<Bytes> {
         if let Link::InProcess(w) = &self.inner.link {
             let site = self.site(w).map_err(|s| Error::hop(self.local_hop(), s))?;
             return self.read_object_in_process(site, key).await;
@@ -625,7 +606,7 @@ impl Federation {
                 key.rs_key()
             )));
         }
-        Ok(out)
+        Ok(Bytes::from(out))
     }
 
     /// Sends a table to `parties`: every partition as its own streams, several in flight;

@@ -24,6 +24,10 @@ pub const STREAM_WINDOW: u32 = 16 << 20;
 /// See [`STREAM_WINDOW`].
 pub const CONNECTION_WINDOW: u32 = 32 << 20;
 
+/// Largest HTTP/2 DATA frame a roll-site accepts: with h2's default of 16 KiB, a 4 MiB
+/// packet is 256 frames, each a wakeup and a buffer; 1 MiB frames cut that overhead.
+pub const MAX_FRAME: u32 = 1 << 20;
+
 /// Makes a channel to `address` (`host:port`), with TLS when `tls` is given.
 pub fn channel(
     address: &str,

@@ -105,6 +105,7 @@ fn spawn_server(
     let mut builder = tonic::transport::Server::builder()
         .initial_stream_window_size(forward::STREAM_WINDOW)
         .initial_connection_window_size(forward::CONNECTION_WINDOW)
+        .max_frame_size(forward::MAX_FRAME)
         .http2_keepalive_interval(Some(Duration::from_secs(30)));
     if secure {
         let files = site
