@@ -13,7 +13,7 @@ use rcgen::{
     KeyUsagePurpose,
 };
 use serde_json::json;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 fn ca(name: &str, dir: &Path) -> Issuer<'static, KeyPair> {
@@ -39,6 +39,14 @@ fn identity(
     dir: &Path,
     trust: &str,
 ) {
+    let (cp, kp) = issue(issuer, name, dir);
+    c.rollsite.tls_cert = cp;
+    c.rollsite.tls_key = kp;
+    c.rollsite.tls_ca = dir.join(format!("{trust}.pem"));
+}
+
+/// Writes a certificate for 127.0.0.1 and localhost signed by `issuer`, and its key.
+fn issue(issuer: &Issuer<'static, KeyPair>, name: &str, dir: &Path) -> (PathBuf, PathBuf) {
     let key = KeyPair::generate().unwrap();
     let mut p = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
     p.distinguished_name.push(DnType::CommonName, name);
@@ -53,9 +61,7 @@ fn identity(
     );
     std::fs::write(&cp, cert.pem()).unwrap();
     std::fs::write(&kp, key.serialize_pem()).unwrap();
-    c.rollsite.tls_cert = cp;
-    c.rollsite.tls_key = kp;
-    c.rollsite.tls_ca = dir.join(format!("{trust}.pem"));
+    (cp, kp)
 }
 
 fn tls_route(addr: std::net::SocketAddr) -> serde_json::Value {
@@ -162,6 +168,55 @@ async fn trusted_parties_talk_and_untrusted_or_plaintext_ones_are_refused() {
         assert!(c.unary_call(packet).await.is_err());
     }
     for s in [g, h, r] {
+        s.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_route_with_its_own_certificate_and_ca_uses_them() {
+    let dir = dir();
+    let d = dir.path();
+    let (ca1, ca2) = (ca("ca1", d), ca("ca2", d));
+    let (mut cg, mut ch) = (config(d, "9999"), config(d, "10000"));
+    // The guest's own identity comes from a CA the host does not trust, and it trusts only
+    // that CA: only the route's own certificate and CA can reach the host.
+    identity(&mut cg, &ca2, "guest-default", d, "ca2");
+    identity(&mut ch, &ca1, "host", d, "ca1");
+    let (crt, key) = issue(&ca1, "guest-for-host", d);
+    let (g, h) = (start(&cg).await, start(&ch).await);
+    let hs = h.secure_addr().unwrap();
+    let own = json!({"default": [{
+        "ip": "127.0.0.1", "port": hs.port(), "use_ssl": true,
+        "cert_file": crt, "key_file": key, "ca_file": d.join("ca1.pem"),
+    }]});
+    set_routes(&g, &cg, json!({"10000": own}));
+    set_routes(
+        &h,
+        &ch,
+        json!({"9999": tls_route(g.secure_addr().unwrap())}),
+    );
+    let (host, guest) = (Party::new("host", "10000"), Party::new("guest", "9999"));
+    let fg = federation(&g, "s", "guest", "9999");
+    let fh = federation(&h, "s", "host", "10000");
+    fg.remote(&"per-route", "a", "0", std::slice::from_ref(&host))
+        .await
+        .unwrap();
+    assert_eq!(
+        fh.get::<String>("a", "0", std::slice::from_ref(&guest))
+            .await
+            .unwrap(),
+        vec!["per-route"]
+    );
+
+    // The same route without its own files falls back to the site's identity: refused.
+    set_routes(&g, &cg, json!({"10000": tls_route(hs)}));
+    let err = fg
+        .remote(&1u8, "b", "0", std::slice::from_ref(&host))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("certificate"), "{err}");
+    for s in [g, h] {
         s.shutdown().await;
     }
 }
