@@ -18,6 +18,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 type Res<T> = Result<T, Box<dyn Error>>;
 
+/// Runs of each object measure: this machine is shared, one run can land on a busy moment.
+const OBJECT_RUNS: usize = 3;
+
 /// A gRPC service that counts the bytes pushed to it: the raw tonic baseline.
 struct Sink;
 
@@ -233,6 +236,55 @@ pub fn run(sizes: (u64, u64, usize, u32), mut config: EggrollConfig) -> Res<()> 
         let label = format!("raw tonic stream (one push, {} KiB packets)", chunk >> 10);
         line(&label, tonic, n, tonic, cpu(tonic_cpu, n, tonic));
 
+        let mut end_to_end = Vec::new();
+        let modes = [
+            ("via each party's roll-site process (3 gRPC hops)", &grpc),
+            ("roll-sites in the parties' processes (1 gRPC hop)", &in_process),
+        ];
+        for (mode, (fa, fb)) in modes {
+            println!("{mode}:");
+            // Several runs, each against a raw tonic stream measured just before it; the
+            // median run is printed, and every run's ratio beside it.
+            let mut runs = Vec::new();
+            for r in 0..OBJECT_RUNS {
+                let c0 = cpu_time();
+                let tonic = raw_tonic(&blob, chunk, max).await?;
+                let tonic_cpu = cpu_time() - c0;
+                let c0 = cpu_time();
+                let started = Instant::now();
+                let (fb2, g) = (fb.clone(), guest.clone());
+                let name = format!("object-{}-{r}", end_to_end.len());
+                let name2 = name.clone();
+                let getting = tokio::spawn(async move { fb2.get_bytes(&name2, "0", &[g]).await });
+                fa.remote_bytes(blob.clone(), &name, "0", std::slice::from_ref(&host))
+                    .await?;
+                let pushed = started.elapsed();
+                let got = getting.await??;
+                let object = started.elapsed();
+                let object_cpu = cpu_time() - c0;
+                if got.first().map(|g| &g[..]) != Some(&blob[..]) {
+                    return Err("the object arrived changed".into());
+                }
+                drop(got);
+                runs.push((tonic, tonic_cpu, pushed, object, object_cpu));
+            }
+            let ratio = |r: &(Duration, Duration, Duration, Duration, Duration)| {
+                r.0.as_secs_f64() / r.3.as_secs_f64()
+            };
+            runs.sort_by(|x, y| ratio(x).total_cmp(&ratio(y)));
+            let all: Vec<String> = runs.iter().map(|r| format!("{:.2}", ratio(r))).collect();
+            let (tonic, tonic_cpu, pushed, object, object_cpu) = runs[runs.len() / 2];
+            end_to_end.push(ratio(&runs[runs.len() / 2]));
+            let c = cpu(tonic_cpu, n, tonic);
+            line("  raw tonic stream, measured just before", tonic, n, tonic, c);
+            line("  object: remote (acknowledged, stored)", tonic, n, pushed, String::new());
+            let c = cpu(object_cpu, n, object);
+            line("  object: remote + get (end to end)", tonic, n, object, c);
+            println!("  (median of {OBJECT_RUNS} runs; every run: {})", all.join(" "));
+        }
+
+        // Tables last: the RocksDB flushes and compactions they leave behind would otherwise
+        // run during the object measures.
         let ctx_a = RollPairContext::standalone(dir.path().join("session-a"))?;
         let ctx_b = RollPairContext::standalone(dir.path().join("session-b"))?;
         let value = vec![7u8; value_bytes];
@@ -243,39 +295,15 @@ pub fn run(sizes: (u64, u64, usize, u32), mut config: EggrollConfig) -> Res<()> 
             )
         })?;
         let pair_bytes = rows * (value_bytes as u64 + 10);
-        let mut end_to_end = Vec::new();
-        for (mode, (fa, fb)) in [
-            ("via each party's roll-site process (3 gRPC hops)", &grpc),
-            ("roll-sites in the parties' processes (1 gRPC hop)", &in_process),
-        ] {
+        for (i, (mode, (fa, fb))) in modes.into_iter().enumerate() {
             println!("{mode}:");
             let c0 = cpu_time();
             let tonic = raw_tonic(&blob, chunk, max).await?;
             let c = cpu(cpu_time() - c0, n, tonic);
             line("  raw tonic stream, measured again just before", tonic, n, tonic, c);
-            let c0 = cpu_time();
-            let started = Instant::now();
-            let (fb2, g) = (fb.clone(), guest.clone());
-            let name = format!("object-{}", end_to_end.len());
-            let name2 = name.clone();
-            let getting = tokio::spawn(async move { fb2.get_bytes(&name2, "0", &[g]).await });
-            fa.remote_bytes(blob.clone(), &name, "0", std::slice::from_ref(&host)).await?;
-            let pushed = started.elapsed();
-            let got = getting.await??;
-            let object = started.elapsed();
-            let object_cpu = cpu_time() - c0;
-            if got.first().map(|g| &g[..]) != Some(&blob[..]) {
-                return Err("the object arrived changed".into());
-            }
-            drop(got);
-            end_to_end.push(tonic.as_secs_f64() / object.as_secs_f64());
-            line("  object: remote (acknowledged, stored)", tonic, n, pushed, String::new());
-            let c = cpu(object_cpu, n, object);
-            line("  object: remote + get (end to end)", tonic, n, object, c);
-
             let started = Instant::now();
             let (fb2, ctx2, g) = (fb.clone(), ctx_b.clone(), guest.clone());
-            let tname = format!("table-{}", end_to_end.len());
+            let tname = format!("table-{i}");
             let tname2 = tname.clone();
             let getting = tokio::spawn(async move {
                 fb2.get_table::<u64, Bytes>(&ctx2, &tname2, "0", &[g]).await
@@ -294,10 +322,12 @@ pub fn run(sizes: (u64, u64, usize, u32), mut config: EggrollConfig) -> Res<()> 
                 took,
                 format!("   ({:.0} pairs/s)", rows as f64 / took.as_secs_f64()),
             );
+            let received = got.into_iter().next();
+            tokio::task::block_in_place(|| received.map(RollPair::destroy).transpose())?;
         }
         println!(
-            "target: 1 GiB object end to end >= 0.50 of raw tonic; measured {:.2} (3 hops), \
-             {:.2} (1 hop)",
+            "target: 1 GiB object end to end >= 0.50 of raw tonic; measured (medians) {:.2} \
+             (3 hops), {:.2} (1 hop)",
             end_to_end[0], end_to_end[1]
         );
         for s in sites {
