@@ -195,6 +195,10 @@ pub struct RollsiteConfig {
     pub get_idle_timeout_ms: u64,
     /// Durable receive buffer; empty: `<data_dir>/rollsite`.
     pub buffer_dir: PathBuf,
+    /// Acknowledge a push only after its batches and markers are on disk (fsync): what was
+    /// acknowledged then survives a crash of the machine, not only of the roll-site, at the
+    /// cost of waiting for the disk.
+    pub fsync: bool,
     /// A received transfer that no get took and that saw no data for this many hours is
     /// dropped (with a warning in the log); 0 keeps everything until taken.
     pub buffer_expiry_hours: u64,
@@ -231,6 +235,7 @@ impl Default for RollsiteConfig {
             max_object_bytes: 4 << 30,
             get_idle_timeout_ms: 600_000,
             buffer_dir: PathBuf::new(),
+            fsync: false,
             buffer_expiry_hours: 72,
             polling_exchange: String::new(),
             polling_tls: false,

@@ -182,6 +182,10 @@ impl PartitionStore for RocksStore {
         Ok(n)
     }
 
+    fn sync(&self) -> Result<()> {
+        self.db.flush_wal(true).map_err(self.err())
+    }
+
     fn compact(&self) -> Result<()> {
         self.db.flush().map_err(self.err())?;
         self.db.compact_range::<&[u8], &[u8]>(None, None);

@@ -90,6 +90,11 @@ pub trait PartitionStore: Send + Sync {
     fn compact(&self) -> Result<()> {
         Ok(())
     }
+    /// Makes every write so far survive a machine crash (fsync of the write-ahead log); in
+    /// memory, nothing to do.
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Applies a binary function; errors if `f` has another shape.

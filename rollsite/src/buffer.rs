@@ -110,6 +110,7 @@ pub struct Buffer {
     store: Arc<dyn PartitionStore>,
     live: Mutex<HashMap<String, Arc<Progress>>>,
     max_object_bytes: u64,
+    fsync: bool,
 }
 
 fn prefix(kind: u8, rk: &str) -> Vec<u8> {
@@ -243,7 +244,15 @@ impl Buffer {
             store,
             live: Mutex::new(HashMap::new()),
             max_object_bytes,
+            fsync: false,
         })
+    }
+
+    /// With `on`, a write returns only once its batches, their directory entries and their
+    /// markers are on disk (`rollsite.fsync`): they then survive a crash of the machine.
+    pub fn with_fsync(mut self, on: bool) -> Self {
+        self.fsync = on;
+        self
     }
 
     /// The progress of a transfer (made on first use).
@@ -303,7 +312,15 @@ impl Buffer {
             let Some(chunk) = chunk else {
                 let path = dir.join(blob_name(b.partition, b.seq));
                 let tmp = path.with_extension("tmp");
-                std::fs::write(&tmp, &b.body)
+                let written = std::fs::File::create(&tmp).and_then(|mut f| {
+                    use std::io::Write;
+                    f.write_all(&b.body)?;
+                    if self.fsync {
+                        f.sync_data()?;
+                    }
+                    Ok(())
+                });
+                written
                     .and_then(|()| std::fs::rename(&tmp, &path))
                     .map_err(|source| Error::Io {
                         what: format!("cannot store a received batch in {}", path.display()),
@@ -353,6 +370,21 @@ impl Buffer {
             m.extend_from_slice(&len.to_be_bytes());
             markers.push(m);
         }
+        if self.fsync {
+            let io = |what: &Path| {
+                let what = format!("cannot sync {} to disk", what.display());
+                move |source| Error::Io { what, source }
+            };
+            if let Some(f) = &object {
+                f.sync_data().map_err(io(&dir.join(OBJECT_FILE)))?;
+            }
+            // The directory entries: new files, renames, and the transfer's own directory.
+            for d in [&dir, &self.blobs] {
+                std::fs::File::open(d)
+                    .and_then(|f| f.sync_all())
+                    .map_err(io(d))?;
+            }
+        }
         let mut pairs: Vec<Pair> = Vec::with_capacity(batches.len() * 2 + 2);
         pairs.push((prefix(b'H', rk), meta.encode_to_vec()));
         pairs.push((prefix(b'T', rk), now_ms().to_be_bytes().to_vec()));
@@ -366,6 +398,9 @@ impl Buffer {
             }
         }
         self.store.put_batch(&pairs)?;
+        if self.fsync {
+            self.store.sync()?;
+        }
         *progress.last.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         progress.notify.notify_waiters();
         Ok(())
@@ -578,7 +613,10 @@ mod tests {
             body: body.to_vec().into(),
         };
         {
-            let buf = Buffer::open(dir.path(), StorageConfig::default(), 1 << 20).unwrap();
+            // Synced writes: the same behaviour, only slower.
+            let buf = Buffer::open(dir.path(), StorageConfig::default(), 1 << 20)
+                .unwrap()
+                .with_fsync(true);
             let h = header(crate::packet::TABLE, 2);
             assert!(buf.arrival("t").unwrap().is_none());
             buf.write("t", &h, vec![b(0, 0, false, b"a"), b(0, 1, true, b"b")])

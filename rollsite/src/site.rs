@@ -105,7 +105,9 @@ impl Site {
         Ok(Self {
             party_id: rs.party_id.trim().to_string(),
             routes: Routes::load(&rs.route_table)?,
-            buffer: Arc::new(Buffer::open(&dir, storage, rs.max_object_bytes)?),
+            buffer: Arc::new(
+                Buffer::open(&dir, storage, rs.max_object_bytes)?.with_fsync(rs.fsync),
+            ),
             forwarder: Forwarder::new(
                 tls.clone(),
                 rs.max_message_bytes as usize,
