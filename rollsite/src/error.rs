@@ -42,6 +42,9 @@ pub enum Error {
     /// A get saw no data for its idle timeout.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// The party a get waits for gave up on the session and said why.
+    #[error("{0}")]
+    Aborted(String),
     /// A next hop failed; keeps its gRPC code so retries still see UNAVAILABLE.
     #[error("{hop} failed: {}", describe(status))]
     Hop {
@@ -105,6 +108,7 @@ impl Error {
             Error::TooLarge(_) => Code::ResourceExhausted,
             Error::Refused(_) => Code::PermissionDenied,
             Error::Timeout(_) => Code::DeadlineExceeded,
+            Error::Aborted(_) => Code::Aborted,
             Error::Hop { status, .. } => status.code(),
             Error::Storage(_) | Error::RollPair(_) | Error::Io { .. } | Error::Internal(_) => {
                 Code::Internal

@@ -13,8 +13,8 @@ use crate::packet::{
     chunk_packet, pairs, Chunk, RetryPolicy, TableBatches, TransferKey, CHUNK_OPTION, OBJECT,
     SIZE_OPTION, TABLE,
 };
-use crate::site::OP_CLEAR;
 use crate::site::{Peer, Site};
+use crate::site::{ABORT_NAME, MAX_ABORT_REASON, OP_CLEAR};
 use bytes::Bytes;
 use eggroll_core::codec::{decode, encode};
 use eggroll_core::config::RollsiteConfig;
@@ -411,6 +411,19 @@ impl Federation {
                 }
             }
         }
+    }
+
+    /// Tells `parties` that this party gave up on the session, and why: their gets waiting
+    /// on this party fail at once with `reason` instead of waiting for their idle timeout.
+    /// Best effort: an abort that cannot be delivered is reported, not retried forever.
+    pub async fn abort(&self, reason: &str, parties: &[Party]) -> Result<()> {
+        let mut cut = reason.len().min(MAX_ABORT_REASON);
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let reason = Bytes::copy_from_slice(&reason.as_bytes()[..cut]);
+        self.remote_bytes(reason, ABORT_NAME, "", parties).await?;
+        Ok(())
     }
 
     /// Receives one serde value from each of `parties`, in their order.

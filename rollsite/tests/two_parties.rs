@@ -473,3 +473,49 @@ async fn route_service_answers_where_a_party_goes() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_abort_fails_the_peers_waiting_gets_at_once_with_its_reason() {
+    let dir = dir();
+    let (a, b) = pair(dir.path()).await;
+    // Gets that would wait 30 s for data.
+    let fa = federation(&a, "job-abort", "guest", "9999");
+    let fb = federation(&b, "job-abort", "host", "10000");
+    let fb_in =
+        eggroll_rollsite::Federation::in_process(&b, "job-abort", host(), options()).unwrap();
+    let started = std::time::Instant::now();
+    let over_grpc = tokio::spawn({
+        let fb = fb.clone();
+        async move { fb.get_bytes("weights", "3", &[guest()]).await }
+    });
+    let in_process = tokio::spawn(async move { fb_in.get::<u64>("loss", "3", &[guest()]).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    fa.abort("out of memory in phase 3 — ошибка", &[host()])
+        .await
+        .unwrap();
+    for err in [
+        over_grpc.await.unwrap().unwrap_err().to_string(),
+        in_process.await.unwrap().unwrap_err().to_string(),
+    ] {
+        assert!(
+            err.contains("aborted session job-abort")
+                && err.contains("out of memory in phase 3 — ошибка")
+                && err.contains("9999"),
+            "{err}"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    // Later gets of the session fail at once too; other sessions are untouched.
+    let err = fb.get::<u64>("next", "4", &[guest()]).await.unwrap_err();
+    assert!(err.to_string().contains("aborted"), "{err}");
+    let fa2 = federation(&a, "job-other", "guest", "9999");
+    let fb2 = federation(&b, "job-other", "host", "10000");
+    fa2.remote(&7u64, "x", "0", &[host()]).await.unwrap();
+    assert_eq!(fb2.get::<u64>("x", "0", &[guest()]).await.unwrap(), vec![7]);
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -124,8 +124,31 @@ impl Run<'_> {
 }
 
 /// Runs the PSI of `ids` with `peer`. Blocks; call it from an ordinary thread, with `rt` a
-/// handle of the runtime the federation lives on.
+/// handle of the runtime the federation lives on. When this side fails, it tells the peer
+/// (`Federation::abort`), whose waiting gets then fail at once with this side's reason.
 pub fn run(
+    role: Role,
+    ids: &RollPair<String, ()>,
+    fed: &Federation,
+    rt: &Handle,
+    peer: &Party,
+    progress: &dyn Progress,
+) -> Result<PsiOutcome, PsiError> {
+    let outcome = run_protocol(role, ids, fed, rt, peer, progress);
+    if let Err(e) = &outcome {
+        let reason = format!("its PSI failed: {e}");
+        let abort = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            fed.abort(&reason, std::slice::from_ref(peer)),
+        );
+        if !matches!(rt.block_on(abort), Ok(Ok(()))) {
+            tracing::warn!(peer = %peer.party_id, "could not tell the peer that this PSI failed");
+        }
+    }
+    outcome
+}
+
+fn run_protocol(
     role: Role,
     ids: &RollPair<String, ()>,
     fed: &Federation,
