@@ -241,8 +241,13 @@ impl EggService for EggServer {
             Some(Op::Push(push)) => {
                 let who = format!("processor {} at {}", self.processor_id, self.endpoint);
                 let stores = self.executor.stores().clone();
-                let bytes =
-                    push_partition(stores, &self.rollsites, input, p, push.clone(), &who).await?;
+                let span = tracing::info_span!("push_to_rollsite", session = %job.session_id,
+                    job = %job.id, partition = p);
+                let bytes = tracing::Instrument::instrument(
+                    push_partition(stores, &self.rollsites, input, p, push.clone(), &who),
+                    span,
+                )
+                .await?;
                 return Ok(Response::new(TaskResult {
                     partition: p,
                     count: bytes,
