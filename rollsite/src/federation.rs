@@ -101,9 +101,7 @@ impl FederationOptions {
             connect_timeout: Duration::from_millis(c.connect_timeout_ms),
         }
     }
-}
 
-impl FederationOptions {
     /// How a push stream that failed with UNAVAILABLE is retried.
     pub fn retry(&self) -> RetryPolicy {
         RetryPolicy {
