@@ -277,11 +277,7 @@ async fn our_exchange_serves_an_eggroll_shaped_poller() {
 /// An exchange written the way EggRoll's roll-site behaves: each accepted polling stream is
 /// handed to the test, which plays the calls.
 struct FakeExchange {
-    streams: mpsc::Sender<(
-        PollingFrame,
-        Streaming<PollingFrame>,
-        mpsc::Sender<Result<PollingFrame, Status>>,
-    )>,
+    streams: mpsc::Sender<Accepted>,
 }
 
 #[tonic::async_trait]
