@@ -28,8 +28,9 @@
 //! Guarantees kept from our earlier (non-EggRoll) framing: each call has a stream of its own,
 //! so answers cannot be mismatched; a dead stream fails its call with UNAVAILABLE; a call for a
 //! party with no stream open fails with UNAVAILABLE after a short grace; the poller reconnects
-//! with backoff. Our exchange also stops a push as soon as the poller reports an error, where
-//! EggRoll's exchange relays the rest of the push first; both orders work with either poller.
+//! with backoff. Our exchange stops a push as soon as the poller reports an error; EggRoll's
+//! exchange reads that report only after relaying the rest of the push, so our poller keeps
+//! reading (and dropping) frames until the exchange ends the stream (for up to 30 s).
 
 use crate::error::{Error, Result};
 use crate::forward;
