@@ -457,8 +457,8 @@ impl Hub {
                     if let Some(s) = map.get_mut(&party) {
                         s.idle.retain(|i| i.id != id);
                     }
-                    // Dropping `tx` (after `live`) ends the stream with OK and no call, as
-                    // EggRoll's exchange does when no call came.
+                    // Dropping `tx` ends the stream with OK and no call, as EggRoll's
+                    // exchange does when no call came.
                 }
             }
         });
@@ -477,16 +477,13 @@ pub async fn run_poller(site: Arc<Site>, exchange: String, tls: bool) {
         }
     };
     tracing::info!(exchange = %exchange, streams = POLLING_STREAMS, "polling the exchange");
-    let mut tasks = Vec::new();
+    // A JoinSet: if this task is aborted (a shutdown that waited too long), so are the loops.
+    let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..POLLING_STREAMS {
         let (site, client, exchange) = (site.clone(), client.clone(), exchange.clone());
-        tasks.push(tokio::spawn(async move {
-            poll_loop(site, client, exchange).await
-        }));
+        tasks.spawn(async move { poll_loop(site, client, exchange).await });
     }
-    for t in tasks {
-        let _ = t.await;
-    }
+    while tasks.join_next().await.is_some() {}
 }
 
 fn poller_client(
