@@ -1,135 +1,282 @@
-//! Polling mode: a party that cannot accept connections dials out to an exchange and keeps a
-//! `polling` stream open; the exchange tunnels the pushes and unary calls for that party
-//! through it.
+//! Polling mode, as EggRoll's roll-site speaks it: a party that cannot accept connections (the
+//! poller) dials out to an exchange and holds `polling` streams open to it; the exchange sends
+//! the pushes and unary calls for that party down those streams.
 //!
-//! Frames, by `method`: the poller opens with `hello` (its party in `metadata.src`); the
-//! exchange sends `push` (one packet of call `seq`), `push_end` (call `seq` is complete) and
-//! `unaryCall`; the poller answers each call with `push_ack` (`metadata`), `unaryCall_ack`
-//! (`packet`) or `error` (`desc` is `<grpc code>|<message>`).
+//! The frames and their order are EggRoll's (2.x `PollingFrame` flow), so our exchange serves
+//! EggRoll pollers and our poller works with an EggRoll exchange:
+//!
+//! * **One call per stream.** The poller opens a stream and sends one frame whose
+//!   `metadata.dst.partyId` is its own party (`method` empty, `seq` 0). The stream then waits,
+//!   idle, for one call for that party. After the call (or when it has been idle too long,
+//!   240 s here, 300 s in EggRoll) the stream ends and the poller opens a new one. A poller
+//!   keeps several streams open at once (here [`POLLING_STREAMS`], in EggRoll
+//!   `eggroll.rollsite.polling.concurrency`), so calls run side by side.
+//! * **Push.** The exchange sends `push` frames (`seq` 1, 2, ...; `packet` = the next packet of
+//!   the push), then one `sub_stream_finish` frame. The poller runs the push locally and
+//!   answers with one `push` frame, `seq` 1, whose `metadata` is the push's answer, then ends
+//!   its side of the stream.
+//! * **Unary call.** The exchange sends one `unary_call` frame (`seq` 1, `packet` = the
+//!   request); the poller answers with a `unary_call` frame, `seq` 1, `packet` = the response.
+//! * **Errors.** The poller reports a failed call with an `error_poison` frame whose `desc` is
+//!   the error text (EggRoll: `Error from partyId=<id>:` and a Java stack trace). EggRoll has no
+//!   field for a gRPC code: ours ends `desc` with a line `(grpc status code <n>)`, which our
+//!   exchange reads back; an EggRoll poller's error arrives as UNKNOWN with its text. The
+//!   exchange reports a failure of the sender's stream mid-push with a `push` frame whose
+//!   packet body key is `[roll site transfer exception]` and whose value is the error text,
+//!   and then ends the stream.
+//!
+//! Guarantees kept from our earlier (non-EggRoll) framing: each call has a stream of its own,
+//! so answers cannot be mismatched; a dead stream fails its call with UNAVAILABLE; a call for a
+//! party with no stream open fails with UNAVAILABLE after a short grace; the poller reconnects
+//! with backoff. Our exchange stops a push as soon as the poller reports an error; EggRoll's
+//! exchange reads that report only after relaying the rest of the push, so our poller keeps
+//! reading (and dropping) frames until the exchange ends the stream (for up to 30 s).
 
-use crate::error::{describe, Error, Result};
+use crate::error::{Error, Result};
 use crate::forward;
 use crate::site::{Peer, Site};
-use eggroll_proto::proxy::{Metadata, Packet, PollingFrame, Topic};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use eggroll_proto::proxy::data_transfer_service_client::DataTransferServiceClient;
+use eggroll_proto::proxy::{Data, Metadata, Packet, PollingFrame, Topic};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
+use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
 
-type Pending = Arc<Mutex<HashMap<i64, oneshot::Sender<PollingFrame>>>>;
-
-struct Poller {
-    tx: mpsc::Sender<Result<PollingFrame, Status>>,
-    pending: Pending,
-    generation: u64,
+/// `PollingFrame.method` values, as EggRoll names them.
+pub mod method {
+    /// A packet of a push (exchange to poller), or the push's answer (poller to exchange).
+    pub const PUSH: &str = "push";
+    /// The end of a push (exchange to poller).
+    pub const SUB_STREAM_FINISH: &str = "sub_stream_finish";
+    /// A unary call (exchange to poller), or its answer (poller to exchange).
+    pub const UNARY_CALL: &str = "unary_call";
+    /// A failed call (poller to exchange); `desc` says why.
+    pub const ERROR_POISON: &str = "error_poison";
 }
 
-type PollerMap = Arc<Mutex<HashMap<String, Arc<Poller>>>>;
+/// `Packet.body.key` of a packet that carries an error instead of data (EggRoll's marker).
+pub const EXCEPTION_KEY: &str = "[roll site transfer exception]";
+
+/// Polling streams our poller holds open at once.
+pub const POLLING_STREAMS: usize = 16;
+
+/// The exchange ends a stream that waited this long for a call (before EggRoll's poller gives
+/// up at 300 s), and the poller opens a fresh one.
+const EXCHANGE_IDLE: Duration = Duration::from_secs(240);
+/// Our poller gives up on a stream that brought no call for this long (EggRoll's default).
+const POLLER_NO_DATA: Duration = Duration::from_secs(300);
+/// How long a call waits for a party that has no stream open at all (a poller reconnecting
+/// between calls opens a new one within milliseconds).
+const NO_STREAM_GRACE: Duration = Duration::from_secs(2);
+/// How long either side waits for the other to end a stream after the answer.
+const CLOSE_WAIT: Duration = Duration::from_secs(30);
+
+/// Marks the gRPC code at the end of our `error_poison` text.
+const CODE_MARK: &str = "(grpc status code ";
+/// EggRoll's `error_poison` text starts with this line, then a line of dashes.
+const DESC_RULE: &str = "-------------\n";
+
+type OutTx = mpsc::Sender<Result<PollingFrame, Status>>;
+type Parties = Arc<Mutex<HashMap<String, PartyStreams>>>;
+
+/// The polling streams of one party.
+#[derive(Default)]
+struct PartyStreams {
+    /// Streams waiting for a call, oldest first.
+    idle: VecDeque<Idle>,
+    /// Streams open (idle or carrying a call).
+    live: usize,
+}
+
+/// An idle stream: send it a reply channel and it hands itself over.
+struct Idle {
+    id: u64,
+    handoff: oneshot::Sender<oneshot::Sender<Tunnel>>,
+}
+
+/// A polling stream taken for one call.
+struct Tunnel {
+    tx: OutTx,
+    inbound: Streaming<PollingFrame>,
+    _live: Live,
+}
+
+/// Counts a stream as open while it lives.
+struct Live {
+    parties: Parties,
+    party: String,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let mut map = self.parties.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = map.get_mut(&self.party) {
+            s.live = s.live.saturating_sub(1);
+            if s.live == 0 && s.idle.is_empty() {
+                map.remove(&self.party);
+            }
+        }
+    }
+}
 
 /// The exchange side: the polling streams open to us, by party.
 #[derive(Default)]
 pub struct Hub {
-    pollers: PollerMap,
-    next_call: AtomicI64,
-    generation: AtomicU64,
+    parties: Parties,
+    arrived: Arc<Notify>,
+    next_id: AtomicU64,
 }
 
-fn error_frame(seq: i64, e: &Error) -> PollingFrame {
+/// The `error_poison` frame reporting `e` (EggRoll's shape; our code at the end of `desc`).
+fn error_frame(party: &str, e: &Error) -> PollingFrame {
     PollingFrame {
-        method: "error".into(),
-        seq,
-        desc: format!("{}|{e}", e.code() as i32),
+        method: method::ERROR_POISON.into(),
+        desc: format!(
+            "Error from partyId={party}:\n{DESC_RULE}{e}\n{CODE_MARK}{})",
+            e.code() as i32
+        ),
         ..Default::default()
     }
 }
 
-fn frame_status(f: &PollingFrame) -> Status {
-    let (code, msg) = f.desc.split_once('|').unwrap_or(("2", &f.desc));
-    Status::new(Code::from_i32(code.parse().unwrap_or(2)), msg.to_string())
+/// The status an `error_poison` frame's `desc` describes: ours carry a code, EggRoll's do not.
+fn poison_status(desc: &str) -> Status {
+    let body = desc.split_once(DESC_RULE).map_or(desc, |(_, b)| b);
+    if let Some((text, code)) = body.rsplit_once(CODE_MARK) {
+        if let Ok(n) = code.trim().trim_end_matches(')').parse::<i32>() {
+            return Status::new(Code::from_i32(n), text.trim_end().to_string());
+        }
+    }
+    Status::unknown(format!("the polling party reported: {}", desc.trim()))
 }
 
-/// Removes a pending call however its future ends.
-struct PendingGuard<'a>(&'a Pending, i64);
-impl Drop for PendingGuard<'_> {
-    fn drop(&mut self) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.1);
+fn is_exception(p: &Packet) -> bool {
+    p.body
+        .as_ref()
+        .is_some_and(|b| b.key.contains(EXCEPTION_KEY))
+}
+
+fn exception_text(p: &Packet) -> String {
+    p.body
+        .as_ref()
+        .map(|b| String::from_utf8_lossy(&b.value).into_owned())
+        .unwrap_or_default()
+}
+
+/// Waits (bounded) for the other side to end `inbound`, ignoring what it still sends.
+async fn drain(inbound: &mut Streaming<PollingFrame>) {
+    let deadline = tokio::time::Instant::now() + CLOSE_WAIT;
+    while let Ok(Ok(Some(_))) = tokio::time::timeout_at(deadline, inbound.message()).await {}
+}
+
+impl Tunnel {
+    async fn send(&self, f: PollingFrame, hop: &str) -> Result<()> {
+        self.tx.send(Ok(f)).await.map_err(|_| {
+            Error::hop(
+                hop.to_string(),
+                Status::unavailable("its polling stream closed during the call"),
+            )
+        })
+    }
+
+    /// The next frame of the poller's answer; an `error_poison` frame becomes its error.
+    async fn answer(&mut self, hop: &str) -> Result<PollingFrame> {
+        let closed = |why: String| Error::hop(hop.to_string(), Status::unavailable(why));
+        match self.inbound.message().await {
+            Ok(Some(f)) if f.method == method::ERROR_POISON => {
+                Err(Error::hop(hop.to_string(), poison_status(&f.desc)))
+            }
+            Ok(Some(f)) if f.seq == 1 => Ok(f),
+            Ok(Some(f)) => Err(Error::hop(
+                hop.to_string(),
+                Status::internal(format!(
+                    "the poller answered with a frame of method {:?} and seq {}; an answer has \
+                     seq 1 (or method error_poison)",
+                    f.method, f.seq
+                )),
+            )),
+            Ok(None) => Err(closed(
+                "its polling stream closed during the call, before an answer".into(),
+            )),
+            Err(s) => Err(closed(format!(
+                "its polling stream failed during the call: {}",
+                s.message()
+            ))),
+        }
+    }
+
+    /// Ends the stream once the poller has ended its side (as EggRoll's exchange does).
+    fn finish(mut self) {
+        tokio::spawn(async move {
+            drain(&mut self.inbound).await;
+        });
     }
 }
 
 impl Hub {
-    fn poller(&self, party: &str) -> Result<Arc<Poller>> {
-        self.pollers
+    /// Ends every idle polling stream (at shutdown); streams carrying a call finish it.
+    pub fn close_all(&self) {
+        let mut map = self.parties.lock().unwrap_or_else(|e| e.into_inner());
+        for s in map.values_mut() {
+            s.idle.clear();
+        }
+    }
+
+    /// Whether `party` holds a polling stream open to us now.
+    pub fn is_connected(&self, party: &str) -> bool {
+        self.parties
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(party)
-            .cloned()
-            .ok_or_else(|| {
-                Error::hop(
+            .is_some_and(|s| s.live > 0)
+    }
+
+    /// Takes an idle stream of `party`, waiting while its streams are busy.
+    async fn take(&self, party: &str) -> Result<Tunnel> {
+        let mut no_stream_since: Option<Instant> = None;
+        loop {
+            let notified = self.arrived.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let (idle, live) = {
+                let mut map = self.parties.lock().unwrap_or_else(|e| e.into_inner());
+                match map.get_mut(party) {
+                    Some(s) => (s.idle.pop_front(), s.live),
+                    None => (None, 0),
+                }
+            };
+            if let Some(idle) = idle {
+                let (give, take) = oneshot::channel();
+                if idle.handoff.send(give).is_ok() {
+                    if let Ok(t) = take.await {
+                        return Ok(t);
+                    }
+                }
+                // That stream ended meanwhile: try the next.
+                continue;
+            }
+            if live > 0 {
+                no_stream_since = None;
+            } else if no_stream_since.get_or_insert_with(Instant::now).elapsed() >= NO_STREAM_GRACE
+            {
+                return Err(Error::hop(
                     format!("polling party {party}"),
                     Status::unavailable(format!(
                         "party {party} is a polling party and has no polling stream open to \
                          this roll-site; start its roll-site with polling_exchange pointing here"
                     )),
-                )
-            })
-    }
-
-    /// Ends every polling stream (at shutdown).
-    pub fn close_all(&self) {
-        self.pollers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-    }
-
-    /// Whether `party` holds a polling stream open to us now.
-    pub fn is_connected(&self, party: &str) -> bool {
-        self.pollers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(party)
-    }
-
-    async fn call(
-        &self,
-        party: &str,
-        frames: impl Stream<Item = Result<PollingFrame>> + Unpin,
-        id: i64,
-    ) -> Result<PollingFrame> {
-        let poller = self.poller(party)?;
-        let (otx, orx) = oneshot::channel();
-        poller
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, otx);
-        let _guard = PendingGuard(&poller.pending, id);
-        let hop = format!("polling party {party}");
-        let closed = || {
-            Error::hop(
-                hop.clone(),
-                Status::unavailable("its polling stream closed during the call"),
-            )
-        };
-        let mut frames = frames;
-        while let Some(f) = frames.next().await {
-            poller.tx.send(Ok(f?)).await.map_err(|_| closed())?;
+                ));
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
         }
-        let answer = orx.await.map_err(|_| closed())?;
-        if answer.method == "error" {
-            return Err(Error::hop(hop, frame_status(&answer)));
-        }
-        Ok(answer)
     }
 
-    /// Tunnels a push stream to a polling party.
+    /// Sends a push to a polling party over one of its streams.
     pub async fn push<S>(
         &self,
         party: &str,
@@ -140,63 +287,114 @@ impl Hub {
     where
         S: Stream<Item = Result<Packet, Status>> + Unpin,
     {
-        let id = self.next_call.fetch_add(1, Ordering::Relaxed);
-        let frame = move |p: Packet| PollingFrame {
-            method: "push".into(),
-            seq: id,
-            packet: Some(p),
+        let hop = format!("polling party {party}");
+        let mut t = self.take(party).await?;
+        let header = first.header.clone();
+        let frame = |seq: i64, method: &str, packet: Option<Packet>| PollingFrame {
+            method: method.into(),
+            seq,
+            packet,
             ..Default::default()
         };
-        let head = tokio_stream::once(Ok(frame(first)));
-        let body = rest.map(move |p| {
-            let p = p.map_err(|s| Error::hop("the sender's stream", s))?;
-            check(&p)?;
-            Ok(frame(p))
-        });
-        let end = tokio_stream::once(Ok(PollingFrame {
-            method: "push_end".into(),
-            seq: id,
-            ..Default::default()
-        }));
-        let answer = self.call(party, head.chain(body).chain(end), id).await?;
-        Ok(answer.metadata.unwrap_or_default())
+        let mut seq = 1;
+        t.send(frame(seq, method::PUSH, Some(first)), &hop).await?;
+        let mut rest = rest;
+        let mut sending = true;
+        loop {
+            tokio::select! {
+                item = rest.next(), if sending => {
+                    seq += 1;
+                    let failed = match item {
+                        Some(Ok(p)) => match check(&p) {
+                            Ok(()) => {
+                                t.send(frame(seq, method::PUSH, Some(p)), &hop).await?;
+                                None
+                            }
+                            Err(e) => Some(e),
+                        },
+                        Some(Err(s)) => Some(Error::hop("the sender's stream", s)),
+                        None => {
+                            // EggRoll's end frame repeats the last packet, which its poller
+                            // ignores; ours carries only the push's header.
+                            let end = Packet { header: header.clone(), body: None };
+                            t.send(frame(seq, method::SUB_STREAM_FINISH, Some(end)), &hop).await?;
+                            sending = false;
+                            None
+                        }
+                    };
+                    if let Some(e) = failed {
+                        // Tell the poller to drop the push (EggRoll's exception packet), then
+                        // end the stream.
+                        let p = Packet {
+                            header: header.clone(),
+                            body: Some(Data {
+                                key: EXCEPTION_KEY.into(),
+                                value: e.to_string().into_bytes().into(),
+                            }),
+                        };
+                        let _ = t.send(frame(seq, method::PUSH, Some(p)), &hop).await;
+                        return Err(e);
+                    }
+                }
+                answer = t.answer(&hop) => {
+                    let answer = answer?;
+                    if sending {
+                        return Err(Error::hop(
+                            hop,
+                            Status::internal(
+                                "the poller acknowledged the push before its sub_stream_finish",
+                            ),
+                        ));
+                    }
+                    t.finish();
+                    return Ok(answer.metadata.unwrap_or_default());
+                }
+            }
+        }
     }
 
-    /// Tunnels a unary call to a polling party.
+    /// Sends a unary call to a polling party over one of its streams.
     pub async fn unary(&self, party: &str, p: Packet) -> Result<Packet> {
-        let id = self.next_call.fetch_add(1, Ordering::Relaxed);
-        let frame = PollingFrame {
-            method: "unaryCall".into(),
-            seq: id,
+        let hop = format!("polling party {party}");
+        let mut t = self.take(party).await?;
+        let call = PollingFrame {
+            method: method::UNARY_CALL.into(),
+            seq: 1,
             packet: Some(p),
             ..Default::default()
         };
-        let answer = self.call(party, tokio_stream::once(Ok(frame)), id).await?;
+        t.send(call, &hop).await?;
+        let answer = t.answer(&hop).await?;
+        t.finish();
         Ok(answer.packet.unwrap_or_default())
     }
 
-    /// Accepts a polling stream from a party; the returned stream carries its calls.
+    /// Accepts a polling stream: its first frame names the party (`metadata.dst.partyId`, as
+    /// EggRoll's poller sends it); it then waits for one call for that party.
     pub async fn accept(
         &self,
         site: &Site,
         mut inbound: Streaming<PollingFrame>,
         peer: Peer,
     ) -> Result<ReceiverStream<Result<PollingFrame, Status>>> {
-        let hello = tokio::time::timeout(Duration::from_secs(30), inbound.message())
+        let first = tokio::time::timeout(Duration::from_secs(30), inbound.message())
             .await
-            .map_err(|_| Error::BadPacket("no hello frame within 30 s".into()))?
+            .map_err(|_| Error::BadPacket("no first polling frame within 30 s".into()))?
             .map_err(|s| Error::hop("the polling client's stream", s))?
-            .ok_or_else(|| Error::BadPacket("the polling stream ended before hello".into()))?;
-        let party = hello
-            .metadata
-            .as_ref()
-            .and_then(|m| m.src.as_ref())
+            .ok_or_else(|| {
+                Error::BadPacket("the polling stream ended before its first frame".into())
+            })?;
+        let meta = first.metadata.unwrap_or_default();
+        let party = [meta.dst.as_ref(), meta.src.as_ref()]
+            .into_iter()
+            .flatten()
             .map(|t| t.party_id.clone())
+            .find(|p| !p.is_empty())
             .unwrap_or_default();
-        if hello.method != "hello" || party.is_empty() {
+        if party.is_empty() {
             return Err(Error::BadPacket(
-                "a polling stream starts with a `hello` frame naming its party in \
-                 metadata.src.partyId"
+                "a polling stream starts with a frame naming the polling party in \
+                 metadata.dst.partyId"
                     .into(),
             ));
         }
@@ -214,79 +412,85 @@ impl Hub {
             )));
         }
         let (tx, rx) = mpsc::channel(16);
-        let generation = self.generation.fetch_add(1, Ordering::Relaxed);
-        let poller = Arc::new(Poller {
-            tx,
-            pending: Pending::default(),
-            generation,
-        });
-        let pending = poller.pending.clone();
-        self.pollers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(party.clone(), poller);
-        tracing::info!(party = %party, "polling party connected");
-        let hub = self.pollers.clone();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (handoff, mut wanted) = oneshot::channel::<oneshot::Sender<Tunnel>>();
+        {
+            let mut map = self.parties.lock().unwrap_or_else(|e| e.into_inner());
+            let s = map.entry(party.clone()).or_default();
+            s.live += 1;
+            s.idle.push_back(Idle { id, handoff });
+        }
+        let live = Live {
+            parties: self.parties.clone(),
+            party: party.clone(),
+        };
+        self.arrived.notify_waiters();
+        tracing::debug!(party = %party, "polling stream open");
+        let parties = self.parties.clone();
         tokio::spawn(async move {
-            loop {
-                match inbound.message().await {
-                    Ok(Some(f)) => {
-                        let waiter = pending
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .remove(&f.seq);
-                        if let Some(w) = waiter {
-                            let _ = w.send(f);
+            let idle_end = tokio::time::sleep(EXCHANGE_IDLE);
+            tokio::pin!(idle_end);
+            let give = loop {
+                tokio::select! {
+                    w = &mut wanted => break w.ok(),
+                    m = inbound.message() => match m {
+                        Ok(Some(f)) if f.method == method::ERROR_POISON => {
+                            tracing::warn!(party = %party, error = %f.desc,
+                                "an idle polling stream reported an error");
                         }
+                        Ok(Some(_)) => {}
+                        Ok(None) | Err(_) => break None,
+                    },
+                    _ = &mut idle_end => break None,
+                }
+            };
+            match give {
+                Some(give) => {
+                    let _ = give.send(Tunnel {
+                        tx,
+                        inbound,
+                        _live: live,
+                    });
+                }
+                None => {
+                    let mut map = parties.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(s) = map.get_mut(&party) {
+                        s.idle.retain(|i| i.id != id);
                     }
-                    Ok(None) => break,
-                    Err(s) => {
-                        tracing::warn!(party = %party, error = %describe(&s), "polling stream failed");
-                        break;
-                    }
+                    // Dropping `tx` ends the stream with OK and no call, as EggRoll's
+                    // exchange does when no call came.
                 }
             }
-            // Only the registration made by this stream is removed: a reconnect may have
-            // replaced it already.
-            let mut map = hub.lock().unwrap_or_else(|e| e.into_inner());
-            if map.get(&party).is_some_and(|p| p.generation == generation) {
-                map.remove(&party);
-            }
-            pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
-            tracing::info!(party = %party, "polling party disconnected");
         });
         Ok(ReceiverStream::new(rx))
     }
 }
 
-/// The party side: holds a polling stream open to `exchange` until shutdown, reconnecting
-/// with backoff.
+/// The party side: holds [`POLLING_STREAMS`] polling streams open to `exchange` until
+/// shutdown, each serving one call and then reopening; failures back off.
 pub async fn run_poller(site: Arc<Site>, exchange: String, tls: bool) {
-    let mut shutdown = site.shutdown.clone();
-    let mut wait = Duration::from_millis(200);
-    loop {
-        let outcome = poll_once(&site, &exchange, tls).await;
-        if *shutdown.borrow() {
+    let client = match poller_client(&site, &exchange, tls) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(exchange = %exchange, error = %e, "polling is off: {e}");
             return;
         }
-        match outcome {
-            Ok(()) => {
-                tracing::info!(exchange = %exchange, "polling stream ended; reconnecting");
-                wait = Duration::from_millis(200);
-            }
-            Err(e) => {
-                tracing::warn!(exchange = %exchange, error = %e, "polling stream failed; retrying");
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.changed() => return,
-        }
-        wait = (wait * 2).min(Duration::from_secs(10));
+    };
+    tracing::info!(exchange = %exchange, streams = POLLING_STREAMS, "polling the exchange");
+    // A JoinSet: if this task is aborted (a shutdown that waited too long), so are the loops.
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..POLLING_STREAMS {
+        let (site, client, exchange) = (site.clone(), client.clone(), exchange.clone());
+        tasks.spawn(async move { poll_loop(site, client, exchange).await });
     }
+    while tasks.join_next().await.is_some() {}
 }
 
-async fn poll_once(site: &Arc<Site>, exchange: &str, tls: bool) -> Result<()> {
+fn poller_client(
+    site: &Site,
+    exchange: &str,
+    tls: bool,
+) -> Result<DataTransferServiceClient<Channel>> {
     let files = match (&site.tls, tls) {
         (Some(f), true) => Some(f),
         (None, true) => {
@@ -306,12 +510,55 @@ async fn poll_once(site: &Arc<Site>, exchange: &str, tls: bool) -> Result<()> {
         files.map(|f| (f, host.as_str())),
         Duration::from_millis(site.config.connect_timeout_ms),
     )?;
-    let mut client = forward::client(channel, site.config.max_message_bytes as usize);
+    Ok(forward::client(
+        channel,
+        site.config.max_message_bytes as usize,
+    ))
+}
+
+async fn poll_loop(site: Arc<Site>, client: DataTransferServiceClient<Channel>, exchange: String) {
+    let mut shutdown = site.shutdown.clone();
+    let mut wait = Duration::from_millis(200);
+    loop {
+        let started = Instant::now();
+        let outcome = poll_once(&site, client.clone(), &exchange).await;
+        if *shutdown.borrow() {
+            return;
+        }
+        let pause = match outcome {
+            Ok(served) => {
+                wait = Duration::from_millis(200);
+                // A stream the exchange ended at once without a call: do not spin.
+                (!served && started.elapsed() < Duration::from_secs(1)).then_some(wait)
+            }
+            Err(e) => {
+                tracing::warn!(exchange = %exchange, error = %e, "polling stream failed; retrying");
+                let w = wait;
+                wait = (wait * 2).min(Duration::from_secs(10));
+                Some(w)
+            }
+        };
+        if let Some(pause) = pause {
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// One polling stream: announce our party, wait for one call, serve it. `Ok(true)` when a call
+/// was served (even if it failed and was reported to the exchange).
+async fn poll_once(
+    site: &Arc<Site>,
+    mut client: DataTransferServiceClient<Channel>,
+    exchange: &str,
+) -> Result<bool> {
+    let hop = format!("exchange {exchange} (polling)");
     let (tx, rx) = mpsc::channel::<PollingFrame>(16);
     let hello = PollingFrame {
-        method: "hello".into(),
         metadata: Some(Metadata {
-            src: Some(Topic {
+            dst: Some(Topic {
                 party_id: site.party_id.clone(),
                 ..Default::default()
             }),
@@ -322,87 +569,148 @@ async fn poll_once(site: &Arc<Site>, exchange: &str, tls: bool) -> Result<()> {
     tx.send(hello)
         .await
         .map_err(|_| Error::Internal("polling sender closed".into()))?;
-    let hop = format!("exchange {exchange} (polling)");
-    let mut inbound = client
-        .polling(ReceiverStream::new(rx))
-        .await
-        .map_err(|s| Error::hop(hop.clone(), s))?
-        .into_inner();
-    tracing::info!(exchange = %exchange, "polling stream open");
+    let mut shutdown = site.shutdown.clone();
+    let mut inbound = tokio::select! {
+        r = client.polling(ReceiverStream::new(rx)) => {
+            r.map_err(|s| Error::hop(hop.clone(), s))?.into_inner()
+        }
+        _ = shutdown.changed() => return Ok(false),
+    };
+    let first = tokio::select! {
+        m = tokio::time::timeout(POLLER_NO_DATA, inbound.message()) => match m {
+            // No call for a long time: end this stream and open a fresh one.
+            Err(_) => return Ok(false),
+            Ok(m) => m.map_err(|s| Error::hop(hop.clone(), s))?,
+        },
+        _ = shutdown.changed() => return Ok(false),
+    };
+    // The exchange ended the stream without a call.
+    let Some(first) = first else { return Ok(false) };
     let peer = Peer {
         addr: None,
         secure: true,
         hops: 1,
         trusted: false,
     };
-    let mut calls: HashMap<i64, mpsc::Sender<Result<Packet, Status>>> = HashMap::new();
-    // Calls whose local push already ended (with an error it answered): their remaining
-    // frames are dropped until `push_end`, never started as a new push.
-    let mut ended: std::collections::HashSet<i64> = Default::default();
-    let mut shutdown = site.shutdown.clone();
-    loop {
-        let frame = tokio::select! {
-            f = inbound.message() => f.map_err(|s| Error::hop(hop.clone(), s))?,
-            _ = shutdown.changed() => return Ok(()),
-        };
-        let Some(f) = frame else { return Ok(()) };
-        let seq = f.seq;
-        match f.method.as_str() {
-            "push" if ended.contains(&seq) => {}
-            "push" => {
-                let sender = calls.entry(seq).or_insert_with(|| {
-                    let (ptx, prx) = mpsc::channel(4);
-                    let (site, tx) = (site.clone(), tx.clone());
-                    tokio::spawn(async move {
-                        let answer = match site.push(ReceiverStream::new(prx), peer).await {
-                            Ok(m) => PollingFrame {
-                                method: "push_ack".into(),
-                                seq,
-                                metadata: Some(m),
-                                ..Default::default()
-                            },
-                            Err(e) => error_frame(seq, &e),
-                        };
-                        let _ = tx.send(answer).await;
-                    });
-                    ptx
-                });
-                let item = f
+    let answer = match first.method.as_str() {
+        _ if first.packet.as_ref().is_some_and(is_exception) => Err(Error::hop(
+            hop.clone(),
+            Status::aborted(format!(
+                "the exchange reported an error: {}",
+                first
                     .packet
-                    .ok_or_else(|| Status::invalid_argument("a push frame without a packet"));
-                if sender.send(item).await.is_err() {
-                    // The local push already ended (with an error it has reported).
-                    calls.remove(&seq);
-                    ended.insert(seq);
+                    .as_ref()
+                    .map(exception_text)
+                    .unwrap_or_default()
+            )),
+        )),
+        method::PUSH => serve_push(site, first, &mut inbound, peer, &hop)
+            .await
+            .map(|m| PollingFrame {
+                method: method::PUSH.into(),
+                seq: 1,
+                metadata: Some(m),
+                ..Default::default()
+            }),
+        method::UNARY_CALL => match first.packet {
+            None => Err(Error::BadPacket(
+                "a unary_call polling frame without a packet".into(),
+            )),
+            Some(p) => site.unary(p, peer).await.map(|p| PollingFrame {
+                method: method::UNARY_CALL.into(),
+                seq: 1,
+                packet: Some(p),
+                ..Default::default()
+            }),
+        },
+        other => Err(Error::BadPacket(format!(
+            "the exchange sent a polling frame of method {other:?}; expected push or unary_call"
+        ))),
+    };
+    let frame = match &answer {
+        Ok(f) => f.clone(),
+        Err(e) => {
+            tracing::warn!(exchange = %exchange, error = %e, "a call over the polling stream failed");
+            error_frame(&site.party_id, e)
+        }
+    };
+    // Answer, end our side, and wait for the exchange to end its side.
+    let _ = tx.send(frame).await;
+    drop(tx);
+    drain(&mut inbound).await;
+    Ok(true)
+}
+
+/// Runs a push that came over a polling stream, starting with its first frame.
+async fn serve_push(
+    site: &Arc<Site>,
+    first: PollingFrame,
+    inbound: &mut Streaming<PollingFrame>,
+    peer: Peer,
+    hop: &str,
+) -> Result<Metadata> {
+    let (ptx, prx) = mpsc::channel::<Result<Packet, Status>>(4);
+    let local = {
+        let site = site.clone();
+        tokio::spawn(async move { site.push(ReceiverStream::new(prx), peer).await })
+    };
+    tokio::pin!(local);
+    let packet = |f: PollingFrame| match f.packet {
+        Some(p) if is_exception(&p) => Err(Status::aborted(format!(
+            "the exchange dropped the push: {}",
+            exception_text(&p)
+        ))),
+        Some(p) => Ok(p),
+        None => Err(Status::invalid_argument(
+            "a push polling frame without a packet",
+        )),
+    };
+    let mut ptx = Some(ptx);
+    if let Some(s) = &ptx {
+        if s.send(packet(first)).await.is_err() {
+            ptx = None;
+        }
+    }
+    let mut feeding = true;
+    loop {
+        tokio::select! {
+            r = &mut local => {
+                return r.unwrap_or_else(|e| Err(Error::Internal(format!("the push task failed: {e}"))));
+            }
+            m = inbound.message(), if feeding => {
+                let item = match m {
+                    Ok(Some(f)) if f.method == method::SUB_STREAM_FINISH => {
+                        // The end of the push: close its stream.
+                        ptx = None;
+                        feeding = false;
+                        continue;
+                    }
+                    Ok(Some(f)) if f.method == method::PUSH => packet(f),
+                    Ok(Some(f)) => Err(Status::invalid_argument(format!(
+                        "a polling frame of method {:?} inside a push",
+                        f.method
+                    ))),
+                    Ok(None) => {
+                        feeding = false;
+                        Err(Status::unavailable(format!(
+                            "{hop}: the polling stream ended before sub_stream_finish"
+                        )))
+                    }
+                    Err(s) => {
+                        feeding = false;
+                        Err(Status::unavailable(format!(
+                            "{hop}: the polling stream failed during a push: {}",
+                            s.message()
+                        )))
+                    }
+                };
+                // Once the local push has ended (with an error it will return), the rest of
+                // the frames are dropped.
+                if let Some(s) = &ptx {
+                    if s.send(item).await.is_err() {
+                        ptx = None;
+                    }
                 }
-            }
-            "push_end" => {
-                calls.remove(&seq);
-                ended.remove(&seq);
-            }
-            "unaryCall" => {
-                let (site, tx) = (site.clone(), tx.clone());
-                tokio::spawn(async move {
-                    let answer = match f.packet {
-                        None => error_frame(
-                            seq,
-                            &Error::BadPacket("a unaryCall frame without a packet".into()),
-                        ),
-                        Some(p) => match site.unary(p, peer).await {
-                            Ok(p) => PollingFrame {
-                                method: "unaryCall_ack".into(),
-                                seq,
-                                packet: Some(p),
-                                ..Default::default()
-                            },
-                            Err(e) => error_frame(seq, &e),
-                        },
-                    };
-                    let _ = tx.send(answer).await;
-                });
-            }
-            other => {
-                tracing::warn!(method = %other, "unknown polling frame ignored");
             }
         }
     }
