@@ -73,6 +73,9 @@ pub struct Progress {
     last: Mutex<Instant>,
     seen: Mutex<HashMap<(u32, u64), u64>>,
     error: Mutex<Option<String>>,
+    /// Held while writing the object file: the file system serializes writes to one file
+    /// anyway, and its lock spins, burning CPU, where this one sleeps.
+    object_file: Mutex<()>,
 }
 
 impl Progress {
@@ -82,6 +85,7 @@ impl Progress {
             last: Mutex::new(Instant::now()),
             seen: Mutex::new(HashMap::new()),
             error: Mutex::new(None),
+            object_file: Mutex::new(()),
         }
     }
 
@@ -308,6 +312,12 @@ impl Buffer {
         let chunk = object_chunk(header)?;
         let mut markers = Vec::with_capacity(batches.len());
         let mut object: Option<std::fs::File> = None;
+        let _writing = chunk.map(|_| {
+            progress
+                .object_file
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+        });
         for b in &batches {
             let Some(chunk) = chunk else {
                 let path = dir.join(blob_name(b.partition, b.seq));
