@@ -638,21 +638,38 @@ impl Federation {
         V: Serialize + DeserializeOwned + Send + 'static,
     {
         let started = Instant::now();
+        let result = if table.context().is_distributed() {
+            self.remote_table_from_eggs(table, name, tag, parties).await
+        } else {
+            self.remote_table_from_client(table, name, tag, parties)
+                .await
+        };
+        let bytes = *result.as_ref().unwrap_or(&0);
+        self.log_remote(
+            name,
+            tag,
+            parties,
+            bytes,
+            started,
+            result.as_ref().map(|_| ()),
+        );
+        result
+    }
+
+    /// `remote_table` in standalone mode: this process reads the partitions itself.
+    async fn remote_table_from_client<K, V>(
+        &self,
+        table: &RollPair<K, V>,
+        name: &str,
+        tag: &str,
+        parties: &[Party],
+    ) -> Result<u64>
+    where
+        K: Serialize + DeserializeOwned + Send + 'static,
+        V: Serialize + DeserializeOwned + Send + 'static,
+    {
         let n = table.partitions();
         let opts = &self.inner.opts;
-        if table.context().is_distributed() {
-            let result = self.remote_table_from_eggs(table, name, tag, parties).await;
-            let bytes = *result.as_ref().unwrap_or(&0);
-            self.log_remote(
-                name,
-                tag,
-                parties,
-                bytes,
-                started,
-                result.as_ref().map(|_| ()),
-            );
-            return result;
-        }
         let keys: Arc<Vec<TransferKey>> = Arc::new(
             parties
                 .iter()
@@ -666,30 +683,18 @@ impl Federation {
         let producers = opts.streams_in_flight.max(1);
         let mut jobs: JoinSet<Result<u64>> = JoinSet::new();
         let mut bytes = 0u64;
-        let result: Result<()> = async {
-            for p in 0..n {
-                while jobs.len() >= producers {
-                    bytes += join_bytes(&mut jobs).await?;
-                }
-                let (me, table, keys, streams) =
-                    (self.clone(), table.clone(), keys.clone(), streams.clone());
-                jobs.spawn(async move { me.remote_partition(table, p, keys, streams).await });
-            }
-            while !jobs.is_empty() {
+        for p in 0..n {
+            while jobs.len() >= producers {
                 bytes += join_bytes(&mut jobs).await?;
             }
-            Ok(())
+            let (me, table, keys, streams) =
+                (self.clone(), table.clone(), keys.clone(), streams.clone());
+            jobs.spawn(async move { me.remote_partition(table, p, keys, streams).await });
         }
-        .await;
-        self.log_remote(
-            name,
-            tag,
-            parties,
-            bytes,
-            started,
-            result.as_ref().map(|_| ()),
-        );
-        result.map(|()| bytes)
+        while !jobs.is_empty() {
+            bytes += join_bytes(&mut jobs).await?;
+        }
+        Ok(bytes)
     }
 
     /// `remote_table` on a cluster: every egg pushes its own partitions to the roll-site,

@@ -59,6 +59,19 @@ fn object_packets(name: &str, data: &[u8], chunk: usize) -> Vec<Packet> {
 }
 
 /// The first frame of EggRoll's poller: only `metadata.dst.partyId`, its own party.
+/// A unary call of `request` to the roll-site at `addr`, running in the background.
+fn spawn_unary(
+    addr: std::net::SocketAddr,
+    request: Packet,
+) -> tokio::task::JoinHandle<Result<tonic::Response<Packet>, tonic::Status>> {
+    tokio::spawn(async move {
+        let mut c = DataTransferServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+        c.unary_call(request).await
+    })
+}
+
 fn eggroll_hello(party: &str) -> PollingFrame {
     PollingFrame {
         metadata: Some(Metadata {
@@ -185,15 +198,7 @@ async fn our_exchange_serves_an_eggroll_shaped_poller() {
     // A unary call to the polling party, on a fresh stream (one call per stream).
     let mut poller = EggrollPoller::open(e.addr(), "8888").await;
     let request = object_packets("small", b"0123456789", 64).remove(0);
-    let call = {
-        let (addr, request) = (e.addr(), request.clone());
-        tokio::spawn(async move {
-            let mut c = DataTransferServiceClient::connect(format!("http://{addr}"))
-                .await
-                .unwrap();
-            c.unary_call(request).await
-        })
-    };
+    let call = spawn_unary(e.addr(), request.clone());
     let f = poller.next().await.unwrap();
     assert_eq!((f.method.as_str(), f.seq), ("unary_call", 1), "{f:?}");
     assert_eq!(f.packet.as_ref(), Some(&request));
@@ -222,15 +227,7 @@ async fn our_exchange_serves_an_eggroll_shaped_poller() {
 
     // EggRoll's poller reports a failure with `error_poison` and a stack trace in `desc`.
     let mut poller = EggrollPoller::open(e.addr(), "8888").await;
-    let call = {
-        let (addr, request) = (e.addr(), request.clone());
-        tokio::spawn(async move {
-            let mut c = DataTransferServiceClient::connect(format!("http://{addr}"))
-                .await
-                .unwrap();
-            c.unary_call(request).await
-        })
-    };
+    let call = spawn_unary(e.addr(), request.clone());
     let f = poller.next().await.unwrap();
     assert_eq!(f.method, "unary_call");
     poller
@@ -252,15 +249,7 @@ async fn our_exchange_serves_an_eggroll_shaped_poller() {
 
     // A poller that dies mid-call fails the call with UNAVAILABLE.
     let mut poller = EggrollPoller::open(e.addr(), "8888").await;
-    let call = {
-        let (addr, request) = (e.addr(), request.clone());
-        tokio::spawn(async move {
-            let mut c = DataTransferServiceClient::connect(format!("http://{addr}"))
-                .await
-                .unwrap();
-            c.unary_call(request).await
-        })
-    };
+    let call = spawn_unary(e.addr(), request.clone());
     assert_eq!(poller.next().await.unwrap().method, "unary_call");
     drop(poller);
     let status = tokio::time::timeout(WAIT, call)
