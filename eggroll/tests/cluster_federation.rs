@@ -24,6 +24,15 @@ fn loopback(site: &RollSite) -> String {
     format!("127.0.0.1:{}", site.addr().port())
 }
 
+/// The runtime federation calls run on; enter it too: channels connect lazily on it.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// Two roll-sites on free ports that route to each other.
 async fn roll_sites(dir: &Path) -> (RollSite, RollSite) {
     let mut configs = Vec::new();
@@ -97,12 +106,7 @@ fn eggs_push_their_partitions_and_the_receiver_gets_the_same_table() {
     let cluster = TestCluster::start(Default::default());
     let ctx = cluster.connect();
     let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    // Channels connect lazily on this runtime.
+    let rt = runtime();
     let _rt = rt.enter();
     let (a, b) = rt.block_on(roll_sites(dir.path()));
     // Small batches: many streams per partition.
@@ -179,11 +183,7 @@ fn eggs_push_their_partitions_and_the_receiver_gets_the_same_table() {
 fn an_egg_that_cannot_reach_the_roll_site_fails_the_remote_with_its_address() {
     let cluster = TestCluster::start(Default::default());
     let ctx = cluster.connect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let _rt = rt.enter();
     // A port nobody listens on.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
