@@ -87,3 +87,62 @@ fn psi_over_mutual_tls_matches_the_plain_intersection() {
         assert!(g.bytes_sent > 0 || expected.is_empty(), "{name}");
     }
 }
+
+#[test]
+fn a_party_whose_psi_fails_makes_the_other_fail_at_once_with_its_reason() {
+    use eggroll_psi::Role;
+    use eggroll_rollpair::{Options, RollPair};
+    use eggroll_rollsite::Party;
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup {
+        cluster: None,
+        tls: None,
+    };
+    let parties = TwoParties::start(dir.path(), "psi_abort", &setup).unwrap();
+    let ids = |ctx: &eggroll_rollpair::RollPairContext| -> RollPair<String, ()> {
+        ctx.parallelize(
+            (0..200).map(|i| (format!("id-{i}"), ())),
+            Options::partitions(2),
+        )
+        .unwrap()
+    };
+    let guest_ids = ids(&parties.guest.ctx);
+    // The host's input is gone before it starts: its PSI fails in its first phase.
+    let host_ids = ids(&parties.host.ctx);
+    host_ids.clone().destroy().unwrap();
+
+    // The guest waits for the host's blinded ids; its idle timeout is minutes away.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (fed, rt) = (parties.guest.fed.clone(), parties.rt.handle().clone());
+    std::thread::spawn(move || {
+        let r = eggroll_psi::run(
+            Role::Guest,
+            &guest_ids,
+            &fed,
+            &rt,
+            &Party::new("host", "10000"),
+            &(),
+        );
+        let _ = tx.send(r.map(|_| ()).map_err(|e| e.to_string()));
+    });
+    let host_err = eggroll_psi::run(
+        Role::Host,
+        &host_ids,
+        &parties.host.fed,
+        parties.rt.handle(),
+        &Party::new("guest", "9999"),
+        &(),
+    )
+    .unwrap_err()
+    .to_string();
+    let guest = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the guest still waits: the host's abort did not reach it");
+    let err = guest.unwrap_err();
+    eprintln!("the guest failed with: {err}");
+    assert!(
+        err.contains("party 10000 (role host) aborted session") && err.contains("its PSI failed"),
+        "guest: {err}\nhost: {host_err}"
+    );
+    parties.stop().unwrap();
+}

@@ -137,10 +137,11 @@ pub fn run(
     let outcome = run_protocol(role, ids, fed, rt, peer, progress);
     if let Err(e) = &outcome {
         let reason = format!("its PSI failed: {e}");
-        let abort = tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            fed.abort(&reason, std::slice::from_ref(peer)),
-        );
+        // The timer must be made on the runtime: inside the future, not before it.
+        let abort = async {
+            let wait = std::time::Duration::from_secs(5);
+            tokio::time::timeout(wait, fed.abort(&reason, std::slice::from_ref(peer))).await
+        };
         if !matches!(rt.block_on(abort), Ok(Ok(()))) {
             tracing::warn!(peer = %peer.party_id, "could not tell the peer that this PSI failed");
         }
