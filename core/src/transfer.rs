@@ -22,6 +22,9 @@ pub const SIZE_OPTION: &str = "size";
 /// Header option carrying the size of every batch of an object but the last: the receiver
 /// writes each batch at its offset in one file, and a get maps that file instead of copying.
 pub const CHUNK_OPTION: &str = "chunk_bytes";
+/// Name of the transfer by which a party tells another it gave up on a session: gets
+/// waiting on that party fail at once with its reason.
+pub const ABORT_NAME: &str = "__abort__";
 /// Longest accepted field of a transfer key.
 const MAX_FIELD: usize = 512;
 /// Most partitions a transfer may have.
@@ -59,6 +62,15 @@ impl TransferKey {
             self.dst_role,
             self.dst_party
         )
+    }
+
+    /// The key of the abort its sender would send for this transfer's session.
+    pub fn abort(&self) -> Self {
+        Self {
+            name: ABORT_NAME.into(),
+            tag: String::new(),
+            ..self.clone()
+        }
     }
 
     /// The key of a header, validated.

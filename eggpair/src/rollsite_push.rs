@@ -3,6 +3,7 @@
 
 use crate::catalog::Stores;
 use crate::error::EggError;
+use crate::service::bulk_channel;
 use crate::store::KeyRange;
 use eggroll_core::transfer::{
     chunk_packet, Chunk, RetryPolicy, TableBatches, TransferKey, MAX_PARTITIONS, TABLE,
@@ -16,41 +17,77 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 type Client = DataTransferServiceClient<Channel>;
 
-/// Clients of roll-sites, one multiplexed connection per address.
+/// Channels to roll-sites, one multiplexed connection per address.
 #[derive(Clone, Default)]
 pub struct RollsiteClients {
-    clients: Arc<Mutex<HashMap<String, Client>>>,
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
 }
 
 impl RollsiteClients {
+    /// A client for the roll-site `push` names, with that push's message limits.
     fn get(&self, push: &PushToRollsite) -> Result<Client, Status> {
         let addr = &push.rollsite;
-        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = clients.get(addr) {
-            return Ok(c.clone());
-        }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| {
-                Status::invalid_argument(format!("the roll-site address {addr:?} is invalid: {e}"))
-            })?
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_millis(push.connect_timeout_ms.max(100)))
-            // Large windows, as between roll-sites: one stream can fill the link.
-            .initial_stream_window_size(16 << 20)
-            .initial_connection_window_size(32 << 20)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .connect_lazy();
+        let channel = {
+            let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+            match channels.get(addr) {
+                Some(c) => c.clone(),
+                None => {
+                    let timeout = Duration::from_millis(push.connect_timeout_ms.max(100));
+                    // As between roll-sites: 16 MiB per stream.
+                    let c = bulk_channel(addr, "roll-site", timeout, 16 << 20)?;
+                    channels.insert(addr.clone(), c.clone());
+                    c
+                }
+            }
+        };
         let max = push.max_message_bytes as usize;
-        let client = DataTransferServiceClient::new(channel)
+        Ok(DataTransferServiceClient::new(channel)
             .max_decoding_message_size(max)
-            .max_encoding_message_size(max);
-        clients.insert(addr.clone(), client.clone());
-        Ok(client)
+            .max_encoding_message_size(max))
+    }
+}
+
+/// Calls `call` until it succeeds, fails with anything but UNAVAILABLE, or `policy`'s retries
+/// are spent, waiting between tries as `policy` says and telling `on_retry(attempt, wait,
+/// status)` first; a failure comes with how many retries were made.
+pub async fn retry_unavailable<T, F, Fut>(
+    policy: &RetryPolicy,
+    mut call: F,
+    on_retry: impl Fn(u32, Duration, &Status),
+) -> Result<T, (Status, u32)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Status>>,
+{
+    let mut attempt = 0;
+    loop {
+        let status = match call().await {
+            Ok(t) => return Ok(t),
+            Err(s) => s,
+        };
+        let wait = match status.code() {
+            Code::Unavailable => policy.wait(attempt),
+            _ => None,
+        };
+        let Some(wait) = wait else {
+            return Err((status, attempt));
+        };
+        attempt += 1;
+        on_retry(attempt, wait, &status);
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// " after N retries" when there were any, for error messages.
+pub fn after_retries(attempts: u32) -> String {
+    match attempts {
+        0 => String::new(),
+        n => format!(" after {n} retries"),
     }
 }
 
@@ -196,39 +233,31 @@ async fn push_group(
     retry: &RetryPolicy,
 ) -> Result<(), Status> {
     for (key, base) in dests {
-        let mut attempt = 0u32;
-        loop {
+        let send = || {
             let (k, b, g) = (key.clone(), base.clone(), group.clone());
             let packets =
                 tokio_stream::iter(0..g.len()).map(move |i| chunk_packet(&k, &b, &g[i], per));
-            let result = client.clone().push(packets).await;
-            match result {
-                Ok(_) => break,
-                Err(s) if s.code() == Code::Unavailable && retry.wait(attempt).is_some() => {
-                    let wait = retry.wait(attempt).unwrap_or_default();
-                    attempt += 1;
-                    tracing::warn!(rollsite = addr, key = %key.rs_key(), attempt,
-                        error = %s.message(), "push to the roll-site unavailable; retrying");
-                    tokio::time::sleep(wait).await;
-                }
-                Err(s) => {
-                    return Err(Status::new(
-                        s.code(),
-                        format!(
-                            "pushing {} to the roll-site at {addr} failed{}: {}; check that \
-                             `eggroll rollsite` runs there and that this node can reach it",
-                            key.rs_key(),
-                            if attempt > 0 {
-                                format!(" after {attempt} retries")
-                            } else {
-                                String::new()
-                            },
-                            s.message()
-                        ),
-                    ))
-                }
-            }
-        }
+            let mut client = client.clone();
+            async move { client.push(packets).await }
+        };
+        let log = |attempt, _, s: &Status| {
+            tracing::warn!(rollsite = addr, key = %key.rs_key(), attempt,
+                error = %s.message(), "push to the roll-site unavailable; retrying");
+        };
+        retry_unavailable(retry, send, log)
+            .await
+            .map_err(|(s, attempts)| {
+                Status::new(
+                    s.code(),
+                    format!(
+                        "pushing {} to the roll-site at {addr} failed{}: {}; check that \
+                         `eggroll rollsite` runs there and that this node can reach it",
+                        key.rs_key(),
+                        after_retries(attempts),
+                        s.message()
+                    ),
+                )
+            })?;
     }
     Ok(())
 }

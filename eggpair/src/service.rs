@@ -24,6 +24,29 @@ use tonic::{Request, Response, Status, Streaming};
 /// one pair may be large.
 pub const MAX_MESSAGE_BYTES: usize = 512 << 20;
 
+/// A lazily connecting channel to `addr` ("host:port", a `what`) with the settings of bulk
+/// transfers: no Nagle delay, keepalives, and HTTP/2 windows of `stream_window` per stream
+/// and 32 MiB per connection, so one stream can fill a link.
+pub fn bulk_channel(
+    addr: &str,
+    what: &str,
+    connect_timeout: std::time::Duration,
+    stream_window: u32,
+) -> Result<Channel, Status> {
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| {
+            Status::invalid_argument(format!("the {what} address {addr:?} is invalid: {e}"))
+        })?
+        .tcp_nodelay(true)
+        .connect_timeout(connect_timeout)
+        .http2_keep_alive_interval(std::time::Duration::from_secs(5))
+        .keep_alive_timeout(std::time::Duration::from_secs(10))
+        .initial_stream_window_size(stream_window)
+        .initial_connection_window_size(32 << 20)
+        .connect_lazy();
+    Ok(channel)
+}
+
 /// Clients of other eggs, one multiplexed HTTP/2 connection each.
 #[derive(Clone, Default)]
 pub struct EggClients {
@@ -37,15 +60,7 @@ impl EggClients {
         if let Some(c) = clients.get(endpoint) {
             return Ok(c.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{endpoint}"))
-            .map_err(|e| Status::invalid_argument(format!("bad egg endpoint {endpoint:?}: {e}")))?
-            .tcp_nodelay(true)
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .http2_keep_alive_interval(std::time::Duration::from_secs(5))
-            .keep_alive_timeout(std::time::Duration::from_secs(10))
-            .initial_stream_window_size(8 << 20)
-            .initial_connection_window_size(32 << 20)
-            .connect_lazy();
+        let channel = bulk_channel(endpoint, "egg", std::time::Duration::from_secs(5), 8 << 20)?;
         let client = EggServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);

@@ -7,13 +7,13 @@
 //! would cost it several rewrites): an object whose sender names its batch size
 //! ([`CHUNK_OPTION`]) is written batch by batch at its offset into one file `object`, which a
 //! get maps into memory instead of copying; other batches are files of their own, written
-//! whole then renamed into place. A marker is written only after its bytes. A batch sent twice lands on the same
-//! name and key, so retried streams never duplicate data. Like RocksDB's default writes, a
+//! whole then renamed into place. A marker is written only after its bytes. A batch sent
+//! twice lands on the same name and key, so retried streams never duplicate data. Like RocksDB's default writes, a
 //! stored batch survives a restart of the roll-site (not of the machine). Every call blocks
 //! on storage: run it on a blocking thread.
 
 use crate::error::{Error, Result};
-use crate::packet::{CHUNK_OPTION, OBJECT};
+use crate::packet::{ABORT_NAME, CHUNK_OPTION, OBJECT};
 use bytes::Bytes;
 use eggroll_core::config::StorageConfig;
 use eggroll_core::partitioner::murmur3_32;
@@ -30,7 +30,8 @@ use tokio::sync::Notify;
 const NAMESPACE: &str = "rollsite";
 /// The file of an object written at offsets.
 const OBJECT_FILE: &str = "object";
-/// Marker value of a batch stored in [`OBJECT_FILE`]: this tag, then its length (u64 BE).
+/// Marker value of a batch stored in [`OBJECT_FILE`]: this tag, then its offset and its
+/// length (u64 BE each), so reading it needs nothing else.
 const IN_OBJECT: u8 = b'O';
 const TABLE: &str = "inbox";
 
@@ -115,6 +116,8 @@ pub struct Buffer {
     live: Mutex<HashMap<String, Arc<Progress>>>,
     max_object_bytes: u64,
     fsync: bool,
+    /// Notified when any abort arrives: every waiting get checks whether it is its own.
+    pub aborts: Notify,
 }
 
 fn prefix(kind: u8, rk: &str) -> Vec<u8> {
@@ -199,6 +202,18 @@ fn map(path: &Path, offset: u64, len: u64) -> Result<Bytes> {
     Ok(Bytes::from_owner(m))
 }
 
+/// Offset and length of a batch stored in the object file, from its marker.
+fn object_range(marker: &[u8]) -> (u64, u64) {
+    let at = |i: usize| {
+        let mut b = [0u8; 8];
+        if let Some(s) = marker.get(i..i + 8) {
+            b.copy_from_slice(s);
+        }
+        u64::from_be_bytes(b)
+    };
+    (at(1), at(9))
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -249,6 +264,7 @@ impl Buffer {
             live: Mutex::new(HashMap::new()),
             max_object_bytes,
             fsync: false,
+            aborts: Notify::new(),
         })
     }
 
@@ -320,22 +336,7 @@ impl Buffer {
         });
         for b in &batches {
             let Some(chunk) = chunk else {
-                let path = dir.join(blob_name(b.partition, b.seq));
-                let tmp = path.with_extension("tmp");
-                let written = std::fs::File::create(&tmp).and_then(|mut f| {
-                    use std::io::Write;
-                    f.write_all(&b.body)?;
-                    if self.fsync {
-                        f.sync_data()?;
-                    }
-                    Ok(())
-                });
-                written
-                    .and_then(|()| std::fs::rename(&tmp, &path))
-                    .map_err(|source| Error::Io {
-                        what: format!("cannot store a received batch in {}", path.display()),
-                        source,
-                    })?;
+                self.write_batch_file(&dir, b)?;
                 markers.push(Vec::new());
                 continue;
             };
@@ -363,20 +364,20 @@ impl Buffer {
                 source,
             };
             if object.is_none() {
-                object = Some(
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .write(true)
-                        .truncate(false)
-                        .open(&path)
-                        .map_err(io)?,
-                );
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .write(true)
+                    .truncate(false)
+                    .open(&path)
+                    .map_err(io)?;
+                object = Some(f);
             }
             if let Some(f) = &object {
                 use std::os::unix::fs::FileExt;
                 f.write_all_at(&b.body, offset).map_err(io)?;
             }
             let mut m = vec![IN_OBJECT];
+            m.extend_from_slice(&offset.to_be_bytes());
             m.extend_from_slice(&len.to_be_bytes());
             markers.push(m);
         }
@@ -413,7 +414,31 @@ impl Buffer {
         }
         *progress.last.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         progress.notify.notify_waiters();
+        if header.name == ABORT_NAME {
+            self.aborts.notify_waiters();
+        }
         Ok(())
+    }
+
+    /// Stores one batch as a file of its own: written whole, synced when asked, then renamed
+    /// into place.
+    fn write_batch_file(&self, dir: &Path, b: &Batch) -> Result<()> {
+        use std::io::Write;
+        let path = dir.join(blob_name(b.partition, b.seq));
+        let tmp = path.with_extension("tmp");
+        std::fs::File::create(&tmp)
+            .and_then(|mut f| {
+                f.write_all(&b.body)?;
+                if self.fsync {
+                    f.sync_data()?;
+                }
+                Ok(())
+            })
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|source| Error::Io {
+                what: format!("cannot store a received batch in {}", path.display()),
+                source,
+            })
     }
 
     /// How far a transfer has arrived; `None` if nothing of it is here.
@@ -492,13 +517,8 @@ impl Buffer {
                     source,
                 });
         }
-        let header = self
-            .header(rk)?
-            .ok_or_else(|| Error::Internal(format!("{rk} has batches but no header")))?;
-        let chunk = object_chunk(&header)?.ok_or_else(|| {
-            Error::Internal(format!("{rk}: an object batch without a chunk size"))
-        })?;
-        map(&dir.join(OBJECT_FILE), seq * chunk, tail_u64(marker))
+        let (offset, len) = object_range(marker);
+        map(&dir.join(OBJECT_FILE), offset, len)
     }
 
     /// The whole object `rk`, once every batch arrived: the object file mapped into memory
@@ -520,7 +540,7 @@ impl Buffer {
             return Ok(None);
         }
         if markers.iter().all(|(_, m)| m.first() == Some(&IN_OBJECT)) {
-            let len = markers.iter().map(|(_, m)| tail_u64(m)).sum();
+            let len = markers.iter().map(|(_, m)| object_range(m).1).sum();
             return map(&self.transfer_dir(rk).join(OBJECT_FILE), 0, len).map(Some);
         }
         let mut out = Vec::new();

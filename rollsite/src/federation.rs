@@ -10,16 +10,17 @@
 use crate::error::{describe, Error, Result};
 use crate::forward;
 use crate::packet::{
-    chunk_packet, pairs, Chunk, RetryPolicy, TableBatches, TransferKey, CHUNK_OPTION, OBJECT,
-    SIZE_OPTION, TABLE,
+    chunk_packet, pairs, Chunk, RetryPolicy, TableBatches, TransferKey, ABORT_NAME, CHUNK_OPTION,
+    OBJECT, SIZE_OPTION, TABLE,
 };
 use crate::site::{Peer, Site};
-use crate::site::{ABORT_NAME, MAX_ABORT_REASON, OP_CLEAR};
+use crate::site::{MAX_ABORT_REASON, OP_CLEAR};
 use bytes::Bytes;
 use eggroll_core::codec::{decode, encode};
 use eggroll_core::config::RollsiteConfig;
 use eggroll_core::partitioner::partition_of;
 use eggroll_core::CoreError;
+use eggroll_eggpair::rollsite_push::{after_retries, retry_unavailable};
 use eggroll_proto::meta::PushToRollsite;
 use eggroll_proto::proxy::data_transfer_service_client::DataTransferServiceClient;
 use eggroll_proto::proxy::{Conf, Metadata, Packet};
@@ -36,7 +37,7 @@ use tokio::task::JoinSet;
 use tokio_stream::Stream;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
+use tonic::{Request, Status};
 
 /// A party in a role.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -384,31 +385,23 @@ impl Federation {
         }
         let chunks = Arc::new(chunks);
         let per = opts.batches_per_stream.max(1) as u64;
-        let retry = opts.retry();
-        let mut attempt = 0u32;
-        loop {
-            let (key2, base2, chunks2) = (key.clone(), base.clone(), chunks.clone());
-            let packets = tokio_stream::iter(0..chunks2.len())
-                .map(move |i| chunk_packet(&key2, &base2, &chunks2[i], per));
-            match self.send_push(packets).await {
-                Ok(_) => return Ok(()),
-                Err(s) if s.code() == Code::Unavailable && retry.wait(attempt).is_some() => {
-                    let wait = retry.wait(attempt).unwrap_or_default();
-                    attempt += 1;
-                    tracing::warn!(key = %key.rs_key(), attempt, wait_ms = wait.as_millis() as u64,
-                        error = %describe(&s), "push stream unavailable; retrying");
-                    tokio::time::sleep(wait).await;
-                }
-                Err(s) => {
-                    let tries = if attempt > 0 {
-                        format!(" (after {attempt} retries)")
-                    } else {
-                        String::new()
-                    };
-                    return Err(Error::hop(format!("{}{tries}", self.local_hop()), s));
-                }
-            }
-        }
+        let send = || {
+            let (key, base, chunks) = (key.clone(), base.clone(), chunks.clone());
+            self.send_push(
+                tokio_stream::iter(0..chunks.len())
+                    .map(move |i| chunk_packet(&key, &base, &chunks[i], per)),
+            )
+        };
+        let log = |attempt, wait: Duration, s: &Status| {
+            tracing::warn!(key = %key.rs_key(), attempt, wait_ms = wait.as_millis() as u64,
+                error = %describe(s), "push stream unavailable; retrying");
+        };
+        retry_unavailable(&opts.retry(), send, log)
+            .await
+            .map_err(|(s, attempts)| {
+                let tries = after_retries(attempts);
+                Error::hop(format!("{}{tries}", self.local_hop()), s)
+            })
     }
 
     /// Tells `parties` that this party gave up on the session, and why: their gets waiting
@@ -468,19 +461,13 @@ impl Federation {
             }),
             ..key.metadata(&h)
         };
-        let retry = self.inner.opts.retry();
-        let mut attempt = 0;
-        loop {
-            match self.send_pull(meta.clone()).await {
-                Ok(s) => return Ok(s),
-                Err(s) if s.code() == Code::Unavailable && retry.wait(attempt).is_some() => {
-                    let wait = retry.wait(attempt).unwrap_or_default();
-                    attempt += 1;
-                    tokio::time::sleep(wait).await;
-                }
-                Err(s) => return Err(Error::hop(self.local_hop(), s)),
-            }
-        }
+        retry_unavailable(
+            &self.inner.opts.retry(),
+            || self.send_pull(meta.clone()),
+            |_, _, _| {},
+        )
+        .await
+        .map_err(|(s, _)| Error::hop(self.local_hop(), s))
     }
 
     async fn clear(&self, key: &TransferKey) -> Result<()> {

@@ -22,9 +22,6 @@ use tonic::Status;
 
 /// `Metadata.operator` of a local get's request to drop a transfer it has taken.
 pub const OP_CLEAR: &str = "rs_clear";
-/// Name of the transfer by which a party tells another it gave up on a session
-/// ([`crate::Federation::abort`]): gets waiting on that party fail at once with its reason.
-pub const ABORT_NAME: &str = "__abort__";
 /// Longest abort reason kept, in bytes.
 pub const MAX_ABORT_REASON: usize = 4096;
 /// Batches are written to storage in groups of about this many bytes.
@@ -409,29 +406,24 @@ impl Site {
         let rk = key.rs_key();
         let progress = self.buffer.progress(&rk);
         // An abort from the party this get waits for ends the wait at once.
-        let abort_rk = TransferKey {
-            name: ABORT_NAME.into(),
-            tag: String::new(),
-            ..key.clone()
-        }
-        .rs_key();
-        let aborts = self.buffer.progress(&abort_rk);
+        let abort_rk = key.abort().rs_key();
         let mut shutdown = self.shutdown.clone();
         loop {
             let notified = progress.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let aborted = aborts.notify.notified();
+            let aborted = self.buffer.aborts.notified();
             tokio::pin!(aborted);
             aborted.as_mut().enable();
             let (buffer, c, ark) = (self.buffer.clone(), check.clone(), abort_rk.clone());
-            let found = tokio::task::spawn_blocking(move || {
-                Ok::<_, Error>((c(&buffer)?, buffer.object(&ark)?))
+            let found = tokio::task::spawn_blocking(move || match c(&buffer)? {
+                Some(t) => Ok::<_, Error>(Ok(t)),
+                None => Ok(Err(buffer.object(&ark)?)),
             })
             .await??;
             match found {
-                (Some(t), _) => return Ok(t),
-                (None, Some(reason)) => {
+                Ok(t) => return Ok(t),
+                Err(Some(reason)) => {
                     let reason =
                         String::from_utf8_lossy(&reason[..reason.len().min(MAX_ABORT_REASON)])
                             .into_owned();
@@ -441,7 +433,7 @@ impl Site {
                         key.src_party, key.src_role, key.session, key.name, key.tag
                     )));
                 }
-                (None, None) => {}
+                Err(None) => {}
             }
             let deadline = progress.last_arrival() + idle;
             if Instant::now() >= deadline {

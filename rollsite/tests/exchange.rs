@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use eggroll_proto::proxy::data_transfer_service_client::DataTransferServiceClient;
 use eggroll_rollpair::{Options, RollPair, RollPairContext};
-use eggroll_rollsite::packet::{TransferKey, OBJECT};
+use eggroll_rollsite::packet::OBJECT;
 use eggroll_rollsite::Party;
 use serde_json::json;
 use std::time::Duration;
@@ -117,15 +117,7 @@ async fn three_parties_and_a_polling_party_through_one_exchange() {
 
     // A bad stream for the polling party is answered through the tunnel, and the tunnel
     // keeps working.
-    let key = |name: &str| TransferKey {
-        session: "job".into(),
-        name: name.into(),
-        tag: "0".into(),
-        src_role: "guest".into(),
-        src_party: "9999".into(),
-        dst_role: "arbiter".into(),
-        dst_party: "8888".into(),
-    };
+    let key = key_to_8888;
     let packet = |name: &str, seq: i64| {
         let mut h = key(name).header(OBJECT);
         h.total_partitions = 1;

@@ -23,15 +23,7 @@ use tonic::{Code, Request, Response, Status, Streaming};
 const WAIT: Duration = Duration::from_secs(20);
 
 fn key(name: &str) -> TransferKey {
-    TransferKey {
-        session: "job".into(),
-        name: name.into(),
-        tag: "0".into(),
-        src_role: "guest".into(),
-        src_party: "9999".into(),
-        dst_role: "arbiter".into(),
-        dst_party: "8888".into(),
-    }
+    key_to_8888(name)
 }
 
 /// The packets of an object `data` for party 8888, cut in `chunk`-byte batches.

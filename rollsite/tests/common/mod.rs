@@ -121,3 +121,17 @@ pub fn dir() -> tempfile::TempDir {
 pub fn data(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("session-{name}"))
 }
+
+/// The key of a transfer `name` of job `job` from guest 9999 to arbiter 8888 (the polling
+/// party of the exchange tests).
+pub fn key_to_8888(name: &str) -> eggroll_rollsite::packet::TransferKey {
+    eggroll_rollsite::packet::TransferKey {
+        session: "job".into(),
+        name: name.into(),
+        tag: "0".into(),
+        src_role: "guest".into(),
+        src_party: "9999".into(),
+        dst_role: "arbiter".into(),
+        dst_party: "8888".into(),
+    }
+}
