@@ -9,7 +9,6 @@ use eggroll_core::transfer::{
     chunk_packet, Chunk, RetryPolicy, TableBatches, TransferKey, MAX_PARTITIONS, TABLE,
 };
 use eggroll_proto::meta::{PushToRollsite, StoreLocator};
-use eggroll_proto::proxy::data_transfer_service_client::DataTransferServiceClient;
 use eggroll_proto::transfer::RollSiteHeader;
 use prost::Message;
 use std::collections::HashMap;
@@ -20,7 +19,12 @@ use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-type Client = DataTransferServiceClient<Channel>;
+/// A roll-site's channel and the message limit of the push using it.
+#[derive(Clone)]
+struct Client {
+    channel: Channel,
+    max_message: usize,
+}
 
 /// Channels to roll-sites, one multiplexed connection per address.
 #[derive(Clone, Default)]
@@ -45,10 +49,10 @@ impl RollsiteClients {
                 }
             }
         };
-        let max = push.max_message_bytes as usize;
-        Ok(DataTransferServiceClient::new(channel)
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max))
+        Ok(Client {
+            channel,
+            max_message: push.max_message_bytes as usize,
+        })
     }
 }
 
@@ -237,8 +241,11 @@ async fn push_group(
             let (k, b, g) = (key.clone(), base.clone(), group.clone());
             let packets =
                 tokio_stream::iter(0..g.len()).map(move |i| chunk_packet(&k, &b, &g[i], per));
-            let mut client = client.clone();
-            async move { client.push(packets).await }
+            let c = client.clone();
+            async move {
+                eggroll_proto::push::push(c.channel, packets, Default::default(), c.max_message)
+                    .await
+            }
         };
         let log = |attempt, _, s: &Status| {
             tracing::warn!(rollsite = addr, key = %key.rs_key(), attempt,

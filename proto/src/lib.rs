@@ -49,3 +49,5 @@ pub use generated::com::webank::ai::eggroll::api::networking::proxy;
 pub use generated::com::webank::eggroll::core::transfer;
 /// eggroll-rs cluster messages (stores, jobs, tasks, pair batches).
 pub use generated::eggroll::meta;
+
+pub mod push;

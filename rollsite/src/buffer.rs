@@ -14,6 +14,7 @@
 
 use crate::error::{Error, Result};
 use crate::packet::{ABORT_NAME, CHUNK_OPTION, OBJECT};
+use crate::spares::{Lease, Spares};
 use bytes::Bytes;
 use eggroll_core::config::StorageConfig;
 use eggroll_core::partitioner::murmur3_32;
@@ -116,6 +117,8 @@ pub struct Buffer {
     live: Mutex<HashMap<String, Arc<Progress>>>,
     max_object_bytes: u64,
     fsync: bool,
+    /// Taken objects' files, to write the next objects over.
+    spares: Spares,
     /// Notified when any abort arrives: every waiting get checks whether it is its own.
     pub aborts: Notify,
 }
@@ -170,14 +173,31 @@ fn object_chunk(h: &RollSiteHeader) -> Result<Option<u64>> {
     }
 }
 
+/// A mapped range of an object file, with its lease: the file is not reused while it lives.
+struct View {
+    map: memmap2::Mmap,
+    _lease: Arc<Lease>,
+}
+
+impl AsRef<[u8]> for View {
+    fn as_ref(&self) -> &[u8] {
+        &self.map
+    }
+}
+
 /// `len` bytes of `path` from `offset`, mapped read-only. The roll-site writes a batch's
-/// bytes before its marker, rewrites them only with what a retried stream resends, and never
-/// truncates, so mapped bytes stay valid; a file removed while mapped lives on until the last
-/// view is dropped.
-fn map(path: &Path, offset: u64, len: u64) -> Result<Bytes> {
+/// bytes before its marker, rewrites them only with what a retried stream resends, never
+/// truncates, and reuses a taken object's file only after its last view is dropped
+/// ([`Spares`]), so mapped bytes stay valid.
+fn map(spares: &Spares, path: &Path, offset: u64, len: u64) -> Result<Bytes> {
     if len == 0 {
         return Ok(Bytes::new());
     }
+    let (map, lease) = spares.lease(path, || map_file(path, offset, len))?;
+    Ok(Bytes::from_owner(View { map, _lease: lease }))
+}
+
+fn map_file(path: &Path, offset: u64, len: u64) -> Result<memmap2::Mmap> {
     let io = |source| Error::Io {
         what: format!("cannot map a received object {}", path.display()),
         source,
@@ -191,15 +211,14 @@ fn map(path: &Path, offset: u64, len: u64) -> Result<Bytes> {
             offset + len
         )));
     }
-    // SAFETY: marked ranges are never truncated or changed (see above).
-    let m = unsafe {
+    // SAFETY: marked ranges are never truncated or changed while mapped (see `map`).
+    unsafe {
         memmap2::MmapOptions::new()
             .offset(offset)
             .len(len as usize)
             .map(&file)
     }
-    .map_err(io)?;
-    Ok(Bytes::from_owner(m))
+    .map_err(io)
 }
 
 /// Offset and length of a batch stored in the object file, from its marker.
@@ -257,6 +276,14 @@ impl Buffer {
             what: format!("cannot create {}", blobs.display()),
             source,
         })?;
+        let spare_dir = dir.join("spare-objects");
+        let spares = Spares::open(&spare_dir).map_err(|source| Error::Io {
+            what: format!(
+                "cannot open the spare object files in {}",
+                spare_dir.display()
+            ),
+            source,
+        })?;
         Ok(Self {
             _stores: stores,
             blobs,
@@ -264,6 +291,7 @@ impl Buffer {
             live: Mutex::new(HashMap::new()),
             max_object_bytes,
             fsync: false,
+            spares,
             aborts: Notify::new(),
         })
     }
@@ -364,6 +392,10 @@ impl Buffer {
                 source,
             };
             if object.is_none() {
+                // A new object file starts as a spare when one is free (see `Spares`).
+                if !path.exists() {
+                    self.spares.take_into(&path).map_err(io)?;
+                }
                 let f = std::fs::OpenOptions::new()
                     .create(true)
                     .write(true)
@@ -518,7 +550,7 @@ impl Buffer {
                 });
         }
         let (offset, len) = object_range(marker);
-        map(&dir.join(OBJECT_FILE), offset, len)
+        map(&self.spares, &dir.join(OBJECT_FILE), offset, len)
     }
 
     /// The whole object `rk`, once every batch arrived: the object file mapped into memory
@@ -541,7 +573,8 @@ impl Buffer {
         }
         if markers.iter().all(|(_, m)| m.first() == Some(&IN_OBJECT)) {
             let len = markers.iter().map(|(_, m)| object_range(m).1).sum();
-            return map(&self.transfer_dir(rk).join(OBJECT_FILE), 0, len).map(Some);
+            let path = self.transfer_dir(rk).join(OBJECT_FILE);
+            return map(&self.spares, &path, 0, len).map(Some);
         }
         let mut out = Vec::new();
         for (seq, m) in markers {
@@ -608,6 +641,11 @@ impl Buffer {
         }
         let dir = self.transfer_dir(rk);
         if dir.exists() {
+            let object = dir.join(OBJECT_FILE);
+            self.spares.retire(&object).map_err(|source| Error::Io {
+                what: format!("cannot keep {} as a spare", object.display()),
+                source,
+            })?;
             std::fs::remove_dir_all(&dir).map_err(|source| Error::Io {
                 what: format!("cannot remove {}", dir.display()),
                 source,
@@ -728,6 +766,81 @@ mod tests {
         far.seq = 1 << 20;
         let e = buf.write("r", &h, vec![far]).unwrap_err().to_string();
         assert!(e.contains("max_object_bytes"), "{e}");
+    }
+
+    /// Writes `data` as object `rk` in 4 KiB batches, last batch first.
+    fn write_object(buf: &Buffer, rk: &str, data: &[u8]) {
+        let mut h = header(crate::packet::OBJECT, 1);
+        h.options.insert(CHUNK_OPTION.into(), "4096".into());
+        let n = data.len().div_ceil(4096) as u64;
+        for seq in (0..n).rev() {
+            let body = data[(seq as usize * 4096)..((seq as usize + 1) * 4096).min(data.len())]
+                .to_vec()
+                .into();
+            let b = Batch {
+                partition: 0,
+                seq,
+                finish: seq + 1 == n,
+                body,
+            };
+            buf.write(rk, &h, vec![b]).unwrap();
+        }
+    }
+
+    #[test]
+    fn taken_object_files_are_written_over_only_after_their_last_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = |n: usize, salt: u32| -> Vec<u8> {
+            (0..n as u32)
+                .map(|i| (i.wrapping_mul(31) ^ salt) as u8)
+                .collect()
+        };
+        let (a, b, c, d) = (
+            bytes(20_000, 1),
+            bytes(9_000, 2),
+            bytes(30_000, 3),
+            bytes(5_000, 4),
+        );
+        let buf = Buffer::open(dir.path(), StorageConfig::default(), 1 << 20).unwrap();
+        write_object(&buf, "a", &a);
+        let view_a = buf.object("a").unwrap().unwrap();
+        buf.clear("a").unwrap();
+        // Still mapped: not free for reuse, so the next object gets a file of its own.
+        assert_eq!(buf.spares.free(), 0);
+        write_object(&buf, "b", &b);
+        assert_eq!(&view_a[..], &a[..]);
+        let view_b = buf.object("b").unwrap().unwrap();
+        assert_eq!(&view_b[..], &b[..]);
+        drop(view_a);
+        assert_eq!(buf.spares.free(), 1, "the last view of a freed its file");
+        buf.clear("b").unwrap();
+        drop(view_b);
+        assert_eq!(buf.spares.free(), 2);
+        // Larger and smaller objects written over spares map back exactly, every batch too.
+        write_object(&buf, "c", &c);
+        write_object(&buf, "d", &d);
+        assert_eq!(buf.spares.free(), 0);
+        assert_eq!(&buf.object("c").unwrap().unwrap()[..], &c[..]);
+        assert_eq!(&buf.object("d").unwrap().unwrap()[..], &d[..]);
+        let (d1, total) = buf.batch("d", 0, 1).unwrap().unwrap();
+        assert_eq!((&d1[..], total), (&d[4096..5000], Some(2)));
+        drop(d1);
+        // No more than MAX_SPARES are kept; they survive a restart.
+        write_object(&buf, "e", &a);
+        for rk in ["c", "d", "e"] {
+            buf.clear(rk).unwrap();
+        }
+        assert_eq!(buf.spares.free(), crate::spares::MAX_SPARES);
+        let kept = std::fs::read_dir(dir.path().join("spare-objects"))
+            .unwrap()
+            .count();
+        assert_eq!(kept, crate::spares::MAX_SPARES);
+        drop(buf);
+        let buf = Buffer::open(dir.path(), StorageConfig::default(), 1 << 20).unwrap();
+        assert_eq!(buf.spares.free(), crate::spares::MAX_SPARES);
+        write_object(&buf, "f", &d);
+        assert_eq!(&buf.object("f").unwrap().unwrap()[..], &d[..]);
+        assert_eq!(buf.spares.free(), crate::spares::MAX_SPARES - 1);
     }
 
     #[test]

@@ -22,7 +22,6 @@ use eggroll_core::partitioner::partition_of;
 use eggroll_core::CoreError;
 use eggroll_eggpair::rollsite_push::{after_retries, retry_unavailable};
 use eggroll_proto::meta::PushToRollsite;
-use eggroll_proto::proxy::data_transfer_service_client::DataTransferServiceClient;
 use eggroll_proto::proxy::{Conf, Metadata, Packet};
 use eggroll_proto::transfer::RollSiteHeader;
 use eggroll_rollpair::{Options, RollPair, RollPairContext};
@@ -123,7 +122,7 @@ impl Default for FederationOptions {
 /// How a federation reaches its party's roll-site.
 enum Link {
     /// Over gRPC, to a roll-site process.
-    Grpc(DataTransferServiceClient<Channel>),
+    Grpc(Channel),
     /// Calls into a roll-site running in this process (standalone mode): no local hop.
     InProcess(Weak<Site>),
 }
@@ -177,7 +176,7 @@ impl Federation {
         Ok(Self {
             inner: Arc::new(Inner {
                 session: session.into(),
-                link: Link::Grpc(forward::client(ch, opts.max_message_bytes)),
+                link: Link::Grpc(ch),
                 rollsite: rollsite.into(),
                 egg_rollsite: rollsite.into(),
                 me,
@@ -221,7 +220,12 @@ impl Federation {
         packets: impl Stream<Item = Packet> + Send + 'static,
     ) -> Result<(), Status> {
         match &self.inner.link {
-            Link::Grpc(c) => c.clone().push(Request::new(packets)).await.map(|_| ()),
+            Link::Grpc(ch) => {
+                let max = self.inner.opts.max_message_bytes;
+                eggroll_proto::push::push(ch.clone(), packets, Default::default(), max)
+                    .await
+                    .map(|_| ())
+            }
             Link::InProcess(w) => {
                 let site = self.site(w)?;
                 site.push(Box::pin(packets.map(Ok)), IN_PROCESS)
@@ -234,8 +238,9 @@ impl Federation {
 
     async fn send_pull(&self, meta: Metadata) -> Result<PacketStream, Status> {
         match &self.inner.link {
-            Link::Grpc(c) => {
-                let s = c.clone().pull(Request::new(meta)).await?.into_inner();
+            Link::Grpc(ch) => {
+                let mut c = forward::client(ch.clone(), self.inner.opts.max_message_bytes);
+                let s = c.pull(Request::new(meta)).await?.into_inner();
                 Ok(Box::pin(s))
             }
             Link::InProcess(w) => {
@@ -248,7 +253,10 @@ impl Federation {
 
     async fn send_unary(&self, p: Packet) -> Result<Packet, Status> {
         match &self.inner.link {
-            Link::Grpc(c) => Ok(c.clone().unary_call(Request::new(p)).await?.into_inner()),
+            Link::Grpc(ch) => {
+                let mut c = forward::client(ch.clone(), self.inner.opts.max_message_bytes);
+                Ok(c.unary_call(Request::new(p)).await?.into_inner())
+            }
             Link::InProcess(w) => {
                 let site = self.site(w)?;
                 site.unary(p, IN_PROCESS).await.map_err(Status::from)

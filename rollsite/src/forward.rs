@@ -80,6 +80,14 @@ fn hop_error(route: &Route, hop: &str, s: Status) -> Error {
     e
 }
 
+/// The hop counter header value for the next hop.
+fn hop_count(hops: u32) -> Result<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> {
+    (hops + 1)
+        .to_string()
+        .parse()
+        .map_err(|_| Error::Internal("hop counter does not encode".into()))
+}
+
 /// Channels to next hops, shared by every transfer.
 pub struct Forwarder {
     channels: Mutex<HashMap<String, Channel>>,
@@ -99,7 +107,8 @@ impl Forwarder {
         }
     }
 
-    fn client(&self, route: &Route) -> Result<DataTransferServiceClient<Channel>> {
+    /// The channel to `route`, made on first use with the route's TLS settings.
+    fn channel(&self, route: &Route) -> Result<Channel> {
         let files = if route.use_ssl {
             let base = self.tls.as_ref();
             let files = TlsFiles {
@@ -145,7 +154,7 @@ impl Forwarder {
                 c
             }
         };
-        Ok(client(ch, self.max_message))
+        Ok(ch)
     }
 
     /// Relays a push stream to `route`; answers with the next hop's acknowledgement, which
@@ -162,17 +171,17 @@ impl Forwarder {
     where
         S: Stream<Item = Result<Packet, Status>> + Unpin,
     {
-        let mut client = self.client(route)?;
+        let channel = self.channel(route)?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Packet>(4);
-        let mut req = Request::new(ReceiverStream::new(rx));
-        req.metadata_mut().insert(
-            HOPS_HEADER,
-            (hops + 1)
-                .to_string()
-                .parse()
-                .map_err(|_| Error::Internal("hop counter does not encode".into()))?,
-        );
-        let call = tokio::spawn(async move { client.push(req).await });
+        let mut headers = tonic::metadata::MetadataMap::new();
+        headers.insert(HOPS_HEADER, hop_count(hops)?);
+        let max = self.max_message;
+        let call = tokio::spawn(eggroll_proto::push::push(
+            channel,
+            ReceiverStream::new(rx),
+            headers,
+            max,
+        ));
         let abort = call.abort_handle();
         let relay = async {
             if tx.send(first).await.is_err() {
@@ -195,22 +204,16 @@ impl Forwarder {
         }
         drop(tx);
         match call.await? {
-            Ok(resp) => Ok(resp.into_inner()),
+            Ok(ack) => Ok(ack),
             Err(s) => Err(hop_error(route, hop, s)),
         }
     }
 
     /// Relays one unary call to `route`.
     pub async fn unary(&self, route: &Route, hop: &str, hops: u32, p: Packet) -> Result<Packet> {
-        let mut client = self.client(route)?;
+        let mut client = client(self.channel(route)?, self.max_message);
         let mut req = Request::new(p);
-        req.metadata_mut().insert(
-            HOPS_HEADER,
-            (hops + 1)
-                .to_string()
-                .parse()
-                .map_err(|_| Error::Internal("hop counter does not encode".into()))?,
-        );
+        req.metadata_mut().insert(HOPS_HEADER, hop_count(hops)?);
         client
             .unary_call(req)
             .await

@@ -14,6 +14,7 @@ pub mod polling;
 pub mod route;
 pub mod service;
 pub mod site;
+pub mod spares;
 pub mod tls;
 
 /// Roll-site packets: the transfer key, headers and table batch format (shared with eggs).
