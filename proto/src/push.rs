@@ -12,6 +12,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http_body::Frame;
 use prost::encoding::{encode_key, encode_varint, WireType};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tokio_stream::Stream;
 use tonic::codec::{Codec, Streaming};
@@ -65,6 +66,9 @@ struct PacketBody<S> {
     packets: S,
     value: Option<Bytes>,
     max_message: usize,
+    /// Why the body stopped, if it did: h2 turns a body error into a bare stream reset, so
+    /// the call reports this instead.
+    failed: Arc<Mutex<Option<Status>>>,
 }
 
 impl<S: Stream<Item = Packet> + Unpin> http_body::Body for PacketBody<S> {
@@ -85,10 +89,12 @@ impl<S: Stream<Item = Packet> + Unpin> http_body::Body for PacketBody<S> {
         let len = head.len() - 5 + value.len();
         if len > self.max_message {
             // As tonic's own encoder says it.
-            return Poll::Ready(Some(Err(Status::out_of_range(format!(
+            let s = Status::out_of_range(format!(
                 "Error, encoded message length too large: found {len} bytes, the limit is: {} bytes",
                 self.max_message
-            )))));
+            ));
+            *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(s.clone());
+            return Poll::Ready(Some(Err(s)));
         }
         if !value.is_empty() {
             self.value = Some(value);
@@ -109,11 +115,31 @@ pub async fn push<S>(
 where
     S: Stream<Item = Packet> + Send + 'static,
 {
+    let failed = Arc::new(Mutex::new(None));
+    let result = call(channel, packets, metadata, max_message, failed.clone()).await;
+    let body_error = failed.lock().unwrap_or_else(|e| e.into_inner()).take();
+    match body_error {
+        Some(s) if result.is_err() => Err(s),
+        _ => result,
+    }
+}
+
+async fn call<S>(
+    channel: Channel,
+    packets: S,
+    metadata: MetadataMap,
+    max_message: usize,
+    failed: Arc<Mutex<Option<Status>>>,
+) -> Result<Metadata, Status>
+where
+    S: Stream<Item = Packet> + Send + 'static,
+{
     use tonic::codegen::Service;
     let body = PacketBody {
         packets: Box::pin(packets),
         value: None,
         max_message,
+        failed,
     };
     let mut req = http::Request::new(tonic::body::Body::new(body));
     *req.method_mut() = http::Method::POST;

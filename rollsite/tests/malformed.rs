@@ -175,7 +175,7 @@ async fn ten_thousand_bad_packets_then_a_good_transfer() {
         .connect()
         .await
         .unwrap();
-    let client = DataTransferServiceClient::new(channel).max_encoding_message_size(1 << 20);
+    let client = DataTransferServiceClient::new(channel.clone()).max_encoding_message_size(1 << 20);
     let gate = Arc::new(Semaphore::new(32));
     let mut jobs = tokio::task::JoinSet::new();
     const N: u64 = 10_000;
@@ -216,6 +216,54 @@ async fn ten_thousand_bad_packets_then_a_good_transfer() {
         tx.send(good(&format!("cut{i}"))).await.unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         call.abort();
+    }
+
+    // The same faults through our zero-copy push client (what roll-sites, eggs and
+    // federations push with): the receiver's size limit, the client's own, a bad header.
+    let big = |name: &str, n: usize| {
+        let mut p = good(name);
+        p.body = Some(Data {
+            key: String::new(),
+            value: vec![7u8; n].into(),
+        });
+        p
+    };
+    let zero_copy = |packets: Vec<Packet>, max: usize| {
+        let ch = channel.clone();
+        async move {
+            eggroll_proto::push::push(ch, tokio_stream::iter(packets), Default::default(), max)
+                .await
+        }
+    };
+    for (what, packets, max, word, code) in [
+        (
+            "over the receiver's limit",
+            vec![good("z1"), big("z1", 300 << 10)],
+            1 << 20,
+            "too large",
+            tonic::Code::OutOfRange,
+        ),
+        (
+            "over the client's limit",
+            vec![big("z2", 300 << 10)],
+            256 << 10,
+            "too large",
+            tonic::Code::OutOfRange,
+        ),
+        (
+            "missing header",
+            vec![Packet {
+                header: None,
+                ..good("z3")
+            }],
+            1 << 20,
+            "header",
+            tonic::Code::InvalidArgument,
+        ),
+    ] {
+        let s = zero_copy(packets, max).await.expect_err(what);
+        assert!(s.message().contains(word), "{what}: {s:?}");
+        assert_eq!(s.code(), code, "{what}: {s:?}");
     }
 
     let small = eggroll_rollsite::FederationOptions::from_config(&ca.rollsite);
