@@ -557,7 +557,7 @@ impl Federation {
             return self.read_object_in_process(site, key).await;
         }
         let mut stream = self.open_pull(key).await?;
-        let mut out = Vec::new();
+        let mut out = Assembly::Empty;
         let mut next_seq = 0i64;
         while let Some(p) = stream
             .next()
@@ -586,7 +586,7 @@ impl Federation {
                         self.inner.opts.max_object_bytes
                     )));
                 }
-                out.reserve_exact(size as usize);
+                out = Assembly::new(size as usize);
             }
             if h.batch_seq != next_seq {
                 return Err(Error::BadPacket(format!(
@@ -604,7 +604,8 @@ impl Federation {
                     self.inner.opts.max_object_bytes
                 )));
             }
-            out.extend_from_slice(&body);
+            out.extend(&body)
+                .map_err(|e| Error::BadPacket(format!("{}: {e}", key.rs_key())))?;
         }
         if next_seq == 0 {
             return Err(Error::BadPacket(format!(
@@ -612,9 +613,79 @@ impl Federation {
                 key.rs_key()
             )));
         }
-        Ok(Bytes::from(out))
+        out.finish()
+            .map_err(|e| Error::BadPacket(format!("{}: {e}", key.rs_key())))
+    }
+}
+
+/// Where an object received over gRPC is put together.
+enum Assembly {
+    /// Nothing yet, or a size the sender did not say: a growing Vec.
+    Empty,
+    Vec(Vec<u8>),
+    /// A large object of known size: anonymous memory asking for huge pages, so that the
+    /// kernel faults it in 2 MiB at a time instead of 4 KiB (half the cost of the copy was
+    /// page faults).
+    Mapped(memmap2::MmapMut, usize),
+}
+
+impl Assembly {
+    /// Objects from this size on get huge pages.
+    const MAPPED_FROM: usize = 64 << 20;
+
+    fn new(size: usize) -> Self {
+        if size >= Self::MAPPED_FROM {
+            if let Ok(m) = memmap2::MmapMut::map_anon(size) {
+                // Advice only: without transparent huge pages this is ordinary memory.
+                let _ = m.advise(memmap2::Advice::HugePage);
+                return Assembly::Mapped(m, 0);
+            }
+        }
+        Assembly::Vec(Vec::with_capacity(size))
     }
 
+    /// Bytes received so far.
+    fn len(&self) -> usize {
+        match self {
+            Assembly::Empty => 0,
+            Assembly::Vec(v) => v.len(),
+            Assembly::Mapped(_, filled) => *filled,
+        }
+    }
+
+    fn extend(&mut self, body: &[u8]) -> std::result::Result<(), String> {
+        match self {
+            Assembly::Empty => *self = Assembly::Vec(body.to_vec()),
+            Assembly::Vec(v) => v.extend_from_slice(body),
+            Assembly::Mapped(m, filled) => {
+                let end = *filled + body.len();
+                let Some(dst) = m.get_mut(*filled..end) else {
+                    return Err(format!(
+                        "more bytes arrived than the {} its header announced",
+                        m.len()
+                    ));
+                };
+                dst.copy_from_slice(body);
+                *filled = end;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> std::result::Result<Bytes, String> {
+        match self {
+            Assembly::Empty => Ok(Bytes::new()),
+            Assembly::Vec(v) => Ok(Bytes::from(v)),
+            Assembly::Mapped(m, filled) if filled == m.len() => Ok(Bytes::from_owner(m)),
+            Assembly::Mapped(m, filled) => Err(format!(
+                "{filled} bytes arrived of the {} its header announced",
+                m.len()
+            )),
+        }
+    }
+}
+
+impl Federation {
     /// Sends a table to `parties`: every partition as its own streams, several in flight;
     /// returns the bytes of table data sent to each party.
     ///
@@ -1026,4 +1097,37 @@ fn write_batch<K, V>(
         }
     }
     Ok(table.put_encoded(p, found)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Assembly;
+
+    #[test]
+    fn assembly_keeps_the_bytes_in_order_and_holds_senders_to_the_size_they_announced() {
+        let data: Vec<u8> = (0..(Assembly::MAPPED_FROM + 12_345) as u32)
+            .map(|i| (i % 253) as u8)
+            .collect();
+        for size in [0, 10, data.len()] {
+            let mut a = Assembly::new(size);
+            let want = &data[..size];
+            for piece in want.chunks(1 << 20) {
+                a.extend(piece).unwrap();
+            }
+            assert_eq!(a.len(), size);
+            assert_eq!(&a.finish().unwrap()[..], want, "size {size}");
+        }
+        // An unknown size (0 announced) grows as needed.
+        let mut a = Assembly::Empty;
+        a.extend(b"ab").unwrap();
+        a.extend(b"cd").unwrap();
+        assert_eq!(&a.finish().unwrap()[..], b"abcd");
+        // A large object that overruns or falls short of its announced size is refused.
+        let mut a = Assembly::new(Assembly::MAPPED_FROM);
+        a.extend(&data[..Assembly::MAPPED_FROM]).unwrap();
+        assert!(a.extend(b"x").unwrap_err().contains("more bytes"));
+        let mut a = Assembly::new(Assembly::MAPPED_FROM);
+        a.extend(&data[..100]).unwrap();
+        assert!(a.finish().unwrap_err().contains("100 bytes arrived"));
+    }
 }
