@@ -284,7 +284,7 @@ impl Buffer {
             ),
             source,
         })?;
-        Ok(Self {
+        let buffer = Self {
             _stores: stores,
             blobs,
             store,
@@ -293,7 +293,38 @@ impl Buffer {
             fsync: false,
             spares,
             aborts: Notify::new(),
-        })
+        };
+        buffer.sweep_orphans()?;
+        Ok(buffer)
+    }
+
+    /// Removes batch files of transfers whose records are gone: a crash between clearing a
+    /// transfer's records and removing its files leaves them behind.
+    fn sweep_orphans(&self) -> Result<()> {
+        let mut known = std::collections::HashSet::new();
+        self.store.scan(KeyRange::prefix(b"H"), &mut |k, _| {
+            if k.len() >= 3 {
+                let n = u16::from_be_bytes([k[1], k[2]]) as usize;
+                if let Some(rk) = k.get(3..3 + n) {
+                    known.insert(self.transfer_dir(&String::from_utf8_lossy(rk)));
+                }
+            }
+            Ok(true)
+        })?;
+        let io = |what: String| move |source| Error::Io { what, source };
+        let entries = std::fs::read_dir(&self.blobs)
+            .map_err(io(format!("cannot list {}", self.blobs.display())))?;
+        for entry in entries {
+            let path = entry
+                .map_err(io(format!("cannot list {}", self.blobs.display())))?
+                .path();
+            if path.is_dir() && !known.contains(&path) {
+                tracing::info!(dir = %path.display(), "removing the files of a cleared transfer");
+                std::fs::remove_dir_all(&path)
+                    .map_err(io(format!("cannot remove {}", path.display())))?;
+            }
+        }
+        Ok(())
     }
 
     /// With `on`, a write returns only once its batches, their directory entries and their
@@ -635,9 +666,13 @@ impl Buffer {
                 batches = keys.len() as u64;
             }
         }
-        // Markers first: a crash half-way leaves files without markers, never the reverse.
+        // Markers first: a crash half-way leaves files without markers (swept at the next
+        // open), never markers without files.
         for k in keys {
             self.store.delete(&k)?;
+        }
+        if self.fsync {
+            self.store.sync()?;
         }
         let dir = self.transfer_dir(rk);
         if dir.exists() {
@@ -841,6 +876,29 @@ mod tests {
         write_object(&buf, "f", &d);
         assert_eq!(&buf.object("f").unwrap().unwrap()[..], &d[..]);
         assert_eq!(buf.spares.free(), crate::spares::MAX_SPARES - 1);
+    }
+
+    #[test]
+    fn files_of_cleared_transfers_left_by_a_crash_are_swept_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = vec![5u8; 10_000];
+        {
+            let buf = Buffer::open(dir.path(), StorageConfig::default(), 1 << 20)
+                .unwrap()
+                .with_fsync(true);
+            write_object(&buf, "kept", &data);
+            write_object(&buf, "taken", &data);
+            // A crash after the records went and before the files did.
+            let taken = buf.transfer_dir("taken");
+            let copy = dir.path().join("copy");
+            std::fs::rename(&taken, &copy).unwrap();
+            buf.clear("taken").unwrap();
+            std::fs::rename(&copy, &taken).unwrap();
+        }
+        let buf = Buffer::open(dir.path(), StorageConfig::default(), 1 << 20).unwrap();
+        assert!(!buf.transfer_dir("taken").exists());
+        assert!(buf.transfer_dir("kept").exists());
+        assert_eq!(&buf.object("kept").unwrap().unwrap()[..], &data[..]);
     }
 
     #[test]
