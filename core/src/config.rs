@@ -206,6 +206,14 @@ pub struct RollsiteConfig {
     pub polling_exchange: String,
     /// Whether the polling stream uses TLS.
     pub polling_tls: bool,
+    /// Polling streams our poller holds open at once, so calls run side by side (EggRoll's
+    /// `eggroll.rollsite.polling.concurrency`).
+    pub polling_concurrency: u64,
+    /// As an exchange: end a polling stream that waited this many seconds for a call, so the
+    /// poller opens a fresh one; keep it below the pollers' own give-up time (EggRoll's 300).
+    pub polling_idle_s: u64,
+    /// As a poller: give up on a stream that brought no call for this many seconds.
+    pub polling_no_data_s: u64,
     /// Comma-separated client addresses allowed to pull and clear received data.
     pub local_clients: String,
     /// How long connecting to a next hop may take, in milliseconds.
@@ -239,6 +247,9 @@ impl Default for RollsiteConfig {
             buffer_expiry_hours: 72,
             polling_exchange: String::new(),
             polling_tls: false,
+            polling_concurrency: 16,
+            polling_idle_s: 240,
+            polling_no_data_s: 300,
             local_clients: "127.0.0.1,::1".into(),
             connect_timeout_ms: 5000,
         }

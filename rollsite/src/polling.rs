@@ -7,9 +7,10 @@
 //!
 //! * **One call per stream.** The poller opens a stream and sends one frame whose
 //!   `metadata.dst.partyId` is its own party (`method` empty, `seq` 0). The stream then waits,
-//!   idle, for one call for that party. After the call (or when it has been idle too long,
-//!   240 s here, 300 s in EggRoll) the stream ends and the poller opens a new one. A poller
-//!   keeps several streams open at once (here [`POLLING_STREAMS`], in EggRoll
+//!   idle, for one call for that party. After the call (or when it has been idle too long:
+//!   `rollsite.polling_idle_s` at the exchange, 240 s; `polling_no_data_s` at the poller,
+//!   300 s as in EggRoll) the stream ends and the poller opens a new one. A poller keeps
+//!   several streams open at once (`rollsite.polling_concurrency`, 16; in EggRoll
 //!   `eggroll.rollsite.polling.concurrency`), so calls run side by side.
 //! * **Push.** The exchange sends `push` frames (`seq` 1, 2, ...; `packet` = the next packet of
 //!   the push), then one `sub_stream_finish` frame. The poller runs the push locally and
@@ -62,14 +63,6 @@ pub mod method {
 /// `Packet.body.key` of a packet that carries an error instead of data (EggRoll's marker).
 pub const EXCEPTION_KEY: &str = "[roll site transfer exception]";
 
-/// Polling streams our poller holds open at once.
-pub const POLLING_STREAMS: usize = 16;
-
-/// The exchange ends a stream that waited this long for a call (before EggRoll's poller gives
-/// up at 300 s), and the poller opens a fresh one.
-const EXCHANGE_IDLE: Duration = Duration::from_secs(240);
-/// Our poller gives up on a stream that brought no call for this long (EggRoll's default).
-const POLLER_NO_DATA: Duration = Duration::from_secs(300);
 /// How long a call waits for a party that has no stream open at all (a poller reconnecting
 /// between calls opens a new one within milliseconds).
 const NO_STREAM_GRACE: Duration = Duration::from_secs(2);
@@ -412,6 +405,7 @@ impl Hub {
             )));
         }
         let (tx, rx) = mpsc::channel(16);
+        let exchange_idle = Duration::from_secs(site.config.polling_idle_s.max(1));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (handoff, mut wanted) = oneshot::channel::<oneshot::Sender<Tunnel>>();
         {
@@ -428,7 +422,7 @@ impl Hub {
         tracing::debug!(party = %party, "polling stream open");
         let parties = self.parties.clone();
         tokio::spawn(async move {
-            let idle_end = tokio::time::sleep(EXCHANGE_IDLE);
+            let idle_end = tokio::time::sleep(exchange_idle);
             tokio::pin!(idle_end);
             let give = loop {
                 tokio::select! {
@@ -466,7 +460,7 @@ impl Hub {
     }
 }
 
-/// The party side: holds [`POLLING_STREAMS`] polling streams open to `exchange` until
+/// The party side: holds `rollsite.polling_concurrency` polling streams open to `exchange` until
 /// shutdown, each serving one call and then reopening; failures back off.
 pub async fn run_poller(site: Arc<Site>, exchange: String, tls: bool) {
     let client = match poller_client(&site, &exchange, tls) {
@@ -476,10 +470,11 @@ pub async fn run_poller(site: Arc<Site>, exchange: String, tls: bool) {
             return;
         }
     };
-    tracing::info!(exchange = %exchange, streams = POLLING_STREAMS, "polling the exchange");
+    let streams = site.config.polling_concurrency.max(1);
+    tracing::info!(exchange = %exchange, streams, "polling the exchange");
     // A JoinSet: if this task is aborted (a shutdown that waited too long), so are the loops.
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..POLLING_STREAMS {
+    for _ in 0..streams {
         let (site, client, exchange) = (site.clone(), client.clone(), exchange.clone());
         tasks.spawn(async move { poll_loop(site, client, exchange).await });
     }
@@ -555,6 +550,7 @@ async fn poll_once(
     exchange: &str,
 ) -> Result<bool> {
     let hop = format!("exchange {exchange} (polling)");
+    let no_data = Duration::from_secs(site.config.polling_no_data_s.max(1));
     let (tx, rx) = mpsc::channel::<PollingFrame>(16);
     let hello = PollingFrame {
         metadata: Some(Metadata {
@@ -577,7 +573,7 @@ async fn poll_once(
         _ = shutdown.changed() => return Ok(false),
     };
     let first = tokio::select! {
-        m = tokio::time::timeout(POLLER_NO_DATA, inbound.message()) => match m {
+        m = tokio::time::timeout(no_data, inbound.message()) => match m {
             // No call for a long time: end this stream and open a fresh one.
             Err(_) => return Ok(false),
             Ok(m) => m.map_err(|s| Error::hop(hop.clone(), s))?,

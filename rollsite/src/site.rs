@@ -81,6 +81,18 @@ impl Site {
                 rs.batch_body_bytes, rs.max_message_bytes
             )));
         }
+        if !(1..=1024).contains(&rs.polling_concurrency) {
+            return Err(Error::Config(format!(
+                "rollsite.polling_concurrency ({}) must be between 1 and 1024 polling streams",
+                rs.polling_concurrency
+            )));
+        }
+        if rs.polling_idle_s == 0 || rs.polling_no_data_s == 0 {
+            return Err(Error::Config(format!(
+                "rollsite.polling_idle_s ({}) and polling_no_data_s ({}) must be at least 1                  second",
+                rs.polling_idle_s, rs.polling_no_data_s
+            )));
+        }
         let local_clients = rs
             .local_clients
             .split(',')

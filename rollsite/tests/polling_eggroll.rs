@@ -484,3 +484,72 @@ async fn reply_or_end(inbound: &mut Streaming<PollingFrame>) -> Option<PollingFr
         .expect("the poller neither answered nor ended the stream")
         .unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn polling_stream_counts_and_idle_limits_come_from_the_config() {
+    let dir = dir();
+    // An exchange that ends idle streams after 1 s instead of 240 s.
+    let mut ce = config(dir.path(), "exchange");
+    ce.rollsite.polling_idle_s = 1;
+    let e = start(&ce).await;
+    set_routes(
+        &e,
+        &ce,
+        json!({"8888": {"default": [{"ip": "", "port": -1, "is_polling": true}]}}),
+    );
+    let mut poller = EggrollPoller::open(e.addr(), "8888").await;
+    let started = std::time::Instant::now();
+    assert!(
+        reply_or_end(&mut poller.inbound).await.is_none(),
+        "an idle stream must end, not carry a frame"
+    );
+    let idle = started.elapsed();
+    assert!(
+        idle >= Duration::from_millis(900) && idle < Duration::from_secs(10),
+        "{idle:?}"
+    );
+    e.shutdown().await;
+
+    // A poller holds exactly polling_concurrency streams open.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let exchange = listener.local_addr().unwrap();
+    let (stx, mut streams) = mpsc::channel(64);
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(DataTransferServiceServer::new(FakeExchange {
+                streams: stx,
+            }))
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    let mut cp = config(dir.path(), "8888");
+    cp.rollsite.polling_exchange = exchange.to_string();
+    cp.rollsite.polling_concurrency = 3;
+    let p = start(&cp).await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(accepted(&mut streams).await);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(streams.try_recv().is_err(), "more than 3 streams opened");
+    p.shutdown().await;
+    server.abort();
+
+    // Limits out of range are refused with the key's name.
+    for (set, key) in [
+        (
+            &(|c: &mut eggroll_core::config::EggrollConfig| c.rollsite.polling_concurrency = 0)
+                as &dyn Fn(&mut eggroll_core::config::EggrollConfig),
+            "polling_concurrency",
+        ),
+        (&|c| c.rollsite.polling_idle_s = 0, "polling_idle_s"),
+    ] {
+        let mut c = config(dir.path(), "7777");
+        set(&mut c);
+        let err = eggroll_rollsite::start(&c)
+            .await
+            .err()
+            .expect(key)
+            .to_string();
+        assert!(err.contains(key), "{err}");
+    }
+}
