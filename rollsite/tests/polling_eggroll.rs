@@ -297,6 +297,25 @@ impl DataTransferService for FakeExchange {
     }
 }
 
+/// Starts a [`FakeExchange`]: its address, the streams it accepts, its server task.
+async fn fake_exchange() -> (
+    std::net::SocketAddr,
+    mpsc::Receiver<Accepted>,
+    tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let exchange = listener.local_addr().unwrap();
+    let (stx, streams) = mpsc::channel(64);
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(DataTransferServiceServer::new(FakeExchange {
+                streams: stx,
+            }))
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    (exchange, streams, server)
+}
+
 type Accepted = (
     PollingFrame,
     Streaming<PollingFrame>,
@@ -358,16 +377,7 @@ fn eggroll_push_frames(packets: &[Packet]) -> Vec<PollingFrame> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn our_poller_is_served_by_an_eggroll_shaped_exchange() {
     let dir = dir();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let exchange = listener.local_addr().unwrap();
-    let (stx, mut streams) = mpsc::channel(64);
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(DataTransferServiceServer::new(FakeExchange {
-                streams: stx,
-            }))
-            .serve_with_incoming(TcpListenerStream::new(listener)),
-    );
+    let (exchange, mut streams, server) = fake_exchange().await;
     let mut cp = config(dir.path(), "8888");
     cp.rollsite.polling_exchange = exchange.to_string();
     let p = start(&cp).await;
@@ -511,16 +521,7 @@ async fn polling_stream_counts_and_idle_limits_come_from_the_config() {
     e.shutdown().await;
 
     // A poller holds exactly polling_concurrency streams open.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let exchange = listener.local_addr().unwrap();
-    let (stx, mut streams) = mpsc::channel(64);
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(DataTransferServiceServer::new(FakeExchange {
-                streams: stx,
-            }))
-            .serve_with_incoming(TcpListenerStream::new(listener)),
-    );
+    let (exchange, mut streams, server) = fake_exchange().await;
     let mut cp = config(dir.path(), "8888");
     cp.rollsite.polling_exchange = exchange.to_string();
     cp.rollsite.polling_concurrency = 3;
