@@ -218,6 +218,9 @@ pub struct RollsiteConfig {
     pub local_clients: String,
     /// How long connecting to a next hop may take, in milliseconds.
     pub connect_timeout_ms: u64,
+    /// Distributed mode: the cluster manager (`host:port`) whose eggs receive the tables
+    /// pushed to this party, on arrival; empty: they stay in the receive buffer until a get.
+    pub cluster_manager: String,
 }
 
 impl Default for RollsiteConfig {
@@ -252,6 +255,7 @@ impl Default for RollsiteConfig {
             polling_no_data_s: 300,
             local_clients: "127.0.0.1,::1".into(),
             connect_timeout_ms: 5000,
+            cluster_manager: String::new(),
         }
     }
 }

@@ -161,7 +161,9 @@ port = 9370
 route_table = "/etc/eggroll/route_table.json"
 # Only these (the job container, and the node managers in case eggs move tables) may
 # pull what other parties sent; the other parties' roll-sites may only push.
-local_clients = "$clients"$tls_conf
+local_clients = "$clients"
+# Tables other parties send go straight into this party's eggs (rollsite_inbox/...).
+cluster_manager = "clustermanager:4670"$tls_conf
 EOF
 
     cat >"$dir/conf/client.toml" <<EOF

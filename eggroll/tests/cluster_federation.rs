@@ -33,8 +33,9 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// Two roll-sites on free ports that route to each other.
-async fn roll_sites(dir: &Path) -> (RollSite, RollSite) {
+/// Two roll-sites on free ports that route to each other; the second (party 10000) writes
+/// received tables into the eggs of `cluster` when given.
+async fn roll_sites(dir: &Path, cluster: Option<&str>) -> (RollSite, RollSite) {
     let mut configs = Vec::new();
     let mut sites = Vec::new();
     for party in ["9999", "10000"] {
@@ -46,6 +47,9 @@ async fn roll_sites(dir: &Path) -> (RollSite, RollSite) {
         c.rollsite.host = "127.0.0.1".into();
         c.rollsite.port = 0;
         c.rollsite.route_table = dir.join(format!("routes-{party}.json"));
+        if party == "10000" {
+            c.rollsite.cluster_manager = cluster.unwrap_or_default().into();
+        }
         std::fs::write(&c.rollsite.route_table, r#"{"route_table": {}}"#).unwrap();
         sites.push(eggroll_rollsite::start(&c).await.unwrap());
         configs.push(c);
@@ -108,7 +112,7 @@ fn eggs_push_their_partitions_and_the_receiver_gets_the_same_table() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime();
     let _rt = rt.enter();
-    let (a, b) = rt.block_on(roll_sites(dir.path()));
+    let (a, b) = rt.block_on(roll_sites(dir.path(), None));
     // Small batches: many streams per partition.
     let opts = FederationOptions {
         batch_body_bytes: 64 << 10,
@@ -172,6 +176,107 @@ fn eggs_push_their_partitions_and_the_receiver_gets_the_same_table() {
         .block_on(fb.get_table(&receiver, "e", "0", &[guest()]))
         .unwrap();
     assert_eq!((got[0].partitions(), got[0].count().unwrap()), (3, 0));
+
+    rt.block_on(async {
+        a.shutdown().await;
+        b.shutdown().await;
+    });
+}
+
+/// Regular files below `dir`.
+fn files_below(dir: &Path) -> usize {
+    let mut n = 0;
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                dirs.push(e.path());
+            } else {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn a_roll_site_with_a_cluster_manager_writes_received_tables_into_its_eggs_on_arrival() {
+    let cluster = TestCluster::start(Default::default());
+    let ctx = cluster.connect();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let _rt = rt.enter();
+    let (a, b) = rt.block_on(roll_sites(dir.path(), Some(&cluster.cm.address)));
+    let opts = FederationOptions {
+        batch_body_bytes: 64 << 10,
+        batches_per_stream: 3,
+        ..Default::default()
+    };
+    let fa = Federation::connect(&loopback(&a), "fed3", guest(), opts.clone()).unwrap();
+    let fb = Federation::connect(&loopback(&b), "fed3", host(), opts).unwrap();
+    let data: Vec<(String, Bytes)> = (0..30_000u32)
+        .map(|i| {
+            (
+                format!("ключ-{i}"),
+                Bytes(i.to_le_bytes().repeat(i as usize % 5)),
+            )
+        })
+        .chain([("\u{0}bin".to_string(), Bytes(Vec::new()))])
+        .collect();
+    let reference: BTreeMap<String, Bytes> = data.iter().cloned().collect();
+    let sent: RollPair<String, Bytes> = ctx
+        .parallelize(data.clone(), Options::partitions(5))
+        .unwrap();
+    rt.block_on(fa.remote_table(&sent, "t", "0", &[host()]))
+        .unwrap();
+
+    // Acknowledged means in the eggs already: the inbox table holds every pair, in its
+    // partition, before any get; the roll-site's buffer holds markers only, no batch files.
+    let key = eggroll_rollsite::packet::TransferKey {
+        session: "fed3".into(),
+        name: "t".into(),
+        tag: "0".into(),
+        src_role: "guest".into(),
+        src_party: "9999".into(),
+        dst_role: "host".into(),
+        dst_party: "10000".into(),
+    };
+    let name = eggroll_rollsite::buffer::transfer_name(&key.rs_key());
+    let inbox: RollPair<String, Bytes> =
+        ctx.load(eggroll_rollsite::inbox::NAMESPACE, &name).unwrap();
+    assert_eq!(
+        by_partition(&inbox),
+        by_partition(&sent),
+        "partition by partition"
+    );
+    assert_eq!(
+        files_below(
+            &dir.path()
+                .join("rollsite-10000")
+                .join("rollsite")
+                .join("blobs")
+        ),
+        0
+    );
+
+    // The get hands that table over, equal to the sender's.
+    let got: Vec<RollPair<String, Bytes>> = rt
+        .block_on(fb.get_table(&ctx, "t", "0", &[guest()]))
+        .unwrap();
+    assert_eq!(got[0].name(), name);
+    let all: BTreeMap<String, Bytes> = got[0].get_all().unwrap().map(Result::unwrap).collect();
+    assert_eq!(all, reference);
+
+    // A standalone receiver is told where the table is and how to get it.
+    rt.block_on(fa.remote_table(&sent, "t2", "0", &[host()]))
+        .unwrap();
+    let standalone = RollPairContext::standalone(dir.path().join("host-data")).unwrap();
+    let err = rt
+        .block_on(fb.get_table::<String, Bytes>(&standalone, "t2", "0", &[guest()]))
+        .err()
+        .expect("a standalone context cannot take a table in the eggs")
+        .to_string();
+    assert!(err.contains("connected to that cluster"), "{err}");
 
     rt.block_on(async {
         a.shutdown().await;

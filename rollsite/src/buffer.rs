@@ -34,6 +34,8 @@ const OBJECT_FILE: &str = "object";
 /// Marker value of a batch stored in [`OBJECT_FILE`]: this tag, then its offset and its
 /// length (u64 BE each), so reading it needs nothing else.
 const IN_OBJECT: u8 = b'O';
+/// Marker value of a batch written into the cluster's eggs (see `inbox`): nothing is here.
+const IN_EGGS: u8 = b'E';
 const TABLE: &str = "inbox";
 
 /// One batch of a transfer as it is stored.
@@ -221,6 +223,16 @@ fn map_file(path: &Path, offset: u64, len: u64) -> Result<memmap2::Mmap> {
     .map_err(io)
 }
 
+/// The file-system and table name of a transfer: two independent 32-bit hashes of its rs
+/// key, a 64-bit name stable across restarts.
+pub fn transfer_name(rk: &str) -> String {
+    let (a, b) = (
+        murmur3_32(rk.as_bytes(), 0),
+        murmur3_32(rk.as_bytes(), 0x5bd1_e995),
+    );
+    format!("{a:08x}{b:08x}")
+}
+
 /// Offset and length of a batch stored in the object file, from its marker.
 fn object_range(marker: &[u8]) -> (u64, u64) {
     let at = |i: usize| {
@@ -385,6 +397,7 @@ impl Buffer {
             source,
         })?;
         let chunk = object_chunk(header)?;
+        let in_eggs = header.options.contains_key(crate::inbox::EGG_TABLE_OPTION);
         let mut markers = Vec::with_capacity(batches.len());
         let mut object: Option<std::fs::File> = None;
         let _writing = chunk.map(|_| {
@@ -394,6 +407,10 @@ impl Buffer {
                 .unwrap_or_else(|e| e.into_inner())
         });
         for b in &batches {
+            if in_eggs {
+                markers.push(vec![IN_EGGS]);
+                continue;
+            }
             let Some(chunk) = chunk else {
                 self.write_batch_file(&dir, b)?;
                 markers.push(Vec::new());
@@ -539,12 +556,7 @@ impl Buffer {
     }
 
     fn transfer_dir(&self, rk: &str) -> PathBuf {
-        // Two independent 32-bit hashes: a 64-bit name, stable across restarts.
-        let (a, b) = (
-            murmur3_32(rk.as_bytes(), 0),
-            murmur3_32(rk.as_bytes(), 0x5bd1_e995),
-        );
-        self.blobs.join(format!("{a:08x}{b:08x}"))
+        self.blobs.join(transfer_name(rk))
     }
 
     /// The header of a transfer, once any of it arrived.
@@ -570,6 +582,9 @@ impl Buffer {
 
     /// The bytes of one stored batch, given its marker.
     fn body(&self, rk: &str, p: u32, seq: u64, marker: &[u8]) -> Result<Bytes> {
+        if marker.first() == Some(&IN_EGGS) {
+            return Ok(Bytes::new());
+        }
         let dir = self.transfer_dir(rk);
         if marker.first() != Some(&IN_OBJECT) {
             let path = dir.join(blob_name(p, seq));

@@ -9,6 +9,7 @@
 
 use crate::error::{describe, Error, Result};
 use crate::forward;
+use crate::inbox::EGG_TABLE_OPTION;
 use crate::packet::{
     chunk_packet, pairs, Chunk, RetryPolicy, TableBatches, TransferKey, ABORT_NAME, CHUNK_OPTION,
     OBJECT, SIZE_OPTION, TABLE,
@@ -924,6 +925,9 @@ impl Federation {
             )));
         }
         let n = h.total_partitions as u32;
+        if let Some(at) = h.options.get(EGG_TABLE_OPTION).cloned() {
+            return self.take_egg_table(ctx, key, stream, &at, n, started).await;
+        }
         let table: RollPair<K, V> = ctx.create(Options::partitions(n))?;
         // One writer thread per group of partitions (partition p to writer p % writers):
         // batches of different partitions are written at once, each partition by one writer.
@@ -982,6 +986,58 @@ impl Federation {
         tracing::info!(session = %key.session, key = %key.rs_key(), src = %key.src_party,
             dst = %key.dst_party, bytes, pairs = count, partitions = n,
             ms = started.elapsed().as_millis() as u64, outcome = "ok", "get_table");
+        Ok(table)
+    }
+}
+
+impl Federation {
+    /// A table the roll-site already wrote into its cluster's eggs (`at`: `namespace/name`):
+    /// waits until every batch arrived (the pull ends then), then hands that table over.
+    async fn take_egg_table<K, V>(
+        &self,
+        ctx: &RollPairContext,
+        key: &TransferKey,
+        mut stream: PacketStream,
+        at: &str,
+        n: u32,
+        started: Instant,
+    ) -> Result<RollPair<K, V>>
+    where
+        K: Serialize + DeserializeOwned + Send + 'static,
+        V: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let hop = self.local_hop();
+        while stream
+            .next()
+            .await
+            .transpose()
+            .map_err(|s| Error::hop(hop.clone(), s))?
+            .is_some()
+        {}
+        if !ctx.is_distributed() {
+            return Err(Error::Config(format!(
+                "{} was received into the eggs of the roll-site's cluster (rollsite.\
+                 cluster_manager) as {at}; get it with a RollPairContext connected to that \
+                 cluster",
+                key.rs_key()
+            )));
+        }
+        let (namespace, name) = at.split_once('/').ok_or_else(|| {
+            Error::BadPacket(format!("{}: bad {EGG_TABLE_OPTION} {at:?}", key.rs_key()))
+        })?;
+        let (ctx2, ns, nm) = (ctx.clone(), namespace.to_string(), name.to_string());
+        let table: RollPair<K, V> =
+            tokio::task::spawn_blocking(move || ctx2.load::<K, V>(&ns, &nm)).await??;
+        if table.partitions() != n {
+            return Err(Error::BadPacket(format!(
+                "{at} has {} partitions, the transfer {n}",
+                table.partitions()
+            )));
+        }
+        self.clear(key).await?;
+        tracing::info!(session = %key.session, key = %key.rs_key(), src = %key.src_party,
+            dst = %key.dst_party, table = %at, partitions = n,
+            ms = started.elapsed().as_millis() as u64, outcome = "ok", "get_table (in the eggs)");
         Ok(table)
     }
 }
@@ -1071,7 +1127,7 @@ fn write_batches<K, V>(
 }
 
 /// Writes one received batch of partition `p` (of `n`) into `table`, without decoding.
-fn write_batch<K, V>(
+pub(crate) fn write_batch<K, V>(
     table: &RollPair<K, V>,
     n: u32,
     p: u32,

@@ -10,6 +10,7 @@ pub mod buffer;
 pub mod error;
 pub mod federation;
 pub mod forward;
+pub mod inbox;
 pub mod polling;
 pub mod route;
 pub mod service;
@@ -192,9 +193,19 @@ pub async fn start(config: &EggrollConfig) -> Result<RollSite> {
         tasks.push(tokio::spawn(async move {
             loop {
                 let Some(site) = weak.upgrade() else { return };
-                let buffer = site.buffer.clone();
+                let (buffer, inbox) = (site.buffer.clone(), site.inbox.clone());
                 drop(site);
-                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || buffer.expire(age)).await {
+                let expired = tokio::task::spawn_blocking(move || {
+                    let keys = buffer.expire(age)?;
+                    // Tables nobody took that went into the eggs go too.
+                    if let Some(inbox) = inbox {
+                        for rk in &keys {
+                            inbox.destroy(&buffer::transfer_name(rk))?;
+                        }
+                    }
+                    Ok::<_, Error>(())
+                });
+                if let Ok(Err(e)) = expired.await {
                     tracing::warn!(error = %e, "cannot expire old transfers in the receive buffer");
                 }
                 tokio::select! {

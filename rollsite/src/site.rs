@@ -4,6 +4,7 @@
 use crate::buffer::{Batch, Buffer};
 use crate::error::{Error, Result};
 use crate::forward::{Forwarder, MAX_HOPS};
+use crate::inbox::{Inbox, EGG_TABLE_OPTION, NAMESPACE};
 use crate::packet::{destination, pairs, rollsite_header, TransferKey, FINISH, TABLE};
 use crate::polling::Hub;
 use crate::route::{Hop, Routes};
@@ -61,6 +62,8 @@ pub struct Site {
     pub listen: OnceLock<Vec<SocketAddr>>,
     /// Turns true when the roll-site shuts down.
     pub shutdown: watch::Receiver<bool>,
+    /// Distributed mode: the cluster whose eggs receive our tables (`rollsite.cluster_manager`).
+    pub inbox: Option<Arc<Inbox>>,
 }
 
 impl Site {
@@ -132,6 +135,9 @@ impl Site {
             local_clients,
             listen: OnceLock::new(),
             shutdown,
+            inbox: Some(rs.cluster_manager.trim())
+                .filter(|a| !a.is_empty())
+                .map(|a| Arc::new(Inbox::new(a, rs.party_id.trim()))),
             config: rs,
         })
     }
@@ -243,7 +249,14 @@ impl Site {
             let key = TransferKey::from_header(&h)?;
             let rk = key.rs_key();
             let buffer = self.buffer.clone();
-            let n = tokio::task::spawn_blocking(move || buffer.clear(&rk)).await??;
+            let inbox = self.inbox.clone();
+            let n = tokio::task::spawn_blocking(move || {
+                if let Some(inbox) = inbox {
+                    inbox.forget(&crate::buffer::transfer_name(&rk));
+                }
+                buffer.clear(&rk)
+            })
+            .await??;
             return Ok(Packet {
                 header: Some(Metadata {
                     ack: n as i64,
@@ -355,8 +368,20 @@ impl Site {
         h: &RollSiteHeader,
         batches: Vec<Batch>,
     ) -> tokio::task::JoinHandle<Result<()>> {
-        let (buffer, rk, h) = (self.buffer.clone(), rk.to_string(), h.clone());
-        tokio::task::spawn_blocking(move || buffer.write(&rk, &h, batches))
+        let (buffer, rk, mut h) = (self.buffer.clone(), rk.to_string(), h.clone());
+        let inbox = self.inbox.clone().filter(|_| h.data_type == TABLE);
+        tokio::task::spawn_blocking(move || {
+            // Into the eggs first; the markers, written after, say where the batches are.
+            if let Some(inbox) = inbox {
+                let name = crate::buffer::transfer_name(&rk);
+                let bodies: Vec<(u32, &[u8])> =
+                    batches.iter().map(|b| (b.partition, &b.body[..])).collect();
+                inbox.write(&name, &h, &bodies)?;
+                h.options
+                    .insert(EGG_TABLE_OPTION.into(), format!("{NAMESPACE}/{name}"));
+            }
+            buffer.write(&rk, &h, batches)
+        })
     }
 
     fn check_packet(

@@ -1,0 +1,142 @@
+//! Distributed mode: received tables go straight into the cluster's eggs.
+//!
+//! With `rollsite.cluster_manager` set, the roll-site keeps a session on that cluster and
+//! writes every batch of a received table into a persistent table of its own
+//! ([`NAMESPACE`], one table per transfer) before acknowledging it; the receive buffer keeps
+//! only the batch markers, so arrival, retries and restarts work as for any transfer. A get
+//! then hands over that table instead of copying it. Batches are written as they were
+//! encoded (no decoding), each into the partition it was sent in: the pairs are stored under
+//! their sequence, so a retried stream rewrites the same keys with the same values.
+
+use crate::error::{Error, Result};
+use eggroll_core::codec::Bytes;
+use eggroll_proto::transfer::RollSiteHeader;
+use eggroll_rollpair::{Options, RollPair, RollPairContext, SessionOptions};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Namespace of the tables received into the eggs.
+pub const NAMESPACE: &str = "rollsite_inbox";
+
+/// Header option naming where a received table is: `namespace/name` in the cluster's eggs.
+pub const EGG_TABLE_OPTION: &str = "egg_table";
+
+/// The roll-site's session on its cluster and the tables being received into it.
+pub struct Inbox {
+    address: String,
+    party: String,
+    ctx: Mutex<Option<RollPairContext>>,
+    tables: Mutex<HashMap<String, RollPair<Bytes, Bytes>>>,
+}
+
+impl Inbox {
+    /// An inbox on the cluster manager at `address`; the session starts on first use.
+    pub fn new(address: &str, party: &str) -> Self {
+        Self {
+            address: address.to_string(),
+            party: party.to_string(),
+            ctx: Mutex::new(None),
+            tables: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The session, started on first use. Blocks: call it on a blocking thread.
+    fn context(&self) -> Result<RollPairContext> {
+        let mut ctx = self.ctx.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = ctx.as_ref() {
+            return Ok(c.clone());
+        }
+        let opts = SessionOptions {
+            name: format!("rollsite-{}", self.party),
+            ..Default::default()
+        };
+        let c = RollPairContext::connect(&self.address, opts).map_err(|e| {
+            Error::Config(format!(
+                "cannot start a session on the cluster manager at {} \
+                 (rollsite.cluster_manager): {e}",
+                self.address
+            ))
+        })?;
+        *ctx = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Writes batches `(partition, body)` of the table transfer `name` (described by
+    /// `header`) into its table in the eggs, made on the first batch.
+    pub fn write(
+        &self,
+        name: &str,
+        header: &RollSiteHeader,
+        batches: &[(u32, &[u8])],
+    ) -> Result<()> {
+        let n = header.total_partitions.max(1) as u32;
+        let table = {
+            // Held while the table is loaded or made: streams of one transfer arrive at once.
+            let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+            match tables.get(name) {
+                Some(t) => t.clone(),
+                None => {
+                    let ctx = self.context()?;
+                    let t = match ctx.load::<Bytes, Bytes>(NAMESPACE, name) {
+                        Ok(t) => t,
+                        Err(_) => ctx.create(Options::persistent(NAMESPACE, name, n))?,
+                    };
+                    if t.partitions() != n {
+                        return Err(Error::BadPacket(format!(
+                            "{NAMESPACE}/{name} has {} partitions but the sender says {n}",
+                            t.partitions()
+                        )));
+                    }
+                    tables.insert(name.to_string(), t.clone());
+                    t
+                }
+            }
+        };
+        let what = format!("table {NAMESPACE}/{name}");
+        for (p, body) in batches {
+            crate::federation::write_batch(&table, n, *p, body, &what)?;
+        }
+        Ok(())
+    }
+
+    /// Destroys the table of a transfer nobody took (expired), if it has one.
+    pub fn destroy(&self, name: &str) -> Result<()> {
+        let cached = self
+            .tables
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        let table = match cached {
+            Some(t) => t,
+            None => match self.context()?.load::<Bytes, Bytes>(NAMESPACE, name) {
+                Ok(t) => t,
+                Err(_) => return Ok(()),
+            },
+        };
+        tracing::warn!(table = %format!("{NAMESPACE}/{name}"),
+            "destroyed a received table that no get took (rollsite.buffer_expiry_hours)");
+        table.destroy()?;
+        Ok(())
+    }
+
+    /// Forgets the table of a transfer that was taken (it now belongs to the get's caller).
+    pub fn forget(&self, name: &str) {
+        let t = self
+            .tables
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        drop(t);
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        // The session owns a tokio runtime, which may not be dropped on an async worker.
+        let ctx = self.ctx.get_mut().unwrap_or_else(|e| e.into_inner()).take();
+        let tables = std::mem::take(self.tables.get_mut().unwrap_or_else(|e| e.into_inner()));
+        if ctx.is_some() || !tables.is_empty() {
+            let _ = std::thread::spawn(move || drop((tables, ctx)));
+        }
+    }
+}
