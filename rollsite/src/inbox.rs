@@ -77,9 +77,14 @@ impl Inbox {
                 Some(t) => t.clone(),
                 None => {
                     let ctx = self.context()?;
+                    // Load, else create; a create never overwrites (the cluster manager
+                    // refuses a name it has), so if it fails the table may exist after all.
                     let t = match ctx.load::<Bytes, Bytes>(NAMESPACE, name) {
                         Ok(t) => t,
-                        Err(_) => ctx.create(Options::persistent(NAMESPACE, name, n))?,
+                        Err(_) => match ctx.create(Options::persistent(NAMESPACE, name, n)) {
+                            Ok(t) => t,
+                            Err(e) => ctx.load(NAMESPACE, name).map_err(|_| e)?,
+                        },
                     };
                     if t.partitions() != n {
                         return Err(Error::BadPacket(format!(
