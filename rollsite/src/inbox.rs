@@ -40,6 +40,18 @@ impl Inbox {
         }
     }
 
+    /// Starts the session now, so the first table does not wait for it (eggs take seconds to
+    /// start); a failure is logged and tried again on first use. Blocks.
+    pub fn warm_up(&self) {
+        match self.context() {
+            Ok(c) => tracing::info!(cluster = %self.address, session = %c.session_id(),
+                "received tables go into this cluster's eggs"),
+            Err(e) => {
+                tracing::warn!(error = %e, "no session on the cluster yet; retried when a table arrives")
+            }
+        }
+    }
+
     /// The session, started on first use. Blocks: call it on a blocking thread.
     fn context(&self) -> Result<RollPairContext> {
         let mut ctx = self.ctx.lock().unwrap_or_else(|e| e.into_inner());

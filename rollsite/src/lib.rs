@@ -215,6 +215,9 @@ pub async fn start(config: &EggrollConfig) -> Result<RollSite> {
             }
         }));
     }
+    if let Some(inbox) = site.inbox.clone() {
+        tokio::task::spawn_blocking(move || inbox.warm_up());
+    }
     if !rs.polling_exchange.trim().is_empty() {
         tasks.push(tokio::spawn(polling::run_poller(
             site.clone(),
