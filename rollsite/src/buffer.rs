@@ -133,6 +133,13 @@ fn prefix(kind: u8, rk: &str) -> Vec<u8> {
     k
 }
 
+/// The transfer key of a record key made by [`prefix`] (kind, length, key, ...).
+fn record_rk(k: &[u8]) -> Option<String> {
+    let n = u16::from_be_bytes([*k.get(1)?, *k.get(2)?]) as usize;
+    k.get(3..3 + n)
+        .map(|rk| String::from_utf8_lossy(rk).into_owned())
+}
+
 fn batch_key(kind: u8, rk: &str, p: u32, seq: u64) -> Vec<u8> {
     let mut k = prefix(kind, rk);
     k.extend_from_slice(&p.to_be_bytes());
@@ -195,7 +202,9 @@ fn map(spares: &Spares, path: &Path, offset: u64, len: u64) -> Result<Bytes> {
     if len == 0 {
         return Ok(Bytes::new());
     }
-    let (map, lease) = spares.lease(path, || map_file(path, offset, len))?;
+    // The lease first: a retire after it waits for this view.
+    let lease = spares.lease(path);
+    let map = map_file(path, offset, len)?;
     Ok(Bytes::from_owner(View { map, _lease: lease }))
 }
 
@@ -315,11 +324,8 @@ impl Buffer {
     fn sweep_orphans(&self) -> Result<()> {
         let mut known = std::collections::HashSet::new();
         self.store.scan(KeyRange::prefix(b"H"), &mut |k, _| {
-            if k.len() >= 3 {
-                let n = u16::from_be_bytes([k[1], k[2]]) as usize;
-                if let Some(rk) = k.get(3..3 + n) {
-                    known.insert(self.transfer_dir(&String::from_utf8_lossy(rk)));
-                }
+            if let Some(rk) = record_rk(k) {
+                known.insert(self.transfer_dir(&rk));
             }
             Ok(true)
         })?;
@@ -392,12 +398,15 @@ impl Buffer {
         meta.stream_seq = 0;
         meta.stage.clear();
         let dir = self.transfer_dir(rk);
-        std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
-            what: format!("cannot create {}", dir.display()),
-            source,
-        })?;
         let chunk = object_chunk(header)?;
         let in_eggs = header.options.contains_key(crate::inbox::EGG_TABLE_OPTION);
+        // Batches in the eggs leave no files here.
+        if !in_eggs {
+            std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+                what: format!("cannot create {}", dir.display()),
+                source,
+            })?;
+        }
         let mut markers = Vec::with_capacity(batches.len());
         let mut object: Option<std::fs::File> = None;
         let _writing = chunk.map(|_| {
@@ -647,24 +656,28 @@ impl Buffer {
     }
 
     /// Drops every transfer that saw no data for `age` (nobody took it); returns their keys.
-    pub fn expire(&self, age: Duration) -> Result<Vec<String>> {
+    /// Each comes with the table in the cluster's eggs that held its batches, if one did
+    /// (`namespace/name`, see `inbox`): the caller drops that too.
+    pub fn expire(&self, age: Duration) -> Result<Vec<(String, Option<String>)>> {
         let cutoff = now_ms().saturating_sub(age.as_millis() as u64);
         let mut old = Vec::new();
         self.store.scan(KeyRange::prefix(b"T"), &mut |k, v| {
-            if tail_u64(v) < cutoff && k.len() >= 3 {
-                let n = u16::from_be_bytes([k[1], k[2]]) as usize;
-                if let Some(rk) = k.get(3..3 + n) {
-                    old.push(String::from_utf8_lossy(rk).into_owned());
-                }
+            if tail_u64(v) < cutoff {
+                old.extend(record_rk(k));
             }
             Ok(true)
         })?;
-        for rk in &old {
-            let batches = self.clear(rk)?;
+        let mut expired = Vec::with_capacity(old.len());
+        for rk in old {
+            let in_eggs = self
+                .header(&rk)?
+                .and_then(|h| h.options.get(crate::inbox::EGG_TABLE_OPTION).cloned());
+            let batches = self.clear(&rk)?;
             tracing::warn!(key = %rk, batches, hours = age.as_secs() / 3600,
                 "dropped a received transfer that no get took (rollsite.buffer_expiry_hours)");
+            expired.push((rk, in_eggs));
         }
-        Ok(old)
+        Ok(expired)
     }
 
     /// Removes a transfer that a get has taken; returns how many batches it held.
@@ -931,7 +944,10 @@ mod tests {
         std::thread::sleep(Duration::from_millis(30));
         buf.write("new", &h, vec![batch]).unwrap();
         assert!(buf.expire(Duration::from_secs(3600)).unwrap().is_empty());
-        assert_eq!(buf.expire(Duration::from_millis(15)).unwrap(), vec!["old"]);
+        assert_eq!(
+            buf.expire(Duration::from_millis(15)).unwrap(),
+            vec![("old".to_string(), None)]
+        );
         assert!(buf.arrival("old").unwrap().is_none());
         assert!(!buf.transfer_dir("old").exists());
         assert!(buf.arrival("new").unwrap().unwrap().complete());

@@ -558,7 +558,7 @@ impl Federation {
             return self.read_object_in_process(site, key).await;
         }
         let mut stream = self.open_pull(key).await?;
-        let mut out = Assembly::Empty;
+        let mut out = Assembly::new(0);
         let mut next_seq = 0i64;
         while let Some(p) = stream
             .next()
@@ -621,8 +621,7 @@ impl Federation {
 
 /// Where an object received over gRPC is put together.
 enum Assembly {
-    /// Nothing yet, or a size the sender did not say: a growing Vec.
-    Empty,
+    /// A small object, or one whose sender did not say its size: a growing Vec.
     Vec(Vec<u8>),
     /// A large object of known size: anonymous memory asking for huge pages, so that the
     /// kernel faults it in 2 MiB at a time instead of 4 KiB (half the cost of the copy was
@@ -648,7 +647,6 @@ impl Assembly {
     /// Bytes received so far.
     fn len(&self) -> usize {
         match self {
-            Assembly::Empty => 0,
             Assembly::Vec(v) => v.len(),
             Assembly::Mapped(_, filled) => *filled,
         }
@@ -656,7 +654,6 @@ impl Assembly {
 
     fn extend(&mut self, body: &[u8]) -> std::result::Result<(), String> {
         match self {
-            Assembly::Empty => *self = Assembly::Vec(body.to_vec()),
             Assembly::Vec(v) => v.extend_from_slice(body),
             Assembly::Mapped(m, filled) => {
                 let end = *filled + body.len();
@@ -675,7 +672,6 @@ impl Assembly {
 
     fn finish(self) -> std::result::Result<Bytes, String> {
         match self {
-            Assembly::Empty => Ok(Bytes::new()),
             Assembly::Vec(v) => Ok(Bytes::from(v)),
             Assembly::Mapped(m, filled) if filled == m.len() => Ok(Bytes::from_owner(m)),
             Assembly::Mapped(m, filled) => Err(format!(
@@ -1174,7 +1170,7 @@ mod tests {
             assert_eq!(&a.finish().unwrap()[..], want, "size {size}");
         }
         // An unknown size (0 announced) grows as needed.
-        let mut a = Assembly::Empty;
+        let mut a = Assembly::new(0);
         a.extend(b"ab").unwrap();
         a.extend(b"cd").unwrap();
         assert_eq!(&a.finish().unwrap()[..], b"abcd");

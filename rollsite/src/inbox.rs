@@ -116,8 +116,10 @@ impl Inbox {
         Ok(())
     }
 
-    /// Destroys the table of a transfer nobody took (expired), if it has one.
-    pub fn destroy(&self, name: &str) -> Result<()> {
+    /// Destroys the table `at` (`namespace/name`, as the transfer's header names it) of a
+    /// transfer nobody took.
+    pub fn destroy(&self, at: &str) -> Result<()> {
+        let (namespace, name) = at.split_once('/').unwrap_or((NAMESPACE, at));
         let cached = self
             .tables
             .lock()
@@ -125,12 +127,9 @@ impl Inbox {
             .remove(name);
         let table = match cached {
             Some(t) => t,
-            None => match self.context()?.load::<Bytes, Bytes>(NAMESPACE, name) {
-                Ok(t) => t,
-                Err(_) => return Ok(()),
-            },
+            None => self.context()?.load::<Bytes, Bytes>(namespace, name)?,
         };
-        tracing::warn!(table = %format!("{NAMESPACE}/{name}"),
+        tracing::warn!(table = %at,
             "destroyed a received table that no get took (rollsite.buffer_expiry_hours)");
         table.destroy()?;
         Ok(())

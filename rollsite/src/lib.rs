@@ -144,7 +144,9 @@ fn spawn_server(
 /// Starts a roll-site as `config` says and returns once it listens.
 pub async fn start(config: &EggrollConfig) -> Result<RollSite> {
     let (stop, stop_rx) = watch::channel(false);
-    let site = Arc::new(Site::new(config, stop_rx.clone())?);
+    // Opening the receive buffer opens RocksDB and sweeps its files: not on this async task.
+    let (c, rx) = (config.clone(), stop_rx.clone());
+    let site = Arc::new(tokio::task::spawn_blocking(move || Site::new(&c, rx)).await??);
     let rs = &site.config;
     let listener = bind(&rs.host, rs.port).await?;
     let addr = listener.local_addr().map_err(|source| Error::Io {
@@ -196,11 +198,10 @@ pub async fn start(config: &EggrollConfig) -> Result<RollSite> {
                 let (buffer, inbox) = (site.buffer.clone(), site.inbox.clone());
                 drop(site);
                 let expired = tokio::task::spawn_blocking(move || {
-                    let keys = buffer.expire(age)?;
                     // Tables nobody took that went into the eggs go too.
-                    if let Some(inbox) = inbox {
-                        for rk in &keys {
-                            inbox.destroy(&buffer::transfer_name(rk))?;
+                    for (_, at) in buffer.expire(age)? {
+                        if let (Some(inbox), Some(at)) = (&inbox, at) {
+                            inbox.destroy(&at)?;
                         }
                     }
                     Ok::<_, Error>(())

@@ -107,24 +107,20 @@ impl Spares {
         Ok(true)
     }
 
-    /// Calls `open` (which maps `path`) with a lease on `path` to keep beside the view.
-    pub fn lease<T>(
-        &self,
-        path: &Path,
-        open: impl FnOnce() -> crate::error::Result<T>,
-    ) -> crate::error::Result<(T, Arc<Lease>)> {
-        // Held across the mapping, so that `retire` sees every view made before it.
+    /// A lease on the object file at `path`, to take before mapping it and keep beside the
+    /// view. A file retired between the two is renamed away, so the mapping then fails (as for
+    /// a removed transfer) and the lease frees the spare when it drops.
+    pub fn lease(&self, path: &Path) -> Arc<Lease> {
         let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
-        let t = open()?;
         if let Some(l) = leases.get(path).and_then(Weak::upgrade) {
-            return Ok((t, l));
+            return l;
         }
         let l = Arc::new(Lease {
             retired: Mutex::new(None),
             spares: self.pool.clone(),
         });
         leases.insert(path.to_path_buf(), Arc::downgrade(&l));
-        Ok((t, l))
+        l
     }
 
     /// Keeps the object file at `path`, whose transfer was taken, as a spare when there is
