@@ -6,16 +6,22 @@ SHELL := /bin/bash
 export PATH := $(PATH):$(HOME)/.cargo/bin
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: deps test demo bench trial lint clean
+.PHONY: deps venv test demo bench trial lint clean
 
 # libclang: bindgen (RocksDB bindings) loads it at build time.
 # build-essential: g++ for RocksDB's C++, and make. protoc is vendored by the build.
+# python3 with venv: the project's virtual environment for the tests' Python peers.
+# openssl: the systemd rehearsal makes its certificates with it. flock: scripts/venv.sh.
 deps:
 	@missing=""; \
 	{ dpkg -s libclang-dev >/dev/null 2>&1 || ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1; } \
 		|| missing="$$missing libclang-dev"; \
 	command -v g++ >/dev/null 2>&1 || missing="$$missing build-essential"; \
 	command -v make >/dev/null 2>&1 || missing="$$missing make"; \
+	command -v python3 >/dev/null 2>&1 || missing="$$missing python3"; \
+	python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
+	command -v flock >/dev/null 2>&1 || missing="$$missing util-linux"; \
 	if [ -n "$$missing" ]; then \
 		command -v apt-get >/dev/null 2>&1 \
 			|| { echo "error: please install:$$missing (no apt-get on this machine)"; exit 1; }; \
@@ -26,7 +32,11 @@ deps:
 	@command -v cargo >/dev/null 2>&1 \
 		|| { echo "error: cargo not found. Install Rust from https://rustup.rs, then rerun make."; exit 1; }
 
-test: deps
+# The project's Python virtual environment (.venv, git-ignored): grpcio for the wire tests.
+venv: deps
+	@scripts/venv.sh >/dev/null
+
+test: deps venv
 	cargo test --release --workspace
 
 demo: deps

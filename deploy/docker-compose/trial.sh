@@ -16,7 +16,8 @@
 #   EGGROLL_TRIAL_JOBS=1          0: only bring the parties up, check them, bring them down
 #   EGGROLL_TRIAL_KEEP=1          leave the parties running afterwards (prints how to stop them)
 #   EGGROLL_TRIAL_PARTIES=FILE    another parties file (default: parties.conf beside this script)
-#   EGGROLL_IMAGE=eggroll-rs:trial  image tag to build and run
+#   EGGROLL_IMAGE=TAG             image tag to build, run and keep (default: a tag of this
+#                                 run's own, removed at the end like everything else)
 # Exit status: 0 when every check passed, 1 otherwise (the reason is printed last).
 set -euo pipefail
 # The whole script is one block, read before any of it runs: editing the file while it runs
@@ -35,7 +36,8 @@ fault="${EGGROLL_TRIAL_FAULT:-1}"
 keep="${EGGROLL_TRIAL_KEEP:-0}"
 jobs="${EGGROLL_TRIAL_JOBS:-1}"
 parties_conf="${EGGROLL_TRIAL_PARTIES:-$here/parties.conf}"
-export EGGROLL_IMAGE="${EGGROLL_IMAGE:-eggroll-rs:trial}"
+# The image this run builds and removes at the end; empty when the caller named one to keep.
+own_image=""
 
 start=$SECONDS
 say() { printf '[trial %4ds] %s\n' "$((SECONDS - start))" "$*"; }
@@ -55,6 +57,8 @@ command -v timeout >/dev/null || die "timeout (coreutils) is missing"
 run_id="$(date +%H%M%S)-$$"
 prefix="eggtrial-$run_id"
 exchange="$prefix-exchange"
+if [ -z "${EGGROLL_IMAGE:-}" ]; then own_image="eggroll-rs:$prefix"; EGGROLL_IMAGE="$own_image"; fi
+export EGGROLL_IMAGE
 used_subnets="$( { docker network ls -q | xargs -r docker network inspect -f '{{range .IPAM.Config}}{{.Subnet}} {{end}}'
                    command -v ip >/dev/null && ip -4 route | awk '{print $1}'; } 2>/dev/null | tr ' ' '\n')"
 # Not subnet_base: sourcing parties.conf below would overwrite that.
@@ -89,7 +93,7 @@ cleanup() {
     if [ "$keep" = 1 ] && [ "$started" = 1 ]; then
         say "leaving the parties running (EGGROLL_TRIAL_KEEP=1). Stop them with:"
         for p in "${parties[@]}"; do echo "  (cd $bundles/party-$p && ${compose[*]} -p $prefix-$p down -v)"; done
-        echo "  docker network rm $exchange; rm -rf $work"
+        echo "  docker network rm $exchange; rm -rf $work${own_image:+; docker image rm $own_image}"
         exit "$rc"
     fi
     if [ "$started" = 1 ]; then
@@ -98,8 +102,11 @@ cleanup() {
         for p in "${parties[@]}"; do compose_in "$p" down -v --remove-orphans -t 5 >/dev/null 2>&1; done
     fi
     docker network rm "$exchange" >/dev/null 2>&1
-    # This run's image, if a later build took its tag meanwhile (the tagged one stays).
-    if [[ "$EGGROLL_IMAGE" == sha256:* ]] && [ "$(docker image inspect -f '{{len .RepoTags}}' "$EGGROLL_IMAGE" 2>/dev/null)" = 0 ]; then
+    # The image this run built under its own tag goes too; one the caller named stays, but
+    # this run's copy is removed if a later build took that tag meanwhile.
+    if [ -n "$own_image" ]; then
+        docker image rm -f "$own_image" >/dev/null 2>&1
+    elif [[ "$EGGROLL_IMAGE" == sha256:* ]] && [ "$(docker image inspect -f '{{len .RepoTags}}' "$EGGROLL_IMAGE" 2>/dev/null)" = 0 ]; then
         docker image rm "$EGGROLL_IMAGE" >/dev/null 2>&1
     fi
     rm -rf "$work"

@@ -40,8 +40,35 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# The EGGROLL_* variable of every key of a sample config whose value names an address off
+# loopback (the sample's machines, 10.0.0.x, or 0.0.0.0): the rehearsal must override each.
+far_keys() { # <toml>
+    awk '
+        /^[[:space:]]*\[/ { s = $0; gsub(/[][[:space:]]/, "", s); section = toupper(s) "_"; next }
+        /^[[:space:]]*#/ || !/=/ { next }
+        {
+            key = $0; sub(/[[:space:]]*=.*/, "", key); gsub(/[[:space:]]/, "", key)
+            value = $0; sub(/^[^=]*=/, "", value); sub(/#.*/, "", value)
+            n = split(value, parts, /[^0-9.]+/)
+            for (i = 1; i <= n; i++)
+                if (parts[i] ~ /^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$/ && parts[i] !~ /^127\./) {
+                    print "EGGROLL_" section toupper(key); break
+                }
+        }' "$1"
+}
+
 daemon() { # <log name> <VAR=value>... -- runs `eggroll ...` in the background
     local name="$1"; shift
+    # Only loopback: refuse to start a daemon whose sample names another address that this
+    # run does not override (a key added to a sample later would otherwise go off-machine).
+    local args=("$@") i var
+    for ((i = 0; i < ${#args[@]}; i++)); do
+        [ "${args[$i]}" = --config ] || continue
+        for var in $(far_keys "${args[$((i + 1))]}"); do
+            printf '%s\n' "${args[@]}" | grep -q "^$var=" \
+                || die "${args[$((i + 1))]} names an address off this machine in the key behind $var; the rehearsal must set $var for $name"
+        done
+    done
     # The log settings of the units.
     (exec env EGGROLL_LOG=info NO_COLOR=1 "$@") >"$run/$name.log" 2>&1 &
     pids+=($!)
@@ -84,7 +111,7 @@ party() { # <party> <peer> <net> <peer net> <node suffixes...>
         EGGROLL_DATA_DIR="$run/$id" EGGROLL_LOGS_DIR="$run/$id/logs" EGGROLL_ROLLSITE_BUFFER_DIR="$run/$id/rollsite" \
         EGGROLL_ROLLSITE_TLS_CERT="$run/tls-$id/party.crt" EGGROLL_ROLLSITE_TLS_KEY="$run/tls-$id/party.key" \
         EGGROLL_ROLLSITE_TLS_CA="$run/tls-$id/trusted-cas.pem" EGGROLL_ROLLSITE_ROUTE_TABLE="$run/route_table-$id.json" \
-        EGGROLL_ROLLSITE_LOCAL_CLIENTS="$clients" \
+        EGGROLL_ROLLSITE_LOCAL_CLIENTS="$clients" EGGROLL_ROLLSITE_CLUSTER_MANAGER="$net.10:4670" \
         "$eggroll" --config "$here/rollsite.toml" rollsite
     printf '[clustermanager]\nhost = "%s"\nport = 4670\n\n[rollsite]\nhost = "%s"\nport = 9370\nget_idle_timeout_ms = 60000\n' \
         "$net.10" "$net.10" >"$run/client-$id.toml"

@@ -22,6 +22,22 @@ fn docker_engine() -> bool {
         .unwrap_or(false)
 }
 
+/// What the trial makes, by the names it gives them: images, containers, networks, volumes.
+fn trial_leftovers() -> Vec<String> {
+    let list = |args: &[&str]| -> Vec<String> {
+        let out = Command::new("docker").args(args).output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    let mut all = list(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    all.extend(list(&["ps", "-a", "--format", "{{.Names}}"]));
+    all.extend(list(&["network", "ls", "--format", "{{.Name}}"]));
+    all.extend(list(&["volume", "ls", "--format", "{{.Name}}"]));
+    all.retain(|n| n.contains("eggtrial-"));
+    all.sort();
+    all
+}
+
 #[test]
 fn two_party_trial_in_docker() {
     if !docker_engine() {
@@ -33,6 +49,7 @@ fn two_party_trial_in_docker() {
         env!("CARGO_MANIFEST_DIR"),
         "/../deploy/docker-compose/trial.sh"
     );
+    let before = trial_leftovers();
     let log = tempfile::NamedTempFile::new().unwrap();
     // One open file for both streams (a shared offset), so their lines interleave in order.
     let out = log.reopen().unwrap();
@@ -78,6 +95,12 @@ fn two_party_trial_in_docker() {
                 "the trial exited 0 without PASSED"
             );
             println!("trial passed in {:.0} s", started.elapsed().as_secs_f64());
+            let after = trial_leftovers();
+            let left: Vec<&String> = after.iter().filter(|n| !before.contains(n)).collect();
+            assert!(
+                left.is_empty(),
+                "the trial left docker objects behind: {left:?}"
+            );
         }
         Some(s) => panic!(
             "the docker-compose trial failed ({s}) after {:.0} s; its output is above, \

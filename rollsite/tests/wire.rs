@@ -53,45 +53,27 @@ impl DataTransferService for Capture {
     }
 }
 
-fn python() -> Option<String> {
-    for p in ["python3", "python"] {
-        if Command::new(p)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-        {
-            return Some(p.to_string());
-        }
-    }
-    None
-}
-
-/// Makes sure grpcio and grpcio-tools import, installing them with pip when missing.
-fn ensure_grpc(py: &str) {
-    let has = || {
-        Command::new(py)
-            .args(["-c", "import grpc, grpc_tools.protoc"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if has() {
-        return;
-    }
-    let out = Command::new(py)
-        .args(["-m", "pip", "install", "--quiet", "grpcio", "grpcio-tools"])
+/// The project's virtual environment's python, with grpcio and grpcio-tools: made (once,
+/// under a lock, so parallel tests wait for one install) by `scripts/venv.sh`, which
+/// `make test` runs first. Nothing is installed into the system Python.
+fn python() -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/venv.sh");
+    let out = Command::new("bash")
+        .arg(&script)
         .output()
-        .expect("cannot run pip");
+        .unwrap_or_else(|e| panic!("cannot run bash {}: {e}", script.display()));
     assert!(
-        out.status.success() && has(),
-        "this test needs Python's grpcio and grpcio-tools and could not install them with \
-         `{py} -m pip install grpcio grpcio-tools`: {}",
+        out.status.success(),
+        "this test needs Python with grpcio and grpcio-tools in the project's venv, and {} \
+         could not make it (run `make deps`): {}",
+        script.display(),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// Python stubs generated from our proto files, in `dir/stubs` (grpcio installed if needed).
+/// Python stubs generated from our proto files, in `dir/stubs`.
 fn python_stubs(py: &str, dir: &Path) -> std::path::PathBuf {
-    ensure_grpc(py);
     let stubs = dir.join("stubs");
     std::fs::create_dir_all(&stubs).unwrap();
     let protos = Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto/proto");
@@ -136,10 +118,7 @@ impl Drop for Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn our_rollsite_pushes_are_accepted_by_a_python_grpcio_next_hop() {
-    let Some(py) = python() else {
-        eprintln!("SKIPPED: no python3 on this machine; the wire-compatibility test needs it");
-        return;
-    };
+    let py = python();
     let dir = dir();
     let stubs = python_stubs(&py, dir.path());
     let (port_file, capture_file) = (dir.path().join("port"), dir.path().join("got.bin"));
@@ -209,10 +188,7 @@ async fn our_rollsite_pushes_are_accepted_by_a_python_grpcio_next_hop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_python_grpcio_client_goes_through_our_rollsite_intact() {
-    let Some(py) = python() else {
-        eprintln!("SKIPPED: no python3 on this machine; the wire-compatibility test needs it");
-        return;
-    };
+    let py = python();
     let dir = dir();
     let stubs = python_stubs(&py, dir.path());
 
