@@ -56,4 +56,7 @@ pub enum CoreError {
     /// A name, count or option given by the user is not acceptable.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// Another process could not be reached; says which and where.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }

@@ -228,47 +228,6 @@ pub fn rollsite_header(m: &Metadata) -> Result<RollSiteHeader> {
     Ok(h)
 }
 
-/// Appends one pair to a table batch: key length, key, value length, value (u32 big-endian).
-pub fn push_pair(out: &mut Vec<u8>, k: &[u8], v: &[u8]) {
-    out.extend_from_slice(&(k.len() as u32).to_be_bytes());
-    out.extend_from_slice(k);
-    out.extend_from_slice(&(v.len() as u32).to_be_bytes());
-    out.extend_from_slice(v);
-}
-
-/// Splits a table batch into pairs; names the offset of a malformed one.
-pub fn pairs(batch: &[u8]) -> Result<Vec<(&[u8], &[u8])>> {
-    let mut out = Vec::new();
-    let mut rest = batch;
-    let take = |rest: &mut &[u8], what: &str, at: usize| -> Result<usize> {
-        if rest.len() < 4 {
-            return Err(CoreError::BadPacket(format!(
-                "table batch truncated: {what} length at byte {at} is cut off"
-            )));
-        }
-        let n = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        *rest = &rest[4..];
-        if rest.len() < n {
-            return Err(CoreError::BadPacket(format!(
-                "table batch truncated: {what} at byte {at} says {n} bytes, {} remain",
-                rest.len()
-            )));
-        }
-        Ok(n)
-    };
-    while !rest.is_empty() {
-        let at = batch.len() - rest.len();
-        let n = take(&mut rest, "key", at)?;
-        let (k, r) = rest.split_at(n);
-        rest = r;
-        let n = take(&mut rest, "value", at)?;
-        let (v, r) = rest.split_at(n);
-        rest = r;
-        out.push((k, v));
-    }
-    Ok(out)
-}
-
 /// One batch to push: its partition, sequence within the partition, last-of-partition mark
 /// and bytes.
 #[derive(Clone, Debug)]
@@ -343,7 +302,7 @@ impl TableBatches {
             let body = std::mem::replace(&mut self.buf, Vec::with_capacity(self.limit + 1024));
             full = Some(self.chunk(false, body));
         }
-        push_pair(&mut self.buf, k, v);
+        crate::pairs::push(&mut self.buf, k, v);
         Ok(full)
     }
 
@@ -402,10 +361,10 @@ mod tests {
     #[test]
     fn batches_round_trip_and_reject_truncation() {
         let mut b = Vec::new();
-        push_pair(&mut b, b"k1", b"value one");
-        push_pair(&mut b, b"", b"");
-        push_pair(&mut b, b"k3", &[7u8; 300]);
-        let p = pairs(&b).unwrap();
+        crate::pairs::push(&mut b, b"k1", b"value one");
+        crate::pairs::push(&mut b, b"", b"");
+        crate::pairs::push(&mut b, b"k3", &[7u8; 300]);
+        let p = crate::pairs::collect(&b).unwrap();
         assert_eq!(p.len(), 3);
         assert_eq!(p[0], (&b"k1"[..], &b"value one"[..]));
         assert_eq!(p[2].1.len(), 300);
@@ -413,7 +372,7 @@ mod tests {
             if cut == 19 || cut == 27 {
                 continue; // pair boundaries
             }
-            assert!(pairs(&b[..cut]).is_err(), "cut at {cut}");
+            assert!(crate::pairs::collect(&b[..cut]).is_err(), "cut at {cut}");
         }
     }
 
@@ -431,7 +390,7 @@ mod tests {
         assert_eq!(chunks.len(), 5);
         for (i, c) in chunks.iter().enumerate() {
             assert_eq!((c.partition, c.seq, c.finish), (3, i as u64, i == 4));
-            assert_eq!(pairs(&c.body).unwrap().len(), 2);
+            assert_eq!(crate::pairs::collect(&c.body).unwrap().len(), 2);
         }
         let empty = TableBatches::new(0, 40, 1 << 20).finish();
         assert!(empty.finish && empty.body.is_empty());

@@ -51,7 +51,7 @@ impl PartitionStore for MemStore {
         // default (unpack to pairs, then put_batch) makes two. Parsed first, so that a
         // corrupt batch writes nothing, as with a WriteBatch.
         let pairs =
-            eggroll_core::packed::unpack(packed).collect::<eggroll_core::Result<Vec<_>>>()?;
+            eggroll_core::pairs::iter(packed).collect::<eggroll_core::Result<Vec<_>>>()?;
         let mut map = self.write();
         for (k, v) in &pairs {
             map.insert(k.to_vec(), v.to_vec());

@@ -118,7 +118,7 @@ impl PartitionStore for RocksStore {
     fn put_packed(&self, packed: &[u8]) -> Result<u64> {
         let mut batch = WriteBatch::default();
         let mut n = 0;
-        for pair in eggroll_core::packed::unpack(packed) {
+        for pair in eggroll_core::pairs::iter(packed) {
             let (k, v) = pair?;
             batch.put(k, v);
             n += 1;

@@ -151,6 +151,7 @@ pub fn to_status(e: &EggError, who: &str) -> Status {
             | CoreError::Encode { .. },
         ) => Status::invalid_argument(msg),
         EggError::Core(CoreError::TooLarge(_)) => Status::resource_exhausted(msg),
+        EggError::Core(CoreError::Unavailable(_)) => Status::unavailable(msg),
         EggError::Corrupt { .. } => Status::data_loss(msg),
         EggError::Locked { .. } => Status::unavailable(msg),
         _ => Status::internal(msg),
@@ -192,7 +193,7 @@ impl ShuffleSink for RemoteSink {
         };
         let mut packed = Vec::new();
         for (k, v) in &pairs {
-            eggroll_core::packed::pack(&mut packed, k, v);
+            eggroll_core::pairs::push(&mut packed, k, v);
         }
         let req = PutRequest {
             store: Some(self.output.clone()),
@@ -349,7 +350,7 @@ impl EggService for EggServer {
                         Ok(n)
                     }
                     Some(c) => {
-                        for pair in eggroll_core::packed::unpack(&batch.packed) {
+                        for pair in eggroll_core::pairs::iter(&batch.packed) {
                             let (k, v) = pair?;
                             pairs.push((k.to_vec(), v.to_vec()));
                         }
@@ -391,7 +392,7 @@ impl EggService for EggServer {
             // on an async worker; a failure reaches the caller as the stream's first item.
             let res = stores.partition(&l, p).and_then(|store| {
                 store.scan(range, &mut |k, v| {
-                    eggroll_core::packed::pack(&mut packed, k, v);
+                    eggroll_core::pairs::push(&mut packed, k, v);
                     if packed.len() >= limit {
                         let full =
                             std::mem::replace(&mut packed, Vec::with_capacity(limit + limit / 8));

@@ -61,7 +61,7 @@ pub trait PartitionStore: Send + Sync {
     fn put_batch(&self, pairs: &[Pair]) -> Result<()>;
     /// Writes a packed batch (see `eggroll_core::packed`) in one batch; returns how many.
     fn put_packed(&self, packed: &[u8]) -> Result<u64> {
-        let pairs = eggroll_core::packed::unpack(packed)
+        let pairs = eggroll_core::pairs::iter(packed)
             .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())))
             .collect::<eggroll_core::Result<Vec<Pair>>>()?;
         self.put_batch(&pairs)?;

@@ -112,19 +112,19 @@ fn packed_batches_land_whole_or_not_at_all_in_both_store_types() {
         let mut want = BTreeMap::new();
         for i in 0..500u32 {
             let (k, v) = (i.to_be_bytes().to_vec(), vec![i as u8; (i % 7) as usize]);
-            eggroll_core::packed::pack(&mut packed, &k, &v);
+            eggroll_core::pairs::push(&mut packed, &k, &v);
             want.insert(k, v);
         }
         // A later pair of the same key wins, as in put_batch.
-        eggroll_core::packed::pack(&mut packed, &0u32.to_be_bytes(), b"last");
+        eggroll_core::pairs::push(&mut packed, &0u32.to_be_bytes(), b"last");
         want.insert(0u32.to_be_bytes().to_vec(), b"last".to_vec());
         assert_eq!(part.put_packed(&packed).unwrap(), 501, "{t:?}");
         let want: Vec<_> = want.into_iter().collect();
         assert_eq!(collect(part.as_ref(), KeyRange::all()), want, "{t:?}");
         // A batch cut short is refused and writes nothing, not even its whole pairs.
         let mut cut = Vec::new();
-        eggroll_core::packed::pack(&mut cut, b"new", b"pair");
-        eggroll_core::packed::pack(&mut cut, b"cut", b"short");
+        eggroll_core::pairs::push(&mut cut, b"new", b"pair");
+        eggroll_core::pairs::push(&mut cut, b"cut", b"short");
         assert!(part.put_packed(&cut[..cut.len() - 2]).is_err(), "{t:?}");
         assert_eq!(collect(part.as_ref(), KeyRange::all()), want, "{t:?}");
     }

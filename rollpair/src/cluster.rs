@@ -468,7 +468,7 @@ impl ClusterSession {
                     return Ok(());
                 }
             }
-            for pair in eggroll_core::packed::unpack(&batch.packed) {
+            for pair in eggroll_core::pairs::iter(&batch.packed) {
                 let (k, v) = pair?;
                 if !visit(k, v)? {
                     return Ok(());

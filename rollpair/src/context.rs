@@ -421,7 +421,7 @@ fn write_to_cluster<K: Serialize, V: Serialize>(
         eggroll_core::codec::encode_into(&value, &mut v)?;
         let p = partition_of(&k, n);
         let bucket = &mut buckets[p as usize];
-        eggroll_core::packed::pack(bucket, &k, &v);
+        eggroll_core::pairs::push(bucket, &k, &v);
         if bucket.len() >= CLUSTER_BATCH_BYTES {
             let full = std::mem::replace(bucket, Vec::with_capacity(CLUSTER_BATCH_BYTES + 4096));
             streams.send(p, full)?;

@@ -119,7 +119,7 @@ impl<K, V> RollPair<K, V> {
                 let mut written = 0;
                 // Packed batches of `batch_bytes`: one WriteBatch each, memory bounded.
                 for (k, v) in pairs {
-                    eggroll_core::packed::pack(&mut packed, k, v);
+                    eggroll_core::pairs::push(&mut packed, k, v);
                     if packed.len() >= limit {
                         written += part.put_packed(&packed)?;
                         packed.clear();
@@ -135,7 +135,7 @@ impl<K, V> RollPair<K, V> {
                 let mut streams = c.put_streams_one(&self.locator, p)?;
                 let mut packed = Vec::new();
                 for (k, v) in pairs {
-                    eggroll_core::packed::pack(&mut packed, k, v);
+                    eggroll_core::pairs::push(&mut packed, k, v);
                     if packed.len() >= limit {
                         let full = std::mem::replace(&mut packed, Vec::with_capacity(limit + 4096));
                         streams.send(p, full)?;
@@ -371,7 +371,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> RollPair<
             Backend::Cluster(c) => {
                 let mut streams = c.put_streams_one(&self.locator, p)?;
                 let mut packed = Vec::new();
-                eggroll_core::packed::pack(&mut packed, &k, &encode(value)?);
+                eggroll_core::pairs::push(&mut packed, &k, &encode(value)?);
                 streams.send(p, packed)?;
                 streams.finish().map(|_| ())
             }

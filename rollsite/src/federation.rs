@@ -11,7 +11,7 @@ use crate::error::{describe, Error, Result};
 use crate::forward;
 use crate::inbox::EGG_TABLE_OPTION;
 use crate::packet::{
-    chunk_packet, pairs, Chunk, RetryPolicy, TableBatches, TransferKey, ABORT_NAME, CHUNK_OPTION,
+    chunk_packet, Chunk, RetryPolicy, TableBatches, TransferKey, ABORT_NAME, CHUNK_OPTION,
     OBJECT, SIZE_OPTION, TABLE,
 };
 use crate::site::{Peer, Site};
@@ -1135,7 +1135,7 @@ pub(crate) fn write_batch<K, V>(
             "{what}: a batch of partition {p} arrived for a table of {n} partitions"
         )));
     }
-    let found = pairs(batch).map_err(|e| match e {
+    let found = eggroll_core::pairs::collect(batch).map_err(|e| match e {
         CoreError::BadPacket(m) => Error::BadPacket(format!("{what}, partition {p}: {m}")),
         e => e.into(),
     })?;

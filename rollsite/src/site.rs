@@ -5,7 +5,7 @@ use crate::buffer::{Batch, Buffer};
 use crate::error::{Error, Result};
 use crate::forward::{Forwarder, MAX_HOPS};
 use crate::inbox::{Inbox, EGG_TABLE_OPTION, NAMESPACE};
-use crate::packet::{destination, pairs, rollsite_header, TransferKey, FINISH, TABLE};
+use crate::packet::{destination, rollsite_header, TransferKey, FINISH, TABLE};
 use crate::polling::Hub;
 use crate::route::{Hop, Routes};
 use crate::tls::TlsFiles;
@@ -422,7 +422,7 @@ impl Site {
             )));
         }
         if h.data_type == TABLE {
-            pairs(&body).map_err(|e| at(e.into()))?;
+            eggroll_core::pairs::collect(&body).map_err(|e| at(e.into()))?;
         }
         Ok(Batch {
             partition: h.partition_id as u32,
