@@ -5,13 +5,14 @@ use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::meta_store::MetaStore;
 use crate::nodes::Nodes;
-use crate::session::SessionEntry;
+use crate::session_entry::SessionEntry;
 use eggroll_core::config::EggrollConfig;
+use eggroll_core::sync::Mutex;
 use eggroll_proto::meta::node_manager_client::NodeManagerClient;
 use eggroll_proto::meta::{NodeRegistration, SessionMeta, SessionStatus, Store};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::MutexGuard;
 use std::time::Duration;
 use tonic::transport::Channel;
 
@@ -32,13 +33,6 @@ pub struct Cluster {
     pub(crate) next_session: AtomicU64,
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 impl Cluster {
     /// Loads the durable records from `config.data_dir`; sessions that were running when the
     /// cluster manager stopped are marked ERROR, since their eggs are gone or orphaned.
@@ -54,7 +48,7 @@ impl Cluster {
             sessions.insert(s.id.clone(), SessionEntry::restored(s));
         }
         let catalog = Catalog::restore(meta.all::<Store>("store")?);
-        let seed = now_ms().saturating_mul(1000);
+        let seed = eggroll_core::clock::epoch_millis().saturating_mul(1000);
         Ok(Self {
             config,
             address,
@@ -69,15 +63,15 @@ impl Cluster {
     }
 
     pub(crate) fn nodes(&self) -> MutexGuard<'_, Nodes> {
-        self.nodes.lock().unwrap_or_else(|e| e.into_inner())
+        self.nodes.lock()
     }
 
     pub(crate) fn sessions(&self) -> MutexGuard<'_, HashMap<String, SessionEntry>> {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+        self.sessions.lock()
     }
 
     pub(crate) fn catalog(&self) -> MutexGuard<'_, Catalog> {
-        self.catalog.lock().unwrap_or_else(|e| e.into_inner())
+        self.catalog.lock()
     }
 
     /// Records a node manager's registration.
@@ -115,9 +109,8 @@ impl Cluster {
             .get(node_id)
             .map(|n| n.address())
             .ok_or_else(|| format!("node {node_id} is not registered"))?;
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| format!("node {node_id} has a bad address {address:?}: {e}"))?
-            .connect_timeout(Duration::from_secs(5))
+        let channel = eggroll_core::channel::endpoint(&address)
+            .map_err(|e| format!("node {node_id} has a bad address: {e}"))?
             .timeout(Duration::from_secs(30))
             .connect()
             .await

@@ -9,6 +9,8 @@ pub mod meta_store;
 pub mod nodes;
 pub mod service;
 pub mod session;
+pub mod session_entry;
+pub mod stores;
 
 pub use cluster::Cluster;
 pub use error::{CmError, Result};

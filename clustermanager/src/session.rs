@@ -6,17 +6,19 @@
 //! node is lost, or it cannot start in time; and it is stopped when its client stops
 //! renewing its lease. Whenever a session ends, its eggs are stopped.
 
-use crate::cluster::{now_ms, Cluster};
+use crate::cluster::Cluster;
 use crate::error::{CmError, Result};
+use crate::session_entry::SessionEntry;
+use eggroll_core::clock::epoch_millis as now_ms;
 use eggroll_core::names::validate_name;
 use eggroll_proto::meta::{
     CreateSessionRequest, Processor, ProcessorExited, ProcessorReady, SessionMeta, SessionStatus,
     StartProcessors, StopProcessors,
 };
-use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// A processor waits for its egg.
 const NEW: &str = "NEW";
@@ -24,40 +26,6 @@ const NEW: &str = "NEW";
 const RUNNING: &str = "RUNNING";
 /// A processor's egg exited or was stopped.
 const STOPPED: &str = "STOPPED";
-
-/// A session and its lease.
-pub struct SessionEntry {
-    /// What clients see.
-    pub meta: SessionMeta,
-    lease: Duration,
-    renewed: Instant,
-}
-
-impl SessionEntry {
-    /// A session read back from the durable records.
-    pub fn restored(meta: SessionMeta) -> Self {
-        Self {
-            meta,
-            lease: Duration::ZERO,
-            renewed: Instant::now(),
-        }
-    }
-
-    fn running(&self) -> bool {
-        matches!(
-            self.meta.status(),
-            SessionStatus::New | SessionStatus::Active
-        )
-    }
-
-    fn nodes(&self) -> BTreeSet<u64> {
-        self.meta
-            .processors
-            .iter()
-            .map(|p| p.server_node_id)
-            .collect()
-    }
-}
 
 impl Cluster {
     /// Starts a session and waits until it is ACTIVE; an error with the reason otherwise.
@@ -132,66 +100,62 @@ impl Cluster {
                     existing.meta.status().as_str_name()
                 )));
             }
-            sessions.insert(
-                id.clone(),
-                SessionEntry {
-                    meta: meta.clone(),
-                    lease,
-                    renewed: Instant::now(),
-                },
-            );
+            sessions.insert(id.clone(), SessionEntry::new(meta.clone(), lease));
         }
         self.persist(&id).await;
         let span = tracing::info_span!("session", session = %id);
-        let _enter = span.enter();
-        tracing::info!(
-            nodes = nodes.len(),
-            processors_per_node = ppn,
-            "starting session"
-        );
+        async {
+            tracing::info!(
+                nodes = nodes.len(),
+                processors_per_node = ppn,
+                "starting session"
+            );
 
-        // Ask every node at once; the first refusal fails the session.
-        let mut starts = tokio::task::JoinSet::new();
-        for node in &nodes {
-            let node_id = node.registration.node_id;
-            let req = StartProcessors {
-                session_id: id.clone(),
-                processors: meta
-                    .processors
-                    .iter()
-                    .filter(|p| p.server_node_id == node_id)
-                    .cloned()
-                    .collect(),
-                cluster_manager: self.address.clone(),
-            };
-            let this = self.clone();
-            let address = node.address();
-            starts.spawn(async move {
-                let mut client = this.node_client(node_id).await?;
-                client.start(req).await.map_err(|s| {
-                    format!(
-                        "node manager {node_id} at {address} could not start processors: {}",
-                        s.message()
-                    )
-                })?;
-                Ok::<(), String>(())
-            });
-        }
-        while let Some(res) = starts.join_next().await {
-            let failure = match res {
-                Ok(Ok(())) => None,
-                Ok(Err(reason)) => Some(reason),
-                Err(e) => Some(format!("starting processors failed: {e}")),
-            };
-            if let Some(reason) = failure {
-                self.end_session(&id, SessionStatus::Error, &reason, true)
-                    .await;
-                return Err(CmError::State(format!(
-                    "session {id} failed to start: {reason}"
-                )));
+            // Ask every node at once; the first refusal fails the session.
+            let mut starts = tokio::task::JoinSet::new();
+            for node in &nodes {
+                let node_id = node.registration.node_id;
+                let req = StartProcessors {
+                    session_id: id.clone(),
+                    processors: meta
+                        .processors
+                        .iter()
+                        .filter(|p| p.server_node_id == node_id)
+                        .cloned()
+                        .collect(),
+                    cluster_manager: self.address.clone(),
+                };
+                let this = self.clone();
+                let address = node.address();
+                starts.spawn(async move {
+                    let mut client = this.node_client(node_id).await?;
+                    client.start(req).await.map_err(|s| {
+                        format!(
+                            "node manager {node_id} at {address} could not start processors: {}",
+                            s.message()
+                        )
+                    })?;
+                    Ok::<(), String>(())
+                });
             }
+            while let Some(res) = starts.join_next().await {
+                let failure = match res {
+                    Ok(Ok(())) => None,
+                    Ok(Err(reason)) => Some(reason),
+                    Err(e) => Some(format!("starting processors failed: {e}")),
+                };
+                if let Some(reason) = failure {
+                    self.end_session(&id, SessionStatus::Error, &reason, true)
+                        .await;
+                    return Err(CmError::State(format!(
+                        "session {id} failed to start: {reason}"
+                    )));
+                }
+            }
+            self.wait_started(&id, timeout).await
         }
-        self.wait_started(&id, timeout).await
+        .instrument(span)
+        .await
     }
 
     /// Waits until the session leaves NEW, or fails it when `timeout` passes.

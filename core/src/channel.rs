@@ -22,9 +22,7 @@ pub fn endpoint(address: &str) -> Result<Endpoint> {
     };
     Ok(Endpoint::from_shared(uri)
         .map_err(|e| {
-            CoreError::InvalidArgument(format!(
-                "{address:?} is not a valid host:port address: {e}"
-            ))
+            CoreError::InvalidArgument(format!("{address:?} is not a valid host:port address: {e}"))
         })?
         .tcp_nodelay(true)
         .connect_timeout(CONNECT_TIMEOUT))
@@ -44,8 +42,14 @@ mod tests {
 
     #[test]
     fn addresses_with_or_without_a_scheme() {
-        assert_eq!(endpoint("127.0.0.1:4670").unwrap().uri().to_string(), "http://127.0.0.1:4670/");
-        assert_eq!(endpoint("http://h:1").unwrap().uri().to_string(), "http://h:1/");
+        assert_eq!(
+            endpoint("127.0.0.1:4670").unwrap().uri().to_string(),
+            "http://127.0.0.1:4670/"
+        );
+        assert_eq!(
+            endpoint("http://h:1").unwrap().uri().to_string(),
+            "http://h:1/"
+        );
         let err = endpoint("not an address").unwrap_err().to_string();
         assert!(err.contains("not an address"), "{err}");
     }
@@ -55,7 +59,13 @@ mod tests {
         let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = free.local_addr().unwrap().to_string();
         drop(free);
-        let err = connect(&addr, "cluster manager").await.unwrap_err().to_string();
-        assert!(err.contains("cluster manager") && err.contains(&addr), "{err}");
+        let err = connect(&addr, "cluster manager")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cluster manager") && err.contains(&addr),
+            "{err}"
+        );
     }
 }

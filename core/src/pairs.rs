@@ -90,7 +90,10 @@ mod tests {
         }
         assert_eq!(
             buf.len(),
-            pairs.iter().map(|(k, v)| encoded_len(k.len(), v.len())).sum::<usize>()
+            pairs
+                .iter()
+                .map(|(k, v)| encoded_len(k.len(), v.len()))
+                .sum::<usize>()
         );
         assert_eq!(&buf[..8], &[0, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(&buf[8..12], &[0, 0, 0, 1], "lengths are big-endian");
@@ -112,11 +115,18 @@ mod tests {
             let ok = got.iter().filter(|r| r.is_ok()).count();
             assert_eq!(ok, whole, "cut at {cut}");
             let at_boundary = boundaries.contains(&cut);
-            assert_eq!(got.last().is_some_and(|r| r.is_err()), !at_boundary, "cut at {cut}");
+            assert_eq!(
+                got.last().is_some_and(|r| r.is_err()),
+                !at_boundary,
+                "cut at {cut}"
+            );
             assert_eq!(collect(&buf[..cut]).is_err(), !at_boundary, "cut at {cut}");
         }
         let err = iter(&[0, 0, 0]).next().unwrap().unwrap_err().to_string();
-        assert!(err.contains("key length") && err.contains("byte 0"), "{err}");
+        assert!(
+            err.contains("key length") && err.contains("byte 0"),
+            "{err}"
+        );
         let err = collect(&[0, 0, 0, 5, b'a']).unwrap_err().to_string();
         assert!(err.contains("says 5 bytes, 1 remain"), "{err}");
     }

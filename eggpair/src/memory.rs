@@ -3,9 +3,9 @@
 use crate::error::Result;
 use crate::store::{combine_values, KeyRange, Pair, PairIterator, PartitionStore};
 use eggroll_core::functions::ErasedFn;
+use eggroll_core::sync::RwLock;
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::RwLock;
 
 /// Pairs handed out per lock taken while iterating, so writers are never starved.
 const PAGE: usize = 4096;
@@ -23,13 +23,11 @@ impl MemStore {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Vec<u8>, Vec<u8>>> {
-        // A panic while holding the lock cannot leave the map half-written (BTreeMap ops are
-        // atomic with respect to panics in our code), so a poisoned lock is still usable.
-        self.map.read().unwrap_or_else(|e| e.into_inner())
+        self.map.read()
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Vec<u8>, Vec<u8>>> {
-        self.map.write().unwrap_or_else(|e| e.into_inner())
+        self.map.write()
     }
 }
 
@@ -50,8 +48,7 @@ impl PartitionStore for MemStore {
         // Straight from the packed bytes into the map: one copy per key and value, where the
         // default (unpack to pairs, then put_batch) makes two. Parsed first, so that a
         // corrupt batch writes nothing, as with a WriteBatch.
-        let pairs =
-            eggroll_core::pairs::iter(packed).collect::<eggroll_core::Result<Vec<_>>>()?;
+        let pairs = eggroll_core::pairs::iter(packed).collect::<eggroll_core::Result<Vec<_>>>()?;
         let mut map = self.write();
         for (k, v) in &pairs {
             map.insert(k.to_vec(), v.to_vec());

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_stream::wrappers::TcpListenerStream;
+use tracing::Instrument;
 
 /// What a node manager tells an egg when it starts one.
 #[derive(Clone, Debug)]
@@ -37,7 +38,10 @@ pub struct EggArgs {
 pub async fn run(args: EggArgs) -> Result<(), String> {
     let span =
         tracing::info_span!("eggpair", session = %args.session_id, processor = args.processor_id);
-    let _enter = span.enter();
+    serve(args).instrument(span).await
+}
+
+async fn serve(args: EggArgs) -> Result<(), String> {
     let stores =
         Stores::open_lazy(&args.data_dir, args.storage.clone()).map_err(|e| e.to_string())?;
     let stores = Arc::new(stores);
@@ -103,9 +107,8 @@ async fn report_ready(args: &EggArgs, endpoint: &str) -> Result<(), String> {
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
         }
-        let client =
-            ClusterManagerClient::connect(format!("http://{}", args.cluster_manager)).await;
-        let mut client = match client {
+        let client = eggroll_core::channel::connect(&args.cluster_manager, "cluster manager").await;
+        let mut client = match client.map(ClusterManagerClient::new) {
             Ok(c) => c,
             Err(e) => {
                 last = e.to_string();

@@ -5,12 +5,12 @@ use crate::error::{EggError, Result};
 use crate::store::{combine_values, KeyRange, Pair, PairIterator, PartitionStore, Visit};
 use eggroll_core::config::StorageConfig;
 use eggroll_core::functions::ErasedFn;
+use eggroll_core::sync::Mutex;
 use rocksdb::{
     BlockBasedOptions, Cache, DBCompressionType, Options, ReadOptions, WriteBatch,
     WriteBufferManager, DB,
 };
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 /// What every RocksDB partition of a process shares.
 pub struct RocksEnv {
@@ -99,6 +99,18 @@ impl RocksStore {
     /// The partition directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Writes `puts` and removes `deletes` in one atomic batch.
+    pub fn write(&self, puts: &[Pair], deletes: &[Vec<u8>]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for (k, v) in puts {
+            batch.put(k, v);
+        }
+        for k in deletes {
+            batch.delete(k);
+        }
+        self.db.write(batch).map_err(self.err())
     }
 }
 
@@ -193,7 +205,7 @@ impl PartitionStore for RocksStore {
     }
 
     fn merge_batch(&self, pairs: Vec<Pair>, combine: &ErasedFn) -> Result<()> {
-        let _guard = self.merge_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = self.merge_lock.lock();
         let mut batch = WriteBatch::default();
         let mut pending: std::collections::HashMap<Vec<u8>, Vec<u8>> = Default::default();
         for (k, v) in pairs {

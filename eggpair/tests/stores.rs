@@ -36,7 +36,7 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let stores = Stores::open(dir.path(), StorageConfig::default()).unwrap();
         let mut reference: BTreeMap<Vec<u8>, Vec<u8>> = pairs.iter().cloned().collect();
-        for t in [StoreType::InMemory, StoreType::Rocksdb] {
+        for t in [StoreType::InMemory, StoreType::PERSISTENT] {
             let l = locator(t, "t", 1);
             stores.create(&l).unwrap();
             let s = stores.partition(&l, 0).unwrap();
@@ -64,7 +64,7 @@ proptest! {
 #[test]
 fn rocksdb_tables_reopen_identically_and_destroy_removes_files() {
     let dir = tempfile::tempdir().unwrap();
-    let l = locator(StoreType::Rocksdb, "kept", 3);
+    let l = locator(StoreType::PERSISTENT, "kept", 3);
     let data: Vec<(Vec<u8>, Vec<u8>)> = (0..5000u32)
         .map(|i| (i.to_be_bytes().to_vec(), vec![i as u8; 50]))
         .collect();
@@ -80,7 +80,7 @@ fn rocksdb_tables_reopen_identically_and_destroy_removes_files() {
         ..Default::default()
     };
     let stores = Stores::open(dir.path(), cfg).unwrap();
-    let loaded = stores.load(StoreType::Rocksdb, "ns", "kept").unwrap();
+    let loaded = stores.load(StoreType::PERSISTENT, "ns", "kept").unwrap();
     assert_eq!(loaded.total_partitions, 3);
     for _ in 0..2 {
         for p in 0..3 {
@@ -97,14 +97,14 @@ fn rocksdb_tables_reopen_identically_and_destroy_removes_files() {
     assert!(stores.partition(&loaded, 3).is_err());
     stores.destroy(&loaded).unwrap();
     assert!(!dir.path().join("ROCKSDB/ns/kept").exists());
-    assert!(stores.load(StoreType::Rocksdb, "ns", "kept").is_err());
+    assert!(stores.load(StoreType::PERSISTENT, "ns", "kept").is_err());
 }
 
 #[test]
 fn packed_batches_land_whole_or_not_at_all_in_both_store_types() {
     let dir = tempfile::tempdir().unwrap();
     let stores = Stores::open(dir.path(), StorageConfig::default()).unwrap();
-    for (t, name) in [(StoreType::InMemory, "m"), (StoreType::Rocksdb, "r")] {
+    for (t, name) in [(StoreType::InMemory, "m"), (StoreType::PERSISTENT, "r")] {
         let l = locator(t, name, 1);
         stores.create(&l).unwrap();
         let part = stores.partition(&l, 0).unwrap();

@@ -35,9 +35,8 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Box<dyn std::error::Error>> 
 pub async fn connect(
     address: &str,
 ) -> Result<ClusterManagerClient<Channel>, Box<dyn std::error::Error>> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|e| format!("bad cluster manager address {address:?}: {e}"))?
-        .connect_timeout(Duration::from_secs(5))
+    let channel = eggroll_core::channel::endpoint(address)
+        .map_err(|e| format!("bad cluster manager address: {e}"))?
         .timeout(Duration::from_secs(60))
         .connect()
         .await
@@ -70,10 +69,7 @@ pub fn bytes(n: u64) -> String {
 
 /// "12:03:04 UTC" style age: seconds, minutes, hours or days ago.
 pub fn ago(ms_since_epoch: u64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let s = now.saturating_sub(ms_since_epoch) / 1000;
+    let s = eggroll_core::clock::epoch_millis().saturating_sub(ms_since_epoch) / 1000;
     match s {
         0..=119 => format!("{s}s ago"),
         120..=7199 => format!("{}m ago", s / 60),

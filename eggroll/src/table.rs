@@ -154,7 +154,7 @@ fn on_cluster(command: TableCommand, address: &str) -> Result<(), Box<dyn std::e
 }
 
 fn eggroll_proto_store_type() -> eggroll_proto::meta::StoreType {
-    eggroll_proto::meta::StoreType::Rocksdb
+    eggroll_proto::meta::StoreType::PERSISTENT
 }
 
 /// Escaped bytes, cut after 80 so one huge value does not flood the terminal.

@@ -26,8 +26,13 @@ fn docker_engine() -> bool {
 fn trial_leftovers() -> Vec<String> {
     let list = |args: &[&str]| -> Vec<String> {
         let out = Command::new("docker").args(args).output();
-        out.map(|o| String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect())
-            .unwrap_or_default()
+        out.map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
     };
     let mut all = list(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     all.extend(list(&["ps", "-a", "--format", "{{.Names}}"]));

@@ -110,11 +110,13 @@ async fn heartbeat_loop(
     registration: NodeRegistration,
     supervisor: Supervisor,
 ) {
-    let cm = format!("http://{}", config.clustermanager.address());
+    let cm = config.clustermanager.address();
     let mut interval = Duration::from_millis(config.nodemanager.heartbeat_interval_ms.max(50));
     let mut registered = false;
     loop {
-        let client = ClusterManagerClient::connect(cm.clone()).await;
+        let client = eggroll_core::channel::connect(&cm, "cluster manager")
+            .await
+            .map(ClusterManagerClient::new);
         match client {
             Err(e) => {
                 tracing::warn!("cluster manager at {cm} unreachable: {e}");

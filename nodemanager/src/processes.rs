@@ -4,12 +4,13 @@
 //! Each egg holds a pipe on its stdin whose other end only this process has: when the node
 //! manager dies, however it dies, the pipe closes and the eggs exit. No orphans.
 
+use eggroll_core::sync::Mutex;
 use eggroll_proto::meta::cluster_manager_client::ClusterManagerClient;
 use eggroll_proto::meta::{Processor, ProcessorExited};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
@@ -57,7 +58,7 @@ impl Supervisor {
     }
 
     fn running(&self) -> std::sync::MutexGuard<'_, Running> {
-        self.running.lock().unwrap_or_else(|e| e.into_inner())
+        self.running.lock()
     }
 
     /// How many eggs run now.
@@ -180,9 +181,10 @@ impl Supervisor {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
             }
-            if let Ok(mut c) =
-                ClusterManagerClient::connect(format!("http://{cluster_manager}")).await
+            if let Ok(channel) =
+                eggroll_core::channel::connect(&cluster_manager, "cluster manager").await
             {
+                let mut c = ClusterManagerClient::new(channel);
                 if c.report_exit(report.clone()).await.is_ok() {
                     return;
                 }

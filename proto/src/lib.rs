@@ -51,3 +51,15 @@ pub use generated::com::webank::eggroll::core::transfer;
 pub use generated::eggroll::meta;
 
 pub mod push;
+
+/// What a store type means to the rest of the system: kept on disk or not. Code outside the
+/// storage engine says `PERSISTENT`, never the engine's name.
+impl meta::StoreType {
+    /// Kept on disk across sessions and restarts (the RocksDB engine, today).
+    pub const PERSISTENT: Self = Self::Rocksdb;
+
+    /// Whether tables of this type are kept on disk; anything but in-memory is.
+    pub fn is_persistent(self) -> bool {
+        self != Self::InMemory
+    }
+}

@@ -51,7 +51,7 @@ fn scan_and_put_encoded_match_the_reference() {
     let n = 5;
     let data: Vec<(u64, String)> = (0..3000u64).map(|i| (i * 7919, format!("v{i}"))).collect();
     let want = reference(&data, n);
-    for store_type in [StoreType::InMemory, StoreType::Rocksdb] {
+    for store_type in [StoreType::InMemory, StoreType::PERSISTENT] {
         let opts = |name: &str| Options {
             store_type,
             name: Some(format!("{name}_{}", store_type as i32)),

@@ -11,8 +11,8 @@ use crate::error::{describe, Error, Result};
 use crate::forward;
 use crate::inbox::EGG_TABLE_OPTION;
 use crate::packet::{
-    chunk_packet, Chunk, RetryPolicy, TableBatches, TransferKey, ABORT_NAME, CHUNK_OPTION,
-    OBJECT, SIZE_OPTION, TABLE,
+    chunk_packet, Chunk, RetryPolicy, TableBatches, TransferKey, ABORT_NAME, CHUNK_OPTION, OBJECT,
+    SIZE_OPTION, TABLE,
 };
 use crate::site::{Peer, Site};
 use crate::site::{MAX_ABORT_REASON, OP_CLEAR};

@@ -4,9 +4,9 @@
 mod common;
 
 use common::*;
+use eggroll_core::pairs::push as push_pair;
 use eggroll_proto::proxy::data_transfer_service_client::DataTransferServiceClient;
 use eggroll_proto::proxy::{Data, Metadata, Packet, Topic};
-use eggroll_core::pairs::push as push_pair;
 use eggroll_rollsite::packet::{TransferKey, FINISH, OBJECT, TABLE};
 use eggroll_rollsite::Party;
 use prost::Message;

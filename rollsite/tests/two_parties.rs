@@ -4,10 +4,10 @@ mod common;
 
 use common::*;
 use eggroll_core::codec::{encode, Bytes};
+use eggroll_core::pairs::push as push_pair;
 use eggroll_core::partitioner::partition_of;
 use eggroll_proto::proxy::data_transfer_service_client::DataTransferServiceClient;
 use eggroll_rollpair::{Options, RollPair, RollPairContext};
-use eggroll_core::pairs::push as push_pair;
 use eggroll_rollsite::packet::{TransferKey, FINISH, TABLE};
 use eggroll_rollsite::Party;
 use serde_json::json;
