@@ -56,33 +56,19 @@ pub fn run(args: SessionArgs, config: EggrollConfig) -> Result<(), Box<dyn std::
                 }
                 println!("{} session(s) at {address}", sessions.len());
             }
-            SessionCommand::Show { id: s } => {
-                let meta = cm
-                    .get_session(id(s))
-                    .await
-                    .map_err(client::status)?
-                    .into_inner();
-                show(&meta);
-            }
-            SessionCommand::Stop { id: s } => {
-                let meta = cm
-                    .stop_session(id(s))
-                    .await
-                    .map_err(client::status)?
-                    .into_inner();
-                show(&meta);
-            }
-            SessionCommand::Kill { id: s } => {
-                let meta = cm
-                    .kill_session(id(s))
-                    .await
-                    .map_err(client::status)?
-                    .into_inner();
-                show(&meta);
-            }
+            // Each answers with the session as it is now.
+            SessionCommand::Show { id: s } => show(&single(cm.get_session(id(s)).await)?),
+            SessionCommand::Stop { id: s } => show(&single(cm.stop_session(id(s)).await)?),
+            SessionCommand::Kill { id: s } => show(&single(cm.kill_session(id(s)).await)?),
         }
         Ok(())
     })
+}
+
+fn single(
+    reply: Result<tonic::Response<SessionMeta>, tonic::Status>,
+) -> Result<SessionMeta, Box<dyn std::error::Error>> {
+    Ok(reply.map_err(client::status)?.into_inner())
 }
 
 fn show(s: &SessionMeta) {
