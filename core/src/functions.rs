@@ -1,10 +1,67 @@
 //! User functions that travel to the eggs, by name.
 //!
 //! Rust closures cannot cross a process boundary, so a user function is a type that implements
-//! one of the traits below, with its captured parameters as serde fields. [`register!`] adds it
-//! to this process's registry at link time; a task names the function and carries its encoded
-//! parameters, and the egg rebuilds it with [`lookup`]. Each trait is "erased" into one of three
-//! byte-level shapes ([`ErasedFn`]) that the executor runs.
+//! one of the traits below, with its captured parameters as serde fields. [`function`] on that
+//! impl names the function and adds it to this process's registry at link time; a task names
+//! the function and carries its encoded parameters, and the egg rebuilds it with [`lookup`].
+//! Each trait is "erased" into one of three byte-level shapes ([`ErasedFn`]) that the executor
+//! runs.
+//!
+//! A function in one declaration:
+//!
+//! ```
+//! use eggroll_core::codec::{decode, encode};
+//! use eggroll_core::functions::{lookup, ErasedFn, Function, MapValues};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Scale { factor: i64 }
+//! #[eggroll_core::function]
+//! impl MapValues for Scale {
+//!     type V = i64; type Out = i64;
+//!     fn map_values(&self, v: i64) -> i64 { v * self.factor }
+//! }
+//!
+//! // Named after its module and type, and registered: an egg finds it by that name.
+//! assert!(Scale::NAME.ends_with("::Scale"));
+//! let params = encode(&Scale { factor: 3 })?;
+//! let Ok(ErasedFn::PerPair(f)) = lookup(Scale::NAME, "map_values", &params) else { panic!() };
+//! let mut out = Vec::new();
+//! f(&encode(&1u8)?, &encode(&14i64)?, &mut |_, v| Ok(out.push(v)))?;
+//! assert_eq!(decode::<i64>(&out[0], &|| "a value".into())?, 42);
+//!
+//! // `name` fixes the name instead, e.g. for eggs that run another program.
+//! #[derive(Serialize, Deserialize)]
+//! struct Forget;
+//! #[eggroll_core::function(name = "my_crate::Forget")]
+//! impl MapValues for Forget {
+//!     type V = String; type Out = ();
+//!     fn map_values(&self, _: String) {}
+//! }
+//! assert_eq!(Forget::NAME, "my_crate::Forget");
+//! assert!(lookup(Forget::NAME, "map_values", &encode(&Forget)?).is_ok());
+//! # Ok::<(), eggroll_core::CoreError>(())
+//! ```
+//!
+//! The attribute refuses traits other than the function traits, and generic impls:
+//!
+//! ```compile_fail
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! struct Scale;
+//! #[eggroll_core::function]
+//! impl Clone for Scale { fn clone(&self) -> Self { Scale } }
+//! ```
+//!
+//! ```compile_fail
+//! use eggroll_core::functions::MapValues;
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! struct Keep<T>(std::marker::PhantomData<T>);
+//! #[eggroll_core::function]
+//! impl<T: Send + Sync + 'static> MapValues for Keep<T> {
+//!     type V = i64; type Out = i64;
+//!     fn map_values(&self, v: i64) -> i64 { v }
+//! }
+//! ```
 
 use crate::codec::{decode, encode, encode_seq_len};
 use crate::error::{CoreError, Result};
@@ -14,6 +71,8 @@ use std::sync::OnceLock;
 
 #[doc(hidden)]
 pub use inventory;
+
+pub use eggroll_macros::function;
 
 /// Receives the pairs a function emits, as encoded bytes.
 pub type Emit<'a> = dyn FnMut(Vec<u8>, Vec<u8>) -> Result<()> + 'a;
@@ -77,7 +136,7 @@ impl FnKind {
     }
 }
 
-/// One entry of the registry; made by [`register!`].
+/// One entry of the registry; made by [`function`].
 pub struct Registration {
     /// The function's unique name.
     pub name: &'static str,
@@ -132,14 +191,77 @@ pub fn lookup(name: &str, kind: &str, params: &[u8]) -> Result<ErasedFn> {
     (reg.build)(params)
 }
 
-/// What every user function has: a unique name and serde parameters.
+/// What every user function has: a unique name, serde parameters and one kind.
+///
+/// Implemented by [`function`] only, which also registers the function: a function trait's
+/// impl without the attribute does not compile, so no unregistered function reaches a task.
+///
+/// ```compile_fail,E0277
+/// use eggroll_core::functions::MapValues;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Scale { factor: i64 }
+/// impl MapValues for Scale { // no #[function]: Scale is not a Function
+///     type V = i64; type Out = i64;
+///     fn map_values(&self, v: i64) -> i64 { v * self.factor }
+/// }
+/// ```
+///
+/// Nor does a hand-written impl of `Function` (it lacks the item that the attribute supplies):
+///
+/// ```compile_fail,E0046
+/// use eggroll_core::functions::{Function, MapValues};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Scale { factor: i64 }
+/// impl Function for Scale { const NAME: &'static str = "my_crate::Scale"; }
+/// impl MapValues for Scale {
+///     type V = i64; type Out = i64;
+///     fn map_values(&self, v: i64) -> i64 { v * self.factor }
+/// }
+/// ```
+///
+/// A function has exactly the kind it was registered with, so using it as another kind is a
+/// compile error, whether it is passed where another trait is wanted ...
+///
+/// ```compile_fail,E0277
+/// use eggroll_core::functions::{builtin::SumI64, MapValues};
+///
+/// fn map_values<F: MapValues>(_: &F) {} // the bound of RollPair::map_values
+/// map_values(&SumI64); // a Reduce
+/// ```
+///
+/// ... or given a second trait by hand:
+///
+/// ```compile_fail,E0271
+/// use eggroll_core::functions::{MapValues, Reduce};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Max;
+/// #[eggroll_core::function]
+/// impl Reduce for Max {
+///     type V = i64;
+///     fn reduce(&self, a: i64, b: i64) -> i64 { a.max(b) }
+/// }
+/// impl MapValues for Max { // registered as a Reduce, so not a MapValues
+///     type V = i64; type Out = i64;
+///     fn map_values(&self, v: i64) -> i64 { v }
+/// }
+/// ```
 pub trait Function: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// Unique name under which the function is registered, e.g. `"my_crate::AddOne"`.
     const NAME: &'static str;
+    /// The trait it implements; supplied by [`function`] with the registration, which is
+    /// what makes a hand-written impl of `Function` incomplete.
+    #[doc(hidden)]
+    type Kind: erase::Kind;
 }
 
 /// Maps each value, keeping its key (and so its partition).
-pub trait MapValues: Function {
+pub trait MapValues: Function<Kind = erase::MapValues> {
     /// Input value type.
     type V: DeserializeOwned;
     /// Output value type.
@@ -149,7 +271,7 @@ pub trait MapValues: Function {
 }
 
 /// Maps each pair to a new pair; the output is re-partitioned by the new key.
-pub trait Map: Function {
+pub trait Map: Function<Kind = erase::Map> {
     /// Input key type.
     type K: DeserializeOwned;
     /// Input value type.
@@ -163,7 +285,7 @@ pub trait Map: Function {
 }
 
 /// Maps each pair to any number of pairs; the output is re-partitioned by key.
-pub trait FlatMap: Function {
+pub trait FlatMap: Function<Kind = erase::FlatMap> {
     /// Input key type.
     type K: DeserializeOwned;
     /// Input value type.
@@ -177,7 +299,7 @@ pub trait FlatMap: Function {
 }
 
 /// Keeps the pairs for which it returns true.
-pub trait Filter: Function {
+pub trait Filter: Function<Kind = erase::Filter> {
     /// Key type.
     type K: DeserializeOwned;
     /// Value type.
@@ -187,7 +309,7 @@ pub trait Filter: Function {
 }
 
 /// Maps a whole partition (with its index) to pairs; the output is re-partitioned by key.
-pub trait MapPartitions: Function {
+pub trait MapPartitions: Function<Kind = erase::MapPartitions> {
     /// Input key type.
     type K: DeserializeOwned;
     /// Input value type.
@@ -206,7 +328,7 @@ pub trait MapPartitions: Function {
 }
 
 /// Folds a whole partition into one value, stored under the partition's last key.
-pub trait CollapsePartitions: Function {
+pub trait CollapsePartitions: Function<Kind = erase::CollapsePartitions> {
     /// Key type.
     type K: DeserializeOwned + Serialize;
     /// Input value type.
@@ -218,7 +340,7 @@ pub trait CollapsePartitions: Function {
 }
 
 /// An associative (and, across partitions, commutative) combination of two values.
-pub trait Reduce: Function {
+pub trait Reduce: Function<Kind = erase::Reduce> {
     /// Value type.
     type V: DeserializeOwned + Serialize;
     /// Combines two values.
@@ -226,7 +348,7 @@ pub trait Reduce: Function {
 }
 
 /// Merges the values of equal keys of two tables.
-pub trait Join: Function {
+pub trait Join: Function<Kind = erase::Join> {
     /// Left value type.
     type V: DeserializeOwned;
     /// Right value type.
@@ -238,7 +360,7 @@ pub trait Join: Function {
 }
 
 /// Folds a value into an accumulator (the `seq_op` of `aggregate`).
-pub trait SeqOp: Function {
+pub trait SeqOp: Function<Kind = erase::SeqOp> {
     /// Accumulator type.
     type Acc: DeserializeOwned + Serialize;
     /// Value type.
@@ -247,24 +369,16 @@ pub trait SeqOp: Function {
     fn seq_op(&self, acc: Self::Acc, value: Self::V) -> Self::Acc;
 }
 
-/// Registers a user function by its trait: `register!(map_values: MyFn);`.
-#[macro_export]
-macro_rules! register {
-    ($kind:ident : $ty:ty) => {
-        $crate::functions::inventory::submit! {
-            $crate::functions::Registration {
-                name: <$ty as $crate::functions::Function>::NAME,
-                kind: $crate::functions::erase::$kind::KIND,
-                build: $crate::functions::erase::$kind::build::<$ty>,
-            }
-        }
-    };
-}
-
-/// Adapters from each trait to its byte-level shape; used by [`register!`].
+/// Adapters from each trait to its byte-level shape, one type per trait; used by [`function`].
 #[doc(hidden)]
 pub mod erase {
     use super::*;
+
+    /// What an adapter type stands for: the kind that travels in a task.
+    pub trait Kind {
+        /// The kind.
+        const KIND: FnKind;
+    }
 
     fn params<F: Function>(bytes: &[u8]) -> Result<F> {
         decode(bytes, &|| format!("parameters of function `{}`", F::NAME))
@@ -316,13 +430,14 @@ pub mod erase {
         }
     }
 
-    /// [`MapValues`] adapter.
-    pub mod map_values {
-        use super::*;
-        /// The kind.
-        pub const KIND: FnKind = FnKind::MapValues;
+    /// [`MapValues`](super::MapValues) adapter.
+    pub struct MapValues;
+    impl Kind for MapValues {
+        const KIND: FnKind = FnKind::MapValues;
+    }
+    impl MapValues {
         /// Rebuilds the function.
-        pub fn build<F: MapValues>(bytes: &[u8]) -> Result<ErasedFn> {
+        pub fn build<F: super::MapValues>(bytes: &[u8]) -> Result<ErasedFn> {
             let f: F = params(bytes)?;
             Ok(ErasedFn::PerPair(Box::new(move |k, v, emit| {
                 emit(k.to_vec(), encode(&f.map_values(value(v)?))?)
@@ -330,13 +445,14 @@ pub mod erase {
         }
     }
 
-    /// [`Map`] adapter.
-    pub mod map {
-        use super::*;
-        /// The kind.
-        pub const KIND: FnKind = FnKind::Map;
+    /// [`Map`](super::Map) adapter.
+    pub struct Map;
+    impl Kind for Map {
+        const KIND: FnKind = FnKind::Map;
+    }
+    impl Map {
         /// Rebuilds the function.
-        pub fn build<F: Map>(bytes: &[u8]) -> Result<ErasedFn> {
+        pub fn build<F: super::Map>(bytes: &[u8]) -> Result<ErasedFn> {
             let f: F = params(bytes)?;
             Ok(ErasedFn::PerPair(Box::new(move |k, v, emit| {
                 let (k2, v2) = f.map(key(k)?, value(v)?);
@@ -345,13 +461,14 @@ pub mod erase {
         }
     }
 
-    /// [`FlatMap`] adapter.
-    pub mod flat_map {
-        use super::*;
-        /// The kind.
-        pub const KIND: FnKind = FnKind::FlatMap;
+    /// [`FlatMap`](super::FlatMap) adapter.
+    pub struct FlatMap;
+    impl Kind for FlatMap {
+        const KIND: FnKind = FnKind::FlatMap;
+    }
+    impl FlatMap {
         /// Rebuilds the function.
-        pub fn build<F: FlatMap>(bytes: &[u8]) -> Result<ErasedFn> {
+        pub fn build<F: super::FlatMap>(bytes: &[u8]) -> Result<ErasedFn> {
             let f: F = params(bytes)?;
             Ok(ErasedFn::PerPair(Box::new(move |k, v, emit| {
                 for (k2, v2) in f.flat_map(key(k)?, value(v)?) {
@@ -362,13 +479,14 @@ pub mod erase {
         }
     }
 
-    /// [`Filter`] adapter.
-    pub mod filter {
-        use super::*;
-        /// The kind.
-        pub const KIND: FnKind = FnKind::Filter;
+    /// [`Filter`](super::Filter) adapter.
+    pub struct Filter;
+    impl Kind for Filter {
+        const KIND: FnKind = FnKind::Filter;
+    }
+    impl Filter {
         /// Rebuilds the function.
-        pub fn build<F: Filter>(bytes: &[u8]) -> Result<ErasedFn> {
+        pub fn build<F: super::Filter>(bytes: &[u8]) -> Result<ErasedFn> {
             let f: F = params(bytes)?;
             Ok(ErasedFn::PerPair(Box::new(move |k, v, emit| {
                 if f.filter(&key(k)?, &value(v)?) {
@@ -379,13 +497,14 @@ pub mod erase {
         }
     }
 
-    /// [`MapPartitions`] adapter.
-    pub mod map_partitions {
-        use super::*;
-        /// The kind.
-        pub const KIND: FnKind = FnKind::MapPartitions;
+    /// [`MapPartitions`](super::MapPartitions) adapter.
+    pub struct MapPartitions;
+    impl Kind for MapPartitions {
+        const KIND: FnKind = FnKind::MapPartitions;
+    }
+    impl MapPartitions {
         /// Rebuilds the function.
-        pub fn build<F: MapPartitions>(bytes: &[u8]) -> Result<ErasedFn> {
+        pub fn build<F: super::MapPartitions>(bytes: &[u8]) -> Result<ErasedFn> {
             let f: F = params(bytes)?;
             Ok(ErasedFn::PerPartition(Box::new(
                 move |partition, input, emit| {
@@ -408,13 +527,14 @@ pub mod erase {
         }
     }
 
-    /// [`CollapsePartitions`] adapter.
-    pub mod collapse_partitions {
-        use super::*;
-        /// The kind.
-        pub const KIND: FnKind = FnKind::CollapsePartitions;
+    /// [`CollapsePartitions`](super::CollapsePartitions) adapter.
+    pub struct CollapsePartitions;
+    impl Kind for CollapsePartitions {
+        const KIND: FnKind = FnKind::CollapsePartitions;
+    }
+    impl CollapsePartitions {
         /// Rebuilds the function.
-        pub fn build<F: CollapsePartitions>(bytes: &[u8]) -> Result<ErasedFn> {
+        pub fn build<F: super::CollapsePartitions>(bytes: &[u8]) -> Result<ErasedFn> {
             let f: F = params(bytes)?;
             Ok(ErasedFn::PerPartition(Box::new(move |_, input, emit| {
                 let Some(first) = input.next() else {
@@ -433,13 +553,14 @@ pub mod erase {
         }
     }
 
-    /// [`Reduce`] adapter.
-    pub mod reduce {
-        use super::*;
-        /// The kind.
-        pub const KIND: FnKind = FnKind::Reduce;
+    /// [`Reduce`](super::Reduce) adapter.
+    pub struct Reduce;
+    impl Kind for Reduce {
+        const KIND: FnKind = FnKind::Reduce;
+    }
+    impl Reduce {
         /// Rebuilds the function.
-        pub fn build<F: Reduce>(bytes: &[u8]) -> Result<ErasedFn> {
+        pub fn build<F: super::Reduce>(bytes: &[u8]) -> Result<ErasedFn> {
             let f: F = params(bytes)?;
             Ok(ErasedFn::Binary(Box::new(move |a, b| {
                 encode(&f.reduce(value(a)?, value(b)?))
@@ -447,13 +568,14 @@ pub mod erase {
         }
     }
 
-    /// [`Join`] adapter.
-    pub mod join {
-        use super::*;
-        /// The kind.
-        pub const KIND: FnKind = FnKind::Join;
+    /// [`Join`](super::Join) adapter.
+    pub struct Join;
+    impl Kind for Join {
+        const KIND: FnKind = FnKind::Join;
+    }
+    impl Join {
         /// Rebuilds the function.
-        pub fn build<F: Join>(bytes: &[u8]) -> Result<ErasedFn> {
+        pub fn build<F: super::Join>(bytes: &[u8]) -> Result<ErasedFn> {
             let f: F = params(bytes)?;
             Ok(ErasedFn::Binary(Box::new(move |a, b| {
                 encode(&f.join(value(a)?, value(b)?))
@@ -461,13 +583,14 @@ pub mod erase {
         }
     }
 
-    /// [`SeqOp`] adapter.
-    pub mod seq_op {
-        use super::*;
-        /// The kind.
-        pub const KIND: FnKind = FnKind::SeqOp;
+    /// [`SeqOp`](super::SeqOp) adapter.
+    pub struct SeqOp;
+    impl Kind for SeqOp {
+        const KIND: FnKind = FnKind::SeqOp;
+    }
+    impl SeqOp {
         /// Rebuilds the function.
-        pub fn build<F: SeqOp>(bytes: &[u8]) -> Result<ErasedFn> {
+        pub fn build<F: super::SeqOp>(bytes: &[u8]) -> Result<ErasedFn> {
             let f: F = params(bytes)?;
             Ok(ErasedFn::Binary(Box::new(move |acc, v| {
                 encode(&f.seq_op(value(acc)?, value(v)?))
@@ -567,16 +690,13 @@ pub mod builtin {
             #[doc = $doc]
             #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
             pub struct $name;
-            impl Function for $name {
-                const NAME: &'static str = concat!("eggroll::", stringify!($name));
-            }
+            #[crate::function(name = concat!("eggroll::", stringify!($name)))]
             impl Reduce for $name {
                 type V = $t;
                 fn reduce(&self, a: $t, b: $t) -> $t {
                     a + b
                 }
             }
-            crate::register!(reduce: $name);
         };
     }
 

@@ -15,3 +15,7 @@ pub mod sync;
 pub mod transfer;
 
 pub use error::{CoreError, Result};
+pub use functions::function;
+
+// The paths that #[function] generates (`::eggroll_core::...`) also work in this crate.
+extern crate self as eggroll_core;

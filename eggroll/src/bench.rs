@@ -4,8 +4,7 @@
 use clap::Args;
 use eggroll_core::codec::{encode, Bytes};
 use eggroll_core::config::EggrollConfig;
-use eggroll_core::functions::{Function, Join, MapValues, SeqOp};
-use eggroll_core::register;
+use eggroll_core::functions::{Join, MapValues, SeqOp};
 use eggroll_eggpair::baseline;
 use eggroll_rollpair::{Options, RollPairContext, SessionOptions};
 use serde::{Deserialize, Serialize};
@@ -37,9 +36,7 @@ pub struct BenchArgs {
 
 #[derive(Serialize, Deserialize)]
 struct FlipFirst;
-impl Function for FlipFirst {
-    const NAME: &'static str = "bench::FlipFirst";
-}
+#[eggroll_core::function]
 impl MapValues for FlipFirst {
     type V = Bytes;
     type Out = Bytes;
@@ -48,7 +45,6 @@ impl MapValues for FlipFirst {
         v
     }
 }
-register!(map_values: FlipFirst);
 
 fn flip(v: &mut [u8]) {
     if let Some(b) = v.first_mut() {
@@ -58,9 +54,7 @@ fn flip(v: &mut [u8]) {
 
 #[derive(Serialize, Deserialize)]
 struct TotalLen;
-impl Function for TotalLen {
-    const NAME: &'static str = "bench::TotalLen";
-}
+#[eggroll_core::function]
 impl SeqOp for TotalLen {
     type Acc = u64;
     type V = Bytes;
@@ -68,13 +62,10 @@ impl SeqOp for TotalLen {
         acc + v.len() as u64
     }
 }
-register!(seq_op: TotalLen);
 
 #[derive(Serialize, Deserialize)]
 struct Left;
-impl Function for Left {
-    const NAME: &'static str = "bench::Left";
-}
+#[eggroll_core::function]
 impl Join for Left {
     type V = Bytes;
     type W = Bytes;
@@ -83,7 +74,6 @@ impl Join for Left {
         v
     }
 }
-register!(join: Left);
 
 fn rate(rows: u64, d: Duration) -> f64 {
     rows as f64 / d.as_secs_f64().max(1e-9)

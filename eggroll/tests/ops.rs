@@ -470,11 +470,13 @@ fn bad_input_on_either_back_end(ctx: &RollPairContext) {
         .to_string();
     assert!(err.contains("u64"), "{err}");
 
-    // A function name this process does not have: its registration is missing.
+    // A function name this process does not have, as when the eggs run another program:
+    // `Function` written by hand (with the hidden item #[function] supplies), so not registered.
     #[derive(Serialize, Deserialize)]
     struct Unregistered;
     impl Function for Unregistered {
         const NAME: &'static str = "tests::NeverRegistered";
+        type Kind = eggroll_core::functions::erase::MapValues;
     }
     impl MapValues for Unregistered {
         type V = i64;

@@ -1,7 +1,6 @@
 //! The example of README.md ("Using the API"), kept compiling and correct.
 
-use eggroll_core::functions::{Function, MapValues};
-use eggroll_core::register;
+use eggroll_core::functions::MapValues;
 use eggroll_rollpair::{Options, RollPairContext};
 use serde::{Deserialize, Serialize};
 
@@ -9,9 +8,7 @@ use serde::{Deserialize, Serialize};
 struct Scale {
     factor: i64,
 }
-impl Function for Scale {
-    const NAME: &'static str = "my_crate::Scale";
-}
+#[eggroll_core::function]
 impl MapValues for Scale {
     type V = i64;
     type Out = i64;
@@ -19,7 +16,6 @@ impl MapValues for Scale {
         v * self.factor
     }
 }
-register!(map_values: Scale);
 
 #[test]
 fn readme_example_runs() -> Result<(), Box<dyn std::error::Error>> {

@@ -2,8 +2,8 @@
 //! of the protocol over one partition; none sees the other party's ids.
 
 use crate::crypto::{Point, Secret};
-use eggroll_core::functions::{FlatMap, Function, Join, Map, MapValues};
-use eggroll_core::register;
+use eggroll_core::function;
+use eggroll_core::functions::{FlatMap, Join, Map, MapValues};
 use serde::{Deserialize, Serialize};
 
 /// `id → (H(id)·s, id)`: the party's own ids, keyed by their blinded points.
@@ -12,9 +12,7 @@ pub struct HashBlind {
     /// The party's secret.
     pub secret: Secret,
 }
-impl Function for HashBlind {
-    const NAME: &'static str = "psi::HashBlind";
-}
+#[function(name = "psi::HashBlind")]
 impl Map for HashBlind {
     type K = String;
     type V = ();
@@ -24,20 +22,16 @@ impl Map for HashBlind {
         (self.secret.hash_and_blind(id.as_bytes()), id)
     }
 }
-register!(map: HashBlind);
 
 /// Drops the ids, keeping only the blinded points: what may be sent to the other party.
 #[derive(Serialize, Deserialize)]
 pub struct Forget;
-impl Function for Forget {
-    const NAME: &'static str = "psi::Forget";
-}
+#[function(name = "psi::Forget")]
 impl MapValues for Forget {
     type V = String;
     type Out = ();
     fn map_values(&self, _: String) {}
 }
-register!(map_values: Forget);
 
 /// `P → (P, P·s)`: blinds the other party's points again, keeping their keys so the other
 /// party can find its own ids back. A key that is not a point is dropped.
@@ -46,9 +40,7 @@ pub struct BlindValue {
     /// The party's secret.
     pub secret: Secret,
 }
-impl Function for BlindValue {
-    const NAME: &'static str = "psi::BlindValue";
-}
+#[function(name = "psi::BlindValue")]
 impl FlatMap for BlindValue {
     type K = Point;
     type V = ();
@@ -62,7 +54,6 @@ impl FlatMap for BlindValue {
             .collect()
     }
 }
-register!(flat_map: BlindValue);
 
 /// `P → P·s` as the key: the other party's points, doubly blinded. A key that is not a
 /// point is dropped.
@@ -71,9 +62,7 @@ pub struct BlindKey {
     /// The party's secret.
     pub secret: Secret,
 }
-impl Function for BlindKey {
-    const NAME: &'static str = "psi::BlindKey";
-}
+#[function(name = "psi::BlindKey")]
 impl FlatMap for BlindKey {
     type K = Point;
     type V = ();
@@ -87,14 +76,11 @@ impl FlatMap for BlindKey {
             .collect()
     }
 }
-register!(flat_map: BlindKey);
 
 /// Joins an id with its doubly blinded point.
 #[derive(Serialize, Deserialize)]
 pub struct WithDouble;
-impl Function for WithDouble {
-    const NAME: &'static str = "psi::WithDouble";
-}
+#[function(name = "psi::WithDouble")]
 impl Join for WithDouble {
     type V = String;
     type W = Point;
@@ -103,14 +89,11 @@ impl Join for WithDouble {
         (id, double)
     }
 }
-register!(join: WithDouble);
 
 /// `(id, double) → (double, id)`: re-keys own ids by their doubly blinded points.
 #[derive(Serialize, Deserialize)]
 pub struct KeyByDouble;
-impl Function for KeyByDouble {
-    const NAME: &'static str = "psi::KeyByDouble";
-}
+#[function(name = "psi::KeyByDouble")]
 impl Map for KeyByDouble {
     type K = Point;
     type V = (String, Point);
@@ -120,14 +103,11 @@ impl Map for KeyByDouble {
         (double, id)
     }
 }
-register!(map: KeyByDouble);
 
 /// Keeps the id of a doubly blinded point that both parties hold.
 #[derive(Serialize, Deserialize)]
 pub struct KeepId;
-impl Function for KeepId {
-    const NAME: &'static str = "psi::KeepId";
-}
+#[function(name = "psi::KeepId")]
 impl Join for KeepId {
     type V = String;
     type W = ();
@@ -136,4 +116,3 @@ impl Join for KeepId {
         id
     }
 }
-register!(join: KeepId);

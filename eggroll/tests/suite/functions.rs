@@ -4,20 +4,17 @@
 
 #![allow(dead_code)]
 
+use eggroll_core::function;
 use eggroll_core::functions::{
-    CollapsePartitions, Filter, FlatMap, Function, Join, Map, MapPartitions, MapValues, Reduce,
-    SeqOp,
+    CollapsePartitions, Filter, FlatMap, Join, Map, MapPartitions, MapValues, Reduce, SeqOp,
 };
-use eggroll_core::register;
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize)]
 pub struct AddTo {
     pub n: i64,
 }
-impl Function for AddTo {
-    const NAME: &'static str = "tests::AddTo";
-}
+#[function(name = "tests::AddTo")]
 impl MapValues for AddTo {
     type V = i64;
     type Out = i64;
@@ -25,13 +22,10 @@ impl MapValues for AddTo {
         v.wrapping_add(self.n)
     }
 }
-register!(map_values: AddTo);
 
 #[derive(Serialize, Deserialize)]
 pub struct Len;
-impl Function for Len {
-    const NAME: &'static str = "tests::Len";
-}
+#[function(name = "tests::Len")]
 impl MapValues for Len {
     type V = Vec<u8>;
     type Out = u64;
@@ -39,16 +33,13 @@ impl MapValues for Len {
         v.len() as u64
     }
 }
-register!(map_values: Len);
 
 /// (k, v) -> (k mod m, v): collides keys on purpose.
 #[derive(Serialize, Deserialize)]
 pub struct ModKey {
     pub m: i64,
 }
-impl Function for ModKey {
-    const NAME: &'static str = "tests::ModKey";
-}
+#[function(name = "tests::ModKey")]
 impl Map for ModKey {
     type K = i64;
     type V = i64;
@@ -58,14 +49,11 @@ impl Map for ModKey {
         (k.rem_euclid(self.m), v)
     }
 }
-register!(map: ModKey);
 
 /// (k, v) -> (v, k): a bijection when values are distinct.
 #[derive(Serialize, Deserialize)]
 pub struct Swap;
-impl Function for Swap {
-    const NAME: &'static str = "tests::Swap";
-}
+#[function(name = "tests::Swap")]
 impl Map for Swap {
     type K = i64;
     type V = i64;
@@ -75,13 +63,10 @@ impl Map for Swap {
         (v, k)
     }
 }
-register!(map: Swap);
 
 #[derive(Serialize, Deserialize)]
 pub struct Explode;
-impl Function for Explode {
-    const NAME: &'static str = "tests::Explode";
-}
+#[function(name = "tests::Explode")]
 impl FlatMap for Explode {
     type K = i64;
     type V = i64;
@@ -93,13 +78,10 @@ impl FlatMap for Explode {
             .collect()
     }
 }
-register!(flat_map: Explode);
 
 #[derive(Serialize, Deserialize)]
 pub struct EvenKeys;
-impl Function for EvenKeys {
-    const NAME: &'static str = "tests::EvenKeys";
-}
+#[function(name = "tests::EvenKeys")]
 impl Filter for EvenKeys {
     type K = i64;
     type V = i64;
@@ -107,14 +89,11 @@ impl Filter for EvenKeys {
         k % 2 == 0
     }
 }
-register!(filter: EvenKeys);
 
 /// Emits (v mod 5, 1) per pair: counted per bucket with a reduce.
 #[derive(Serialize, Deserialize)]
 pub struct Buckets;
-impl Function for Buckets {
-    const NAME: &'static str = "tests::Buckets";
-}
+#[function(name = "tests::Buckets")]
 impl MapPartitions for Buckets {
     type K = i64;
     type V = i64;
@@ -131,13 +110,10 @@ impl MapPartitions for Buckets {
         }
     }
 }
-register!(map_partitions: Buckets);
 
 #[derive(Serialize, Deserialize)]
 pub struct SumPartition;
-impl Function for SumPartition {
-    const NAME: &'static str = "tests::SumPartition";
-}
+#[function(name = "tests::SumPartition")]
 impl CollapsePartitions for SumPartition {
     type K = i64;
     type V = i64;
@@ -146,13 +122,10 @@ impl CollapsePartitions for SumPartition {
         items.map(|(_, v)| v).fold(0i64, i64::wrapping_add)
     }
 }
-register!(collapse_partitions: SumPartition);
 
 #[derive(Serialize, Deserialize)]
 pub struct Pair;
-impl Function for Pair {
-    const NAME: &'static str = "tests::Pair";
-}
+#[function(name = "tests::Pair")]
 impl Join for Pair {
     type V = i64;
     type W = String;
@@ -161,26 +134,20 @@ impl Join for Pair {
         (v, w)
     }
 }
-register!(join: Pair);
 
 #[derive(Serialize, Deserialize)]
 pub struct Max;
-impl Function for Max {
-    const NAME: &'static str = "tests::Max";
-}
+#[function(name = "tests::Max")]
 impl Reduce for Max {
     type V = i64;
     fn reduce(&self, a: i64, b: i64) -> i64 {
         a.max(b)
     }
 }
-register!(reduce: Max);
 
 #[derive(Serialize, Deserialize)]
 pub struct CountAndSum;
-impl Function for CountAndSum {
-    const NAME: &'static str = "tests::CountAndSum";
-}
+#[function(name = "tests::CountAndSum")]
 impl SeqOp for CountAndSum {
     type Acc = (u64, i64);
     type V = i64;
@@ -188,29 +155,23 @@ impl SeqOp for CountAndSum {
         (acc.0 + 1, acc.1.wrapping_add(v))
     }
 }
-register!(seq_op: CountAndSum);
 
 #[derive(Serialize, Deserialize)]
 pub struct AddPairs;
-impl Function for AddPairs {
-    const NAME: &'static str = "tests::AddPairs";
-}
+#[function(name = "tests::AddPairs")]
 impl Reduce for AddPairs {
     type V = (u64, i64);
     fn reduce(&self, a: (u64, i64), b: (u64, i64)) -> (u64, i64) {
         (a.0 + b.0, a.1.wrapping_add(b.1))
     }
 }
-register!(reduce: AddPairs);
 
 /// Sleeps `ms` per value: a job that runs long enough to be interrupted.
 #[derive(Serialize, Deserialize)]
 pub struct Slow {
     pub ms: u64,
 }
-impl Function for Slow {
-    const NAME: &'static str = "tests::Slow";
-}
+#[function(name = "tests::Slow")]
 impl MapValues for Slow {
     type V = i64;
     type Out = i64;
@@ -219,4 +180,3 @@ impl MapValues for Slow {
         v
     }
 }
-register!(map_values: Slow);
