@@ -126,6 +126,7 @@ impl Backend for Local {
             stores: self.stores().clone(),
             locator: l.clone(),
             parts: vec![None; l.total_partitions as usize],
+            busy: vec![false; l.total_partitions as usize],
             pool: self.pool.clone(),
             max_in_flight: self.pool.current_num_threads() * 2,
             in_flight: 0,
@@ -147,60 +148,81 @@ impl Backend for Local {
 const SPAWN_BYTES: usize = 64 << 10;
 
 /// Writes batches on the task pool while the caller goes on encoding.
+///
+/// One write per partition at a time, in the order sent, so that a later pair of a key wins
+/// over an earlier one as it does in a single batch.
 struct LocalBatches {
     stores: Arc<Stores>,
     locator: StoreLocator,
     /// Each partition opened by its first batch: a single `put` opens one.
     parts: Vec<Option<Arc<dyn PartitionStore>>>,
+    /// Whether partition `p` has a write on the pool.
+    busy: Vec<bool>,
     pool: Arc<rayon::ThreadPool>,
     /// Past this many writes in flight the caller writes itself, so memory stays bounded.
     max_in_flight: usize,
     in_flight: usize,
-    done_tx: mpsc::Sender<Result<u64>>,
-    done: mpsc::Receiver<Result<u64>>,
+    done_tx: mpsc::Sender<(usize, Result<u64>)>,
+    done: mpsc::Receiver<(usize, Result<u64>)>,
     written: u64,
 }
 
 impl LocalBatches {
-    fn count(&mut self, r: Result<u64>) -> Result<()> {
+    /// Takes in one finished write, waiting for one with `wait`; false if none was there.
+    fn collect(&mut self, wait: bool) -> Result<bool> {
+        let (p, r) = if wait {
+            // Every spawned write sends its result (rayon aborts the process on a panic in
+            // a spawned job), so this fails only when none is out.
+            self.done
+                .recv()
+                .map_err(|_| Error::Pool("a write on the task pool was lost".into()))?
+        } else {
+            match self.done.try_recv() {
+                Ok(done) => done,
+                Err(_) => return Ok(false),
+            }
+        };
         self.in_flight -= 1;
+        self.busy[p] = false;
         self.written += r?;
-        Ok(())
+        Ok(true)
+    }
+
+    fn partition(&mut self, p: usize) -> Result<Arc<dyn PartitionStore>> {
+        if let Some(part) = &self.parts[p] {
+            return Ok(part.clone());
+        }
+        let part = self.stores.partition(&self.locator, p as u32)?;
+        self.parts[p] = Some(part.clone());
+        Ok(part)
     }
 }
 
 impl BatchSink for LocalBatches {
     fn send(&mut self, p: u32, packed: Vec<u8>) -> Result<()> {
-        while let Ok(r) = self.done.try_recv() {
-            self.count(r)?;
+        let p = p as usize;
+        let part = self.partition(p)?;
+        while self.collect(false)? {}
+        // The partition's previous batch first: a later pair of a key must win.
+        while self.busy[p] {
+            self.collect(true)?;
         }
-        let part = match self.parts.get_mut(p as usize) {
-            Some(Some(part)) => part.clone(),
-            Some(slot) => slot
-                .insert(self.stores.partition(&self.locator, p)?)
-                .clone(),
-            None => self.stores.partition(&self.locator, p)?,
-        };
         if packed.len() < SPAWN_BYTES || self.in_flight >= self.max_in_flight {
             self.written += part.put_packed(&packed)?;
             return Ok(());
         }
         self.in_flight += 1;
+        self.busy[p] = true;
         let tx = self.done_tx.clone();
         self.pool.spawn(move || {
-            let _ = tx.send(part.put_packed(&packed).map_err(Error::from));
+            let _ = tx.send((p, part.put_packed(&packed).map_err(Error::from)));
         });
         Ok(())
     }
 
     fn finish(mut self: Box<Self>) -> Result<u64> {
         while self.in_flight > 0 {
-            // Every spawned write sends its result (rayon aborts the process on a panic in
-            // a spawned job), and `done_tx` lives here: `recv` cannot fail.
-            match self.done.recv() {
-                Ok(r) => self.count(r)?,
-                Err(_) => break,
-            }
+            self.collect(true)?;
         }
         Ok(self.written)
     }
