@@ -6,37 +6,28 @@
 //! the caller's thread. Call the API from ordinary threads (or `spawn_blocking`), not from
 //! inside an async task.
 
+use crate::backend::{Backend, BatchSink, Visit};
 use crate::error::{Error, Result};
+use crate::options::SessionOptions;
+use crate::writer::BATCH_BYTES;
 use eggroll_core::placement::{assign, spread};
+use eggroll_core::sync::Mutex;
 use eggroll_eggpair::service::EggClients;
 use eggroll_proto::meta::cluster_manager_client::ClusterManagerClient;
+use eggroll_proto::meta::egg_service_client::EggServiceClient;
 use eggroll_proto::meta::{
-    CreateSessionRequest, Job, PairBatch, PointRequest, Processor, PutRequest, ScanRequest,
-    SessionId, SessionMeta, SessionStatus, Store, StoreLocator, StoreQuery, StoreRequest,
-    StoreType, Task, TaskResult,
+    job::Op, CreateSessionRequest, Job, PairBatch, Partition, PointRequest, Processor, PutRequest,
+    PutResponse, ScanRequest, SessionId, SessionMeta, SessionStatus, Store, StoreLocator,
+    StoreQuery, StoreRequest, StoreType, Task, TaskResult,
 };
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tonic::Status;
-
-/// How a session on a cluster is started.
-#[derive(Clone, Debug, Default)]
-pub struct SessionOptions {
-    /// The session id; default: the cluster manager picks one.
-    pub session_id: Option<String>,
-    /// A name shown in listings.
-    pub name: String,
-    /// Eggs per node; 0: the cluster manager's default.
-    pub processors_per_node: u32,
-    /// How long the session may take to start, in ms; 0: the cluster manager's default.
-    pub start_timeout_ms: u64,
-    /// The session ends when this client stops renewing it for this long, in ms; 0: default.
-    pub lease_ms: u64,
-}
+use tracing::Instrument;
 
 /// A client's share of a session on a cluster.
 pub(crate) struct ClusterSession {
@@ -55,12 +46,15 @@ fn key(l: &StoreLocator) -> (String, String) {
     (l.namespace.clone(), l.name.clone())
 }
 
+fn unreachable_cm(address: &str, e: impl std::fmt::Display) -> Error {
+    Error::Cluster(format!(
+        "cannot reach the cluster manager at {address}: {e}; is `eggroll clustermanager` running there?"
+    ))
+}
+
 fn cm_error(address: &str, s: Status) -> Error {
     match s.code() {
-        tonic::Code::Unavailable => Error::Cluster(format!(
-            "cannot reach the cluster manager at {address}: {}; is `eggroll clustermanager` running there?",
-            s.message()
-        )),
+        tonic::Code::Unavailable => unreachable_cm(address, s.message()),
         _ => Error::Cluster(s.message().to_string()),
     }
 }
@@ -75,17 +69,12 @@ impl ClusterSession {
             .build()
             .map_err(|e| Error::Pool(e.to_string()))?;
         let address = address.trim_start_matches("http://").to_string();
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| Error::Cluster(format!("bad cluster manager address {address:?}: {e}")))?
-            .connect_timeout(Duration::from_secs(5));
+        let endpoint = eggroll_core::channel::endpoint(&address)
+            .map_err(|e| Error::Cluster(format!("bad cluster manager address: {e}")))?;
         let cm = runtime
-            .block_on(channel.connect())
+            .block_on(endpoint.connect())
             .map(ClusterManagerClient::new)
-            .map_err(|e| {
-                Error::Cluster(format!(
-                    "cannot reach the cluster manager at {address}: {e}; is `eggroll clustermanager` running there?"
-                ))
-            })?;
+            .map_err(|e| unreachable_cm(&address, e))?;
         let req = CreateSessionRequest {
             session_id: opts.session_id.clone().unwrap_or_default(),
             name: opts.name.clone(),
@@ -137,52 +126,25 @@ impl ClusterSession {
                 }
             }
         });
-        *self.keep_alive.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        *self.keep_alive.lock() = Some(task);
     }
 
-    /// A client of the egg at `endpoint` (made inside the runtime, which its connection needs).
-    fn egg(
-        &self,
-        endpoint: &str,
-    ) -> Result<eggroll_proto::meta::egg_service_client::EggServiceClient<Channel>, Status> {
+    /// A client of the egg at `endpoint`.
+    fn egg(&self, endpoint: &str) -> Result<EggServiceClient<Channel>, Status> {
+        // A new connection spawns its background task on the current runtime; the guard
+        // lives for this synchronous call only.
         let _guard = self.runtime.enter();
         self.eggs.get(endpoint)
     }
 
-    pub(crate) fn session_id(&self) -> &str {
-        &self.meta.id
+    /// The client of the egg that holds `part`, errors explained.
+    fn egg_of(&self, part: &Partition) -> Result<EggServiceClient<Channel>> {
+        self.egg(&part.endpoint)
+            .map_err(|s| self.egg_error(part, s))
     }
 
     fn processors(&self) -> &[Processor] {
         &self.meta.processors
-    }
-
-    fn lock_stores(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Store>> {
-        self.stores.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Records a new store: in-memory ones are placed here (like `like` when given, so
-    /// partition `p` of both sit on the same egg); persistent ones by the cluster manager.
-    pub(crate) fn create(&self, l: &StoreLocator, like: Option<&StoreLocator>) -> Result<()> {
-        let store = if l.store_type() == StoreType::InMemory {
-            let partitions = match like.and_then(|o| self.lock_stores().get(&key(o)).cloned()) {
-                Some(o) if o.partitions.len() == l.total_partitions as usize => o.partitions,
-                _ => {
-                    let mut parts = spread(&self.nodes, l.total_partitions)?;
-                    assign(&mut parts, self.processors())?;
-                    parts
-                }
-            };
-            Store {
-                locator: Some(l.clone()),
-                partitions,
-                options: Default::default(),
-            }
-        } else {
-            self.cm_store(l.clone(), true)?
-        };
-        self.lock_stores().insert(key(l), store);
-        Ok(())
     }
 
     /// Asks the cluster manager for a persistent store (recording it first with `create`),
@@ -202,44 +164,14 @@ impl ClusterSession {
         Ok(store)
     }
 
-    /// A persistent store recorded by the cluster manager.
-    pub(crate) fn load(&self, namespace: &str, name: &str) -> Result<StoreLocator> {
-        let mut l = StoreLocator {
-            namespace: namespace.into(),
-            name: name.into(),
-            ..Default::default()
-        };
-        l.set_store_type(StoreType::Rocksdb);
-        let store = self.cm_store(l, false)?;
-        let l = store.locator.clone().ok_or_else(|| {
-            Error::Cluster("the cluster manager sent a store with no locator".into())
-        })?;
-        self.lock_stores().insert(key(&l), store);
-        Ok(l)
-    }
-
-    /// Persistent stores matching glob patterns.
-    pub(crate) fn list(&self, namespace: &str, name: &str) -> Result<Vec<StoreLocator>> {
-        let q = StoreQuery {
-            namespace: namespace.into(),
-            name: name.into(),
-        };
-        let list = self
-            .runtime
-            .block_on(self.cm.clone().list_stores(q))
-            .map_err(|s| cm_error(&self.address, s))?
-            .into_inner();
-        Ok(list.stores.into_iter().filter_map(|s| s.locator).collect())
-    }
-
     /// A store with its placement, for a request.
-    pub(crate) fn store(&self, l: &StoreLocator) -> Result<Store> {
-        if let Some(s) = self.lock_stores().get(&key(l)) {
+    fn store(&self, l: &StoreLocator) -> Result<Store> {
+        if let Some(s) = self.stores.lock().get(&key(l)) {
             return Ok(s.clone());
         }
-        if l.store_type() == StoreType::Rocksdb {
+        if l.store_type().is_persistent() {
             self.load(&l.namespace, &l.name)?;
-            if let Some(s) = self.lock_stores().get(&key(l)) {
+            if let Some(s) = self.stores.lock().get(&key(l)) {
                 return Ok(s.clone());
             }
         }
@@ -250,9 +182,9 @@ impl ClusterSession {
     }
 
     /// Forgets a store after its Destroy job; a persistent one also at the cluster manager.
-    pub(crate) fn forget(&self, l: &StoreLocator) -> Result<()> {
-        self.lock_stores().remove(&key(l));
-        if l.store_type() == StoreType::Rocksdb {
+    fn forget(&self, l: &StoreLocator) -> Result<()> {
+        self.stores.lock().remove(&key(l));
+        if l.store_type().is_persistent() {
             match self
                 .runtime
                 .block_on(self.cm.clone().delete_store(l.clone()))
@@ -267,7 +199,7 @@ impl ClusterSession {
 
     /// Explains a failed call to an egg: which partition, which processor, and, when the
     /// session has failed meanwhile, the cluster manager's reason.
-    fn egg_error(&self, part: &eggroll_proto::meta::Partition, s: Status) -> Error {
+    fn egg_error(&self, part: &Partition, s: Status) -> Error {
         let mut msg = format!(
             "partition {} on processor {} at {} failed: {}",
             part.id,
@@ -306,8 +238,131 @@ impl ClusterSession {
         Error::Cluster(msg)
     }
 
+    /// Where partition `p` of `store` lives.
+    fn partition(&self, store: &Store, p: u32) -> Result<Partition> {
+        store
+            .partitions
+            .get(p as usize)
+            .cloned()
+            .ok_or_else(|| Error::Cluster(format!("the store has no placement for partition {p}")))
+    }
+
+    /// One key's value, or delete it (`delete`): answers (found, value).
+    fn point(&self, l: &StoreLocator, p: u32, k: Vec<u8>, delete: bool) -> Result<(bool, Vec<u8>)> {
+        let store = self.store(l)?;
+        let part = self.partition(&store, p)?;
+        let req = PointRequest {
+            store: Some(store),
+            partition: p,
+            key: k,
+            delete,
+        };
+        let mut client = self.egg_of(&part)?;
+        let r = self
+            .runtime
+            .block_on(client.point(req))
+            .map_err(|s| self.egg_error(&part, s))?
+            .into_inner();
+        Ok((r.found, r.value))
+    }
+}
+
+impl Backend for ClusterSession {
+    fn session_id(&self) -> &str {
+        &self.meta.id
+    }
+
+    fn is_distributed(&self) -> bool {
+        true
+    }
+
+    fn batch_bytes(&self) -> usize {
+        BATCH_BYTES
+    }
+
+    fn parallelism(&self) -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+
+    /// In-memory stores are placed here (like `like` when given); persistent ones by the
+    /// cluster manager.
+    fn create(&self, l: &StoreLocator, like: Option<&StoreLocator>) -> Result<()> {
+        let store = if l.store_type() == StoreType::InMemory {
+            let partitions = match like.and_then(|o| self.stores.lock().get(&key(o)).cloned()) {
+                Some(o) if o.partitions.len() == l.total_partitions as usize => o.partitions,
+                _ => {
+                    let mut parts = spread(&self.nodes, l.total_partitions)?;
+                    assign(&mut parts, self.processors())?;
+                    parts
+                }
+            };
+            Store {
+                locator: Some(l.clone()),
+                partitions,
+                options: Default::default(),
+            }
+        } else {
+            self.cm_store(l.clone(), true)?
+        };
+        self.stores.lock().insert(key(l), store);
+        Ok(())
+    }
+
+    fn load(&self, namespace: &str, name: &str) -> Result<StoreLocator> {
+        let mut l = StoreLocator {
+            namespace: namespace.into(),
+            name: name.into(),
+            ..Default::default()
+        };
+        l.set_store_type(StoreType::PERSISTENT);
+        let store = self.cm_store(l, false)?;
+        let l = store.locator.clone().ok_or_else(|| {
+            Error::Cluster("the cluster manager sent a store with no locator".into())
+        })?;
+        self.stores.lock().insert(key(&l), store);
+        Ok(l)
+    }
+
+    fn list(&self, namespace: &str, name: &str) -> Result<Vec<StoreLocator>> {
+        let q = StoreQuery {
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        let list = self
+            .runtime
+            .block_on(self.cm.clone().list_stores(q))
+            .map_err(|s| cm_error(&self.address, s))?
+            .into_inner();
+        Ok(list.stores.into_iter().filter_map(|s| s.locator).collect())
+    }
+
+    /// A Destroy task on every partition's egg, then the metadata.
+    fn destroy(&self, l: &StoreLocator) -> Result<()> {
+        let job = Job {
+            id: format!("{}-destroy-{}/{}", self.meta.id, l.namespace, l.name),
+            session_id: self.meta.id.clone(),
+            inputs: vec![Store {
+                locator: Some(l.clone()),
+                ..Default::default()
+            }],
+            op: Some(Op::Destroy(Default::default())),
+            ..Default::default()
+        };
+        self.run_job(job, l.total_partitions)?;
+        self.forget(l)
+    }
+
+    fn same_placement(&self, a: &StoreLocator, b: &StoreLocator) -> Result<bool> {
+        let (a, b) = (self.store(a)?, self.store(b)?);
+        Ok(a.partitions.len() == b.partitions.len()
+            && a.partitions
+                .iter()
+                .zip(&b.partitions)
+                .all(|(x, y)| x.processor_id == y.processor_id))
+    }
+
     /// Fills in every store's placement and runs one task per partition on its egg.
-    pub(crate) fn run_job(&self, mut job: Job, partitions: u32) -> Result<Vec<TaskResult>> {
+    fn run_job(&self, mut job: Job, partitions: u32) -> Result<Vec<TaskResult>> {
         for s in job.inputs.iter_mut().chain(job.outputs.iter_mut()) {
             let l = s.locator.clone().unwrap_or_default();
             *s = self.store(&l)?;
@@ -321,6 +376,7 @@ impl ClusterSession {
                 .cloned()
                 .unwrap_or_default();
             let client = self.egg(&part.endpoint);
+            let span = tracing::debug_span!("task", session = %job.session_id, job = %job.id, partition = p);
             let job = job.clone();
             async move {
                 let mut client = client.map_err(|s| (part.clone(), s))?;
@@ -334,6 +390,7 @@ impl ClusterSession {
                     .map(|r| r.into_inner())
                     .map_err(|s| (part, s))
             }
+            .instrument(span)
         });
         let results = self.runtime.block_on(async {
             let mut set = tokio::task::JoinSet::new();
@@ -359,93 +416,20 @@ impl ClusterSession {
         results.map_err(|(part, s)| self.egg_error(&part, s))
     }
 
-    fn partition(&self, store: &Store, p: u32) -> Result<eggroll_proto::meta::Partition> {
-        store
-            .partitions
-            .get(p as usize)
-            .cloned()
-            .ok_or_else(|| Error::Cluster(format!("the store has no placement for partition {p}")))
+    fn get(&self, l: &StoreLocator, p: u32, k: Vec<u8>) -> Result<Option<Vec<u8>>> {
+        let (found, v) = self.point(l, p, k, false)?;
+        Ok(found.then_some(v))
     }
 
-    /// One key's value, or delete it (`delete`): answers (found, value).
-    pub(crate) fn point(
-        &self,
-        l: &StoreLocator,
-        p: u32,
-        k: Vec<u8>,
-        delete: bool,
-    ) -> Result<(bool, Vec<u8>)> {
+    fn delete(&self, l: &StoreLocator, p: u32, k: Vec<u8>) -> Result<bool> {
+        Ok(self.point(l, p, k, true)?.0)
+    }
+
+    /// Fetches the pairs in batches from the egg.
+    fn scan(&self, l: &StoreLocator, p: u32, visit: &mut Visit) -> Result<()> {
         let store = self.store(l)?;
         let part = self.partition(&store, p)?;
-        let req = PointRequest {
-            store: Some(store),
-            partition: p,
-            key: k,
-            delete,
-        };
-        let mut client = self
-            .egg(&part.endpoint)
-            .map_err(|s| self.egg_error(&part, s))?;
-        let r = self
-            .runtime
-            .block_on(client.point(req))
-            .map_err(|s| self.egg_error(&part, s))?
-            .into_inner();
-        Ok((r.found, r.value))
-    }
-
-    /// Opens one put stream per partition of `l`; send batches with [`PutStreams::send`].
-    pub(crate) fn put_streams(&self, l: &StoreLocator) -> Result<PutStreams<'_>> {
-        self.open_puts(l, None)
-    }
-
-    /// One put stream, to partition `p` of `l`.
-    pub(crate) fn put_streams_one(&self, l: &StoreLocator, p: u32) -> Result<PutStreams<'_>> {
-        self.open_puts(l, Some(p))
-    }
-
-    fn open_puts(&self, l: &StoreLocator, only: Option<u32>) -> Result<PutStreams<'_>> {
-        let store = self.store(l)?;
-        let mut senders = Vec::new();
-        let mut calls = Vec::new();
-        for part in &store.partitions {
-            if only.is_some_and(|p| p != part.id) {
-                senders.push(None);
-                calls.push(None);
-                continue;
-            }
-            let (tx, rx) = mpsc::channel::<PutRequest>(2);
-            let mut client = self
-                .egg(&part.endpoint)
-                .map_err(|s| self.egg_error(part, s))?;
-            let call = self
-                .runtime
-                .spawn(async move { client.put_batches(ReceiverStream::new(rx)).await });
-            senders.push(Some(tx));
-            calls.push(Some(call));
-        }
-        let first = vec![true; senders.len()];
-        Ok(PutStreams {
-            session: self,
-            store,
-            senders,
-            calls,
-            first,
-        })
-    }
-
-    /// Calls `visit` on every pair of partition `p` in key order, fetched in batches.
-    pub(crate) fn scan(
-        &self,
-        l: &StoreLocator,
-        p: u32,
-        visit: &mut crate::context::Visit,
-    ) -> Result<()> {
-        let store = self.store(l)?;
-        let part = self.partition(&store, p)?;
-        let mut client = self
-            .egg(&part.endpoint)
-            .map_err(|s| self.egg_error(&part, s))?;
+        let mut client = self.egg_of(&part)?;
         let req = ScanRequest {
             store: Some(store),
             partition: p,
@@ -477,14 +461,19 @@ impl ClusterSession {
         }
     }
 
-    /// Ends the session (killing its eggs at once with `kill`).
-    pub(crate) fn stop(&self, kill: bool) -> Result<()> {
-        if let Some(t) = self
-            .keep_alive
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+    /// One put stream per partition written, opened by its first batch.
+    fn batches<'a>(&'a self, l: &StoreLocator) -> Result<Box<dyn BatchSink + 'a>> {
+        let store = self.store(l)?;
+        let streams = (0..l.total_partitions).map(|_| None).collect();
+        Ok(Box::new(PutStreams {
+            session: self,
+            store,
+            streams,
+        }))
+    }
+
+    fn stop(&self, kill: bool) -> Result<()> {
+        if let Some(t) = self.keep_alive.lock().take() {
             t.abort();
         }
         let id = SessionId {
@@ -503,27 +492,58 @@ impl ClusterSession {
     }
 }
 
-type PutCall =
-    tokio::task::JoinHandle<Result<tonic::Response<eggroll_proto::meta::PutResponse>, Status>>;
+type PutCall = tokio::task::JoinHandle<Result<tonic::Response<PutResponse>, Status>>;
 
-/// One open put stream per partition of a store.
-pub(crate) struct PutStreams<'a> {
+/// A client-streaming put call to the egg of one partition.
+struct PutStream {
+    tx: mpsc::Sender<PutRequest>,
+    call: PutCall,
+}
+
+/// The put streams of one store, one per partition written to.
+struct PutStreams<'a> {
     session: &'a ClusterSession,
     store: Store,
-    senders: Vec<Option<mpsc::Sender<PutRequest>>>,
-    calls: Vec<Option<PutCall>>,
-    first: Vec<bool>,
+    streams: Vec<Option<PutStream>>,
 }
 
 impl PutStreams<'_> {
-    /// Sends a packed batch (see `eggroll_core::packed`) to partition `p`, waiting while two
-    /// batches are already in flight.
-    pub(crate) fn send(&mut self, p: u32, packed: Vec<u8>) -> Result<()> {
+    fn open(&self, p: u32) -> Result<PutStream> {
+        let part = self.session.partition(&self.store, p)?;
+        let mut client = self.session.egg_of(&part)?;
+        // Two batches in flight per stream: the egg writes one while the next arrives.
+        let (tx, rx) = mpsc::channel::<PutRequest>(2);
+        let call = self
+            .session
+            .runtime
+            .spawn(async move { client.put_batches(ReceiverStream::new(rx)).await });
+        Ok(PutStream { tx, call })
+    }
+
+    /// Waits for the answer of the egg of partition `p` to its put call (closed by now).
+    fn answer(&self, p: u32, call: PutCall) -> Result<u64> {
+        match self.session.runtime.block_on(call) {
+            Ok(Ok(r)) => Ok(r.into_inner().written),
+            Ok(Err(s)) => {
+                let part = self.session.partition(&self.store, p)?;
+                Err(self.session.egg_error(&part, s))
+            }
+            Err(e) => Err(Error::Cluster(format!("put stream task failed: {e}"))),
+        }
+    }
+}
+
+impl BatchSink for PutStreams<'_> {
+    /// Waits while two batches are already in flight to that egg.
+    fn send(&mut self, p: u32, packed: Vec<u8>) -> Result<()> {
         let i = p as usize;
+        let first = matches!(self.streams.get(i), Some(None));
+        if first {
+            self.streams[i] = Some(self.open(p)?);
+        }
         // The store (with its placement) goes in the first message of each stream only.
-        let store = std::mem::take(&mut self.first[i]).then(|| self.store.clone());
         let req = PutRequest {
-            store,
+            store: first.then(|| self.store.clone()),
             partition: p,
             batch: Some(PairBatch {
                 packed,
@@ -531,40 +551,33 @@ impl PutStreams<'_> {
             }),
             combiner: None,
         };
-        let sent = match self.senders.get(i).and_then(|s| s.as_ref()) {
-            Some(tx) => tx.blocking_send(req).is_ok(),
-            None => false,
+        let sent = match self.streams.get(i) {
+            Some(Some(stream)) => stream.tx.blocking_send(req).is_ok(),
+            _ => false,
         };
         if !sent {
-            // The stream ended early: its call holds the reason.
-            self.senders[i] = None;
-            return Err(self.finish_one(i).err().unwrap_or_else(|| {
+            // The stream ended early (its call holds the reason), or `p` is no partition.
+            let reason = match self.streams.get_mut(i).and_then(Option::take) {
+                Some(stream) => self.answer(p, stream.call).err(),
+                None => None,
+            };
+            return Err(reason.unwrap_or_else(|| {
                 Error::Cluster(format!("the put stream of partition {p} closed early"))
             }));
         }
         Ok(())
     }
 
-    fn finish_one(&mut self, i: usize) -> Result<u64> {
-        let part = self.store.partitions.get(i).cloned().unwrap_or_default();
-        let Some(call) = self.calls.get_mut(i).and_then(Option::take) else {
-            return Ok(0);
-        };
-        match self.session.runtime.block_on(call) {
-            Ok(Ok(r)) => Ok(r.into_inner().written),
-            Ok(Err(s)) => Err(self.session.egg_error(&part, s)),
-            Err(e) => Err(Error::Cluster(format!("put stream task failed: {e}"))),
-        }
-    }
-
-    /// Closes every stream and waits until every egg has stored its share.
-    pub(crate) fn finish(mut self) -> Result<u64> {
-        for s in &mut self.senders {
-            s.take();
-        }
+    /// Closes every stream, then waits until every egg has stored its share.
+    fn finish(mut self: Box<Self>) -> Result<u64> {
+        let calls: Vec<_> = std::mem::take(&mut self.streams)
+            .into_iter()
+            .enumerate()
+            .filter_map(|(p, s)| s.map(|s| (p as u32, s.call)))
+            .collect();
         let mut total = 0;
-        for i in 0..self.calls.len() {
-            total += self.finish_one(i)?;
+        for (p, call) in calls {
+            total += self.answer(p, call)?;
         }
         Ok(total)
     }

@@ -1,12 +1,21 @@
 //! The roll-pair client API: a [`RollPairContext`] for a session and typed [`RollPair`]
 //! tables whose every operation runs as one task per partition.
+//!
+//! Where the tasks run is a backend (the `backend` trait): this process in standalone mode
+//! (`local`), or a cluster session's eggs (`cluster`). Pairs are written through one batch
+//! writer (`writer`).
 
-pub mod cluster;
+mod backend;
+mod cluster;
 pub mod context;
 pub mod error;
+mod local;
+pub mod options;
 pub mod table;
+mod writer;
 
-pub use cluster::SessionOptions;
-pub use context::{Options, RollPairContext, Visit};
+pub use backend::Visit;
+pub use context::RollPairContext;
 pub use error::{Error, Result};
+pub use options::{Options, SessionOptions};
 pub use table::RollPair;

@@ -1,7 +1,10 @@
 //! A typed table: every operation becomes one job of one task per partition.
 
-use crate::context::{Backend, Options, RollPairContext, Visit};
+use crate::backend::Visit;
+use crate::context::RollPairContext;
 use crate::error::Result;
+use crate::options::Options;
+use crate::writer::PairWriter;
 use eggroll_core::codec::{decode, encode};
 use eggroll_core::functions::{
     builtin, CollapsePartitions, Filter, FlatMap, Function, Join, Map, MapPartitions, MapValues,
@@ -47,8 +50,38 @@ fn store(l: &StoreLocator) -> Store {
     }
 }
 
+/// The tables of a session (here, beside the table type, so that the context does not import it).
+impl RollPairContext {
+    /// A new table holding `data` (a later duplicate key wins).
+    pub fn parallelize<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned>(
+        &self,
+        data: impl IntoIterator<Item = (K, V)>,
+        opts: Options,
+    ) -> Result<RollPair<K, V>> {
+        let table = RollPair::new(self.clone(), self.new_locator::<K, V>(&opts, None)?);
+        table.put_all(data)?;
+        Ok(table)
+    }
+
+    /// An empty table made as `opts` says (replacing one of the same name).
+    pub fn create<K, V>(&self, opts: Options) -> Result<RollPair<K, V>> {
+        Ok(RollPair::new(
+            self.clone(),
+            self.new_locator::<K, V>(&opts, None)?,
+        ))
+    }
+
+    /// An existing persistent table; a clear error if it does not exist.
+    pub fn load<K, V>(&self, namespace: &str, name: &str) -> Result<RollPair<K, V>> {
+        Ok(RollPair::new(
+            self.clone(),
+            self.load_locator(namespace, name)?,
+        ))
+    }
+}
+
 impl<K, V> RollPair<K, V> {
-    pub(crate) fn new(ctx: RollPairContext, locator: StoreLocator) -> Self {
+    fn new(ctx: RollPairContext, locator: StoreLocator) -> Self {
         Self {
             ctx,
             locator,
@@ -98,7 +131,7 @@ impl<K, V> RollPair<K, V> {
     /// Calls `visit` on the encoded pairs of partition `p` in key order; it returns false to stop.
     pub fn scan_encoded(&self, p: u32, visit: &mut Visit) -> Result<()> {
         self.check_partition(p)?;
-        self.ctx.scan_partition(&self.locator, p, visit)
+        self.ctx.backend().scan(&self.locator, p, visit)
     }
 
     /// Writes encoded pairs, whose keys must hash to partition `p`, into it; returns how many.
@@ -111,42 +144,11 @@ impl<K, V> RollPair<K, V> {
         pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
     ) -> Result<u64> {
         self.check_partition(p)?;
-        match self.ctx.backend() {
-            Backend::Local(exec) => {
-                let part = exec.stores().partition(&self.locator, p)?;
-                let limit = exec.stores().config().batch_bytes.max(1) as usize;
-                let mut packed = Vec::new();
-                let mut written = 0;
-                // Packed batches of `batch_bytes`: one WriteBatch each, memory bounded.
-                for (k, v) in pairs {
-                    eggroll_core::pairs::push(&mut packed, k, v);
-                    if packed.len() >= limit {
-                        written += part.put_packed(&packed)?;
-                        packed.clear();
-                    }
-                }
-                if !packed.is_empty() {
-                    written += part.put_packed(&packed)?;
-                }
-                Ok(written)
-            }
-            Backend::Cluster(c) => {
-                let limit = crate::context::CLUSTER_BATCH_BYTES;
-                let mut streams = c.put_streams_one(&self.locator, p)?;
-                let mut packed = Vec::new();
-                for (k, v) in pairs {
-                    eggroll_core::pairs::push(&mut packed, k, v);
-                    if packed.len() >= limit {
-                        let full = std::mem::replace(&mut packed, Vec::with_capacity(limit + 4096));
-                        streams.send(p, full)?;
-                    }
-                }
-                if !packed.is_empty() {
-                    streams.send(p, packed)?;
-                }
-                streams.finish()
-            }
+        let mut writer = PairWriter::new(self.ctx.backend(), &self.locator)?;
+        for (k, v) in pairs {
+            writer.push(p, k, v)?;
         }
+        writer.finish()
     }
 
     fn what(&self, part: &str) -> String {
@@ -235,7 +237,7 @@ impl<K, V> RollPair<K, V> {
 
     /// Removes the table and its files.
     pub fn destroy(self) -> Result<()> {
-        self.ctx.destroy_store(&self.locator)
+        self.ctx.backend().destroy(&self.locator)
     }
 
     /// Flushes and compacts every partition on disk: after a bulk load, scans run faster.
@@ -256,7 +258,7 @@ impl<K, V> RollPair<K, V> {
         let out = self.ctx.new_locator::<K, V>(
             &Options {
                 store_type: match opts.store_type {
-                    StoreType::Unspecified => StoreType::Rocksdb,
+                    StoreType::Unspecified => StoreType::PERSISTENT,
                     t => t,
                 },
                 ..opts
@@ -301,7 +303,10 @@ impl<K, V> RollPair<K, V> {
     /// Brings `other` to this table's partitioning and placement, if they differ.
     fn co_partitioned<W>(&self, other: &RollPair<K, W>) -> Result<RollPair<K, W>> {
         if other.partitions() == self.partitions()
-            && self.ctx.same_placement(&self.locator, &other.locator)?
+            && self
+                .ctx
+                .backend()
+                .same_placement(&self.locator, &other.locator)?
         {
             Ok(other.clone())
         } else {
@@ -347,14 +352,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> RollPair<
     /// The value of `key`.
     pub fn get(&self, key: &K) -> Result<Option<V>> {
         let (k, p) = self.key_partition(key)?;
-        let found = match self.ctx.backend() {
-            Backend::Local(exec) => exec.stores().partition(&self.locator, p)?.get(&k)?,
-            Backend::Cluster(c) => match c.point(&self.locator, p, k, false)? {
-                (true, v) => Some(v),
-                (false, _) => None,
-            },
-        };
-        match found {
+        match self.ctx.backend().get(&self.locator, p, k)? {
             Some(v) => Ok(Some(decode(&v, &|| self.what("a value"))?)),
             None => Ok(None),
         }
@@ -363,28 +361,15 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> RollPair<
     /// Sets the value of `key`.
     pub fn put(&self, key: &K, value: &V) -> Result<()> {
         let (k, p) = self.key_partition(key)?;
-        match self.ctx.backend() {
-            Backend::Local(exec) => Ok(exec
-                .stores()
-                .partition(&self.locator, p)?
-                .put_batch(&[(k, encode(value)?)])?),
-            Backend::Cluster(c) => {
-                let mut streams = c.put_streams_one(&self.locator, p)?;
-                let mut packed = Vec::new();
-                eggroll_core::pairs::push(&mut packed, &k, &encode(value)?);
-                streams.send(p, packed)?;
-                streams.finish().map(|_| ())
-            }
-        }
+        let mut writer = PairWriter::new(self.ctx.backend(), &self.locator)?;
+        writer.push(p, &k, &encode(value)?)?;
+        writer.finish().map(|_| ())
     }
 
     /// Removes `key`; true if it was there.
     pub fn delete(&self, key: &K) -> Result<bool> {
         let (k, p) = self.key_partition(key)?;
-        match self.ctx.backend() {
-            Backend::Local(exec) => Ok(exec.stores().partition(&self.locator, p)?.delete(&k)?),
-            Backend::Cluster(c) => Ok(c.point(&self.locator, p, k, true)?.0),
-        }
+        self.ctx.backend().delete(&self.locator, p, k)
     }
 
     /// Writes many pairs in batches (a later duplicate key wins); returns how many.
@@ -403,10 +388,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> RollPair<
     {
         let ctx = self.ctx.clone();
         let locator = self.locator.clone();
-        let limit = match self.ctx.backend() {
-            Backend::Local(exec) => exec.stores().config().batch_bytes.max(1) as usize,
-            Backend::Cluster(_) => 4 << 20,
-        };
+        let limit = self.ctx.backend().batch_bytes().max(1);
         let what = self.what("a pair");
         let spawn = move |p: u32| -> Result<Receiver<Batch<K, V>>> {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Batch<K, V>>(2);
@@ -415,7 +397,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> RollPair<
             // channel, and it stops as soon as the consumer drops the iterator.
             let produce = move |tx: &SyncSender<Batch<K, V>>| -> Result<()> {
                 let (mut batch, mut bytes, mut open) = (Vec::new(), 0usize, true);
-                ctx.scan_partition(&locator, p, &mut |k, v| {
+                ctx.backend().scan(&locator, p, &mut |k, v| {
                     bytes += k.len() + v.len() + 16;
                     batch.push((decode(k, &|| what.clone())?, decode(v, &|| what.clone())?));
                     if bytes >= limit {
@@ -439,7 +421,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> RollPair<
                 .map_err(|e| crate::Error::Pool(e.to_string()))?;
             Ok(rx)
         };
-        let window = self.ctx.inner.pool.current_num_threads().max(1) as u32;
+        let window = self.ctx.backend().parallelism().max(1) as u32;
         let mut stream = GetAll {
             ahead: std::collections::VecDeque::new(),
             next: 0,

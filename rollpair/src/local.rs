@@ -1,0 +1,229 @@
+//! Standalone mode: the tables in this process's stores, every task run by the in-process
+//! egg-pair executor on a rayon pool.
+
+use crate::backend::{Backend, BatchSink, Visit};
+use crate::error::{Error, Result};
+use eggroll_core::clock::epoch_millis;
+use eggroll_core::config::EggrollConfig;
+use eggroll_eggpair::executor::LocalSink;
+use eggroll_eggpair::{Executor, KeyRange, PartitionStore, Stores};
+use eggroll_proto::meta::{Job, StoreLocator, StoreType, Task, TaskResult};
+use rayon::prelude::*;
+use std::sync::mpsc;
+use std::sync::Arc;
+
+/// A session in this process.
+pub(crate) struct Local {
+    session_id: String,
+    executor: Executor,
+    pool: Arc<rayon::ThreadPool>,
+}
+
+impl Local {
+    /// Opens the stores under `config.data_dir` and starts the task pool.
+    pub(crate) fn open(config: &EggrollConfig) -> Result<Self> {
+        let stores = Arc::new(Stores::open(&config.data_dir, config.storage.clone())?);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.storage.task_threads as usize)
+            .thread_name(|i| format!("eggroll-task-{i}"))
+            .build()
+            .map_err(|e| Error::Pool(e.to_string()))?;
+        let session_id = format!("standalone_{}_{}", epoch_millis(), std::process::id());
+        tracing::info!(session = %session_id, data_dir = %config.data_dir.display(), "standalone session started");
+        Ok(Self {
+            session_id,
+            executor: Executor::new(stores),
+            pool: Arc::new(pool),
+        })
+    }
+
+    fn stores(&self) -> &Arc<Stores> {
+        self.executor.stores()
+    }
+}
+
+impl Backend for Local {
+    fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    fn is_distributed(&self) -> bool {
+        false
+    }
+
+    fn batch_bytes(&self) -> usize {
+        // In standalone mode this process is the egg: its storage settings apply.
+        self.stores().config().batch_bytes as usize
+    }
+
+    fn parallelism(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+
+    fn create(&self, l: &StoreLocator, _like: Option<&StoreLocator>) -> Result<()> {
+        Ok(self.stores().create(l)?)
+    }
+
+    fn load(&self, namespace: &str, name: &str) -> Result<StoreLocator> {
+        Ok(self.stores().load(StoreType::PERSISTENT, namespace, name)?)
+    }
+
+    fn list(&self, namespace: &str, name: &str) -> Result<Vec<StoreLocator>> {
+        Ok(self.stores().list(namespace, name)?)
+    }
+
+    fn destroy(&self, l: &StoreLocator) -> Result<()> {
+        Ok(self.stores().destroy(l)?)
+    }
+
+    fn same_placement(&self, _a: &StoreLocator, _b: &StoreLocator) -> Result<bool> {
+        Ok(true)
+    }
+
+    fn run_job(&self, job: Job, partitions: u32) -> Result<Vec<TaskResult>> {
+        let sink = LocalSink::new(self.stores().clone());
+        let (exec, job) = (&self.executor, &job);
+        let results: Vec<_> = self.pool.install(|| {
+            (0..partitions)
+                .into_par_iter()
+                .map(|p| {
+                    let task = Task {
+                        job: Some(job.clone()),
+                        partition: p,
+                    };
+                    exec.run(&task, &sink)
+                })
+                .collect()
+        });
+        Ok(results.into_iter().collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn get(&self, l: &StoreLocator, p: u32, k: Vec<u8>) -> Result<Option<Vec<u8>>> {
+        Ok(self.stores().partition(l, p)?.get(&k)?)
+    }
+
+    fn delete(&self, l: &StoreLocator, p: u32, k: Vec<u8>) -> Result<bool> {
+        Ok(self.stores().partition(l, p)?.delete(&k)?)
+    }
+
+    fn scan(&self, l: &StoreLocator, p: u32, visit: &mut Visit) -> Result<()> {
+        let part = self.stores().partition(l, p)?;
+        // The store's scan fails only with its own error type: carry the visitor's out.
+        let mut failed = None;
+        part.scan(KeyRange::all(), &mut |k, v| match visit(k, v) {
+            Ok(more) => Ok(more),
+            Err(e) => {
+                failed = Some(e);
+                Ok(false)
+            }
+        })?;
+        failed.map_or(Ok(()), Err)
+    }
+
+    fn batches<'a>(&'a self, l: &StoreLocator) -> Result<Box<dyn BatchSink + 'a>> {
+        let (done_tx, done) = mpsc::channel();
+        Ok(Box::new(LocalBatches {
+            stores: self.stores().clone(),
+            locator: l.clone(),
+            parts: vec![None; l.total_partitions as usize],
+            busy: vec![false; l.total_partitions as usize],
+            pool: self.pool.clone(),
+            max_in_flight: self.pool.current_num_threads() * 2,
+            in_flight: 0,
+            done_tx,
+            done,
+            written: 0,
+        }))
+    }
+
+    fn stop(&self, _kill: bool) -> Result<()> {
+        let n = self.stores().drop_memory_namespace(&self.session_id);
+        tracing::info!(session = %self.session_id, freed_tables = n, "session stopped");
+        Ok(())
+    }
+}
+
+/// Below this many bytes a batch is written on the caller's thread: the hop to the pool
+/// would cost more than the write (a single `put`).
+const SPAWN_BYTES: usize = 64 << 10;
+
+/// Writes batches on the task pool while the caller goes on encoding.
+///
+/// One write per partition at a time, in the order sent, so that a later pair of a key wins
+/// over an earlier one as it does in a single batch.
+struct LocalBatches {
+    stores: Arc<Stores>,
+    locator: StoreLocator,
+    /// Each partition opened by its first batch: a single `put` opens one.
+    parts: Vec<Option<Arc<dyn PartitionStore>>>,
+    /// Whether partition `p` has a write on the pool.
+    busy: Vec<bool>,
+    pool: Arc<rayon::ThreadPool>,
+    /// Past this many writes in flight the caller writes itself, so memory stays bounded.
+    max_in_flight: usize,
+    in_flight: usize,
+    done_tx: mpsc::Sender<(usize, Result<u64>)>,
+    done: mpsc::Receiver<(usize, Result<u64>)>,
+    written: u64,
+}
+
+impl LocalBatches {
+    /// Takes in one finished write, waiting for one with `wait`; false if none was there.
+    fn collect(&mut self, wait: bool) -> Result<bool> {
+        let (p, r) = if wait {
+            // Every spawned write sends its result (rayon aborts the process on a panic in
+            // a spawned job), so this fails only when none is out.
+            self.done
+                .recv()
+                .map_err(|_| Error::Pool("a write on the task pool was lost".into()))?
+        } else {
+            match self.done.try_recv() {
+                Ok(done) => done,
+                Err(_) => return Ok(false),
+            }
+        };
+        self.in_flight -= 1;
+        self.busy[p] = false;
+        self.written += r?;
+        Ok(true)
+    }
+
+    fn partition(&mut self, p: usize) -> Result<Arc<dyn PartitionStore>> {
+        if let Some(part) = &self.parts[p] {
+            return Ok(part.clone());
+        }
+        let part = self.stores.partition(&self.locator, p as u32)?;
+        self.parts[p] = Some(part.clone());
+        Ok(part)
+    }
+}
+
+impl BatchSink for LocalBatches {
+    fn send(&mut self, p: u32, packed: Vec<u8>) -> Result<()> {
+        let p = p as usize;
+        let part = self.partition(p)?;
+        while self.collect(false)? {}
+        // The partition's previous batch first: a later pair of a key must win.
+        while self.busy[p] {
+            self.collect(true)?;
+        }
+        if packed.len() < SPAWN_BYTES || self.in_flight >= self.max_in_flight {
+            self.written += part.put_packed(&packed)?;
+            return Ok(());
+        }
+        self.in_flight += 1;
+        self.busy[p] = true;
+        let tx = self.done_tx.clone();
+        self.pool.spawn(move || {
+            let _ = tx.send((p, part.put_packed(&packed).map_err(Error::from)));
+        });
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<u64> {
+        while self.in_flight > 0 {
+            self.collect(true)?;
+        }
+        Ok(self.written)
+    }
+}

@@ -1,0 +1,53 @@
+//! How tables and sessions are made: [`Options`] and [`SessionOptions`].
+
+use eggroll_proto::meta::StoreType;
+
+/// How a new table is made.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Partition count (at least 1).
+    pub partitions: u32,
+    /// Namespace; default: the session id.
+    pub namespace: Option<String>,
+    /// Name; default: a fresh name.
+    pub name: Option<String>,
+    /// Where it lives; default: in memory for the session.
+    pub store_type: StoreType,
+}
+
+impl Options {
+    /// An in-memory table of `n` partitions.
+    pub fn partitions(n: u32) -> Self {
+        Self {
+            partitions: n,
+            namespace: None,
+            name: None,
+            store_type: StoreType::InMemory,
+        }
+    }
+
+    /// A persistent table `namespace/name` of `n` partitions.
+    pub fn persistent(namespace: &str, name: &str, n: u32) -> Self {
+        Self {
+            partitions: n,
+            namespace: Some(namespace.into()),
+            name: Some(name.into()),
+            store_type: StoreType::PERSISTENT,
+        }
+    }
+}
+
+/// How a session on a cluster is started.
+#[derive(Clone, Debug, Default)]
+pub struct SessionOptions {
+    /// The session id; default: the cluster manager picks one.
+    pub session_id: Option<String>,
+    /// A name shown in listings.
+    pub name: String,
+    /// Eggs per node; 0: the cluster manager's default.
+    pub processors_per_node: u32,
+    /// How long the session may take to start, in ms; 0: the cluster manager's default.
+    pub start_timeout_ms: u64,
+    /// The session ends when this client stops renewing it for this long, in ms; 0: default.
+    pub lease_ms: u64,
+}
