@@ -165,11 +165,11 @@ pub enum PushError<E: std::error::Error + 'static> {
     #[error("pushing {} failed{}: {}", key.rs_key(), after_retries(*attempts), describe(status))]
     Push {
         /// The transfer.
-        key: TransferKey,
+        key: Box<TransferKey>,
         /// Retries made.
         attempts: u32,
         /// The last answer.
-        status: Status,
+        status: Box<Status>,
     },
     /// A worker task failed.
     #[error("internal: {0}")]
@@ -300,9 +300,9 @@ pub async fn push_group<E: std::error::Error + 'static>(
         .run(send, log)
         .await
         .map_err(|(status, attempts)| PushError::Push {
-            key: key.clone(),
+            key: Box::new(key.clone()),
             attempts,
-            status,
+            status: Box::new(status),
         })
 }
 

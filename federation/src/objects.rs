@@ -113,7 +113,7 @@ impl Federation {
                 status, attempts, ..
             } => Error::hop(
                 format!("{}{}", self.local_hop(), after_retries(attempts)),
-                status,
+                *status,
             ),
             PushError::Internal(m) => Error::Internal(m),
         }
