@@ -1,8 +1,10 @@
 //! Roll-site packets on the wire: the transfer key, `RollSiteHeader` in `Metadata.ext`, the
-//! body format of table batches, and the retry policy of pushes.
+//! wire constants, the body format of table batches (the one pair codec, [`crate::pairs`]),
+//! the one check of a batch size against the message limit, and the retry policy of pushes.
 //!
-//! Shared by the roll-site and the federation API (`eggroll-rollsite`) and by eggs, which push
-//! their partitions to the roll-site themselves in distributed mode.
+//! Shared by the roll-site (`eggroll-rollsite`), the federation client
+//! (`eggroll-federation`) and the eggs, which push their partitions to the roll-site
+//! themselves in distributed mode (`eggroll_eggpair::push`).
 
 use crate::error::{CoreError, Result};
 use bytes::Bytes;
@@ -10,6 +12,7 @@ use eggroll_proto::proxy::{Data, Metadata, Packet, Topic};
 use eggroll_proto::transfer::RollSiteHeader;
 use prost::Message;
 use std::time::Duration;
+use tonic::{Code, Status};
 
 /// `dataType` of an object (bytes, chunked).
 pub const OBJECT: &str = "object";
@@ -29,6 +32,43 @@ pub const ABORT_NAME: &str = "__abort__";
 const MAX_FIELD: usize = 512;
 /// Most partitions a transfer may have.
 pub const MAX_PARTITIONS: i32 = 1 << 16;
+
+/// Header option naming where a received table is: `namespace/name` in the party's eggs
+/// (the roll-site wrote it there as it arrived).
+pub const EGG_TABLE_OPTION: &str = "egg_table";
+/// `Metadata.operator` of a local get's request to drop a transfer it has taken.
+pub const OP_CLEAR: &str = "rs_clear";
+/// Longest abort reason kept, in bytes.
+pub const MAX_ABORT_REASON: usize = 4096;
+/// Room every message keeps for its header and framing: a batch body may fill the rest.
+pub const HEADER_ROOM: usize = 64 << 10;
+
+/// HTTP/2 flow-control window per stream of a transfer link: large, so one stream can fill
+/// a fast link.
+pub const STREAM_WINDOW: u32 = 16 << 20;
+/// HTTP/2 flow-control window per connection of a transfer link.
+pub const CONNECTION_WINDOW: u32 = 32 << 20;
+/// Largest HTTP/2 DATA frame a roll-site accepts: with h2's default of 16 KiB, a 4 MiB
+/// packet is 256 frames, each a wakeup and a buffer; 1 MiB frames cut that overhead.
+pub const MAX_FRAME: u32 = 1 << 20;
+
+/// Checks that batches of `batch_body_bytes` fit in messages of `max_message_bytes` with
+/// their header: the one place that says so. Err says what to change.
+pub fn check_batch_size(
+    batch_body_bytes: u64,
+    max_message_bytes: u64,
+) -> std::result::Result<(), String> {
+    let fits = batch_body_bytes > 0
+        && batch_body_bytes.saturating_add(HEADER_ROOM as u64) <= max_message_bytes
+        && max_message_bytes <= u32::MAX as u64;
+    if fits {
+        return Ok(());
+    }
+    Err(format!(
+        "batch_body_bytes {batch_body_bytes} must be above 0 and at least 64 KiB below \
+         max_message_bytes {max_message_bytes} (at most 4 GiB)"
+    ))
+}
 
 /// What identifies one transfer: session, name, tag, source and destination.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -279,7 +319,7 @@ impl TableBatches {
         Self {
             partition,
             limit,
-            max_pair: max_message_bytes.saturating_sub(64 << 10),
+            max_pair: max_message_bytes.saturating_sub(HEADER_ROOM),
             seq: 0,
             buf: Vec::with_capacity(limit + 1024),
         }
@@ -287,14 +327,14 @@ impl TableBatches {
 
     /// Adds a pair; returns the full batch to send first when the pair does not fit in it.
     pub fn push(&mut self, k: &[u8], v: &[u8]) -> Result<Option<Chunk>> {
-        let size = k.len() + v.len() + 8;
+        let size = crate::pairs::encoded_len(k.len(), v.len());
         if size > self.max_pair {
             return Err(CoreError::TooLarge(format!(
                 "a pair of {} bytes in partition {} does not fit in a message of {} bytes \
                  (max_message_bytes)",
                 k.len() + v.len(),
                 self.partition,
-                self.max_pair + (64 << 10)
+                self.max_pair + HEADER_ROOM
             )));
         }
         let mut full = None;
@@ -352,6 +392,67 @@ impl RetryPolicy {
             self.retry_wait * 2u32.saturating_pow(attempt.min(16))
         })
     }
+
+    /// Calls `call` until it succeeds, fails with anything but UNAVAILABLE, or the retries
+    /// are spent, waiting between tries as this policy says and telling `on_retry(attempt,
+    /// wait, status)` first; a failure comes with how many retries were made.
+    pub async fn run<T, F, Fut>(
+        &self,
+        mut call: F,
+        on_retry: impl Fn(u32, Duration, &Status),
+    ) -> std::result::Result<T, (Status, u32)>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, Status>>,
+    {
+        let mut attempt = 0;
+        loop {
+            let status = match call().await {
+                Ok(t) => return Ok(t),
+                Err(s) => s,
+            };
+            let wait = match status.code() {
+                Code::Unavailable => self.wait(attempt),
+                _ => None,
+            };
+            let Some(wait) = wait else {
+                return Err((status, attempt));
+            };
+            attempt += 1;
+            on_retry(attempt, wait, &status);
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// " after N retries" when there were any, for error messages.
+pub fn after_retries(attempts: u32) -> String {
+    match attempts {
+        0 => String::new(),
+        n => format!(" after {n} retries"),
+    }
+}
+
+/// Shortens a status to "CODE: message" for error texts.
+pub fn describe(status: &Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
+}
+
+/// The status with the causes of a transport failure in its message: tonic says only
+/// "transport error"; its causes say what went wrong (refused connection, unknown
+/// certificate authority, ...).
+pub fn with_causes(status: Status) -> Status {
+    let mut msg = status.message().to_string();
+    let mut cause = std::error::Error::source(&status);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        cause = c.source();
+    }
+    Status::new(status.code(), msg)
 }
 
 #[cfg(test)]
@@ -417,6 +518,46 @@ mod tests {
                 None
             ]
         );
+    }
+
+    #[test]
+    fn batch_sizes_leave_room_for_the_header() {
+        assert!(check_batch_size(4 << 20, 32 << 20).is_ok());
+        assert!(check_batch_size((32 << 20) - (64 << 10), 32 << 20).is_ok());
+        let e = check_batch_size((32 << 20) - 1, 32 << 20).unwrap_err();
+        assert!(e.contains("64 KiB below max_message_bytes"), "{e}");
+        assert!(check_batch_size(0, 32 << 20).is_err());
+        assert!(check_batch_size(1 << 20, 8 << 30).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_retried_call_stops_at_the_first_answer_that_is_not_unavailable() {
+        let policy = RetryPolicy {
+            max_retry: 5,
+            long_retry: 0,
+            retry_wait: Duration::from_millis(1),
+            long_retry_wait: Duration::from_millis(1),
+        };
+        let calls = std::cell::Cell::new(0);
+        let r: std::result::Result<(), _> = policy
+            .run(
+                || {
+                    calls.set(calls.get() + 1);
+                    let n = calls.get();
+                    async move {
+                        Err(match n {
+                            1 | 2 => Status::unavailable("down"),
+                            _ => Status::not_found("gone"),
+                        })
+                    }
+                },
+                |_, _, _| {},
+            )
+            .await;
+        let (s, attempts) = r.unwrap_err();
+        assert_eq!((s.code(), attempts, calls.get()), (Code::NotFound, 2, 3));
+        assert_eq!(after_retries(attempts), " after 2 retries");
+        assert_eq!(describe(&s), "NotFound: gone");
     }
 
     #[test]

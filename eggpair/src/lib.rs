@@ -5,6 +5,7 @@
 
 pub mod baseline;
 pub mod catalog;
+pub mod channel;
 pub mod error;
 pub mod executor;
 pub mod kv;
@@ -12,8 +13,8 @@ pub mod memory;
 pub mod memory_tables;
 pub mod open_partitions;
 pub mod process;
+pub mod push;
 pub mod rocks;
-pub mod rollsite_push;
 pub mod service;
 pub mod store;
 pub mod table_meta;

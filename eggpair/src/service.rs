@@ -4,48 +4,29 @@
 
 use crate::error::EggError;
 use crate::executor::{Executor, LocalSink, ShuffleSink};
-use crate::rollsite_push::{push_partition, RollsiteClients};
+use crate::push::{push_partition, PushError, RollsiteClients, TablePush};
 use crate::store::{KeyRange, Pair};
 use eggroll_core::functions::{lookup, ErasedFn};
+use eggroll_core::transfer::after_retries;
 use eggroll_proto::meta::egg_service_client::EggServiceClient;
 use eggroll_proto::meta::egg_service_server::EggService;
+use eggroll_proto::meta::PushToRollsite;
 use eggroll_proto::meta::{
     job::Op, PairBatch, PointRequest, PointResponse, PutRequest, PutResponse, ScanRequest, Store,
     StoreLocator, Task, TaskResult,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
 /// Largest gRPC message between eggs and clients of one cluster: batches are a few MiB, but
 /// one pair may be large.
 pub const MAX_MESSAGE_BYTES: usize = 512 << 20;
 
-/// A lazily connecting channel to `addr` ("host:port", a `what`) with the settings of bulk
-/// transfers: no Nagle delay, keepalives, and HTTP/2 windows of `stream_window` per stream
-/// and 32 MiB per connection, so one stream can fill a link.
-pub fn bulk_channel(
-    addr: &str,
-    what: &str,
-    connect_timeout: std::time::Duration,
-    stream_window: u32,
-) -> Result<Channel, Status> {
-    let channel = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| {
-            Status::invalid_argument(format!("the {what} address {addr:?} is invalid: {e}"))
-        })?
-        .tcp_nodelay(true)
-        .connect_timeout(connect_timeout)
-        .http2_keep_alive_interval(std::time::Duration::from_secs(5))
-        .keep_alive_timeout(std::time::Duration::from_secs(10))
-        .initial_stream_window_size(stream_window)
-        .initial_connection_window_size(32 << 20)
-        .connect_lazy();
-    Ok(channel)
-}
+pub use crate::channel::bulk_channel;
 
 /// Clients of other eggs, one multiplexed HTTP/2 connection each.
 #[derive(Clone, Default)]
@@ -127,6 +108,56 @@ impl EggServer {
             &e,
             &format!("processor {} at {}", self.processor_id, self.endpoint),
         )
+    }
+
+    /// Pushes partition `p` of `input` to the roll-site `push` names, for every destination
+    /// (`remote_table` on a cluster: table data never passes through the client); returns
+    /// the bytes of table data pushed (one copy). `who` names this egg in errors.
+    async fn push_task(
+        &self,
+        input: StoreLocator,
+        p: u32,
+        push: &PushToRollsite,
+        who: &str,
+    ) -> Result<u64, Status> {
+        let started = std::time::Instant::now();
+        let plan = Arc::new(TablePush::from_request(push, input.total_partitions)?);
+        let target = Arc::new(self.rollsites.get(push)?);
+        let table = format!("{}/{}", input.namespace, input.name);
+        let stores = self.executor.stores().clone();
+        let read = move |visit: &mut dyn FnMut(&[u8], &[u8]) -> bool| -> crate::Result<()> {
+            let store = stores.partition(&input, p)?;
+            store.scan(KeyRange::all(), &mut |k, v| Ok(visit(k, v)))
+        };
+        // One group in flight per destination while the next one is read.
+        let streams = Arc::new(Semaphore::new(plan.destinations.len()));
+        let bytes = push_partition(read, p, plan.clone(), target, streams)
+            .await
+            .map_err(|e| match e {
+                PushError::Read(e) => to_status(&e, who),
+                PushError::Batch(e) => to_status(&EggError::Core(e), who),
+                PushError::Push {
+                    key,
+                    attempts,
+                    status,
+                } => Status::new(
+                    status.code(),
+                    format!(
+                        "pushing {} to the roll-site at {} failed{}: {}; check that `eggroll \
+                         rollsite` runs there and that this node can reach it",
+                        key.rs_key(),
+                        push.rollsite,
+                        after_retries(attempts),
+                        status.message()
+                    ),
+                ),
+                PushError::Internal(m) => Status::internal(format!("{who}: {m}")),
+            })?;
+        tracing::info!(table = %table, partition = p, rollsite = %push.rollsite,
+            key = %plan.destinations.first().map(|d| d.0.rs_key()).unwrap_or_default(),
+            parties = plan.destinations.len(), bytes, ms = started.elapsed().as_millis() as u64,
+            "partition pushed to the roll-site");
+        Ok(bytes)
     }
 }
 
@@ -256,14 +287,11 @@ impl EggService for EggServer {
             }
             Some(Op::Push(push)) => {
                 let who = format!("processor {} at {}", self.processor_id, self.endpoint);
-                let stores = self.executor.stores().clone();
                 let span = tracing::info_span!("push_to_rollsite", session = %job.session_id,
                     job = %job.id, partition = p);
-                let bytes = tracing::Instrument::instrument(
-                    push_partition(stores, &self.rollsites, input, p, push.clone(), &who),
-                    span,
-                )
-                .await?;
+                let bytes =
+                    tracing::Instrument::instrument(self.push_task(input, p, push, &who), span)
+                        .await?;
                 return Ok(Response::new(TaskResult {
                     partition: p,
                     count: bytes,

@@ -3,13 +3,13 @@
 
 use eggroll_core::codec::Bytes;
 use eggroll_core::config::EggrollConfig;
+use eggroll_federation::{Federation, FederationOptions, Party};
 use eggroll_proto::proxy::data_transfer_service_client::DataTransferServiceClient;
 use eggroll_proto::proxy::data_transfer_service_server::{
     DataTransferService, DataTransferServiceServer,
 };
 use eggroll_proto::proxy::{Data, Metadata, Packet, PollingFrame};
 use eggroll_rollpair::{Options, RollPair, RollPairContext};
-use eggroll_rollsite::{Federation, FederationOptions, Party};
 use std::error::Error;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -201,8 +201,8 @@ pub fn run(sizes: (u64, u64, usize, u32), mut config: EggrollConfig) -> Res<()> 
             Federation::connect(&addrs[1].to_string(), "bench", host.clone(), opts.clone())?,
         );
         let in_process = (
-            Federation::in_process(&sites[0].3, "bench", guest.clone(), opts.clone())?,
-            Federation::in_process(&sites[1].3, "bench", host.clone(), opts)?,
+            Federation::in_process(sites[0].3.site(), "bench", guest.clone(), opts.clone())?,
+            Federation::in_process(sites[1].3.site(), "bench", host.clone(), opts)?,
         );
 
         // Baselines, measured in the same run.

@@ -4,9 +4,9 @@
 
 use clap::{Args, ValueEnum};
 use eggroll_core::config::EggrollConfig;
+use eggroll_federation::{BlockingFederation, FederationOptions, Party};
 use eggroll_psi::{demo_ids, Role};
 use eggroll_rollpair::{Options, RollPairContext, SessionOptions};
-use eggroll_rollsite::{Federation, FederationOptions, Party};
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -88,19 +88,12 @@ pub fn run(args: PsiArgs, config: EggrollConfig) -> Result<(), Box<dyn std::erro
         .rollsite
         .clone()
         .unwrap_or_else(|| format!("{}:{}", config.rollsite.host, config.rollsite.port));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let fed = {
-        let _guard = rt.enter();
-        Federation::connect(
-            &rollsite,
-            &args.job_id,
-            me,
-            FederationOptions::from_config(&config.rollsite),
-        )?
-    };
+    let fed = BlockingFederation::connect(
+        &rollsite,
+        &args.job_id,
+        me,
+        FederationOptions::from_config(&config.rollsite),
+    )?;
     let (ids, expected) = match (&args.ids, args.generate) {
         (Some(path), _) => {
             let file = std::fs::File::open(path)
@@ -123,7 +116,7 @@ pub fn run(args: PsiArgs, config: EggrollConfig) -> Result<(), Box<dyn std::erro
     )?;
     let started = Instant::now();
     let progress = crate::progress::Phases::new(role.name());
-    let outcome = eggroll_psi::run(role, &table, &fed, rt.handle(), &peer, &progress);
+    let outcome = eggroll_psi::run(role, &table, &fed, &peer, &progress);
     progress.finish();
     ctx.stop()?;
     let outcome = outcome?;

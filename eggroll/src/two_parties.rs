@@ -4,9 +4,10 @@
 
 use crate::local_cluster::LocalCluster;
 use eggroll_core::config::EggrollConfig;
+use eggroll_federation::{BlockingFederation, FederationOptions, Party};
 use eggroll_psi::{PsiOutcome, Role};
 use eggroll_rollpair::{Options, RollPairContext, SessionOptions};
-use eggroll_rollsite::{Federation, FederationOptions, Party, RollSite};
+use eggroll_rollsite::RollSite;
 use std::path::{Path, PathBuf};
 
 /// A party's certificate, key and the CA it trusts (PEM files).
@@ -31,7 +32,7 @@ pub struct LocalParty {
     /// Its roll-site.
     pub site: RollSite,
     /// Its federation context for the job.
-    pub fed: Federation,
+    pub fed: BlockingFederation,
     /// Its daemons, in cluster mode.
     _cluster: Option<LocalCluster>,
 }
@@ -142,8 +143,9 @@ impl TwoParties {
                 }
                 None => (RollPairContext::standalone_with(&config)?, None),
             };
-            let fed = Federation::in_process(
-                &site,
+            let fed = BlockingFederation::in_process(
+                site.site(),
+                rt.handle().clone(),
                 job,
                 Party::new(role.name(), party),
                 FederationOptions::from_config(&config.rollsite),
@@ -180,14 +182,7 @@ impl TwoParties {
                 .parallelize(ids.map(|id| (id, ())), Options::partitions(partitions))?;
             let peer = Party::new(peer.role.name(), &peer.party_id);
             let shown = progress(&format!("{} {}", p.role.name(), p.party_id));
-            let out = eggroll_psi::run(
-                p.role,
-                &table,
-                &p.fed,
-                self.rt.handle(),
-                &peer,
-                shown.as_ref(),
-            );
+            let out = eggroll_psi::run(p.role, &table, &p.fed, &peer, shown.as_ref());
             table.destroy()?;
             Ok(out?)
         };

@@ -6,8 +6,9 @@ mod suite;
 
 use eggroll_core::codec::Bytes;
 use eggroll_core::config::EggrollConfig;
+use eggroll_federation::{Federation, FederationOptions, Party};
 use eggroll_rollpair::{Options, RollPair, RollPairContext};
-use eggroll_rollsite::{Federation, FederationOptions, Party, RollSite};
+use eggroll_rollsite::RollSite;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -120,7 +121,7 @@ fn eggs_push_their_partitions_and_the_receiver_gets_the_same_table() {
         ..Default::default()
     };
     let fa = Federation::connect(&loopback(&a), "fed1", guest(), opts.clone()).unwrap();
-    let fb = Federation::in_process(&b, "fed1", host(), opts).unwrap();
+    let fb = Federation::in_process(b.site(), "fed1", host(), opts).unwrap();
     let receiver = RollPairContext::standalone(dir.path().join("host-data")).unwrap();
 
     // Unicode and binary keys, an empty value, a 1 MiB value, duplicate keys (last wins).

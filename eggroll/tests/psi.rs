@@ -90,9 +90,9 @@ fn psi_over_mutual_tls_matches_the_plain_intersection() {
 
 #[test]
 fn a_party_whose_psi_fails_makes_the_other_fail_at_once_with_its_reason() {
+    use eggroll_federation::Party;
     use eggroll_psi::Role;
     use eggroll_rollpair::{Options, RollPair};
-    use eggroll_rollsite::Party;
     let dir = tempfile::tempdir().unwrap();
     let setup = Setup {
         cluster: None,
@@ -113,13 +113,12 @@ fn a_party_whose_psi_fails_makes_the_other_fail_at_once_with_its_reason() {
 
     // The guest waits for the host's blinded ids; its idle timeout is minutes away.
     let (tx, rx) = std::sync::mpsc::channel();
-    let (fed, rt) = (parties.guest.fed.clone(), parties.rt.handle().clone());
+    let fed = parties.guest.fed.clone();
     std::thread::spawn(move || {
         let r = eggroll_psi::run(
             Role::Guest,
             &guest_ids,
             &fed,
-            &rt,
             &Party::new("host", "10000"),
             &(),
         );
@@ -129,7 +128,6 @@ fn a_party_whose_psi_fails_makes_the_other_fail_at_once_with_its_reason() {
         Role::Host,
         &host_ids,
         &parties.host.fed,
-        parties.rt.handle(),
         &Party::new("guest", "9999"),
         &(),
     )

@@ -1,8 +1,8 @@
 //! Two `eggroll rollsite` processes, started as an operator would, exchanging an object and a
 //! table through the federation API; a bad route table stops the start with its line.
 
+use eggroll_federation::{Federation, FederationOptions, Party};
 use eggroll_rollpair::{Options, RollPair, RollPairContext};
-use eggroll_rollsite::{Federation, FederationOptions, Party};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 

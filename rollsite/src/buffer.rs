@@ -18,14 +18,15 @@ use crate::spares::{Lease, Spares};
 use bytes::Bytes;
 use eggroll_core::config::StorageConfig;
 use eggroll_core::partitioner::murmur3_32;
+use eggroll_core::sync::Mutex;
 use eggroll_eggpair::{KeyRange, Pair, PartitionStore, Stores};
 use eggroll_proto::meta::{StoreLocator, StoreType};
 use eggroll_proto::transfer::RollSiteHeader;
 use prost::Message;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 const NAMESPACE: &str = "rollsite";
@@ -95,17 +96,17 @@ impl Progress {
 
     /// When data last arrived (or the roll-site started watching).
     pub fn last_arrival(&self) -> Instant {
-        *self.last.lock().unwrap_or_else(|e| e.into_inner())
+        *self.last.lock()
     }
 
     /// Why the last push of this transfer failed, if it did.
     pub fn last_error(&self) -> Option<String> {
-        self.error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.error.lock().clone()
     }
 
     /// Records a failed push, for the waiting get to report.
     pub fn fail(&self, why: String) {
-        *self.error.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+        *self.error.lock() = Some(why);
         self.notify.notify_waiters();
     }
 }
@@ -254,12 +255,6 @@ fn object_range(marker: &[u8]) -> (u64, u64) {
     (at(1), at(9))
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 fn tail_partition(k: &[u8]) -> u32 {
     let mut b = [0u8; 4];
     if k.len() >= 12 {
@@ -356,7 +351,6 @@ impl Buffer {
     pub fn progress(&self, rk: &str) -> Arc<Progress> {
         self.live
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .entry(rk.to_string())
             .or_insert_with(|| Arc::new(Progress::new()))
             .clone()
@@ -366,10 +360,7 @@ impl Buffer {
     /// timed out), so waiting for transfers that never come does not grow memory.
     pub fn forget_if_empty(&self, rk: &str) -> Result<()> {
         if self.store.get(&prefix(b'H', rk))?.is_none() {
-            self.live
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(rk);
+            self.live.lock().remove(rk);
         }
         Ok(())
     }
@@ -379,7 +370,7 @@ impl Buffer {
     pub fn write(&self, rk: &str, header: &RollSiteHeader, batches: Vec<Batch>) -> Result<()> {
         let progress = self.progress(rk);
         if header.data_type == OBJECT {
-            let mut seen = progress.seen.lock().unwrap_or_else(|e| e.into_inner());
+            let mut seen = progress.seen.lock();
             for b in &batches {
                 seen.insert((b.partition, b.seq), b.body.len() as u64);
             }
@@ -399,7 +390,7 @@ impl Buffer {
         meta.stage.clear();
         let dir = self.transfer_dir(rk);
         let chunk = object_chunk(header)?;
-        let in_eggs = header.options.contains_key(crate::inbox::EGG_TABLE_OPTION);
+        let in_eggs = header.options.contains_key(crate::packet::EGG_TABLE_OPTION);
         // Batches in the eggs leave no files here.
         if !in_eggs {
             std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
@@ -409,12 +400,7 @@ impl Buffer {
         }
         let mut markers = Vec::with_capacity(batches.len());
         let mut object: Option<std::fs::File> = None;
-        let _writing = chunk.map(|_| {
-            progress
-                .object_file
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-        });
+        let _writing = chunk.map(|_| progress.object_file.lock());
         for b in &batches {
             if in_eggs {
                 markers.push(vec![IN_EGGS]);
@@ -487,7 +473,10 @@ impl Buffer {
         }
         let mut pairs: Vec<Pair> = Vec::with_capacity(batches.len() * 2 + 2);
         pairs.push((prefix(b'H', rk), meta.encode_to_vec()));
-        pairs.push((prefix(b'T', rk), now_ms().to_be_bytes().to_vec()));
+        pairs.push((
+            prefix(b'T', rk),
+            eggroll_core::clock::epoch_millis().to_be_bytes().to_vec(),
+        ));
         for (b, m) in batches.into_iter().zip(markers) {
             pairs.push((batch_key(b'M', rk, b.partition, b.seq), m));
             if b.finish {
@@ -501,7 +490,7 @@ impl Buffer {
         if self.fsync {
             self.store.sync()?;
         }
-        *progress.last.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        *progress.last.lock() = Instant::now();
         progress.notify.notify_waiters();
         if header.name == ABORT_NAME {
             self.aborts.notify_waiters();
@@ -659,7 +648,7 @@ impl Buffer {
     /// Each comes with the table in the cluster's eggs that held its batches, if one did
     /// (`namespace/name`, see `inbox`): the caller drops that too.
     pub fn expire(&self, age: Duration) -> Result<Vec<(String, Option<String>)>> {
-        let cutoff = now_ms().saturating_sub(age.as_millis() as u64);
+        let cutoff = eggroll_core::clock::epoch_millis().saturating_sub(age.as_millis() as u64);
         let mut old = Vec::new();
         self.store.scan(KeyRange::prefix(b"T"), &mut |k, v| {
             if tail_u64(v) < cutoff {
@@ -671,7 +660,7 @@ impl Buffer {
         for rk in old {
             let in_eggs = self
                 .header(&rk)?
-                .and_then(|h| h.options.get(crate::inbox::EGG_TABLE_OPTION).cloned());
+                .and_then(|h| h.options.get(crate::packet::EGG_TABLE_OPTION).cloned());
             let batches = self.clear(&rk)?;
             tracing::warn!(key = %rk, batches, hours = age.as_secs() / 3600,
                 "dropped a received transfer that no get took (rollsite.buffer_expiry_hours)");
@@ -714,10 +703,7 @@ impl Buffer {
                 source,
             })?;
         }
-        self.live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(rk);
+        self.live.lock().remove(rk);
         Ok(batches)
     }
 }

@@ -1,12 +1,14 @@
-//! Errors of the roll-site and of the federation API, and how each maps to a gRPC status.
+//! Errors of the roll-site, and how each maps to a gRPC status.
 
+pub use eggroll_core::transfer::describe;
+use eggroll_core::transfer::with_causes;
 use thiserror::Error;
 use tonic::{Code, Status};
 
 /// Result with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// What a roll-site or a federation call can fail with.
+/// What a roll-site call can fail with.
 #[derive(Debug, Error)]
 pub enum Error {
     /// A setting is missing or wrong.
@@ -81,21 +83,9 @@ pub enum Error {
 impl Error {
     /// Wraps a failure of a hop.
     pub fn hop(hop: impl Into<String>, status: Status) -> Self {
-        // A transport failure says only "transport error"; its causes say what went wrong
-        // (refused connection, unknown certificate authority, ...).
-        let mut msg = status.message().to_string();
-        let mut cause = std::error::Error::source(&status);
-        while let Some(c) = cause {
-            let text = c.to_string();
-            if !msg.contains(&text) {
-                msg.push_str(": ");
-                msg.push_str(&text);
-            }
-            cause = c.source();
-        }
         Error::Hop {
             hop: hop.into(),
-            status: Box::new(Status::new(status.code(), msg)),
+            status: Box::new(with_causes(status)),
         }
     }
 
@@ -146,7 +136,16 @@ impl From<tokio::task::JoinError> for Error {
     }
 }
 
-/// Shortens a status to "CODE: message" for error texts.
-pub fn describe(status: &Status) -> String {
-    format!("{:?}: {}", status.code(), status.message())
+impl From<eggroll_federation::Error> for Error {
+    fn from(e: eggroll_federation::Error) -> Self {
+        use eggroll_federation::Error as F;
+        // Packet faults keep their own kinds: senders are told which field is wrong.
+        match e {
+            F::BadPacket(m) => Error::BadPacket(m),
+            F::TooLarge(m) => Error::TooLarge(m),
+            F::RollPair(e) => Error::RollPair(e),
+            F::Core(e) => Error::Core(e),
+            other => Error::Internal(other.to_string()),
+        }
+    }
 }

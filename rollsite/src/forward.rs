@@ -4,10 +4,10 @@
 use crate::error::{Error, Result};
 use crate::route::Route;
 use crate::tls::TlsFiles;
+use eggroll_core::sync::Mutex;
 use eggroll_proto::proxy::data_transfer_service_client::DataTransferServiceClient;
 use eggroll_proto::proxy::{Metadata, Packet};
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
@@ -19,14 +19,7 @@ pub const HOPS_HEADER: &str = "x-eggroll-hops";
 /// Most roll-sites a packet may pass.
 pub const MAX_HOPS: u32 = 8;
 
-/// HTTP/2 flow-control windows: large, so one stream can fill a fast link.
-pub const STREAM_WINDOW: u32 = 16 << 20;
-/// See [`STREAM_WINDOW`].
-pub const CONNECTION_WINDOW: u32 = 32 << 20;
-
-/// Largest HTTP/2 DATA frame a roll-site accepts: with h2's default of 16 KiB, a 4 MiB
-/// packet is 256 frames, each a wakeup and a buffer; 1 MiB frames cut that overhead.
-pub const MAX_FRAME: u32 = 1 << 20;
+pub use eggroll_core::transfer::{CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
 
 /// Makes a channel to `address` (`host:port`), with TLS when `tls` is given.
 pub fn channel(
@@ -140,7 +133,7 @@ impl Forwarder {
             None
         };
         let key = format!("{}|{:?}|{:?}", route.address(), route.hostname, files);
-        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        let mut channels = self.channels.lock();
         let ch = match channels.get(&key) {
             Some(c) => c.clone(),
             None => {

@@ -10,16 +10,13 @@
 
 use crate::error::{Error, Result};
 use eggroll_core::codec::Bytes;
+use eggroll_core::sync::Mutex;
 use eggroll_proto::transfer::RollSiteHeader;
 use eggroll_rollpair::{Options, RollPair, RollPairContext, SessionOptions};
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 /// Namespace of the tables received into the eggs.
 pub const NAMESPACE: &str = "rollsite_inbox";
-
-/// Header option naming where a received table is: `namespace/name` in the cluster's eggs.
-pub const EGG_TABLE_OPTION: &str = "egg_table";
 
 /// The roll-site's session on its cluster and the tables being received into it.
 pub struct Inbox {
@@ -54,7 +51,7 @@ impl Inbox {
 
     /// The session, started on first use. Blocks: call it on a blocking thread.
     fn context(&self) -> Result<RollPairContext> {
-        let mut ctx = self.ctx.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ctx = self.ctx.lock();
         if let Some(c) = ctx.as_ref() {
             return Ok(c.clone());
         }
@@ -84,7 +81,7 @@ impl Inbox {
         let n = header.total_partitions.max(1) as u32;
         let table = {
             // Held while the table is loaded or made: streams of one transfer arrive at once.
-            let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+            let mut tables = self.tables.lock();
             match tables.get(name) {
                 Some(t) => t.clone(),
                 None => {
@@ -111,7 +108,7 @@ impl Inbox {
         };
         let what = format!("table {NAMESPACE}/{name}");
         for (p, body) in batches {
-            crate::federation::write_batch(&table, n, *p, body, &what)?;
+            eggroll_federation::write_batch(&table, n, *p, body, &what)?;
         }
         Ok(())
     }
@@ -120,11 +117,7 @@ impl Inbox {
     /// transfer nobody took.
     pub fn destroy(&self, at: &str) -> Result<()> {
         let (namespace, name) = at.split_once('/').unwrap_or((NAMESPACE, at));
-        let cached = self
-            .tables
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(name);
+        let cached = self.tables.lock().remove(name);
         let table = match cached {
             Some(t) => t,
             None => self.context()?.load::<Bytes, Bytes>(namespace, name)?,
@@ -137,11 +130,7 @@ impl Inbox {
 
     /// Forgets the table of a transfer that was taken (it now belongs to the get's caller).
     pub fn forget(&self, name: &str) {
-        let t = self
-            .tables
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(name);
+        let t = self.tables.lock().remove(name);
         drop(t);
     }
 }
@@ -149,8 +138,8 @@ impl Inbox {
 impl Drop for Inbox {
     fn drop(&mut self) {
         // The session owns a tokio runtime, which may not be dropped on an async worker.
-        let ctx = self.ctx.get_mut().unwrap_or_else(|e| e.into_inner()).take();
-        let tables = std::mem::take(self.tables.get_mut().unwrap_or_else(|e| e.into_inner()));
+        let ctx = self.ctx.get_mut().take();
+        let tables = std::mem::take(self.tables.get_mut());
         if ctx.is_some() || !tables.is_empty() {
             let _ = std::thread::spawn(move || drop((tables, ctx)));
         }

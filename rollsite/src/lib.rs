@@ -1,16 +1,19 @@
-//! Roll-site, the federation gateway of eggroll-rs, and the federation API built on it.
+//! Roll-site, the federation gateway of eggroll-rs.
 //!
 //! A roll-site speaks EggRoll's cross-party protocol (`DataTransferService`, `RouteService`)
 //! on one port (plus a mutual-TLS port when it has a certificate), routes each packet by
 //! EggRoll's route table, stores what arrives for its own party in a durable buffer until a
-//! `get` takes it, and forwards everything else to the next hop. [`Federation`] is the
-//! algorithm-facing `remote` / `get` API.
+//! `get` takes it, and forwards everything else to the next hop. The algorithm-facing
+//! `remote` / `get` API is `eggroll-federation`, which this crate serves (in-process too:
+//! [`site::Site`] implements its `LocalRollsite`).
 
 pub mod buffer;
 pub mod error;
-pub mod federation;
 pub mod forward;
 pub mod inbox;
+mod local;
+pub mod peer;
+pub mod poller;
 pub mod polling;
 pub mod route;
 pub mod service;
@@ -21,7 +24,6 @@ pub mod tls;
 /// Roll-site packets: the transfer key, headers and table batch format (shared with eggs).
 pub use eggroll_core::transfer as packet;
 pub use error::{Error, Result};
-pub use federation::{Federation, FederationOptions, Party};
 
 use eggroll_core::config::EggrollConfig;
 use eggroll_proto::proxy::data_transfer_service_server::DataTransferServiceServer;
@@ -220,7 +222,7 @@ pub async fn start(config: &EggrollConfig) -> Result<RollSite> {
         tokio::task::spawn_blocking(move || inbox.warm_up());
     }
     if !rs.polling_exchange.trim().is_empty() {
-        tasks.push(tokio::spawn(polling::run_poller(
+        tasks.push(tokio::spawn(poller::run_poller(
             site.clone(),
             rs.polling_exchange.trim().to_string(),
             rs.polling_tls,

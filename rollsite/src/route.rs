@@ -10,10 +10,11 @@
 //! ```
 
 use crate::error::{Error, Result};
+use eggroll_core::sync::{Mutex, RwLock};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
 /// One next hop as the route table lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -336,18 +337,12 @@ impl Routes {
 
     /// The table in force; transfers keep the one they started with.
     pub fn table(&self) -> Arc<RouteTable> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.current.read().clone()
     }
 
     /// Why the last reload was rejected, if it was.
     pub fn last_error(&self) -> Option<String> {
-        self.last_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.last_error.lock().clone()
     }
 
     /// Rereads the file; swaps the table in if the text changed and parses. Returns whether
@@ -366,15 +361,15 @@ impl Routes {
                 return false;
             }
         };
-        let mut last = self.last_text.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = self.last_text.lock();
         if last.as_deref() == Some(&text[..]) {
             return false;
         }
         match parse_bytes(&text, path) {
             Ok(table) => {
-                *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+                *self.current.write() = Arc::new(table);
                 *last = Some(text);
-                *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                *self.last_error.lock() = None;
                 tracing::info!(path = %path.display(), "route table reloaded");
                 true
             }
@@ -389,7 +384,7 @@ impl Routes {
 
     fn reject(&self, msg: String) {
         tracing::error!("{msg}");
-        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg);
+        *self.last_error.lock() = Some(msg);
     }
 }
 

@@ -1,8 +1,9 @@
 //! The gRPC services as EggRoll defines them: `DataTransferService` and `RouteService`.
 
 use crate::forward::HOPS_HEADER;
+use crate::peer::Peer;
 use crate::route::Hop;
-use crate::site::{Peer, Site};
+use crate::site::Site;
 use eggroll_proto::core_meta::Endpoint;
 use eggroll_proto::proxy::data_transfer_service_server::DataTransferService;
 use eggroll_proto::proxy::route_service_server::RouteService;
@@ -72,7 +73,12 @@ impl DataTransferService for Service {
         let out = self
             .site
             .hub
-            .accept(&self.site, req.into_inner(), peer)
+            .accept(
+                &self.site.routes.table(),
+                std::time::Duration::from_secs(self.site.config.polling_idle_s.max(1)),
+                req.into_inner(),
+                peer,
+            )
             .await?;
         Ok(Response::new(out))
     }

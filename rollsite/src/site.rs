@@ -4,8 +4,12 @@
 use crate::buffer::{Batch, Buffer};
 use crate::error::{Error, Result};
 use crate::forward::{Forwarder, MAX_HOPS};
-use crate::inbox::{Inbox, EGG_TABLE_OPTION, NAMESPACE};
-use crate::packet::{destination, rollsite_header, TransferKey, FINISH, TABLE};
+use crate::inbox::{Inbox, NAMESPACE};
+use crate::packet::{
+    check_batch_size, destination, rollsite_header, TransferKey, EGG_TABLE_OPTION, FINISH,
+    MAX_ABORT_REASON, OP_CLEAR, TABLE,
+};
+pub use crate::peer::Peer;
 use crate::polling::Hub;
 use crate::route::{Hop, Routes};
 use crate::tls::TlsFiles;
@@ -21,25 +25,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::Status;
 
-/// `Metadata.operator` of a local get's request to drop a transfer it has taken.
-pub const OP_CLEAR: &str = "rs_clear";
-/// Longest abort reason kept, in bytes.
-pub const MAX_ABORT_REASON: usize = 4096;
 /// Batches are written to storage in groups of about this many bytes.
 const WRITE_GROUP_BYTES: usize = 8 << 20;
-
-/// Who sent a request, as the server saw it.
-#[derive(Clone, Copy, Debug)]
-pub struct Peer {
-    /// The remote address, if known.
-    pub addr: Option<SocketAddr>,
-    /// Whether it came over the mutual-TLS port.
-    pub secure: bool,
-    /// Roll-sites it already passed.
-    pub hops: u32,
-    /// This party's own code calling in-process.
-    pub trusted: bool,
-}
 
 /// The shared state of a running roll-site.
 pub struct Site {
@@ -77,13 +64,8 @@ impl Site {
                     .into(),
             ));
         }
-        if rs.batch_body_bytes == 0 || rs.batch_body_bytes + (64 << 10) > rs.max_message_bytes {
-            return Err(Error::Config(format!(
-                "rollsite.batch_body_bytes ({}) must be above 0 and at least 64 KiB below \
-                 max_message_bytes ({})",
-                rs.batch_body_bytes, rs.max_message_bytes
-            )));
-        }
+        check_batch_size(rs.batch_body_bytes, rs.max_message_bytes)
+            .map_err(|m| Error::Config(format!("rollsite.{m}")))?;
         if !(1..=1024).contains(&rs.polling_concurrency) {
             return Err(Error::Config(format!(
                 "rollsite.polling_concurrency ({}) must be between 1 and 1024 polling streams",

@@ -11,10 +11,11 @@
 //! A file that mapped views still read (an in-process get hands out the mapped object) is
 //! only reused once the last view is gone: each view holds a [`Lease`] on its file.
 
+use eggroll_core::sync::Mutex;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 
 /// Spare files kept at most: each may hold up to `max_object_bytes` of page cache, which the
 /// kernel can reclaim under memory pressure like any cached file.
@@ -30,18 +31,10 @@ pub struct Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let retired = self
-            .retired
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let retired = self.retired.lock().take();
         if let Some(path) = retired {
             self.spares.outstanding.fetch_sub(1, Ordering::AcqRel);
-            self.spares
-                .free
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(path);
+            self.spares.free.lock().push(path);
         }
     }
 }
@@ -94,12 +87,7 @@ impl Spares {
 
     /// Moves a free spare to `path`, if there is one; the caller then writes over it.
     pub fn take_into(&self, path: &Path) -> std::io::Result<bool> {
-        let spare = self
-            .pool
-            .free
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop();
+        let spare = self.pool.free.lock().pop();
         let Some(spare) = spare else {
             return Ok(false);
         };
@@ -111,7 +99,7 @@ impl Spares {
     /// view. A file retired between the two is renamed away, so the mapping then fails (as for
     /// a removed transfer) and the lease frees the spare when it drops.
     pub fn lease(&self, path: &Path) -> Arc<Lease> {
-        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        let mut leases = self.leases.lock();
         if let Some(l) = leases.get(path).and_then(Weak::upgrade) {
             return l;
         }
@@ -127,15 +115,9 @@ impl Spares {
     /// room; otherwise leaves it to be deleted with its transfer.
     pub fn retire(&self, path: &Path) -> std::io::Result<()> {
         let live = {
-            let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+            let mut leases = self.leases.lock();
             let live = leases.remove(path).and_then(|w| w.upgrade());
-            let kept = self
-                .pool
-                .free
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .len()
-                + self.pool.outstanding.load(Ordering::Acquire);
+            let kept = self.pool.free.lock().len() + self.pool.outstanding.load(Ordering::Acquire);
             if kept >= MAX_SPARES || !path.exists() {
                 return Ok(());
             }
@@ -145,14 +127,9 @@ impl Spares {
             match &live {
                 Some(l) => {
                     self.pool.outstanding.fetch_add(1, Ordering::AcqRel);
-                    *l.retired.lock().unwrap_or_else(|e| e.into_inner()) = Some(spare);
+                    *l.retired.lock() = Some(spare);
                 }
-                None => self
-                    .pool
-                    .free
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(spare),
+                None => self.pool.free.lock().push(spare),
             }
             live
         };
@@ -163,10 +140,6 @@ impl Spares {
 
     /// Spare files free for the next object (for tests).
     pub fn free(&self) -> usize {
-        self.pool
-            .free
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
+        self.pool.free.lock().len()
     }
 }

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use eggroll_rollsite::Party;
+use eggroll_federation::Party;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -3,10 +3,10 @@
 mod common;
 
 use common::*;
+use eggroll_federation::Party;
 use eggroll_proto::proxy::data_transfer_service_client::DataTransferServiceClient;
 use eggroll_rollpair::{Options, RollPair, RollPairContext};
 use eggroll_rollsite::packet::OBJECT;
-use eggroll_rollsite::Party;
 use serde_json::json;
 use std::time::Duration;
 

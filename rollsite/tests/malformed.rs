@@ -5,10 +5,10 @@ mod common;
 
 use common::*;
 use eggroll_core::pairs::push as push_pair;
+use eggroll_federation::Party;
 use eggroll_proto::proxy::data_transfer_service_client::DataTransferServiceClient;
 use eggroll_proto::proxy::{Data, Metadata, Packet, Topic};
 use eggroll_rollsite::packet::{TransferKey, FINISH, OBJECT, TABLE};
-use eggroll_rollsite::Party;
 use prost::Message;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -267,7 +267,7 @@ async fn ten_thousand_bad_packets_then_a_good_transfer() {
         assert_eq!(s.code(), code, "{what}: {s:?}");
     }
 
-    let small = eggroll_rollsite::FederationOptions::from_config(&ca.rollsite);
+    let small = eggroll_federation::FederationOptions::from_config(&ca.rollsite);
     let fa = federation_with(&a, "good", "guest", "9999", small.clone());
     let fb = federation_with(&b, "good", "host", "10000", small);
     let blob = pattern(1 << 20, 1);

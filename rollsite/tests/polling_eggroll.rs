@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use eggroll_federation::Party;
 use eggroll_proto::proxy::data_transfer_service_client::DataTransferServiceClient;
 use eggroll_proto::proxy::data_transfer_service_server::{
     DataTransferService, DataTransferServiceServer,
@@ -13,7 +14,6 @@ use eggroll_proto::proxy::{Data, Metadata, Packet, PollingFrame, Topic};
 use eggroll_rollsite::packet::{
     chunk_packet, Chunk, TransferKey, CHUNK_OPTION, OBJECT, SIZE_OPTION,
 };
-use eggroll_rollsite::Party;
 use serde_json::json;
 use std::time::Duration;
 use tokio::sync::mpsc;

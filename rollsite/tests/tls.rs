@@ -5,9 +5,9 @@ mod common;
 
 use common::*;
 use eggroll_core::config::EggrollConfig;
+use eggroll_federation::Party;
 use eggroll_proto::proxy::data_transfer_service_client::DataTransferServiceClient;
 use eggroll_rollsite::packet::{TransferKey, OBJECT};
-use eggroll_rollsite::Party;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,

@@ -6,10 +6,10 @@ use common::*;
 use eggroll_core::codec::{encode, Bytes};
 use eggroll_core::pairs::push as push_pair;
 use eggroll_core::partitioner::partition_of;
+use eggroll_federation::Party;
 use eggroll_proto::proxy::data_transfer_service_client::DataTransferServiceClient;
 use eggroll_rollpair::{Options, RollPair, RollPairContext};
 use eggroll_rollsite::packet::{TransferKey, FINISH, TABLE};
-use eggroll_rollsite::Party;
 use serde_json::json;
 use std::time::Duration;
 
@@ -417,8 +417,10 @@ async fn a_remote_retries_until_the_peer_comes_up() {
 async fn in_process_federations_skip_the_local_hop() {
     let dir = dir();
     let (a, b) = pair(dir.path()).await;
-    let fa = eggroll_rollsite::Federation::in_process(&a, "job7", guest(), options()).unwrap();
-    let fb = eggroll_rollsite::Federation::in_process(&b, "job7", host(), options()).unwrap();
+    let fa =
+        eggroll_federation::Federation::in_process(a.site(), "job7", guest(), options()).unwrap();
+    let fb =
+        eggroll_federation::Federation::in_process(b.site(), "job7", host(), options()).unwrap();
     let blob = pattern(9 << 20, 13);
     fa.remote_bytes(blob.clone(), "b", "0", &[host()])
         .await
@@ -441,7 +443,7 @@ async fn in_process_federations_skip_the_local_hop() {
     a.shutdown().await;
     let mut quick = options();
     quick.max_retry = 1;
-    let fa = eggroll_rollsite::Federation::in_process(&b, "job7", guest(), quick).unwrap();
+    let fa = eggroll_federation::Federation::in_process(b.site(), "job7", guest(), quick).unwrap();
     b.shutdown().await;
     let err = fa.remote(&1u8, "x", "0", &[host()]).await.unwrap_err();
     assert!(err.to_string().contains("stopped"), "{err}");
@@ -483,7 +485,8 @@ async fn an_abort_fails_the_peers_waiting_gets_at_once_with_its_reason() {
     let fa = federation(&a, "job-abort", "guest", "9999");
     let fb = federation(&b, "job-abort", "host", "10000");
     let fb_in =
-        eggroll_rollsite::Federation::in_process(&b, "job-abort", host(), options()).unwrap();
+        eggroll_federation::Federation::in_process(b.site(), "job-abort", host(), options())
+            .unwrap();
     let started = std::time::Instant::now();
     let over_grpc = tokio::spawn({
         let fb = fb.clone();

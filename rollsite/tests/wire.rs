@@ -149,7 +149,7 @@ async fn our_rollsite_pushes_are_accepted_by_a_python_grpcio_next_hop() {
     // Several 4 MiB packets (each message spans many HTTP/2 frames), an odd-sized tail, and
     // a small serde value: through our roll-site's zero-copy pushes to grpcio.
     let fed = federation(&site, "wire_out", "guest", "9999");
-    let host = [eggroll_rollsite::Party::new("host", "10000")];
+    let host = [eggroll_federation::Party::new("host", "10000")];
     let blob = pattern((9 << 20) + 12_345, 5);
     fed.remote_bytes(blob.clone(), "big", "0", &host)
         .await

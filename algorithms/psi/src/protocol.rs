@@ -12,10 +12,9 @@
 
 use crate::crypto::{Point, Secret};
 use crate::functions::{BlindKey, BlindValue, Forget, HashBlind, KeepId, KeyByDouble, WithDouble};
+use eggroll_federation::{BlockingFederation, Party};
 use eggroll_rollpair::RollPair;
-use eggroll_rollsite::{Federation, Party};
 use std::time::{Duration, Instant};
-use tokio::runtime::Handle;
 
 /// What a PSI run can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +24,7 @@ pub enum PsiError {
     Table(#[from] eggroll_rollpair::Error),
     /// A transfer through roll-site failed.
     #[error("federation: {0}")]
-    Federation(#[from] eggroll_rollsite::Error),
+    Federation(#[from] eggroll_federation::Error),
     /// Anything else, said plainly.
     #[error("{0}")]
     Other(String),
@@ -72,8 +71,7 @@ impl Progress for () {
 }
 
 struct Run<'a> {
-    fed: &'a Federation,
-    rt: &'a Handle,
+    fed: &'a BlockingFederation,
     peer: Vec<Party>,
     phases: Vec<(&'static str, Duration)>,
     started: Instant,
@@ -100,9 +98,7 @@ impl Run<'_> {
     where
         V: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
     {
-        let sent = self
-            .rt
-            .block_on(self.fed.remote_table(t, name, "psi", &self.peer))?;
+        let sent = self.fed.remote_table(t, name, "psi", &self.peer)?;
         self.bytes_sent += sent;
         Ok(())
     }
@@ -116,33 +112,27 @@ impl Run<'_> {
         V: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
     {
         let mut got = self
-            .rt
-            .block_on(self.fed.get_table::<Point, V>(ctx, name, "psi", &self.peer))?;
+            .fed
+            .get_table::<Point, V>(ctx, name, "psi", &self.peer)?;
         got.pop()
             .ok_or_else(|| PsiError::Other(format!("no table {name} arrived from the peer")))
     }
 }
 
-/// Runs the PSI of `ids` with `peer`. Blocks; call it from an ordinary thread, with `rt` a
-/// handle of the runtime the federation lives on. When this side fails, it tells the peer
-/// (`Federation::abort`), whose waiting gets then fail at once with this side's reason.
+/// Runs the PSI of `ids` with `peer`. Blocks; call it from an ordinary thread. When this side
+/// fails, it tells the peer (`BlockingFederation::abort`), whose waiting gets then fail at
+/// once with this side's reason.
 pub fn run(
     role: Role,
     ids: &RollPair<String, ()>,
-    fed: &Federation,
-    rt: &Handle,
+    fed: &BlockingFederation,
     peer: &Party,
     progress: &dyn Progress,
 ) -> Result<PsiOutcome, PsiError> {
-    let outcome = run_protocol(role, ids, fed, rt, peer, progress);
+    let outcome = run_protocol(role, ids, fed, peer, progress);
     if let Err(e) = &outcome {
         let reason = format!("its PSI failed: {e}");
-        // The timer must be made on the runtime: inside the future, not before it.
-        let abort = async {
-            let wait = std::time::Duration::from_secs(5);
-            tokio::time::timeout(wait, fed.abort(&reason, std::slice::from_ref(peer))).await
-        };
-        if !matches!(rt.block_on(abort), Ok(Ok(()))) {
+        if fed.abort(&reason, std::slice::from_ref(peer)).is_err() {
             tracing::warn!(peer = %peer.party_id, "could not tell the peer that this PSI failed");
         }
     }
@@ -152,8 +142,7 @@ pub fn run(
 fn run_protocol(
     role: Role,
     ids: &RollPair<String, ()>,
-    fed: &Federation,
-    rt: &Handle,
+    fed: &BlockingFederation,
     peer: &Party,
     progress: &dyn Progress,
 ) -> Result<PsiOutcome, PsiError> {
@@ -161,7 +150,6 @@ fn run_protocol(
     let secret = Secret::random().map_err(PsiError::Other)?;
     let mut run = Run {
         fed,
-        rt,
         peer: vec![peer.clone()],
         phases: Vec::new(),
         started: Instant::now(),
@@ -198,12 +186,12 @@ fn run_protocol(
                 .collect::<Result<_, _>>()?;
             found.sort_unstable();
             run.phase("send the intersection");
-            let sent = rt.block_on(fed.remote_bytes(
+            let sent = fed.remote_bytes(
                 eggroll_core::codec::encode(&found).map_err(|e| PsiError::Other(e.to_string()))?,
                 "intersection",
                 "psi",
                 &run.peer,
-            ))?;
+            )?;
             run.bytes_sent += sent;
             found
         }
@@ -217,7 +205,7 @@ fn run_protocol(
             })?;
             run.send(&doubled, "guest_double")?;
             run.phase("receive the intersection");
-            let bytes = rt.block_on(fed.get_bytes("intersection", "psi", &run.peer))?;
+            let bytes = fed.get_bytes("intersection", "psi", &run.peer)?;
             let bytes = bytes
                 .into_iter()
                 .next()

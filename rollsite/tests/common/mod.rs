@@ -2,7 +2,8 @@
 #![allow(dead_code)]
 
 use eggroll_core::config::EggrollConfig;
-use eggroll_rollsite::{Federation, FederationOptions, Party, RollSite};
+use eggroll_federation::{Federation, FederationOptions, Party};
+use eggroll_rollsite::RollSite;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

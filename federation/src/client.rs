@@ -1,0 +1,165 @@
+//! The federation context: one session, one party, talking to its party's roll-site.
+
+use crate::error::{Error, Result};
+use crate::link::{Link, LocalRollsite};
+use crate::options::FederationOptions;
+use crate::party::Party;
+use eggroll_core::transfer::{check_batch_size, TransferKey, CONNECTION_WINDOW, STREAM_WINDOW};
+use eggroll_eggpair::push::GrpcTarget;
+use eggroll_proto::proxy::Packet;
+use eggroll_proto::transfer::RollSiteHeader;
+use prost::Message;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+
+pub(crate) struct Inner {
+    pub(crate) session: String,
+    pub(crate) me: Party,
+    rollsite: String,
+    /// The roll-site's address as a cluster's eggs reach it (they push tables themselves).
+    pub(crate) egg_rollsite: String,
+    pub(crate) link: Link,
+    pub(crate) opts: FederationOptions,
+}
+
+/// A federation context: one session, one party, talking to its party's roll-site. Async:
+/// algorithm code uses [`crate::BlockingFederation`], which wraps it.
+#[derive(Clone)]
+pub struct Federation {
+    pub(crate) inner: Arc<Inner>,
+}
+
+fn check(session: &str, me: &Party, opts: &FederationOptions) -> Result<()> {
+    if session.is_empty() || me.role.is_empty() || me.party_id.is_empty() {
+        return Err(Error::Config(
+            "a federation needs a session id, a role and a party id".into(),
+        ));
+    }
+    check_batch_size(opts.batch_body_bytes as u64, opts.max_message_bytes as u64)
+        .map_err(Error::Config)
+}
+
+impl Federation {
+    /// A context for `session` as `me`, sending through the roll-site at `rollsite`
+    /// (`host:port`). Connects lazily; call it on a tokio runtime (or inside one entered).
+    pub fn connect(
+        rollsite: &str,
+        session: &str,
+        me: Party,
+        opts: FederationOptions,
+    ) -> Result<Self> {
+        check(session, &me, &opts)?;
+        let channel = eggroll_core::channel::endpoint(rollsite)?
+            .connect_timeout(opts.connect_timeout)
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(true)
+            .connect_lazy();
+        let link = Link::Grpc(GrpcTarget {
+            channel,
+            max_message: opts.max_message_bytes,
+        });
+        Ok(Self {
+            inner: Arc::new(Inner {
+                session: session.into(),
+                link,
+                rollsite: rollsite.into(),
+                egg_rollsite: rollsite.into(),
+                me,
+                opts,
+            }),
+        })
+    }
+
+    /// A context that calls the roll-site `site` running in this process directly
+    /// (standalone mode), sparing the hop to a local roll-site process. It holds the site
+    /// weakly: once the site stops, calls fail as unavailable.
+    pub fn in_process<S: LocalRollsite>(
+        site: &Arc<S>,
+        session: &str,
+        me: Party,
+        opts: FederationOptions,
+    ) -> Result<Self> {
+        check(session, &me, &opts)?;
+        let addr = site.reachable_addr();
+        let site: Arc<dyn LocalRollsite> = site.clone();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                session: session.into(),
+                link: Link::InProcess(Arc::downgrade(&site)),
+                rollsite: format!("{addr} (in process)"),
+                egg_rollsite: addr,
+                me,
+                opts,
+            }),
+        })
+    }
+
+    /// The session id.
+    pub fn session(&self) -> &str {
+        &self.inner.session
+    }
+
+    /// This party.
+    pub fn me(&self) -> &Party {
+        &self.inner.me
+    }
+
+    /// The key of the transfer `name`/`tag` from `src` to `dst` in this session.
+    pub(crate) fn key(&self, name: &str, tag: &str, src: &Party, dst: &Party) -> TransferKey {
+        TransferKey {
+            session: self.inner.session.clone(),
+            name: name.into(),
+            tag: tag.into(),
+            src_role: src.role.clone(),
+            src_party: src.party_id.clone(),
+            dst_role: dst.role.clone(),
+            dst_party: dst.party_id.clone(),
+        }
+    }
+
+    /// Names the local roll-site in errors.
+    pub(crate) fn local_hop(&self) -> String {
+        format!("local roll-site {}", self.inner.rollsite)
+    }
+
+    /// The one log line of a remote.
+    pub(crate) fn log_remote(
+        &self,
+        name: &str,
+        tag: &str,
+        parties: &[Party],
+        bytes: u64,
+        started: Instant,
+        result: Result<(), &Error>,
+    ) {
+        let dst: Vec<String> = parties.iter().map(Party::to_string).collect();
+        let outcome = match result {
+            Ok(()) => "ok".to_string(),
+            Err(e) => e.to_string(),
+        };
+        tracing::info!(session = %self.inner.session, name, tag, src = %self.inner.me,
+            dst = %dst.join(","), bytes, ms = started.elapsed().as_millis() as u64,
+            outcome = %outcome, "remote");
+    }
+}
+
+/// Waits for one job of `jobs`; `T::default()` when there is none.
+pub(crate) async fn join_one<T: Default + 'static>(jobs: &mut JoinSet<Result<T>>) -> Result<T> {
+    match jobs.join_next().await {
+        Some(r) => r?,
+        None => Ok(T::default()),
+    }
+}
+
+/// The decoded header of a packet the roll-site sent.
+pub(crate) fn received_header(p: &Packet) -> Result<RollSiteHeader> {
+    let m = p
+        .header
+        .as_ref()
+        .ok_or_else(|| Error::BadPacket("the roll-site sent a packet without a header".into()))?;
+    RollSiteHeader::decode(&m.ext[..])
+        .map_err(|e| Error::BadPacket(format!("the roll-site sent a bad header: {e}")))
+}

@@ -1,0 +1,239 @@
+//! Tables from other parties: `get_table` into a new table of the caller's context, each
+//! batch written raw into the partition it was sent from; or, when the roll-site already
+//! wrote the table into its cluster's eggs, that table handed over.
+
+use crate::client::{received_header, Federation};
+use crate::error::{Error, Result};
+use crate::link::PacketStream;
+use crate::party::Party;
+use bytes::Bytes;
+use eggroll_core::partitioner::partition_of;
+use eggroll_core::transfer::{TransferKey, EGG_TABLE_OPTION, TABLE};
+use eggroll_core::CoreError;
+use eggroll_rollpair::{Options, RollPair, RollPairContext};
+use serde::{de::DeserializeOwned, Serialize};
+use std::time::Instant;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_stream::StreamExt;
+
+impl Federation {
+    /// Receives the table `remote_table` sent from each of `parties` into a new table of
+    /// `ctx` with the sender's partition count, every pair in the partition it had there.
+    pub async fn get_table<K, V>(
+        &self,
+        ctx: &RollPairContext,
+        name: &str,
+        tag: &str,
+        parties: &[Party],
+    ) -> Result<Vec<RollPair<K, V>>>
+    where
+        K: Serialize + DeserializeOwned + Send + 'static,
+        V: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let mut jobs = JoinSet::new();
+        for (i, party) in parties.iter().enumerate() {
+            let (me, key, ctx) = (
+                self.clone(),
+                self.key(name, tag, party, &self.inner.me),
+                ctx.clone(),
+            );
+            jobs.spawn(async move { (i, me.get_one_table::<K, V>(&ctx, &key).await) });
+        }
+        let mut out: Vec<Option<RollPair<K, V>>> = (0..parties.len()).map(|_| None).collect();
+        while let Some(r) = jobs.join_next().await {
+            let (i, r) = r?;
+            out[i] = Some(r?);
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    async fn get_one_table<K, V>(
+        &self,
+        ctx: &RollPairContext,
+        key: &TransferKey,
+    ) -> Result<RollPair<K, V>>
+    where
+        K: Serialize + DeserializeOwned + Send + 'static,
+        V: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let started = Instant::now();
+        let mut stream = self.open_pull(key).await?;
+        let hop = self.local_hop();
+        let Some(first) = stream
+            .next()
+            .await
+            .transpose()
+            .map_err(|s| Error::hop(hop.clone(), s))?
+        else {
+            return Err(Error::BadPacket(format!(
+                "the roll-site answered the get of {} with no data",
+                key.rs_key()
+            )));
+        };
+        let h = received_header(&first)?;
+        if h.data_type != TABLE {
+            return Err(Error::BadPacket(format!(
+                "{} was sent as an {}; receive it with get",
+                key.rs_key(),
+                h.data_type
+            )));
+        }
+        let n = h.total_partitions as u32;
+        if let Some(at) = h.options.get(EGG_TABLE_OPTION).cloned() {
+            return self.take_egg_table(ctx, key, stream, &at, n, started).await;
+        }
+        let table: RollPair<K, V> = ctx.create(Options::partitions(n))?;
+        // One writer thread per group of partitions (partition p to writer p % writers):
+        // batches of different partitions are written at once, each partition by one writer.
+        let writers = self.inner.opts.streams_in_flight.min(n as usize).max(1);
+        let mut senders = Vec::with_capacity(writers);
+        let mut handles = Vec::with_capacity(writers);
+        for _ in 0..writers {
+            let (btx, brx) = mpsc::channel::<(u32, Bytes)>(2);
+            let (table, what) = (table.clone(), key.rs_key());
+            handles.push(tokio::task::spawn_blocking(move || {
+                write_batches(&table, n, brx, &what)
+            }));
+            senders.push(btx);
+        }
+        let mut bytes = 0u64;
+        let mut packet = Some(first);
+        let feed: Result<()> = async {
+            while let Some(p) = packet.take() {
+                let h = received_header(&p)?;
+                let body = p.body.map(|d| d.value).unwrap_or_default();
+                bytes += body.len() as u64;
+                // A negative id wraps to one past every partition: its writer refuses it.
+                let part = h.partition_id as u32;
+                let w = part as usize % writers;
+                if senders[w].send((part, body)).await.is_err() {
+                    break; // that writer failed; its error is reported below
+                }
+                packet = stream
+                    .next()
+                    .await
+                    .transpose()
+                    .map_err(|s| Error::hop(hop.clone(), s))?;
+            }
+            Ok(())
+        }
+        .await;
+        drop(senders);
+        let mut written: Result<u64> = Ok(0);
+        for h in handles {
+            let r = h.await?;
+            written = match (written, r) {
+                (Ok(a), Ok(b)) => Ok(a + b),
+                (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+            };
+        }
+        let count = match feed.and(written) {
+            Ok(c) => c,
+            Err(e) => {
+                // Leave no half-received table behind; the buffer still holds the transfer.
+                // Destroying touches the stores: not on this async worker.
+                let _ = tokio::task::spawn_blocking(move || table.destroy()).await;
+                return Err(e);
+            }
+        };
+        self.clear(key).await?;
+        tracing::info!(session = %key.session, key = %key.rs_key(), src = %key.src_party,
+            dst = %key.dst_party, bytes, pairs = count, partitions = n,
+            ms = started.elapsed().as_millis() as u64, outcome = "ok", "get_table");
+        Ok(table)
+    }
+    /// A table the roll-site already wrote into its cluster's eggs (`at`: `namespace/name`):
+    /// waits until every batch arrived (the pull ends then), then hands that table over.
+    async fn take_egg_table<K, V>(
+        &self,
+        ctx: &RollPairContext,
+        key: &TransferKey,
+        mut stream: PacketStream,
+        at: &str,
+        n: u32,
+        started: Instant,
+    ) -> Result<RollPair<K, V>>
+    where
+        K: Serialize + DeserializeOwned + Send + 'static,
+        V: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let hop = self.local_hop();
+        while stream
+            .next()
+            .await
+            .transpose()
+            .map_err(|s| Error::hop(hop.clone(), s))?
+            .is_some()
+        {}
+        if !ctx.is_distributed() {
+            return Err(Error::Config(format!(
+                "{} was received into the eggs of the roll-site's cluster (rollsite.\
+                 cluster_manager) as {at}; get it with a RollPairContext connected to that \
+                 cluster",
+                key.rs_key()
+            )));
+        }
+        let (namespace, name) = at.split_once('/').ok_or_else(|| {
+            Error::BadPacket(format!("{}: bad {EGG_TABLE_OPTION} {at:?}", key.rs_key()))
+        })?;
+        let (ctx2, ns, nm) = (ctx.clone(), namespace.to_string(), name.to_string());
+        let table: RollPair<K, V> =
+            tokio::task::spawn_blocking(move || ctx2.load::<K, V>(&ns, &nm)).await??;
+        if table.partitions() != n {
+            return Err(Error::BadPacket(format!(
+                "{at} has {} partitions, the transfer {n}",
+                table.partitions()
+            )));
+        }
+        self.clear(key).await?;
+        tracing::info!(session = %key.session, key = %key.rs_key(), src = %key.src_party,
+            dst = %key.dst_party, table = %at, partitions = n,
+            ms = started.elapsed().as_millis() as u64, outcome = "ok", "get_table (in the eggs)");
+        Ok(table)
+    }
+}
+
+/// Writes received batches into `table` raw, each into the partition it was sent from,
+/// after checking its framing and that every key belongs there; returns the pairs written.
+fn write_batches<K, V>(
+    table: &RollPair<K, V>,
+    n: u32,
+    mut rx: mpsc::Receiver<(u32, Bytes)>,
+    what: &str,
+) -> Result<u64> {
+    let mut count = 0u64;
+    while let Some((p, batch)) = rx.blocking_recv() {
+        count += write_batch(table, n, p, &batch, what)?;
+    }
+    Ok(count)
+}
+
+/// Writes one received batch of partition `p` (of `n`) into `table`, without decoding.
+pub fn write_batch<K, V>(
+    table: &RollPair<K, V>,
+    n: u32,
+    p: u32,
+    batch: &[u8],
+    what: &str,
+) -> Result<u64> {
+    if p >= n {
+        return Err(Error::BadPacket(format!(
+            "{what}: a batch of partition {p} arrived for a table of {n} partitions"
+        )));
+    }
+    let found = eggroll_core::pairs::collect(batch).map_err(|e| match e {
+        CoreError::BadPacket(m) => Error::BadPacket(format!("{what}, partition {p}: {m}")),
+        e => e.into(),
+    })?;
+    for (k, _) in &found {
+        let q = partition_of(k, n);
+        if q != p {
+            return Err(Error::BadPacket(format!(
+                "{what}: a key sent in partition {p} belongs to partition {q} of {n}: \
+                 the sender partitions differently"
+            )));
+        }
+    }
+    Ok(table.put_encoded(p, found)?)
+}

@@ -1,0 +1,170 @@
+//! Tables to other parties: `remote_table`, partition by partition, straight from where the
+//! partitions are. In standalone mode this process reads them (the eggs' own table pusher,
+//! run here); on a cluster every egg pushes its own partitions.
+
+use crate::client::{join_one, Federation};
+use crate::error::{Error, Result};
+use crate::party::Party;
+use eggroll_core::transfer::TABLE;
+use eggroll_eggpair::push::{push_partition, TablePush};
+use eggroll_proto::meta::PushToRollsite;
+use eggroll_rollpair::RollPair;
+use prost::Message;
+use serde::{de::DeserializeOwned, Serialize};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+impl Federation {
+    /// Sends a table to `parties`: every partition as its own streams, several in flight;
+    /// returns the bytes of table data sent to each party.
+    ///
+    /// Each partition is read raw (its encoded pairs, never decoded) on a blocking thread of
+    /// its own, `streams_in_flight` partitions at once, and its batches are pushed as they
+    /// fill.
+    pub async fn remote_table<K, V>(
+        &self,
+        table: &RollPair<K, V>,
+        name: &str,
+        tag: &str,
+        parties: &[Party],
+    ) -> Result<u64>
+    where
+        K: Serialize + DeserializeOwned + Send + 'static,
+        V: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let started = Instant::now();
+        let result = if table.context().is_distributed() {
+            self.remote_table_from_eggs(table, name, tag, parties).await
+        } else {
+            self.remote_table_from_client(table, name, tag, parties)
+                .await
+        };
+        let bytes = *result.as_ref().unwrap_or(&0);
+        self.log_remote(
+            name,
+            tag,
+            parties,
+            bytes,
+            started,
+            result.as_ref().map(|_| ()),
+        );
+        result
+    }
+
+    /// One transfer header per party, with the table's partition count.
+    fn table_headers(
+        &self,
+        name: &str,
+        tag: &str,
+        parties: &[Party],
+        partitions: u32,
+    ) -> Vec<(
+        eggroll_core::transfer::TransferKey,
+        eggroll_proto::transfer::RollSiteHeader,
+    )> {
+        parties
+            .iter()
+            .map(|party| {
+                let key = self.key(name, tag, &self.inner.me, party);
+                let mut h = key.header(TABLE);
+                h.total_partitions = partitions as i32;
+                (key, h)
+            })
+            .collect()
+    }
+
+    /// `remote_table` in standalone mode: this process reads the partitions itself.
+    async fn remote_table_from_client<K, V>(
+        &self,
+        table: &RollPair<K, V>,
+        name: &str,
+        tag: &str,
+        parties: &[Party],
+    ) -> Result<u64>
+    where
+        K: Send + 'static,
+        V: Send + 'static,
+    {
+        let n = table.partitions();
+        let opts = &self.inner.opts;
+        let push = Arc::new(TablePush {
+            destinations: self.table_headers(name, tag, parties, n),
+            batch_body_bytes: opts.batch_body_bytes,
+            max_message_bytes: opts.max_message_bytes,
+            batches_per_stream: opts.batches_per_stream.max(1),
+            retry: opts.retry(),
+        });
+        // Push streams in flight in all, as when partitions went one after another.
+        let streams = Arc::new(Semaphore::new(
+            opts.streams_in_flight.max(1) * parties.len().max(1),
+        ));
+        let target = Arc::new(self.inner.link.clone());
+        let producers = opts.streams_in_flight.max(1);
+        let mut jobs: JoinSet<Result<u64>> = JoinSet::new();
+        let mut bytes = 0u64;
+        for p in 0..n {
+            while jobs.len() >= producers {
+                bytes += join_one(&mut jobs).await?;
+            }
+            let (me, t, push, target, streams) = (
+                self.clone(),
+                table.clone(),
+                push.clone(),
+                target.clone(),
+                streams.clone(),
+            );
+            let read = move |visit: &mut dyn FnMut(&[u8], &[u8]) -> bool| {
+                t.scan_encoded(p, &mut |k, v| Ok(visit(k, v)))
+                    .map_err(Error::from)
+            };
+            jobs.spawn(async move {
+                push_partition(read, p, push, target, streams)
+                    .await
+                    .map_err(|e| me.push_error(e))
+            });
+        }
+        while !jobs.is_empty() {
+            bytes += join_one(&mut jobs).await?;
+        }
+        Ok(bytes)
+    }
+
+    /// `remote_table` on a cluster: every egg pushes its own partitions to the roll-site,
+    /// all partitions at once.
+    async fn remote_table_from_eggs<K, V>(
+        &self,
+        table: &RollPair<K, V>,
+        name: &str,
+        tag: &str,
+        parties: &[Party],
+    ) -> Result<u64>
+    where
+        K: Send + 'static,
+        V: Send + 'static,
+    {
+        let opts = &self.inner.opts;
+        let headers = self
+            .table_headers(name, tag, parties, table.partitions())
+            .into_iter()
+            .map(|(_, h)| h.encode_to_vec())
+            .collect();
+        let push = PushToRollsite {
+            rollsite: self.inner.egg_rollsite.clone(),
+            headers,
+            batch_body_bytes: opts.batch_body_bytes as u64,
+            batches_per_stream: opts.batches_per_stream as u32,
+            max_message_bytes: opts.max_message_bytes as u64,
+            max_retry: opts.max_retry,
+            long_retry: opts.long_retry,
+            retry_wait_ms: opts.retry_wait.as_millis() as u64,
+            long_retry_wait_ms: opts.long_retry_wait.as_millis() as u64,
+            connect_timeout_ms: opts.connect_timeout.as_millis() as u64,
+        };
+        // The cluster client blocks on its own runtime: not on this async worker.
+        let t = table.clone();
+        let pushed = tokio::task::spawn_blocking(move || t.push_to_rollsite(push)).await??;
+        Ok(pushed.unwrap_or(0))
+    }
+}
