@@ -19,13 +19,20 @@ impl KvStore {
     /// Opens (or creates) the store in `dir`, with its own `cache_bytes` of block cache and
     /// as much again for write buffers.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self> {
-        let config = StorageConfig {
-            block_cache_bytes: cache_bytes,
-            write_buffer_bytes: cache_bytes,
-            ..StorageConfig::default()
-        };
+        Self::open_with(
+            dir,
+            &StorageConfig {
+                block_cache_bytes: cache_bytes,
+                write_buffer_bytes: cache_bytes,
+                ..StorageConfig::default()
+            },
+        )
+    }
+
+    /// Opens (or creates) the store in `dir` with the cache and write buffers of `config`.
+    pub fn open_with(dir: &Path, config: &StorageConfig) -> Result<Self> {
         Ok(Self {
-            db: Arc::new(RocksEnv::new(&config).open(dir)?),
+            db: Arc::new(RocksEnv::new(config).open(dir)?),
         })
     }
 

@@ -19,8 +19,7 @@ use bytes::Bytes;
 use eggroll_core::config::StorageConfig;
 use eggroll_core::partitioner::murmur3_32;
 use eggroll_core::sync::Mutex;
-use eggroll_eggpair::{KeyRange, Pair, PartitionStore, Stores};
-use eggroll_proto::meta::{StoreLocator, StoreType};
+use eggroll_eggpair::{KeyRange, KvStore, Pair};
 use eggroll_proto::transfer::RollSiteHeader;
 use prost::Message;
 use std::collections::HashMap;
@@ -29,7 +28,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
-const NAMESPACE: &str = "rollsite";
+/// Where in the buffer dir the records (markers, headers, finish marks) live.
+const RECORDS_DIR: &str = "records";
+/// Where the records were before they had a store of their own (a table partition).
+const OLD_RECORDS_DIR: &str = "ROCKSDB/rollsite/inbox/0";
 /// The file of an object written at offsets.
 const OBJECT_FILE: &str = "object";
 /// Marker value of a batch stored in [`OBJECT_FILE`]: this tag, then its offset and its
@@ -37,7 +39,6 @@ const OBJECT_FILE: &str = "object";
 const IN_OBJECT: u8 = b'O';
 /// Marker value of a batch written into the cluster's eggs (see `inbox`): nothing is here.
 const IN_EGGS: u8 = b'E';
-const TABLE: &str = "inbox";
 
 /// One batch of a transfer as it is stored.
 #[derive(Clone, Debug)]
@@ -113,10 +114,8 @@ impl Progress {
 
 /// The receive buffer of one roll-site.
 pub struct Buffer {
-    // Keeps the partition's RocksDB open; dropped last.
-    _stores: Stores,
     blobs: PathBuf,
-    store: Arc<dyn PartitionStore>,
+    store: KvStore,
     live: Mutex<HashMap<String, Arc<Progress>>>,
     max_object_bytes: u64,
     fsync: bool,
@@ -266,27 +265,21 @@ fn tail_partition(k: &[u8]) -> u32 {
 impl Buffer {
     /// Opens (or creates) the buffer under `dir`; what it held before a restart is kept.
     pub fn open(dir: &Path, storage: StorageConfig, max_object_bytes: u64) -> Result<Self> {
-        let stores = Stores::open(dir, storage)?;
-        let locator = match stores.load(StoreType::Rocksdb, NAMESPACE, TABLE) {
-            Ok(l) => l,
-            Err(eggroll_eggpair::EggError::NoSuchTable { .. }) => {
-                let mut l = StoreLocator {
-                    namespace: NAMESPACE.into(),
-                    name: TABLE.into(),
-                    total_partitions: 1,
-                    partitioner: eggroll_core::partitioner::PARTITIONER.into(),
-                    serdes: "rollsite-batches".into(),
-                    key_type: "rollsite buffer key".into(),
-                    value_type: "bytes".into(),
-                    ..Default::default()
-                };
-                l.set_store_type(StoreType::Rocksdb);
-                stores.create(&l)?;
-                l
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let store = stores.partition(&locator, 0)?;
+        let records = dir.join(RECORDS_DIR);
+        let old = dir.join(OLD_RECORDS_DIR);
+        // A buffer dir of the earlier layout: the same RocksDB files, moved as they are.
+        if !records.exists() && old.exists() {
+            std::fs::rename(&old, &records).map_err(|source| Error::Io {
+                what: format!("cannot move {} to {}", old.display(), records.display()),
+                source,
+            })?;
+            let _ = std::fs::remove_dir_all(dir.join("ROCKSDB"));
+            tracing::info!(
+                "moved the receive buffer's records to {}",
+                records.display()
+            );
+        }
+        let store = KvStore::open_with(&records, &storage)?;
         let blobs = dir.join("blobs");
         std::fs::create_dir_all(&blobs).map_err(|source| Error::Io {
             what: format!("cannot create {}", blobs.display()),
@@ -301,7 +294,6 @@ impl Buffer {
             source,
         })?;
         let buffer = Self {
-            _stores: stores,
             blobs,
             store,
             live: Mutex::new(HashMap::new()),
@@ -486,7 +478,7 @@ impl Buffer {
                 ));
             }
         }
-        self.store.put_batch(&pairs)?;
+        self.store.put(&pairs)?;
         if self.fsync {
             self.store.sync()?;
         }
@@ -765,6 +757,36 @@ mod tests {
         assert_eq!(buf.clear("t").unwrap(), 3);
         assert!(buf.arrival("t").unwrap().is_none());
         assert_eq!(buf.arrival("other").unwrap().unwrap().done, 1);
+    }
+
+    #[test]
+    fn a_buffer_dir_of_the_earlier_layout_keeps_its_transfers() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = header(crate::packet::TABLE, 1);
+        let batch = Batch {
+            partition: 0,
+            seq: 0,
+            finish: true,
+            body: b"kept".to_vec().into(),
+        };
+        {
+            let buf = Buffer::open(dir.path(), StorageConfig::default(), 1 << 20).unwrap();
+            buf.write("t", &h, vec![batch]).unwrap();
+        }
+        // Where the records lived when they were a table partition.
+        let old = dir.path().join(OLD_RECORDS_DIR);
+        std::fs::create_dir_all(old.parent().unwrap()).unwrap();
+        std::fs::rename(dir.path().join(RECORDS_DIR), &old).unwrap();
+        let buf = Buffer::open(dir.path(), StorageConfig::default(), 1 << 20).unwrap();
+        assert!(buf.arrival("t").unwrap().unwrap().complete());
+        let mut got = Vec::new();
+        buf.read("t", &mut |p, s, v| {
+            got.push((p, s, v.to_vec()));
+            true
+        })
+        .unwrap();
+        assert_eq!(got, vec![(0, 0, b"kept".to_vec())]);
+        assert!(!dir.path().join("ROCKSDB").exists());
     }
 
     #[test]
