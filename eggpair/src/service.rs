@@ -7,6 +7,7 @@ use crate::executor::{Executor, LocalSink, ShuffleSink};
 use crate::push::{push_partition, PushError, RollsiteClients, TablePush};
 use crate::store::{KeyRange, Pair};
 use eggroll_core::functions::{lookup, ErasedFn};
+use eggroll_core::sync::Mutex;
 use eggroll_core::transfer::after_retries;
 use eggroll_proto::meta::egg_service_client::EggServiceClient;
 use eggroll_proto::meta::egg_service_server::EggService;
@@ -16,7 +17,7 @@ use eggroll_proto::meta::{
     StoreLocator, Task, TaskResult,
 };
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
@@ -37,7 +38,7 @@ pub struct EggClients {
 impl EggClients {
     /// A client for the egg at `endpoint` ("host:port"), connecting on first use.
     pub fn get(&self, endpoint: &str) -> Result<EggServiceClient<Channel>, Status> {
-        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        let mut clients = self.clients.lock();
         if let Some(c) = clients.get(endpoint) {
             return Ok(c.clone());
         }

@@ -66,12 +66,7 @@ pub fn run(args: DemoArgs, _config: EggrollConfig) -> Result<(), Box<dyn std::er
         },
         tls: None,
     };
-    let job = format!(
-        "psi_demo_{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis())
-    );
+    let job = format!("psi_demo_{}", eggroll_core::clock::epoch_millis());
     let parties = TwoParties::start(&root, &job, &setup).map_err(|e| e.to_string())?;
     println!(
         "roll-sites: guest at {}, host at {}",
