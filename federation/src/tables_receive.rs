@@ -209,7 +209,8 @@ fn write_batches<K, V>(
     Ok(count)
 }
 
-/// Writes one received batch of partition `p` (of `n`) into `table`, without decoding.
+/// Writes one received batch of partition `p` (of `n`) into `table` as it came, once its
+/// framing and the partition of every key are checked; nothing is decoded or re-packed.
 pub fn write_batch<K, V>(
     table: &RollPair<K, V>,
     n: u32,
@@ -235,5 +236,8 @@ pub fn write_batch<K, V>(
             )));
         }
     }
-    Ok(table.put_encoded(p, found)?)
+    if found.is_empty() {
+        return Ok(0);
+    }
+    Ok(table.put_packed(p, batch.to_vec())?)
 }

@@ -35,11 +35,11 @@ impl Federation {
         V: Serialize + DeserializeOwned + Send + 'static,
     {
         let started = Instant::now();
+        let request = self.push_request(name, tag, parties, table.partitions());
         let result = if table.context().is_distributed() {
-            self.remote_table_from_eggs(table, name, tag, parties).await
+            self.push_from_eggs(table, request).await
         } else {
-            self.remote_table_from_client(table, name, tag, parties)
-                .await
+            self.push_from_client(table, &request, parties.len()).await
         };
         let bytes = *result.as_ref().unwrap_or(&0);
         self.log_remote(
@@ -53,52 +53,58 @@ impl Federation {
         result
     }
 
-    /// One transfer header per party, with the table's partition count.
-    fn table_headers(
+    /// What every pusher of the table is asked to do, the eggs and this process alike: one
+    /// transfer header per party (with the partition count), batch sizes and retries.
+    fn push_request(
         &self,
         name: &str,
         tag: &str,
         parties: &[Party],
         partitions: u32,
-    ) -> Vec<(
-        eggroll_core::transfer::TransferKey,
-        eggroll_proto::transfer::RollSiteHeader,
-    )> {
-        parties
+    ) -> PushToRollsite {
+        let opts = &self.inner.opts;
+        let headers = parties
             .iter()
             .map(|party| {
-                let key = self.key(name, tag, &self.inner.me, party);
-                let mut h = key.header(TABLE);
+                let mut h = self.key(name, tag, &self.inner.me, party).header(TABLE);
                 h.total_partitions = partitions as i32;
-                (key, h)
+                h.encode_to_vec()
             })
-            .collect()
+            .collect();
+        PushToRollsite {
+            rollsite: self.inner.egg_rollsite.clone(),
+            headers,
+            batch_body_bytes: opts.batch_body_bytes as u64,
+            batches_per_stream: opts.batches_per_stream as u32,
+            max_message_bytes: opts.max_message_bytes as u64,
+            max_retry: opts.max_retry,
+            long_retry: opts.long_retry,
+            retry_wait_ms: opts.retry_wait.as_millis() as u64,
+            long_retry_wait_ms: opts.long_retry_wait.as_millis() as u64,
+            connect_timeout_ms: opts.connect_timeout.as_millis() as u64,
+        }
     }
 
-    /// `remote_table` in standalone mode: this process reads the partitions itself.
-    async fn remote_table_from_client<K, V>(
+    /// `remote_table` in standalone mode: this process reads the partitions itself and
+    /// pushes them as an egg would.
+    async fn push_from_client<K, V>(
         &self,
         table: &RollPair<K, V>,
-        name: &str,
-        tag: &str,
-        parties: &[Party],
+        request: &PushToRollsite,
+        parties: usize,
     ) -> Result<u64>
     where
         K: Send + 'static,
         V: Send + 'static,
     {
         let n = table.partitions();
+        let push = TablePush::from_request(request, n)
+            .map_err(|s| Error::Config(s.message().to_string()))?;
+        let push = Arc::new(push);
         let opts = &self.inner.opts;
-        let push = Arc::new(TablePush {
-            destinations: self.table_headers(name, tag, parties, n),
-            batch_body_bytes: opts.batch_body_bytes,
-            max_message_bytes: opts.max_message_bytes,
-            batches_per_stream: opts.batches_per_stream.max(1),
-            retry: opts.retry(),
-        });
         // Push streams in flight in all, as when partitions went one after another.
         let streams = Arc::new(Semaphore::new(
-            opts.streams_in_flight.max(1) * parties.len().max(1),
+            opts.streams_in_flight.max(1) * parties.max(1),
         ));
         let target = Arc::new(self.inner.link.clone());
         let producers = opts.streams_in_flight.max(1);
@@ -133,38 +139,18 @@ impl Federation {
 
     /// `remote_table` on a cluster: every egg pushes its own partitions to the roll-site,
     /// all partitions at once.
-    async fn remote_table_from_eggs<K, V>(
+    async fn push_from_eggs<K, V>(
         &self,
         table: &RollPair<K, V>,
-        name: &str,
-        tag: &str,
-        parties: &[Party],
+        request: PushToRollsite,
     ) -> Result<u64>
     where
         K: Send + 'static,
         V: Send + 'static,
     {
-        let opts = &self.inner.opts;
-        let headers = self
-            .table_headers(name, tag, parties, table.partitions())
-            .into_iter()
-            .map(|(_, h)| h.encode_to_vec())
-            .collect();
-        let push = PushToRollsite {
-            rollsite: self.inner.egg_rollsite.clone(),
-            headers,
-            batch_body_bytes: opts.batch_body_bytes as u64,
-            batches_per_stream: opts.batches_per_stream as u32,
-            max_message_bytes: opts.max_message_bytes as u64,
-            max_retry: opts.max_retry,
-            long_retry: opts.long_retry,
-            retry_wait_ms: opts.retry_wait.as_millis() as u64,
-            long_retry_wait_ms: opts.long_retry_wait.as_millis() as u64,
-            connect_timeout_ms: opts.connect_timeout.as_millis() as u64,
-        };
         // The cluster client blocks on its own runtime: not on this async worker.
         let t = table.clone();
-        let pushed = tokio::task::spawn_blocking(move || t.push_to_rollsite(push)).await??;
+        let pushed = tokio::task::spawn_blocking(move || t.push_to_rollsite(request)).await??;
         Ok(pushed.unwrap_or(0))
     }
 }

@@ -58,6 +58,14 @@ pub(crate) trait Backend: Send + Sync {
     /// Opens the sink that packed batches of pairs for `l` go to (see `writer::PairWriter`).
     fn batches<'a>(&'a self, l: &StoreLocator) -> Result<Box<dyn BatchSink + 'a>>;
 
+    /// Stores one packed batch of pairs of partition `p` of `l` before it returns; returns
+    /// how many pairs it held.
+    fn put_batch(&self, l: &StoreLocator, p: u32, packed: Vec<u8>) -> Result<u64> {
+        let mut sink = self.batches(l)?;
+        sink.send(p, packed)?;
+        sink.finish()
+    }
+
     /// Ends the session (at once, without asking its eggs, with `kill`); its in-memory
     /// tables are gone, persistent ones stay.
     fn stop(&self, kill: bool) -> Result<()>;

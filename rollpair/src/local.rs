@@ -136,6 +136,11 @@ impl Backend for Local {
         }))
     }
 
+    fn put_batch(&self, l: &StoreLocator, p: u32, packed: Vec<u8>) -> Result<u64> {
+        // On the caller's thread: a lone batch gains nothing from the pool's hop.
+        Ok(self.stores().partition(l, p)?.put_packed(&packed)?)
+    }
+
     fn stop(&self, _kill: bool) -> Result<()> {
         let n = self.stores().drop_memory_namespace(&self.session_id);
         tracing::info!(session = %self.session_id, freed_tables = n, "session stopped");

@@ -151,6 +151,17 @@ impl<K, V> RollPair<K, V> {
         writer.finish()
     }
 
+    /// Writes a packed batch of encoded pairs (the `eggroll_core::pairs` layout, as a
+    /// roll-site carries them), whose keys must hash to partition `p`, into it as it is;
+    /// returns how many pairs it held. As with [`Self::put_encoded`], the caller vouches for `p`.
+    pub fn put_packed(&self, p: u32, packed: Vec<u8>) -> Result<u64> {
+        self.check_partition(p)?;
+        if packed.is_empty() {
+            return Ok(0);
+        }
+        self.ctx.backend().put_batch(&self.locator, p, packed)
+    }
+
     fn what(&self, part: &str) -> String {
         format!(
             "{part} of table {}/{} (written as `{}` -> `{}`)",
