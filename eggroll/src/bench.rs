@@ -1,6 +1,7 @@
 //! `eggroll bench`: roll-pair throughput beside raw RocksDB on the same data, in the same run.
 //! Ratios, not timings, are the figures to compare: this machine is shared and noisy.
 
+use crate::local_cluster::{ClusterSpec, LocalCluster};
 use clap::Args;
 use eggroll_core::codec::{encode, Bytes};
 use eggroll_core::config::EggrollConfig;
@@ -206,10 +207,9 @@ pub fn run(args: BenchArgs, mut config: EggrollConfig) -> Result<(), Box<dyn std
     let cluster = if args.cluster {
         let program = std::env::current_exe()?;
         let root = dir.path().join("cluster");
-        std::fs::create_dir_all(&root)?;
-        let daemons = crate::local_cluster::LocalCluster::start(&program, &root, 2)?;
+        let daemons = LocalCluster::start(&program, &root, ClusterSpec::default())?;
         let ctx = RollPairContext::connect(
-            &daemons.address,
+            daemons.address(),
             SessionOptions {
                 name: "eggroll bench".into(),
                 processors_per_node: args.partitions.div_ceil(2).max(1),

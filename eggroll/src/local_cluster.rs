@@ -1,19 +1,68 @@
 //! A cluster on this machine: a cluster manager and node managers as child processes of
-//! this program, on free ports of 127.0.0.1, each with its own data dir. For `eggroll bench
-//! --cluster` and trials; the daemons exit with this process (they watch a pipe on stdin).
+//! this program, on free ports of 127.0.0.1, each with its own data dir. The one launcher of
+//! `eggroll bench --cluster`, the demo's cluster mode and the test kit; the daemons exit with
+//! this process (they watch a pipe on stdin).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Settings of a local cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterSpec {
+    /// Node managers.
+    pub nodes: usize,
+    /// A node silent this long is lost (the cluster manager's default when `None`).
+    pub heartbeat_timeout_ms: Option<u64>,
+    /// How often node managers heartbeat.
+    pub heartbeat_interval_ms: u64,
+    /// The egg-pair program (default: the program the daemons run).
+    pub eggpair_executable: Option<PathBuf>,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        Self {
+            nodes: 2,
+            heartbeat_timeout_ms: None,
+            heartbeat_interval_ms: 500,
+            eggpair_executable: None,
+        }
+    }
+}
+
+/// One daemon process of a local cluster.
+pub struct Daemon {
+    /// The process.
+    pub child: Child,
+    /// Where it listens ("127.0.0.1:port").
+    pub address: String,
+}
+
+impl Daemon {
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The daemons of a local cluster; dropping it stops them.
 pub struct LocalCluster {
-    children: Vec<Child>,
-    /// The cluster manager's address.
-    pub address: String,
-    /// Where data and logs go.
+    /// The cluster manager.
+    pub cm: Daemon,
+    /// The node managers, node `i` with its data in `root/node{i}`.
+    pub nodes: Vec<Daemon>,
+    /// Where data and logs go: `cm/`, `node{i}/`, `node{i}-logs/` (the eggs' logs), and a
+    /// `.log` file per daemon.
     pub root: PathBuf,
+    program: PathBuf,
+    spec: ClusterSpec,
 }
 
 /// Starts the daemon `program <args> --exit-with-stdin`, logging to `log` (at `info` unless
@@ -41,6 +90,7 @@ pub fn spawn(program: &Path, args: &[String], log: &Path) -> Result<(Child, Stri
         Some(address) => Ok((child, address.to_string())),
         None => {
             let _ = child.kill();
+            let _ = child.wait();
             Err(format!(
                 "{} {} did not start; its log ({}) says:\n{}",
                 program.display(),
@@ -53,57 +103,98 @@ pub fn spawn(program: &Path, args: &[String], log: &Path) -> Result<(Child, Stri
 }
 
 impl LocalCluster {
-    /// Starts a cluster manager and `nodes` node managers under `root`, and waits until the
-    /// nodes have registered.
-    pub fn start(program: &Path, root: &Path, nodes: usize) -> Result<Self, String> {
-        let dir = |name: &str| root.join(name).display().to_string();
-        let (cm, address) = spawn(
-            program,
-            &[
-                "clustermanager".into(),
-                "--port".into(),
-                "0".into(),
-                "--data-dir".into(),
-                dir("cm"),
-            ],
-            &root.join("clustermanager.log"),
-        )?;
+    /// Starts a cluster manager and the spec's node managers under `root`, all running
+    /// `program`, and waits until every node has registered.
+    pub fn start(program: &Path, root: &Path, spec: ClusterSpec) -> Result<Self, String> {
+        std::fs::create_dir_all(root)
+            .map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+        let cm = Self::start_cm(program, root, &spec)?;
         let mut cluster = Self {
-            children: vec![cm],
-            address,
+            cm,
+            nodes: Vec::new(),
             root: root.to_path_buf(),
+            program: program.to_path_buf(),
+            spec,
         };
-        for i in 0..nodes {
-            let (nm, _) = spawn(
-                program,
-                &[
-                    "nodemanager".into(),
-                    "--port".into(),
-                    "0".into(),
-                    "--cluster-manager".into(),
-                    cluster.address.clone(),
-                    "--data-dir".into(),
-                    dir(&format!("node{i}")),
-                    "--logs-dir".into(),
-                    dir(&format!("node{i}-logs")),
-                    "--heartbeat-interval-ms".into(),
-                    "500".into(),
-                ],
-                &root.join(format!("nodemanager{i}.log")),
-            )?;
-            cluster.children.push(nm);
-        }
-        cluster.wait_nodes(nodes)?;
+        cluster.start_nodes()?;
         Ok(cluster)
     }
 
+    /// The cluster manager's address.
+    pub fn address(&self) -> &str {
+        &self.cm.address
+    }
+
+    /// What the cluster was started with.
+    pub fn spec(&self) -> &ClusterSpec {
+        &self.spec
+    }
+
+    fn dir(root: &Path, name: &str) -> String {
+        root.join(name).display().to_string()
+    }
+
+    fn start_cm(program: &Path, root: &Path, spec: &ClusterSpec) -> Result<Daemon, String> {
+        let mut args: Vec<String> = vec![
+            "clustermanager".into(),
+            "--port".into(),
+            "0".into(),
+            "--data-dir".into(),
+            Self::dir(root, "cm"),
+            "--logs-dir".into(),
+            Self::dir(root, "cm-logs"),
+        ];
+        if let Some(t) = spec.heartbeat_timeout_ms {
+            args.extend(["--heartbeat-timeout-ms".into(), t.to_string()]);
+        }
+        let (child, address) = spawn(program, &args, &root.join("clustermanager.log"))?;
+        Ok(Daemon { child, address })
+    }
+
+    fn start_nodes(&mut self) -> Result<(), String> {
+        for i in 0..self.spec.nodes {
+            let mut args: Vec<String> = vec![
+                "nodemanager".into(),
+                "--port".into(),
+                "0".into(),
+                "--cluster-manager".into(),
+                self.cm.address.clone(),
+                "--data-dir".into(),
+                Self::dir(&self.root, &format!("node{i}")),
+                "--logs-dir".into(),
+                Self::dir(&self.root, &format!("node{i}-logs")),
+                "--heartbeat-interval-ms".into(),
+                self.spec.heartbeat_interval_ms.to_string(),
+            ];
+            if let Some(exe) = &self.spec.eggpair_executable {
+                args.extend(["--eggpair-executable".into(), exe.display().to_string()]);
+            }
+            let log = self.root.join(format!("nodemanager{i}.log"));
+            let (child, address) = spawn(&self.program, &args, &log)?;
+            self.nodes.push(Daemon { child, address });
+        }
+        self.wait_nodes(self.spec.nodes)
+    }
+
+    /// Kills every daemon (SIGKILL, the harshest case) and starts them again on the same data
+    /// dirs; the cluster manager gets a new port, as after a restart on a new host.
+    pub fn restart(&mut self) -> Result<(), String> {
+        for d in self.nodes.iter_mut().rev() {
+            d.stop();
+        }
+        self.nodes.clear();
+        self.cm.stop();
+        self.cm = Self::start_cm(&self.program, &self.root, &self.spec)?;
+        self.start_nodes()
+    }
+
     /// Waits until `n` nodes are alive.
-    fn wait_nodes(&self, n: usize) -> Result<(), String> {
+    pub fn wait_nodes(&self, n: usize) -> Result<(), String> {
         let rt = crate::client::runtime().map_err(|e| e.to_string())?;
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let alive = rt.block_on(async {
-                let mut cm = crate::client::connect(&self.address).await.ok()?;
+                let mut cm = crate::client::connect(&self.cm.address).await.ok()?;
                 let nodes = cm.list_nodes(eggroll_proto::meta::Ack {}).await.ok()?;
                 Some(
                     nodes
@@ -119,21 +210,39 @@ impl LocalCluster {
             }
             if Instant::now() > deadline {
                 return Err(format!(
-                    "the node managers did not register within 20 s; see the logs in {}",
-                    self.root.display()
+                    "the node managers did not register within 20 s; see the logs in {}\n{}",
+                    self.root.display(),
+                    self.log_tails(30)
                 ));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The last `lines` lines of every daemon's log, for error messages.
+    pub fn log_tails(&self, lines: usize) -> String {
+        let mut out = String::new();
+        let names = std::iter::once("clustermanager.log".to_string())
+            .chain((0..self.spec.nodes).map(|i| format!("nodemanager{i}.log")));
+        for name in names {
+            let text = std::fs::read_to_string(self.root.join(&name)).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(lines).collect();
+            out.push_str(&format!("--- {name} (last lines)\n"));
+            for l in tail.into_iter().rev() {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
     }
 }
 
 impl Drop for LocalCluster {
     fn drop(&mut self) {
         // Node managers first (their eggs exit with them), then the cluster manager.
-        for c in self.children.iter_mut().rev() {
-            let _ = c.kill();
-            let _ = c.wait();
+        for d in self.nodes.iter_mut().rev() {
+            d.stop();
         }
+        self.cm.stop();
     }
 }

@@ -2,7 +2,7 @@
 //! each with its own roll-site (real gRPC between them, mutual TLS if asked) and its own
 //! cluster (standalone in this process, or a local cluster of daemons).
 
-use crate::local_cluster::LocalCluster;
+use crate::local_cluster::{ClusterSpec, LocalCluster};
 use eggroll_core::config::EggrollConfig;
 use eggroll_federation::{BlockingFederation, FederationOptions, Party};
 use eggroll_psi::{PsiOutcome, Role};
@@ -57,9 +57,12 @@ pub struct Setup {
     pub tls: Option<(TlsFiles, TlsFiles)>,
 }
 
-type AnyError = Box<dyn std::error::Error + Send + Sync>;
+/// Any error of setting up or running the parties.
+pub type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
-fn rollsite_config(root: &Path, party: &str, tls: Option<&TlsFiles>) -> EggrollConfig {
+/// The config of party `party`'s roll-site under `root/party`: 127.0.0.1, free ports, an empty
+/// route table file, TLS with `tls` when given.
+pub fn rollsite_config(root: &Path, party: &str, tls: Option<&TlsFiles>) -> EggrollConfig {
     let mut c = EggrollConfig {
         data_dir: root.join(party).join("data"),
         ..Default::default()
@@ -80,7 +83,7 @@ fn rollsite_config(root: &Path, party: &str, tls: Option<&TlsFiles>) -> EggrollC
 }
 
 /// Points `site`'s route table at `peer`'s roll-site (over TLS when it has a secure port).
-fn route(
+pub fn route(
     site: &RollSite,
     config: &EggrollConfig,
     peer_id: &str,
@@ -129,10 +132,13 @@ impl TwoParties {
             let (ctx, cluster) = match &setup.cluster {
                 Some(program) => {
                     let dir = root.join(party).join("cluster");
-                    std::fs::create_dir_all(&dir)?;
-                    let daemons = LocalCluster::start(program, &dir, nodes)?;
+                    let spec = ClusterSpec {
+                        nodes,
+                        ..Default::default()
+                    };
+                    let daemons = LocalCluster::start(program, &dir, spec)?;
                     let ctx = RollPairContext::connect(
-                        &daemons.address,
+                        daemons.address(),
                         SessionOptions {
                             name: format!("psi demo party {party}"),
                             processors_per_node: 2,

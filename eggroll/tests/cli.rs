@@ -23,19 +23,25 @@ fn help_lists_subcommands() {
     }
 }
 
-#[test]
-fn demo_computes_and_table_commands_read_a_data_dir() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = eggroll()
-        .args(["demo", "--ids", "3000", "--overlap", "1234", "--data-dir"])
-        .arg(dir.path().join("demo"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+/// Runs `cmd`; returns its stdout, asserting it succeeded (its output in the message if not).
+fn success(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run eggroll");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+#[test]
+fn demo_computes_and_table_commands_read_a_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = success(
+        eggroll()
+            .args(["demo", "--ids", "3000", "--overlap", "1234", "--data-dir"])
+            .arg(dir.path().join("demo")),
     );
     assert!(
         text.contains("intersection: 1234 ids (expected 1234, correct)"),
@@ -108,16 +114,7 @@ fn bad_config_is_named() {
 
 #[test]
 fn small_bench_runs_on_both_back_ends_and_prints_ratios() {
-    let out = eggroll()
-        .args(["bench", "--rows", "20000", "--cluster"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = success(eggroll().args(["bench", "--rows", "20000", "--cluster"]));
     for op in [
         "put_all",
         "get_all",

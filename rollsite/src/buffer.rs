@@ -712,6 +712,17 @@ mod tests {
         }
     }
 
+    /// Every batch of transfer `rk`: (partition, seq, body).
+    fn batches(buf: &Buffer, rk: &str) -> Vec<(u32, u64, Vec<u8>)> {
+        let mut got = Vec::new();
+        buf.read(rk, &mut |p, s, v| {
+            got.push((p, s, v.to_vec()));
+            true
+        })
+        .unwrap();
+        got
+    }
+
     #[test]
     fn batches_survive_reopen_and_retries_do_not_duplicate() {
         let dir = tempfile::tempdir().unwrap();
@@ -740,12 +751,7 @@ mod tests {
         }
         let buf = Buffer::open(dir.path(), StorageConfig::default(), 1 << 20).unwrap();
         assert!(buf.arrival("t").unwrap().unwrap().complete());
-        let mut got = Vec::new();
-        buf.read("t", &mut |p, s, v| {
-            got.push((p, s, v.to_vec()));
-            true
-        })
-        .unwrap();
+        let got = batches(&buf, "t");
         assert_eq!(
             got,
             vec![
@@ -779,12 +785,7 @@ mod tests {
         std::fs::rename(dir.path().join(RECORDS_DIR), &old).unwrap();
         let buf = Buffer::open(dir.path(), StorageConfig::default(), 1 << 20).unwrap();
         assert!(buf.arrival("t").unwrap().unwrap().complete());
-        let mut got = Vec::new();
-        buf.read("t", &mut |p, s, v| {
-            got.push((p, s, v.to_vec()));
-            true
-        })
-        .unwrap();
+        let got = batches(&buf, "t");
         assert_eq!(got, vec![(0, 0, b"kept".to_vec())]);
         assert!(!dir.path().join("ROCKSDB").exists());
     }

@@ -17,15 +17,7 @@ use tokio::sync::Semaphore;
 use tonic::transport::Channel;
 
 fn key(name: &str) -> TransferKey {
-    TransferKey {
-        session: "bad".into(),
-        name: name.into(),
-        tag: "0".into(),
-        src_role: "guest".into(),
-        src_party: "9999".into(),
-        dst_role: "host".into(),
-        dst_party: "10000".into(),
-    }
+    eggroll_tests::rollsites::key("bad", name)
 }
 
 /// A well-formed object packet, to break one way or another.

@@ -7,61 +7,18 @@ use common::*;
 use eggroll_core::config::EggrollConfig;
 use eggroll_federation::Party;
 use eggroll_proto::proxy::data_transfer_service_client::DataTransferServiceClient;
-use eggroll_rollsite::packet::{TransferKey, OBJECT};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
+use eggroll_rollsite::packet::OBJECT;
+use eggroll_tests::certs::Ca;
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-fn ca(name: &str, dir: &Path) -> Issuer<'static, KeyPair> {
-    let key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name.push(DnType::CommonName, name);
-    p.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::CrlSign,
-    ];
-    let cert = p.self_signed(&key).unwrap();
-    std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
-    Issuer::new(p, key)
-}
-
-/// A party certificate for 127.0.0.1 and localhost signed by `issuer`; sets it in `c`.
-fn identity(
-    c: &mut EggrollConfig,
-    issuer: &Issuer<'static, KeyPair>,
-    name: &str,
-    dir: &Path,
-    trust: &str,
-) {
-    let (cp, kp) = issue(issuer, name, dir);
-    c.rollsite.tls_cert = cp;
-    c.rollsite.tls_key = kp;
-    c.rollsite.tls_ca = dir.join(format!("{trust}.pem"));
-}
-
-/// Writes a certificate for 127.0.0.1 and localhost signed by `issuer`, and its key.
-fn issue(issuer: &Issuer<'static, KeyPair>, name: &str, dir: &Path) -> (PathBuf, PathBuf) {
-    let key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    p.distinguished_name.push(DnType::CommonName, name);
-    p.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    let cert = p.signed_by(&key, issuer).unwrap();
-    let (cp, kp) = (
-        dir.join(format!("{name}.crt")),
-        dir.join(format!("{name}.key")),
-    );
-    std::fs::write(&cp, cert.pem()).unwrap();
-    std::fs::write(&kp, key.serialize_pem()).unwrap();
-    (cp, kp)
+/// Gives `c` a certificate for 127.0.0.1 signed by `issuer`, trusting the CA `trust`.
+fn identity(c: &mut EggrollConfig, issuer: &Ca, name: &str, dir: &Path, trust: &Ca) {
+    let (cert, key) = issuer.issue(dir, name);
+    c.rollsite.tls_cert = cert;
+    c.rollsite.tls_key = key;
+    c.rollsite.tls_ca = trust.pem.clone();
 }
 
 fn tls_route(addr: std::net::SocketAddr) -> serde_json::Value {
@@ -72,12 +29,12 @@ fn tls_route(addr: std::net::SocketAddr) -> serde_json::Value {
 async fn trusted_parties_talk_and_untrusted_or_plaintext_ones_are_refused() {
     let dir = dir();
     let d = dir.path();
-    let (ca1, ca2) = (ca("ca1", d), ca("ca2", d));
+    let (ca1, ca2) = (Ca::new(d, "ca1"), Ca::new(d, "ca2"));
     let (mut cg, mut ch, mut cr) = (config(d, "9999"), config(d, "10000"), config(d, "7777"));
-    identity(&mut cg, &ca1, "guest", d, "ca1");
-    identity(&mut ch, &ca1, "host", d, "ca1");
+    identity(&mut cg, &ca1, "guest", d, &ca1);
+    identity(&mut ch, &ca1, "host", d, &ca1);
     // The rogue party trusts the real CA but holds a certificate from another one.
-    identity(&mut cr, &ca2, "rogue", d, "ca1");
+    identity(&mut cr, &ca2, "rogue", d, &ca1);
     let (g, h, r) = (start(&cg).await, start(&ch).await, start(&cr).await);
     let (gs, hs) = (g.secure_addr().unwrap(), h.secure_addr().unwrap());
     set_routes(&g, &cg, json!({"10000": tls_route(hs)}));
@@ -133,15 +90,7 @@ async fn trusted_parties_talk_and_untrusted_or_plaintext_ones_are_refused() {
 
     // A plaintext client claiming to be the guest, whose route requires TLS, is refused on
     // the plaintext port...
-    let key = TransferKey {
-        session: "s".into(),
-        name: "p".into(),
-        tag: "0".into(),
-        src_role: "guest".into(),
-        src_party: "9999".into(),
-        dst_role: "host".into(),
-        dst_party: "10000".into(),
-    };
+    let key = eggroll_tests::rollsites::key("s", "p");
     let mut hdr = key.header(OBJECT);
     hdr.total_partitions = 1;
     hdr.stage = "finish".into();
@@ -176,13 +125,13 @@ async fn trusted_parties_talk_and_untrusted_or_plaintext_ones_are_refused() {
 async fn a_route_with_its_own_certificate_and_ca_uses_them() {
     let dir = dir();
     let d = dir.path();
-    let (ca1, ca2) = (ca("ca1", d), ca("ca2", d));
+    let (ca1, ca2) = (Ca::new(d, "ca1"), Ca::new(d, "ca2"));
     let (mut cg, mut ch) = (config(d, "9999"), config(d, "10000"));
     // The guest's own identity comes from a CA the host does not trust, and it trusts only
     // that CA: only the route's own certificate and CA can reach the host.
-    identity(&mut cg, &ca2, "guest-default", d, "ca2");
-    identity(&mut ch, &ca1, "host", d, "ca1");
-    let (crt, key) = issue(&ca1, "guest-for-host", d);
+    identity(&mut cg, &ca2, "guest-default", d, &ca2);
+    identity(&mut ch, &ca1, "host", d, &ca1);
+    let (crt, key) = ca1.issue(d, "guest-for-host");
     let (g, h) = (start(&cg).await, start(&ch).await);
     let hs = h.secure_addr().unwrap();
     let own = json!({"default": [{

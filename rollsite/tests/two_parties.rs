@@ -9,7 +9,7 @@ use eggroll_core::partitioner::partition_of;
 use eggroll_federation::Party;
 use eggroll_proto::proxy::data_transfer_service_client::DataTransferServiceClient;
 use eggroll_rollpair::{Options, RollPair, RollPairContext};
-use eggroll_rollsite::packet::{TransferKey, FINISH, TABLE};
+use eggroll_rollsite::packet::{FINISH, TABLE};
 use serde_json::json;
 use std::time::Duration;
 
@@ -139,15 +139,7 @@ async fn a_million_pairs_on_8_partitions_arrive_pair_by_pair_in_the_same_partiti
 async fn a_stream_sent_twice_is_stored_once() {
     let dir = dir();
     let (a, b) = pair(dir.path()).await;
-    let key = TransferKey {
-        session: "job3".into(),
-        name: "t".into(),
-        tag: "0".into(),
-        src_role: "guest".into(),
-        src_party: "9999".into(),
-        dst_role: "host".into(),
-        dst_party: "10000".into(),
-    };
+    let key = eggroll_tests::rollsites::key("job3", "t");
     // Two partitions by hand, as a sender that retries would send them.
     let mut packets = Vec::new();
     let mut expected = Vec::new();
@@ -201,15 +193,7 @@ async fn a_stream_sent_twice_is_stored_once() {
 async fn a_key_sent_in_the_wrong_partition_is_a_clear_error() {
     let dir = dir();
     let (a, b) = pair(dir.path()).await;
-    let key = TransferKey {
-        session: "job4".into(),
-        name: "t".into(),
-        tag: "0".into(),
-        src_role: "guest".into(),
-        src_party: "9999".into(),
-        dst_role: "host".into(),
-        dst_party: "10000".into(),
-    };
+    let key = eggroll_tests::rollsites::key("job4", "t");
     // Well framed, but partition 0 carries a key that hashes to partition 1 of 2: the raw
     // write must refuse it rather than store it where no get would find it.
     let stray = (0u64..)
@@ -251,8 +235,7 @@ async fn a_key_sent_in_the_wrong_partition_is_a_clear_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restart_between_remote_and_get_loses_nothing() {
     let dir = dir();
-    let (ca, mut cb) = (config(dir.path(), "9999"), config(dir.path(), "10000"));
-    cb.rollsite.port = free_port();
+    let (ca, cb) = host_on_a_fixed_port(dir.path());
     let a = start(&ca).await;
     let b = start(&cb).await;
     set_routes(&a, &ca, json!({"10000": to(b.addr())}));
@@ -307,9 +290,8 @@ async fn eventually(cond: impl Fn() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn route_changes_are_picked_up_and_bad_files_keep_the_old_table() {
     let dir = dir();
-    let (ca, mut cb) = (config(dir.path(), "9999"), config(dir.path(), "10000"));
-    let port_b = free_port();
-    cb.rollsite.port = port_b;
+    let (ca, cb) = host_on_a_fixed_port(dir.path());
+    let port_b = cb.rollsite.port;
     let a = start(&ca).await;
     // A's route to 10000 points at a port where nothing listens.
     let dead = free_port();
@@ -386,8 +368,7 @@ async fn route_changes_are_picked_up_and_bad_files_keep_the_old_table() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_remote_retries_until_the_peer_comes_up() {
     let dir = dir();
-    let (ca, mut cb) = (config(dir.path(), "9999"), config(dir.path(), "10000"));
-    cb.rollsite.port = free_port();
+    let (ca, cb) = host_on_a_fixed_port(dir.path());
     let a = start(&ca).await;
     set_routes(
         &a,

@@ -1,8 +1,6 @@
-//! The user functions of the shared roll-pair test suite. The suite's tests link them, and so
-//! does the `eggroll-suite-egg` binary that the test clusters run as their egg-pair program,
+//! The user functions of the end-to-end suite, each in one declaration. The tests link them,
+//! and so does the `eggroll-suite-egg` binary the test clusters run as their egg-pair program,
 //! exactly as a user's algorithm crate is linked into their own egg binary.
-
-#![allow(dead_code)]
 
 use eggroll_core::function;
 use eggroll_core::functions::{
@@ -10,11 +8,13 @@ use eggroll_core::functions::{
 };
 use serde::{Deserialize, Serialize};
 
+/// v + n.
 #[derive(Serialize, Deserialize)]
 pub struct AddTo {
+    /// What to add.
     pub n: i64,
 }
-#[function(name = "tests::AddTo")]
+#[function]
 impl MapValues for AddTo {
     type V = i64;
     type Out = i64;
@@ -23,9 +23,10 @@ impl MapValues for AddTo {
     }
 }
 
+/// The length of a byte value.
 #[derive(Serialize, Deserialize)]
 pub struct Len;
-#[function(name = "tests::Len")]
+#[function]
 impl MapValues for Len {
     type V = Vec<u8>;
     type Out = u64;
@@ -37,9 +38,10 @@ impl MapValues for Len {
 /// (k, v) -> (k mod m, v): collides keys on purpose.
 #[derive(Serialize, Deserialize)]
 pub struct ModKey {
+    /// The modulus.
     pub m: i64,
 }
-#[function(name = "tests::ModKey")]
+#[function]
 impl Map for ModKey {
     type K = i64;
     type V = i64;
@@ -53,7 +55,7 @@ impl Map for ModKey {
 /// (k, v) -> (v, k): a bijection when values are distinct.
 #[derive(Serialize, Deserialize)]
 pub struct Swap;
-#[function(name = "tests::Swap")]
+#[function]
 impl Map for Swap {
     type K = i64;
     type V = i64;
@@ -64,9 +66,10 @@ impl Map for Swap {
     }
 }
 
+/// (k, v) -> k mod 3 pairs ("k/i", v).
 #[derive(Serialize, Deserialize)]
 pub struct Explode;
-#[function(name = "tests::Explode")]
+#[function]
 impl FlatMap for Explode {
     type K = i64;
     type V = i64;
@@ -79,9 +82,10 @@ impl FlatMap for Explode {
     }
 }
 
+/// Keeps the even keys.
 #[derive(Serialize, Deserialize)]
 pub struct EvenKeys;
-#[function(name = "tests::EvenKeys")]
+#[function]
 impl Filter for EvenKeys {
     type K = i64;
     type V = i64;
@@ -93,7 +97,7 @@ impl Filter for EvenKeys {
 /// Emits (v mod 5, 1) per pair: counted per bucket with a reduce.
 #[derive(Serialize, Deserialize)]
 pub struct Buckets;
-#[function(name = "tests::Buckets")]
+#[function]
 impl MapPartitions for Buckets {
     type K = i64;
     type V = i64;
@@ -111,9 +115,10 @@ impl MapPartitions for Buckets {
     }
 }
 
+/// The wrapping sum of a partition's values.
 #[derive(Serialize, Deserialize)]
 pub struct SumPartition;
-#[function(name = "tests::SumPartition")]
+#[function]
 impl CollapsePartitions for SumPartition {
     type K = i64;
     type V = i64;
@@ -123,9 +128,10 @@ impl CollapsePartitions for SumPartition {
     }
 }
 
+/// The pair of both sides' values.
 #[derive(Serialize, Deserialize)]
 pub struct Pair;
-#[function(name = "tests::Pair")]
+#[function]
 impl Join for Pair {
     type V = i64;
     type W = String;
@@ -135,9 +141,10 @@ impl Join for Pair {
     }
 }
 
+/// The larger value.
 #[derive(Serialize, Deserialize)]
 pub struct Max;
-#[function(name = "tests::Max")]
+#[function]
 impl Reduce for Max {
     type V = i64;
     fn reduce(&self, a: i64, b: i64) -> i64 {
@@ -145,9 +152,10 @@ impl Reduce for Max {
     }
 }
 
+/// Counts and sums values.
 #[derive(Serialize, Deserialize)]
 pub struct CountAndSum;
-#[function(name = "tests::CountAndSum")]
+#[function]
 impl SeqOp for CountAndSum {
     type Acc = (u64, i64);
     type V = i64;
@@ -156,9 +164,10 @@ impl SeqOp for CountAndSum {
     }
 }
 
+/// Adds (count, sum) accumulators.
 #[derive(Serialize, Deserialize)]
 pub struct AddPairs;
-#[function(name = "tests::AddPairs")]
+#[function]
 impl Reduce for AddPairs {
     type V = (u64, i64);
     fn reduce(&self, a: (u64, i64), b: (u64, i64)) -> (u64, i64) {
@@ -169,9 +178,10 @@ impl Reduce for AddPairs {
 /// Sleeps `ms` per value: a job that runs long enough to be interrupted.
 #[derive(Serialize, Deserialize)]
 pub struct Slow {
+    /// Milliseconds per value.
     pub ms: u64,
 }
-#[function(name = "tests::Slow")]
+#[function]
 impl MapValues for Slow {
     type V = i64;
     type Out = i64;

@@ -1,21 +1,18 @@
 //! Distributed mode end to end, with real processes: restarts, faults (a killed egg, a silent
 //! node manager, a session that cannot start), bad requests, and the operator commands.
 
-mod suite;
-
 use eggroll_proto::meta::cluster_manager_client::ClusterManagerClient;
 use eggroll_proto::meta::egg_service_client::EggServiceClient;
 use eggroll_proto::meta::node_manager_client::NodeManagerClient;
 use eggroll_proto::meta::{
     job::Op, Count, CreateSessionRequest, Functor, Job, MapReducePartitions, PairBatch, Partition,
-    PutRequest, SessionId, SessionMeta, SessionStatus, StartProcessors, Store, StoreLocator,
-    StoreType, Task,
+    PutRequest, SessionId, SessionStatus, StartProcessors, Store, StoreLocator, StoreType, Task,
 };
 use eggroll_rollpair::{Options, RollPair, RollPairContext, SessionOptions};
+use eggroll_tests::cluster::{binary, spec, ClusterSpec, TestCluster};
+use eggroll_tests::functions::{AddTo, Slow};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use suite::cluster::{ClusterSpec, TestCluster};
-use suite::functions::{AddTo, Slow};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -30,15 +27,9 @@ fn cm(
 ) -> ClusterManagerClient<tonic::transport::Channel> {
     rt.block_on(ClusterManagerClient::connect(format!(
         "http://{}",
-        c.cm.address
+        c.address()
     )))
     .unwrap()
-}
-
-fn session(rt: &tokio::runtime::Runtime, c: &TestCluster, id: &str) -> SessionMeta {
-    rt.block_on(cm(rt, c).get_session(SessionId { id: id.into() }))
-        .unwrap()
-        .into_inner()
 }
 
 fn all<K: Ord + serde::Serialize + serde::de::DeserializeOwned + Send + 'static>(
@@ -65,7 +56,7 @@ fn signal(pid: u32, sig: &str) {
 
 #[test]
 fn persistent_tables_survive_a_restart_of_every_daemon() {
-    let mut c = TestCluster::start(ClusterSpec::default());
+    let mut c = TestCluster::start(spec());
     let data: BTreeMap<String, Vec<u8>> = (0..5000)
         .map(|i| (format!("id-{i}"), format!("value {i} ✓").into_bytes()))
         .collect();
@@ -97,13 +88,12 @@ fn persistent_tables_survive_a_restart_of_every_daemon() {
 
 #[test]
 fn a_killed_egg_fails_the_job_with_its_name_and_the_session_goes_to_error() {
-    let c = TestCluster::start(ClusterSpec::default());
+    let c = TestCluster::shared();
     let ctx = c.connect();
-    let rt = rt();
     let t = ctx
         .parallelize((0..400i64).map(|i| (i, i)), Options::partitions(8))
         .unwrap();
-    let meta = session(&rt, &c, ctx.session_id());
+    let meta = c.session(ctx.session_id());
     let victim = meta.processors[1].clone();
     assert!(victim.pid > 0 && pid_alive(victim.pid));
     // 50 values of 40 ms per partition: the job runs for about two seconds.
@@ -123,7 +113,7 @@ fn a_killed_egg_fails_the_job_with_its_name_and_the_session_goes_to_error() {
         "took {waited:?} after the kill"
     );
     assert!(err.contains(&format!("processor {}", victim.id)), "{err}");
-    let meta = session(&rt, &c, ctx.session_id());
+    let meta = c.session(ctx.session_id());
     assert_eq!(meta.status(), SessionStatus::Error, "{meta:?}");
     assert!(
         meta.reason.contains(&victim.id.to_string()) && meta.reason.contains("signal"),
@@ -141,13 +131,12 @@ fn a_killed_egg_fails_the_job_with_its_name_and_the_session_goes_to_error() {
 #[test]
 fn a_silent_node_manager_is_lost_and_gets_no_new_sessions() {
     let c = TestCluster::start(ClusterSpec {
-        heartbeat_timeout_ms: 1500,
+        heartbeat_timeout_ms: Some(1500),
         heartbeat_interval_ms: 200,
-        ..Default::default()
+        ..spec()
     });
-    let rt = rt();
     let before = c.connect();
-    let silent = &c.nodes[1];
+    let silent = &c.nodes()[1];
     signal(silent.pid(), "-STOP");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -159,12 +148,12 @@ fn a_silent_node_manager_is_lost_and_gets_no_new_sessions() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // The session that ran on it fails, with the reason.
-    let meta = session(&rt, &c, before.session_id());
+    let meta = c.session(before.session_id());
     assert_eq!(meta.status(), SessionStatus::Error);
     assert!(meta.reason.contains("lost"), "{}", meta.reason);
     // New sessions go to the live node only.
     let after = c.connect();
-    let meta = session(&rt, &c, after.session_id());
+    let meta = c.session(after.session_id());
     let nodes: std::collections::BTreeSet<u64> =
         meta.processors.iter().map(|p| p.server_node_id).collect();
     assert_eq!(nodes.len(), 1, "{meta:?}");
@@ -203,10 +192,10 @@ fn sessions_that_cannot_start_fail_with_the_reason() {
     let c = TestCluster::start(ClusterSpec {
         nodes: 1,
         eggpair_executable: Some(hang),
-        ..Default::default()
+        ..spec()
     });
     let started = Instant::now();
-    let err = RollPairContext::connect(&c.cm.address, opts.clone())
+    let err = RollPairContext::connect(c.address(), opts.clone())
         .err()
         .unwrap()
         .to_string();
@@ -219,9 +208,9 @@ fn sessions_that_cannot_start_fail_with_the_reason() {
     let c = TestCluster::start(ClusterSpec {
         nodes: 1,
         eggpair_executable: Some(crash),
-        ..Default::default()
+        ..spec()
     });
-    let err = RollPairContext::connect(&c.cm.address, opts)
+    let err = RollPairContext::connect(c.address(), opts)
         .err()
         .unwrap()
         .to_string();
@@ -235,13 +224,13 @@ fn sessions_that_cannot_start_fail_with_the_reason() {
 
 #[test]
 fn bad_requests_get_clear_errors_and_the_daemons_keep_serving() {
-    let c = TestCluster::start(ClusterSpec::default());
+    let c = TestCluster::shared();
     let ctx = c.connect();
     let rt = rt();
     let t = ctx
         .parallelize((0..50i64).map(|i| (i, i)), Options::partitions(4))
         .unwrap();
-    let mut cm = cm(&rt, &c);
+    let mut cm = cm(&rt, c);
 
     let e = rt
         .block_on(cm.get_session(SessionId {
@@ -272,7 +261,7 @@ fn bad_requests_get_clear_errors_and_the_daemons_keep_serving() {
         .unwrap_err();
     assert!(e.message().contains("locator"), "{e}");
 
-    let meta = session(&rt, &c, ctx.session_id());
+    let meta = c.session(ctx.session_id());
     let (a, b) = (&meta.processors[0], &meta.processors[1]);
     let mut egg = rt
         .block_on(EggServiceClient::connect(format!(
@@ -376,31 +365,27 @@ fn bad_requests_get_clear_errors_and_the_daemons_keep_serving() {
     let mut nm = rt
         .block_on(NodeManagerClient::connect(format!(
             "http://{}",
-            c.nodes[0].address
+            c.nodes()[0].address
         )))
         .unwrap();
     let e = rt
         .block_on(nm.start(StartProcessors {
             session_id: "a/b".into(),
             processors: vec![],
-            cluster_manager: c.cm.address.clone(),
+            cluster_manager: c.address().to_string(),
         }))
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
 
     // Everyone keeps serving.
     assert_eq!(t.map_values(&AddTo { n: 1 }).unwrap().count().unwrap(), 50);
-    assert_eq!(
-        session(&rt, &c, ctx.session_id()).status(),
-        SessionStatus::Active
-    );
+    assert_eq!(c.session(ctx.session_id()).status(), SessionStatus::Active);
     ctx.stop().unwrap();
 }
 
 #[test]
 fn operator_commands_show_nodes_sessions_and_tables() {
-    let c = TestCluster::start(ClusterSpec::default());
-    let rt = rt();
+    let c = TestCluster::shared();
     let nodes = c.cli(&["node", "list"]);
     assert_eq!(nodes.matches(" ALIVE ").count(), 2, "{nodes}");
     assert!(nodes.contains("2 node(s)"), "{nodes}");
@@ -421,11 +406,7 @@ fn operator_commands_show_nodes_sessions_and_tables() {
     );
     assert_eq!(c.cli(&["table", "count", "ops", "small"]).trim(), "10");
 
-    let pids: Vec<u32> = session(&rt, &c, &id)
-        .processors
-        .iter()
-        .map(|p| p.pid)
-        .collect();
+    let pids: Vec<u32> = c.session(&id).processors.iter().map(|p| p.pid).collect();
     let stopped = c.cli(&["session", "stop", &id]);
     assert!(stopped.contains("CLOSED"), "{stopped}");
     // Eggs never outlive their session.
@@ -441,7 +422,7 @@ fn operator_commands_show_nodes_sessions_and_tables() {
         err.contains("nope") && err.contains("does not exist"),
         "{err}"
     );
-    let out = std::process::Command::new(suite::cluster::binary())
+    let out = std::process::Command::new(binary())
         .args(["node", "list", "--cluster-manager", "127.0.0.1:1"])
         .output()
         .unwrap();
@@ -452,25 +433,20 @@ fn operator_commands_show_nodes_sessions_and_tables() {
 
 #[test]
 fn a_session_whose_client_goes_away_is_closed_and_its_eggs_exit() {
-    let c = TestCluster::start(ClusterSpec::default());
-    let rt = rt();
+    let c = TestCluster::shared();
     let ctx = c.connect_with(SessionOptions {
         processors_per_node: 1,
         lease_ms: 1500,
         ..Default::default()
     });
     let id = ctx.session_id().to_string();
-    let pids: Vec<u32> = session(&rt, &c, &id)
-        .processors
-        .iter()
-        .map(|p| p.pid)
-        .collect();
+    let pids: Vec<u32> = c.session(&id).processors.iter().map(|p| p.pid).collect();
     assert_eq!(pids.len(), 2);
     // The client vanishes without stopping its session: its lease runs out.
     drop(ctx);
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let meta = session(&rt, &c, &id);
+        let meta = c.session(&id);
         if meta.status() == SessionStatus::Closed {
             assert!(meta.reason.contains("stopped renewing"), "{}", meta.reason);
             break;

@@ -1,23 +1,21 @@
 //! Every roll-pair operation against a plain reference (HashMap, Vec) computed here, on real
 //! RocksDB and in-memory partitions: one suite, two back ends. Each test runs in standalone
 //! mode and on a real cluster (a cluster manager and two node managers as separate processes,
-//! with egg-pair processes per session).
-
-mod suite;
+//! with egg-pair processes per session), one cluster shared by the tests of this file.
 
 use eggroll_core::functions::builtin::{SumI64, SumU64};
 use eggroll_core::functions::{Function, MapValues};
 use eggroll_rollpair::{Options, RollPair, RollPairContext};
+use eggroll_tests::cluster::TestCluster;
+use eggroll_tests::functions::*;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use suite::cluster::{ClusterSpec, TestCluster};
-use suite::functions::*;
 
 /// What keeps a back end alive while a test uses it.
 enum Backend {
     Standalone(tempfile::TempDir),
-    Cluster(Box<TestCluster>),
+    Cluster(&'static TestCluster),
 }
 
 impl Backend {
@@ -26,7 +24,7 @@ impl Backend {
     }
 
     fn cluster() -> Self {
-        Backend::Cluster(Box::new(TestCluster::start(ClusterSpec::default())))
+        Backend::Cluster(TestCluster::shared())
     }
 
     /// A new session on this back end.

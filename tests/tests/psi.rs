@@ -2,54 +2,14 @@
 //! plain set intersection computed here: empty, disjoint, identical and partly overlapping
 //! sets, with ids that are not plain ASCII.
 
-use eggroll::two_parties::{Setup, TlsFiles, TwoParties};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
+use eggroll::two_parties::{Setup, TwoParties};
+use eggroll_tests::certs::guest_and_host;
 use std::collections::BTreeSet;
-use std::path::Path;
-
-/// A CA, and a certificate for 127.0.0.1 per party signed by it.
-fn certificates(dir: &Path) -> (TlsFiles, TlsFiles) {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name
-        .push(DnType::CommonName, "federation test CA");
-    p.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_cert = p.self_signed(&ca_key).unwrap();
-    let ca = dir.join("ca.pem");
-    std::fs::write(&ca, ca_cert.pem()).unwrap();
-    let issuer = Issuer::new(p, ca_key);
-    let party = |name: &str| {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-        p.distinguished_name.push(DnType::CommonName, name);
-        p.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let cert = p.signed_by(&key, &issuer).unwrap();
-        let files = TlsFiles {
-            cert: dir.join(format!("{name}.crt")),
-            key: dir.join(format!("{name}.key")),
-            ca: ca.clone(),
-        };
-        std::fs::write(&files.cert, cert.pem()).unwrap();
-        std::fs::write(&files.key, key.serialize_pem()).unwrap();
-        files
-    };
-    (party("guest"), party("host"))
-}
 
 #[test]
 fn psi_over_mutual_tls_matches_the_plain_intersection() {
     let dir = tempfile::tempdir().unwrap();
-    let tls = certificates(dir.path());
+    let tls = guest_and_host(dir.path());
     let ids = |range: std::ops::Range<u32>| -> Vec<String> {
         range.map(|i| format!("用户-{i}✓")).collect()
     };

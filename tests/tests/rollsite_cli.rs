@@ -1,8 +1,11 @@
 //! Two `eggroll rollsite` processes, started as an operator would, exchanging an object and a
 //! table through the federation API; a bad route table stops the start with its line.
 
-use eggroll_federation::{Federation, FederationOptions, Party};
+use eggroll_federation::{Federation, FederationOptions};
 use eggroll_rollpair::{Options, RollPair, RollPairContext};
+use eggroll_tests::cluster::binary;
+use eggroll_tests::free_port;
+use eggroll_tests::rollsites::{guest, host};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
@@ -14,17 +17,9 @@ impl Drop for Site {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Starts a roll-site and waits for its "listening" line.
 fn rollsite(dir: &std::path::Path, party: &str, port: u16, routes: &std::path::Path) -> Site {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_eggroll"))
+    let mut child = Command::new(binary())
         .args(["rollsite", "--party-id", party, "--port", &port.to_string()])
         .arg("--route-table")
         .arg(routes)
@@ -59,7 +54,7 @@ fn two_rollsite_processes_exchange_objects_and_tables() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let opts = FederationOptions::default();
-        let (guest, host) = (Party::new("guest", "9999"), Party::new("host", "10000"));
+        let (guest, host) = (guest(), host());
         let fa = Federation::connect(
             &format!("127.0.0.1:{pa}"),
             "cli",
@@ -105,7 +100,7 @@ fn two_rollsite_processes_exchange_objects_and_tables() {
         "{\"route_table\": {\n\"1\": {\"default\": [{\"ip\": \"a\", \"port\": 0}]}}}",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_eggroll"))
+    let out = Command::new(binary())
         .args([
             "rollsite",
             "--party-id",

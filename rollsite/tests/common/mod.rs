@@ -31,6 +31,14 @@ pub fn config(dir: &Path, party: &str) -> EggrollConfig {
     c
 }
 
+/// The configs of guest 9999 and host 10000, the host's port fixed now: a route can name it
+/// before the host starts, and it is the same after a restart.
+pub fn host_on_a_fixed_port(dir: &Path) -> (EggrollConfig, EggrollConfig) {
+    let mut host = config(dir, "10000");
+    host.rollsite.port = free_port();
+    (config(dir, "9999"), host)
+}
+
 /// Starts a roll-site with `config`.
 pub async fn start(config: &EggrollConfig) -> RollSite {
     eggroll_rollsite::start(config).await.unwrap()
@@ -104,14 +112,7 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-/// A port that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use eggroll_tests::free_port;
 
 /// A scratch directory path.
 pub fn dir() -> tempfile::TempDir {
