@@ -125,20 +125,19 @@ impl Federation {
         format!("local roll-site {}", self.inner.rollsite)
     }
 
-    /// The one log line of a remote.
+    /// The one log line of a remote: its outcome and the bytes it sent to each party.
     pub(crate) fn log_remote(
         &self,
         name: &str,
         tag: &str,
         parties: &[Party],
-        bytes: u64,
         started: Instant,
-        result: Result<(), &Error>,
+        result: &Result<u64>,
     ) {
         let dst: Vec<String> = parties.iter().map(Party::to_string).collect();
-        let outcome = match result {
-            Ok(()) => "ok".to_string(),
-            Err(e) => e.to_string(),
+        let (bytes, outcome) = match result {
+            Ok(b) => (*b, "ok".to_string()),
+            Err(e) => (0, e.to_string()),
         };
         tracing::info!(session = %self.inner.session, name, tag, src = %self.inner.me,
             dst = %dst.join(","), bytes, ms = started.elapsed().as_millis() as u64,

@@ -92,16 +92,9 @@ impl Federation {
             Ok(())
         }
         .await;
-        let bytes = data.len() as u64;
-        self.log_remote(
-            name,
-            tag,
-            parties,
-            bytes,
-            started,
-            result.as_ref().map(|_| ()),
-        );
-        result.map(|()| bytes)
+        let result = result.map(|()| data.len() as u64);
+        self.log_remote(name, tag, parties, started, &result);
+        result
     }
 
     /// A failed push as this client reports it: the hop and the retries made.

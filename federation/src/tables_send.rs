@@ -41,15 +41,7 @@ impl Federation {
         } else {
             self.push_from_client(table, &request, parties.len()).await
         };
-        let bytes = *result.as_ref().unwrap_or(&0);
-        self.log_remote(
-            name,
-            tag,
-            parties,
-            bytes,
-            started,
-            result.as_ref().map(|_| ()),
-        );
+        self.log_remote(name, tag, parties, started, &result);
         result
     }
 

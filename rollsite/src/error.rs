@@ -120,13 +120,8 @@ impl From<Error> for Status {
 
 impl From<eggroll_core::CoreError> for Error {
     fn from(e: eggroll_core::CoreError) -> Self {
-        use eggroll_core::CoreError;
-        // Packet faults keep their own kinds: callers match on them.
-        match e {
-            CoreError::BadPacket(m) => Error::BadPacket(m),
-            CoreError::TooLarge(m) => Error::TooLarge(m),
-            other => Error::Core(other),
-        }
+        // The federation client sorts packet faults into their own kinds; so does this.
+        eggroll_federation::Error::from(e).into()
     }
 }
 
