@@ -204,7 +204,7 @@ fn write_batches<K, V>(
 ) -> Result<u64> {
     let mut count = 0u64;
     while let Some((p, batch)) = rx.blocking_recv() {
-        count += write_batch(table, n, p, &batch, what)?;
+        count += write_batch(table, n, p, batch, what)?;
     }
     Ok(count)
 }
@@ -215,7 +215,7 @@ pub fn write_batch<K, V>(
     table: &RollPair<K, V>,
     n: u32,
     p: u32,
-    batch: &[u8],
+    batch: Bytes,
     what: &str,
 ) -> Result<u64> {
     if p >= n {
@@ -223,11 +223,12 @@ pub fn write_batch<K, V>(
             "{what}: a batch of partition {p} arrived for a table of {n} partitions"
         )));
     }
-    let found = eggroll_core::pairs::collect(batch).map_err(|e| match e {
-        CoreError::BadPacket(m) => Error::BadPacket(format!("{what}, partition {p}: {m}")),
-        e => e.into(),
-    })?;
-    for (k, _) in &found {
+    let mut pairs = 0u64;
+    for pair in eggroll_core::pairs::iter(&batch) {
+        let (k, _) = pair.map_err(|e| match e {
+            CoreError::BadPacket(m) => Error::BadPacket(format!("{what}, partition {p}: {m}")),
+            e => e.into(),
+        })?;
         let q = partition_of(k, n);
         if q != p {
             return Err(Error::BadPacket(format!(
@@ -235,9 +236,11 @@ pub fn write_batch<K, V>(
                  the sender partitions differently"
             )));
         }
+        pairs += 1;
     }
-    if found.is_empty() {
+    if pairs == 0 {
         return Ok(0);
     }
-    Ok(table.put_packed(p, batch.to_vec())?)
+    // Reuses the batch's buffer when nothing else holds it; copies it otherwise.
+    Ok(table.put_packed(p, Vec::from(batch))?)
 }

@@ -76,7 +76,7 @@ impl Inbox {
         &self,
         name: &str,
         header: &RollSiteHeader,
-        batches: &[(u32, &[u8])],
+        batches: &[(u32, bytes::Bytes)],
     ) -> Result<()> {
         let n = header.total_partitions.max(1) as u32;
         let table = {
@@ -108,7 +108,7 @@ impl Inbox {
         };
         let what = format!("table {NAMESPACE}/{name}");
         for (p, body) in batches {
-            eggroll_federation::write_batch(&table, n, *p, body, &what)?;
+            eggroll_federation::write_batch(&table, n, *p, body.clone(), &what)?;
         }
         Ok(())
     }

@@ -356,8 +356,10 @@ impl Site {
             // Into the eggs first; the markers, written after, say where the batches are.
             if let Some(inbox) = inbox {
                 let name = crate::buffer::transfer_name(&rk);
-                let bodies: Vec<(u32, &[u8])> =
-                    batches.iter().map(|b| (b.partition, &b.body[..])).collect();
+                let bodies: Vec<(u32, bytes::Bytes)> = batches
+                    .iter()
+                    .map(|b| (b.partition, b.body.clone()))
+                    .collect();
                 inbox.write(&name, &h, &bodies)?;
                 h.options
                     .insert(EGG_TABLE_OPTION.into(), format!("{NAMESPACE}/{name}"));
