@@ -7,7 +7,8 @@
 //! Each trait is "erased" into one of three byte-level shapes ([`ErasedFn`]) that the executor
 //! runs.
 //!
-//! A function in one declaration:
+//! A function in one declaration (the attribute reads the trait's types, here `V` and `Out`,
+//! off the method's signature; an impl may still spell them out):
 //!
 //! ```
 //! use eggroll_core::codec::{decode, encode};
@@ -18,7 +19,6 @@
 //! struct Scale { factor: i64 }
 //! #[eggroll_core::function]
 //! impl MapValues for Scale {
-//!     type V = i64; type Out = i64;
 //!     fn map_values(&self, v: i64) -> i64 { v * self.factor }
 //! }
 //!
@@ -35,7 +35,6 @@
 //! struct Forget;
 //! #[eggroll_core::function(name = "my_crate::Forget")]
 //! impl MapValues for Forget {
-//!     type V = String; type Out = ();
 //!     fn map_values(&self, _: String) {}
 //! }
 //! assert_eq!(Forget::NAME, "my_crate::Forget");
@@ -58,7 +57,6 @@
 //! struct Keep<T>(std::marker::PhantomData<T>);
 //! #[eggroll_core::function]
 //! impl<T: Send + Sync + 'static> MapValues for Keep<T> {
-//!     type V = i64; type Out = i64;
 //!     fn map_values(&self, v: i64) -> i64 { v }
 //! }
 //! ```
@@ -243,7 +241,6 @@ pub fn lookup(name: &str, kind: &str, params: &[u8]) -> Result<ErasedFn> {
 /// struct Max;
 /// #[eggroll_core::function]
 /// impl Reduce for Max {
-///     type V = i64;
 ///     fn reduce(&self, a: i64, b: i64) -> i64 { a.max(b) }
 /// }
 /// impl MapValues for Max { // registered as a Reduce, so not a MapValues

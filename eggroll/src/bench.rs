@@ -39,8 +39,6 @@ pub struct BenchArgs {
 struct FlipFirst;
 #[eggroll_core::function]
 impl MapValues for FlipFirst {
-    type V = Bytes;
-    type Out = Bytes;
     fn map_values(&self, mut v: Bytes) -> Bytes {
         flip(&mut v.0);
         v
@@ -57,8 +55,6 @@ fn flip(v: &mut [u8]) {
 struct TotalLen;
 #[eggroll_core::function]
 impl SeqOp for TotalLen {
-    type Acc = u64;
-    type V = Bytes;
     fn seq_op(&self, acc: u64, v: Bytes) -> u64 {
         acc + v.len() as u64
     }
@@ -68,9 +64,6 @@ impl SeqOp for TotalLen {
 struct Left;
 #[eggroll_core::function]
 impl Join for Left {
-    type V = Bytes;
-    type W = Bytes;
-    type Out = Bytes;
     fn join(&self, v: Bytes, _: Bytes) -> Bytes {
         v
     }

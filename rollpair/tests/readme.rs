@@ -10,8 +10,6 @@ struct Scale {
 }
 #[eggroll_core::function]
 impl MapValues for Scale {
-    type V = i64;
-    type Out = i64;
     fn map_values(&self, v: i64) -> i64 {
         v * self.factor
     }

@@ -16,8 +16,6 @@ pub struct AddTo {
 }
 #[function]
 impl MapValues for AddTo {
-    type V = i64;
-    type Out = i64;
     fn map_values(&self, v: i64) -> i64 {
         v.wrapping_add(self.n)
     }
@@ -28,8 +26,6 @@ impl MapValues for AddTo {
 pub struct Len;
 #[function]
 impl MapValues for Len {
-    type V = Vec<u8>;
-    type Out = u64;
     fn map_values(&self, v: Vec<u8>) -> u64 {
         v.len() as u64
     }
@@ -43,10 +39,6 @@ pub struct ModKey {
 }
 #[function]
 impl Map for ModKey {
-    type K = i64;
-    type V = i64;
-    type K2 = i64;
-    type V2 = i64;
     fn map(&self, k: i64, v: i64) -> (i64, i64) {
         (k.rem_euclid(self.m), v)
     }
@@ -57,10 +49,6 @@ impl Map for ModKey {
 pub struct Swap;
 #[function]
 impl Map for Swap {
-    type K = i64;
-    type V = i64;
-    type K2 = i64;
-    type V2 = i64;
     fn map(&self, k: i64, v: i64) -> (i64, i64) {
         (v, k)
     }
@@ -71,10 +59,6 @@ impl Map for Swap {
 pub struct Explode;
 #[function]
 impl FlatMap for Explode {
-    type K = i64;
-    type V = i64;
-    type K2 = String;
-    type V2 = i64;
     fn flat_map(&self, k: i64, v: i64) -> Vec<(String, i64)> {
         (0..k.rem_euclid(3))
             .map(|i| (format!("{k}/{i}"), v))
@@ -87,8 +71,6 @@ impl FlatMap for Explode {
 pub struct EvenKeys;
 #[function]
 impl Filter for EvenKeys {
-    type K = i64;
-    type V = i64;
     fn filter(&self, k: &i64, _: &i64) -> bool {
         k % 2 == 0
     }
@@ -99,10 +81,6 @@ impl Filter for EvenKeys {
 pub struct Buckets;
 #[function]
 impl MapPartitions for Buckets {
-    type K = i64;
-    type V = i64;
-    type K2 = i64;
-    type V2 = i64;
     fn map_partitions(
         &self,
         _: u32,
@@ -120,9 +98,6 @@ impl MapPartitions for Buckets {
 pub struct SumPartition;
 #[function]
 impl CollapsePartitions for SumPartition {
-    type K = i64;
-    type V = i64;
-    type Out = i64;
     fn collapse(&self, items: &mut dyn Iterator<Item = (i64, i64)>) -> i64 {
         items.map(|(_, v)| v).fold(0i64, i64::wrapping_add)
     }
@@ -133,9 +108,6 @@ impl CollapsePartitions for SumPartition {
 pub struct Pair;
 #[function]
 impl Join for Pair {
-    type V = i64;
-    type W = String;
-    type Out = (i64, String);
     fn join(&self, v: i64, w: String) -> (i64, String) {
         (v, w)
     }
@@ -146,7 +118,6 @@ impl Join for Pair {
 pub struct Max;
 #[function]
 impl Reduce for Max {
-    type V = i64;
     fn reduce(&self, a: i64, b: i64) -> i64 {
         a.max(b)
     }
@@ -157,8 +128,6 @@ impl Reduce for Max {
 pub struct CountAndSum;
 #[function]
 impl SeqOp for CountAndSum {
-    type Acc = (u64, i64);
-    type V = i64;
     fn seq_op(&self, acc: (u64, i64), v: i64) -> (u64, i64) {
         (acc.0 + 1, acc.1.wrapping_add(v))
     }
@@ -169,7 +138,6 @@ impl SeqOp for CountAndSum {
 pub struct AddPairs;
 #[function]
 impl Reduce for AddPairs {
-    type V = (u64, i64);
     fn reduce(&self, a: (u64, i64), b: (u64, i64)) -> (u64, i64) {
         (a.0 + b.0, a.1.wrapping_add(b.1))
     }
@@ -183,8 +151,6 @@ pub struct Slow {
 }
 #[function]
 impl MapValues for Slow {
-    type V = i64;
-    type Out = i64;
     fn map_values(&self, v: i64) -> i64 {
         std::thread::sleep(std::time::Duration::from_millis(self.ms));
         v

@@ -14,10 +14,6 @@ pub struct HashBlind {
 }
 #[function(name = "psi::HashBlind")]
 impl Map for HashBlind {
-    type K = String;
-    type V = ();
-    type K2 = Point;
-    type V2 = String;
     fn map(&self, id: String, _: ()) -> (Point, String) {
         (self.secret.hash_and_blind(id.as_bytes()), id)
     }
@@ -28,8 +24,6 @@ impl Map for HashBlind {
 pub struct Forget;
 #[function(name = "psi::Forget")]
 impl MapValues for Forget {
-    type V = String;
-    type Out = ();
     fn map_values(&self, _: String) {}
 }
 
@@ -42,10 +36,6 @@ pub struct BlindValue {
 }
 #[function(name = "psi::BlindValue")]
 impl FlatMap for BlindValue {
-    type K = Point;
-    type V = ();
-    type K2 = Point;
-    type V2 = Point;
     fn flat_map(&self, p: Point, _: ()) -> Vec<(Point, Point)> {
         self.secret
             .blind(&p)
@@ -64,10 +54,6 @@ pub struct BlindKey {
 }
 #[function(name = "psi::BlindKey")]
 impl FlatMap for BlindKey {
-    type K = Point;
-    type V = ();
-    type K2 = Point;
-    type V2 = ();
     fn flat_map(&self, p: Point, _: ()) -> Vec<(Point, ())> {
         self.secret
             .blind(&p)
@@ -82,9 +68,6 @@ impl FlatMap for BlindKey {
 pub struct WithDouble;
 #[function(name = "psi::WithDouble")]
 impl Join for WithDouble {
-    type V = String;
-    type W = Point;
-    type Out = (String, Point);
     fn join(&self, id: String, double: Point) -> (String, Point) {
         (id, double)
     }
@@ -95,10 +78,6 @@ impl Join for WithDouble {
 pub struct KeyByDouble;
 #[function(name = "psi::KeyByDouble")]
 impl Map for KeyByDouble {
-    type K = Point;
-    type V = (String, Point);
-    type K2 = Point;
-    type V2 = String;
     fn map(&self, _: Point, (id, double): (String, Point)) -> (Point, String) {
         (double, id)
     }
@@ -109,9 +88,6 @@ impl Map for KeyByDouble {
 pub struct KeepId;
 #[function(name = "psi::KeepId")]
 impl Join for KeepId {
-    type V = String;
-    type W = ();
-    type Out = String;
     fn join(&self, id: String, _: ()) -> String {
         id
     }
