@@ -20,6 +20,8 @@ type Res<T> = Result<T, Box<dyn Error>>;
 
 /// Runs of each object measure: this machine is shared, one run can land on a busy moment.
 const OBJECT_RUNS: usize = 3;
+/// Table transfers measured per mode.
+const TABLE_RUNS: usize = 5;
 
 /// A gRPC service that counts the bytes pushed to it: the raw tonic baseline.
 struct Sink;
@@ -328,31 +330,45 @@ pub fn run(sizes: (u64, u64, usize, u32), mut config: EggrollConfig) -> Res<()> 
             mbs(pair_bytes, copy),
             rows as f64 / copy.as_secs_f64()
         );
-        for (i, (mode, (fa, fb))) in modes.into_iter().enumerate() {
-            println!("{mode}:");
-            let started = Instant::now();
-            let (fb2, ctx2, g) = (fb.clone(), ctx_b.clone(), guest.clone());
-            let tname = format!("table-{i}");
-            let tname2 = tname.clone();
-            let getting = tokio::spawn(async move {
-                fb2.get_table::<u64, Bytes>(&ctx2, &tname2, "0", &[g]).await
-            });
-            fa.remote_table(&table, &tname, "0", std::slice::from_ref(&host)).await?;
-            let got = getting.await??;
-            let took = started.elapsed();
-            let count = tokio::task::block_in_place(|| got[0].count())?;
-            if count != rows || got[0].partitions() != partitions {
-                return Err(format!("the table arrived with {count} pairs").into());
+        // Several runs of each mode, alternating, so that drift and the flushes one run leaves
+        // behind fall on both modes alike; the median is printed, and every run beside it.
+        let mut took: Vec<Vec<Duration>> = vec![Vec::new(); modes.len()];
+        for r in 0..TABLE_RUNS {
+            for (i, (_, (fa, fb))) in modes.iter().enumerate() {
+                let started = Instant::now();
+                let (fb2, ctx2, g) = (fb.clone(), ctx_b.clone(), guest.clone());
+                let tname = format!("table-{i}-{r}");
+                let tname2 = tname.clone();
+                let getting = tokio::spawn(async move {
+                    fb2.get_table::<u64, Bytes>(&ctx2, &tname2, "0", &[g]).await
+                });
+                fa.remote_table(&table, &tname, "0", std::slice::from_ref(&host)).await?;
+                let got = getting.await??;
+                took[i].push(started.elapsed());
+                let count = tokio::task::block_in_place(|| got[0].count())?;
+                if count != rows || got[0].partitions() != partitions {
+                    return Err(format!("the table arrived with {count} pairs").into());
+                }
+                let received = got.into_iter().next();
+                tokio::task::block_in_place(|| received.map(RollPair::destroy).transpose())?;
             }
+        }
+        for ((mode, _), mut runs) in modes.iter().zip(took) {
+            runs.sort();
+            let median = runs[runs.len() / 2];
+            let all: Vec<String> = runs
+                .iter()
+                .map(|d| format!("{:.2}", copy.as_secs_f64() / d.as_secs_f64()))
+                .collect();
+            println!("{mode}:");
             println!(
                 "{:<58} {:>8.0} {:>9.2}   ({:.0} pairs/s; ratio vs the RocksDB copy)",
                 "  table: remote_table + get_table",
-                mbs(pair_bytes, took),
-                copy.as_secs_f64() / took.as_secs_f64(),
-                rows as f64 / took.as_secs_f64()
+                mbs(pair_bytes, median),
+                copy.as_secs_f64() / median.as_secs_f64(),
+                rows as f64 / median.as_secs_f64()
             );
-            let received = got.into_iter().next();
-            tokio::task::block_in_place(|| received.map(RollPair::destroy).transpose())?;
+            println!("  (median of {TABLE_RUNS} runs; every run: {})", all.join(" "));
         }
         println!(
             "target: 1 GiB object end to end >= 0.50 of raw tonic; measured (medians) {:.2} \
