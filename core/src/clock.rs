@@ -1,4 +1,4 @@
-//! Wall-clock time as the system records it: milliseconds since the Unix epoch.
+//! Wall-clock time as the system records it: time since the Unix epoch.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -7,6 +7,15 @@ pub fn epoch_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Nanoseconds since the Unix epoch (0 if the clock is set before 1970), for ids that must
+/// differ between two calls in a row.
+pub fn epoch_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
 }
 

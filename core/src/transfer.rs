@@ -433,6 +433,32 @@ pub fn after_retries(attempts: u32) -> String {
     }
 }
 
+/// A hop of a transfer that failed (the local roll-site, or one behind it): which one, and
+/// what it answered, with its gRPC code kept so that retries still see UNAVAILABLE.
+#[derive(Debug, thiserror::Error)]
+#[error("{hop} failed: {}", describe(status))]
+pub struct HopFailed {
+    /// Which hop: "local roll-site 127.0.0.1:9370", "next hop 10.0.0.2:9370 (route for party 10000)".
+    pub hop: String,
+    /// What it answered, with the causes of a transport failure spelled out.
+    pub status: Box<Status>,
+}
+
+impl HopFailed {
+    /// The failure of `hop`, which answered `status`.
+    pub fn new(hop: impl Into<String>, status: Status) -> Self {
+        HopFailed {
+            hop: hop.into(),
+            status: Box::new(with_causes(status)),
+        }
+    }
+
+    /// The hop's gRPC code.
+    pub fn code(&self) -> tonic::Code {
+        self.status.code()
+    }
+}
+
 /// Shortens a status to "CODE: message" for error texts.
 pub fn describe(status: &Status) -> String {
     format!("{:?}: {}", status.code(), status.message())

@@ -48,6 +48,23 @@ ip_of() { # <party index> <role>
     esac
 }
 
+# A daemon's service in party $i: <service> <config file> <subcommand>. Lines printed after
+# it (the roll-site's other networks, depends_on) extend the service.
+daemon() {
+    cat <<EOF
+  $1:
+    <<: *eggroll
+    hostname: $1
+    command: ["--config", "/etc/eggroll/$2", "$3"]
+    volumes:
+      - ./conf:/etc/eggroll:ro
+      - $1-data:/var/lib/eggroll
+    networks:
+      party:
+        ipv4_address: $(ip_of "$i" "$1")
+EOF
+}
+
 # Where party <index> is reached by the others.
 peer_address() {
     if [ ${#partyiplist[@]} -gt 0 ]; then echo "${partyiplist[$1]}"; else echo "rollsite-${partylist[$1]}"; fi
@@ -209,17 +226,8 @@ x-eggroll: &eggroll
   restart: unless-stopped
 
 services:
-  rollsite:
-    <<: *eggroll
-    hostname: rollsite
-    command: ["--config", "/etc/eggroll/rollsite.toml", "rollsite"]
-    volumes:
-      - ./conf:/etc/eggroll:ro
-      - rollsite-data:/var/lib/eggroll
-    networks:
-      party:
-        ipv4_address: $(ip_of "$i" rollsite)
 EOF
+        daemon rollsite rollsite.toml rollsite
         if [ ${#partyiplist[@]} -gt 0 ]; then
             cat <<EOF
       public: {}
@@ -233,34 +241,12 @@ EOF
         aliases: [rollsite-$id]
 EOF
         fi
-        cat <<EOF
-
-  clustermanager:
-    <<: *eggroll
-    hostname: clustermanager
-    command: ["--config", "/etc/eggroll/clustermanager.toml", "clustermanager"]
-    volumes:
-      - ./conf:/etc/eggroll:ro
-      - clustermanager-data:/var/lib/eggroll
-    networks:
-      party:
-        ipv4_address: $(ip_of "$i" clustermanager)
-EOF
+        echo
+        daemon clustermanager clustermanager.toml clustermanager
         for k in $(seq 1 "$nms"); do
-            cat <<EOF
-
-  nodemanager-$k:
-    <<: *eggroll
-    hostname: nodemanager-$k
-    command: ["--config", "/etc/eggroll/nodemanager-$k.toml", "nodemanager"]
-    depends_on: [clustermanager]
-    volumes:
-      - ./conf:/etc/eggroll:ro
-      - nodemanager-$k-data:/var/lib/eggroll
-    networks:
-      party:
-        ipv4_address: $(ip_of "$i" "nodemanager-$k")
-EOF
+            echo
+            daemon "nodemanager-$k" "nodemanager-$k.toml" nodemanager
+            echo "    depends_on: [clustermanager]"
         done
         cat <<EOF
 

@@ -352,46 +352,35 @@ impl Executor {
         let mut a = li.next().transpose()?;
         let mut b = ri.next().transpose()?;
         loop {
+            // Past the end of one side, the other side's pairs are kept, or none is left to write.
             let order = match (&a, &b) {
                 (None, None) => break,
+                (Some(_), None) if !keep_left => break,
+                (None, Some(_)) if !keep_right => break,
                 (Some(_), None) => Ordering::Less,
                 (None, Some(_)) => Ordering::Greater,
                 (Some((ka, _)), Some((kb, _))) => ka.cmp(kb),
             };
-            match order {
-                Ordering::Less => {
-                    if let Some((k, v)) = a.take() {
-                        if keep_left {
-                            write(k, v, out.as_ref())?;
-                        } else if b.is_none() {
-                            break;
-                        }
-                    }
-                    a = li.next().transpose()?;
+            // The smaller key's pair, or both on equal keys.
+            let left = if order.is_le() { a.take() } else { None };
+            let right = if order.is_ge() { b.take() } else { None };
+            match (left, right) {
+                (Some((k, va)), Some((_, vb))) if keep_both => {
+                    let v = match f {
+                        Some(f) => combine_values(f, &va, &vb)?,
+                        None => va,
+                    };
+                    write(k, v, out.as_ref())?;
                 }
-                Ordering::Greater => {
-                    if let Some((k, v)) = b.take() {
-                        if keep_right {
-                            write(k, v, out.as_ref())?;
-                        } else if a.is_none() {
-                            break;
-                        }
-                    }
-                    b = ri.next().transpose()?;
-                }
-                Ordering::Equal => {
-                    if let (Some((k, va)), Some((_, vb))) = (a.take(), b.take()) {
-                        if keep_both {
-                            let v = match f {
-                                Some(f) => combine_values(f, &va, &vb)?,
-                                None => va,
-                            };
-                            write(k, v, out.as_ref())?;
-                        }
-                    }
-                    a = li.next().transpose()?;
-                    b = ri.next().transpose()?;
-                }
+                (Some((k, v)), None) if keep_left => write(k, v, out.as_ref())?,
+                (None, Some((k, v))) if keep_right => write(k, v, out.as_ref())?,
+                _ => {}
+            }
+            if order.is_le() {
+                a = li.next().transpose()?;
+            }
+            if order.is_ge() {
+                b = ri.next().transpose()?;
             }
         }
         let rest = batch.take();

@@ -1,6 +1,6 @@
 //! Errors of the federation client.
 
-use eggroll_core::transfer::{describe, with_causes};
+use eggroll_core::transfer::HopFailed;
 use thiserror::Error;
 use tonic::{Code, Status};
 
@@ -19,15 +19,9 @@ pub enum Error {
     /// Something exceeds a configured limit.
     #[error("too large: {0}")]
     TooLarge(String),
-    /// A hop failed (the local roll-site, or one behind it); keeps its gRPC code so retries
-    /// still see UNAVAILABLE.
-    #[error("{hop} failed: {}", describe(status))]
-    Hop {
-        /// Which hop: "local roll-site 127.0.0.1:9370".
-        hop: String,
-        /// What it answered.
-        status: Box<Status>,
-    },
+    /// A hop failed (the local roll-site, or one behind it).
+    #[error(transparent)]
+    Hop(#[from] HopFailed),
     /// Table access failed.
     #[error(transparent)]
     RollPair(#[from] eggroll_rollpair::Error),
@@ -42,10 +36,7 @@ pub enum Error {
 impl Error {
     /// Wraps a failure of a hop, with the causes of a transport failure spelled out.
     pub fn hop(hop: impl Into<String>, status: Status) -> Self {
-        Error::Hop {
-            hop: hop.into(),
-            status: Box::new(with_causes(status)),
-        }
+        Error::Hop(HopFailed::new(hop, status))
     }
 
     /// The gRPC code of the error.
@@ -54,7 +45,7 @@ impl Error {
             Error::Config(_) => Code::FailedPrecondition,
             Error::BadPacket(_) | Error::Core(_) => Code::InvalidArgument,
             Error::TooLarge(_) => Code::ResourceExhausted,
-            Error::Hop { status, .. } => status.code(),
+            Error::Hop(h) => h.code(),
             Error::RollPair(_) | Error::Internal(_) => Code::Internal,
         }
     }

@@ -34,10 +34,7 @@ pub fn load_or_create(data_dir: &Path) -> Result<u64, String> {
 /// A new id from the clock and the process id, folded to 52 bits so it prints and parses
 /// cleanly everywhere (JSON readers lose precision past 2^53).
 fn fresh_id() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let mut x = nanos ^ ((std::process::id() as u64) << 32);
+    let mut x = eggroll_core::clock::epoch_nanos() ^ ((std::process::id() as u64) << 32);
     // splitmix64 finalizer: spreads nearby clock values apart.
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d049bb133111eb);

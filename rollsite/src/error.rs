@@ -1,7 +1,6 @@
 //! Errors of the roll-site, and how each maps to a gRPC status.
 
-pub use eggroll_core::transfer::describe;
-use eggroll_core::transfer::with_causes;
+pub use eggroll_core::transfer::HopFailed;
 use thiserror::Error;
 use tonic::{Code, Status};
 
@@ -47,14 +46,9 @@ pub enum Error {
     /// The party a get waits for gave up on the session and said why.
     #[error("{0}")]
     Aborted(String),
-    /// A next hop failed; keeps its gRPC code so retries still see UNAVAILABLE.
-    #[error("{hop} failed: {}", describe(status))]
-    Hop {
-        /// Which hop: "local roll-site 127.0.0.1:9370", "next hop 10.0.0.2:9370 (route for party 10000)".
-        hop: String,
-        /// What it answered.
-        status: Box<Status>,
-    },
+    /// A next hop failed.
+    #[error(transparent)]
+    Hop(#[from] HopFailed),
     /// The receive buffer's storage failed.
     #[error("receive buffer: {0}")]
     Storage(#[from] eggroll_eggpair::EggError),
@@ -81,14 +75,6 @@ pub enum Error {
 }
 
 impl Error {
-    /// Wraps a failure of a hop.
-    pub fn hop(hop: impl Into<String>, status: Status) -> Self {
-        Error::Hop {
-            hop: hop.into(),
-            status: Box::new(with_causes(status)),
-        }
-    }
-
     /// The gRPC code of the error.
     pub fn code(&self) -> Code {
         match self {
@@ -99,16 +85,16 @@ impl Error {
             Error::Refused(_) => Code::PermissionDenied,
             Error::Timeout(_) => Code::DeadlineExceeded,
             Error::Aborted(_) => Code::Aborted,
-            Error::Hop { status, .. } => status.code(),
+            Error::Hop(h) => h.code(),
             Error::Storage(_) | Error::RollPair(_) | Error::Io { .. } | Error::Internal(_) => {
                 Code::Internal
             }
         }
     }
 
-    /// Whether a retry may succeed (the peer or the link was unavailable).
-    pub fn is_unavailable(&self) -> bool {
-        self.code() == Code::Unavailable
+    /// Wraps a failure of a hop.
+    pub fn hop(hop: impl Into<String>, status: Status) -> Self {
+        Error::Hop(HopFailed::new(hop, status))
     }
 }
 
@@ -138,6 +124,7 @@ impl From<eggroll_federation::Error> for Error {
         match e {
             F::BadPacket(m) => Error::BadPacket(m),
             F::TooLarge(m) => Error::TooLarge(m),
+            F::Hop(h) => Error::Hop(h),
             F::RollPair(e) => Error::RollPair(e),
             F::Core(e) => Error::Core(e),
             other => Error::Internal(other.to_string()),

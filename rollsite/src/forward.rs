@@ -1,7 +1,7 @@
 //! Forwarding to the next hop: one lazily connected channel per route, streams relayed packet
 //! by packet through a bounded channel.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, HopFailed, Result};
 use crate::route::Route;
 use crate::tls::TlsFiles;
 use eggroll_core::sync::Mutex;
@@ -55,7 +55,7 @@ pub fn client(channel: Channel, max_message: usize) -> DataTransferServiceClient
 /// certificate, so say what to check.
 fn hop_error(route: &Route, hop: &str, s: Status) -> Error {
     let mut e = Error::hop(hop, s);
-    if let Error::Hop { status, .. } = &mut e {
+    if let Error::Hop(HopFailed { status, .. }) = &mut e {
         let transport = matches!(
             status.code(),
             tonic::Code::Unknown | tonic::Code::Unavailable | tonic::Code::Cancelled

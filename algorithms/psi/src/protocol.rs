@@ -129,25 +129,6 @@ pub fn run(
     peer: &Party,
     progress: &dyn Progress,
 ) -> Result<PsiOutcome, PsiError> {
-    let outcome = run_protocol(role, ids, fed, peer, progress);
-    if let Err(e) = &outcome {
-        let reason = format!("its PSI failed: {e}");
-        if fed.abort(&reason, std::slice::from_ref(peer)).is_err() {
-            tracing::warn!(peer = %peer.party_id, "could not tell the peer that this PSI failed");
-        }
-    }
-    outcome
-}
-
-fn run_protocol(
-    role: Role,
-    ids: &RollPair<String, ()>,
-    fed: &BlockingFederation,
-    peer: &Party,
-    progress: &dyn Progress,
-) -> Result<PsiOutcome, PsiError> {
-    let ctx = ids.context();
-    let secret = Secret::random().map_err(PsiError::Other)?;
     let mut run = Run {
         fed,
         peer: vec![peer.clone()],
@@ -157,6 +138,34 @@ fn run_protocol(
         progress,
         bytes_sent: 0,
     };
+    match run_protocol(&mut run, role, ids) {
+        Ok(intersection) => {
+            run.end_phase();
+            Ok(PsiOutcome {
+                intersection,
+                phases: run.phases,
+                bytes_sent: run.bytes_sent,
+            })
+        }
+        Err(e) => {
+            let reason = format!("its PSI failed: {e}");
+            if fed.abort(&reason, std::slice::from_ref(peer)).is_err() {
+                tracing::warn!(peer = %peer.party_id, "could not tell the peer that this PSI failed");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The protocol's steps, in `run`'s phases; the ids of the intersection.
+fn run_protocol(
+    run: &mut Run,
+    role: Role,
+    ids: &RollPair<String, ()>,
+) -> Result<Vec<String>, PsiError> {
+    let fed = run.fed;
+    let ctx = ids.context();
+    let secret = Secret::random().map_err(PsiError::Other)?;
 
     run.phase("hash and blind own ids");
     let own = ids.map(&HashBlind {
@@ -164,11 +173,17 @@ fn run_protocol(
     })?;
     let points = own.map_values(&Forget)?;
 
+    // Both parties send their blinded ids first; the roles differ from then on.
+    run.phase("exchange blinded ids");
+    let (mine, peers) = match role {
+        Role::Guest => ("guest_blinded", "host_blinded"),
+        Role::Host => ("host_blinded", "guest_blinded"),
+    };
+    run.send(&points, mine)?;
+    let theirs: RollPair<Point, ()> = run.receive(ctx, peers)?;
+
     let intersection = match role {
         Role::Guest => {
-            run.phase("exchange blinded ids");
-            run.send(&points, "guest_blinded")?;
-            let theirs: RollPair<Point, ()> = run.receive(ctx, "host_blinded")?;
             run.phase("blind the host's points");
             let theirs_double = theirs.flat_map(&BlindKey {
                 secret: secret.clone(),
@@ -196,9 +211,6 @@ fn run_protocol(
             found
         }
         Role::Host => {
-            run.phase("exchange blinded ids");
-            run.send(&points, "host_blinded")?;
-            let theirs: RollPair<Point, ()> = run.receive(ctx, "guest_blinded")?;
             run.phase("blind the guest's points");
             let doubled = theirs.flat_map(&BlindValue {
                 secret: secret.clone(),
@@ -228,10 +240,5 @@ fn run_protocol(
             found
         }
     };
-    run.end_phase();
-    Ok(PsiOutcome {
-        intersection,
-        phases: run.phases,
-        bytes_sent: run.bytes_sent,
-    })
+    Ok(intersection)
 }
