@@ -353,9 +353,10 @@ pub fn run(sizes: (u64, u64, usize, u32), mut config: EggrollConfig) -> Res<()> 
                 tokio::task::block_in_place(|| received.map(RollPair::destroy).transpose())?;
             }
         }
-        for ((mode, _), mut runs) in modes.iter().zip(took) {
-            runs.sort();
-            let median = runs[runs.len() / 2];
+        for ((mode, _), runs) in modes.iter().zip(took) {
+            let mut sorted = runs.clone();
+            sorted.sort();
+            let median = sorted[sorted.len() / 2];
             let all: Vec<String> = runs
                 .iter()
                 .map(|d| format!("{:.2}", copy.as_secs_f64() / d.as_secs_f64()))
@@ -368,7 +369,7 @@ pub fn run(sizes: (u64, u64, usize, u32), mut config: EggrollConfig) -> Res<()> 
                 copy.as_secs_f64() / median.as_secs_f64(),
                 rows as f64 / median.as_secs_f64()
             );
-            println!("  (median of {TABLE_RUNS} runs; every run: {})", all.join(" "));
+            println!("  (median of {TABLE_RUNS} runs; every run, in order: {})", all.join(" "));
         }
         println!(
             "target: 1 GiB object end to end >= 0.50 of raw tonic; measured (medians) {:.2} \
