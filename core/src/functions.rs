@@ -427,11 +427,28 @@ pub mod erase {
         }
     }
 
-    /// [`MapValues`](super::MapValues) adapter.
-    pub struct MapValues;
-    impl Kind for MapValues {
-        const KIND: FnKind = FnKind::MapValues;
+    /// Declares the adapter types, one per trait, each with its [`Kind`].
+    macro_rules! adapters {
+        ($($name:ident),*) => {$(
+            #[doc = concat!("[`", stringify!($name), "`](super::", stringify!($name), ") adapter.")]
+            pub struct $name;
+            impl Kind for $name {
+                const KIND: FnKind = FnKind::$name;
+            }
+        )*};
     }
+    adapters!(
+        MapValues,
+        Map,
+        FlatMap,
+        Filter,
+        MapPartitions,
+        CollapsePartitions,
+        Reduce,
+        Join,
+        SeqOp
+    );
+
     impl MapValues {
         /// Rebuilds the function.
         pub fn build<F: super::MapValues>(bytes: &[u8]) -> Result<ErasedFn> {
@@ -442,11 +459,6 @@ pub mod erase {
         }
     }
 
-    /// [`Map`](super::Map) adapter.
-    pub struct Map;
-    impl Kind for Map {
-        const KIND: FnKind = FnKind::Map;
-    }
     impl Map {
         /// Rebuilds the function.
         pub fn build<F: super::Map>(bytes: &[u8]) -> Result<ErasedFn> {
@@ -458,11 +470,6 @@ pub mod erase {
         }
     }
 
-    /// [`FlatMap`](super::FlatMap) adapter.
-    pub struct FlatMap;
-    impl Kind for FlatMap {
-        const KIND: FnKind = FnKind::FlatMap;
-    }
     impl FlatMap {
         /// Rebuilds the function.
         pub fn build<F: super::FlatMap>(bytes: &[u8]) -> Result<ErasedFn> {
@@ -476,11 +483,6 @@ pub mod erase {
         }
     }
 
-    /// [`Filter`](super::Filter) adapter.
-    pub struct Filter;
-    impl Kind for Filter {
-        const KIND: FnKind = FnKind::Filter;
-    }
     impl Filter {
         /// Rebuilds the function.
         pub fn build<F: super::Filter>(bytes: &[u8]) -> Result<ErasedFn> {
@@ -494,11 +496,6 @@ pub mod erase {
         }
     }
 
-    /// [`MapPartitions`](super::MapPartitions) adapter.
-    pub struct MapPartitions;
-    impl Kind for MapPartitions {
-        const KIND: FnKind = FnKind::MapPartitions;
-    }
     impl MapPartitions {
         /// Rebuilds the function.
         pub fn build<F: super::MapPartitions>(bytes: &[u8]) -> Result<ErasedFn> {
@@ -524,11 +521,6 @@ pub mod erase {
         }
     }
 
-    /// [`CollapsePartitions`](super::CollapsePartitions) adapter.
-    pub struct CollapsePartitions;
-    impl Kind for CollapsePartitions {
-        const KIND: FnKind = FnKind::CollapsePartitions;
-    }
     impl CollapsePartitions {
         /// Rebuilds the function.
         pub fn build<F: super::CollapsePartitions>(bytes: &[u8]) -> Result<ErasedFn> {
@@ -550,11 +542,6 @@ pub mod erase {
         }
     }
 
-    /// [`Reduce`](super::Reduce) adapter.
-    pub struct Reduce;
-    impl Kind for Reduce {
-        const KIND: FnKind = FnKind::Reduce;
-    }
     impl Reduce {
         /// Rebuilds the function.
         pub fn build<F: super::Reduce>(bytes: &[u8]) -> Result<ErasedFn> {
@@ -565,11 +552,6 @@ pub mod erase {
         }
     }
 
-    /// [`Join`](super::Join) adapter.
-    pub struct Join;
-    impl Kind for Join {
-        const KIND: FnKind = FnKind::Join;
-    }
     impl Join {
         /// Rebuilds the function.
         pub fn build<F: super::Join>(bytes: &[u8]) -> Result<ErasedFn> {
@@ -580,11 +562,6 @@ pub mod erase {
         }
     }
 
-    /// [`SeqOp`](super::SeqOp) adapter.
-    pub struct SeqOp;
-    impl Kind for SeqOp {
-        const KIND: FnKind = FnKind::SeqOp;
-    }
     impl SeqOp {
         /// Rebuilds the function.
         pub fn build<F: super::SeqOp>(bytes: &[u8]) -> Result<ErasedFn> {
