@@ -7,7 +7,7 @@ use crate::catalog::Stores;
 use crate::error::{EggError, Result};
 use crate::store::{combine_values, KeyRange, Pair, PartitionStore};
 use eggroll_core::functions::{lookup, Emit, ErasedFn};
-use eggroll_core::partitioner::partition_of;
+use eggroll_core::partitioner::Partitioner;
 use eggroll_proto::meta::{
     job::Op, Functor, MergeKind, PairBatch, Store, StoreLocator, Task, TaskResult,
 };
@@ -169,6 +169,17 @@ impl Executor {
                         input.total_partitions, right.total_partitions
                     )));
                 }
+                let (pl, pr) = (
+                    Partitioner::from_name(&input.partitioner)?,
+                    Partitioner::from_name(&right.partitioner)?,
+                );
+                if pl != pr {
+                    return Err(EggError::InvalidTask(format!(
+                        "a merge needs co-partitioned inputs, but one places keys by {} and the other by {}; repartition one first",
+                        pl.name(),
+                        pr.name()
+                    )));
+                }
                 let f = m.merge.as_ref().map(function).transpose()?;
                 result.count = self.merge(&input, &right, &output, p, m.kind(), f.as_ref())?;
             }
@@ -242,6 +253,7 @@ impl Executor {
         let store = self.stores.partition(input, p)?;
         let limit = self.stores.config().batch_bytes as usize;
         let n_out = output.total_partitions.max(1);
+        let partitioner = Partitioner::from_name(&output.partitioner)?;
         let mut emitted = 0u64;
         // Without a combiner, output goes out in batches as it is made; with one, equal keys
         // are combined here first so each key crosses to its partition once.
@@ -264,7 +276,11 @@ impl Executor {
                     }
                     return Ok(());
                 }
-                let dst = if shuffle { partition_of(&k, n_out) } else { p };
+                let dst = if shuffle {
+                    partitioner.partition(&k, n_out)
+                } else {
+                    p
+                };
                 let slot = if shuffle { dst as usize } else { 0 };
                 if let Some(full) = batchers[slot].push(k, v) {
                     sink.send(output, dst, full, None).map_err(to_core)?;
@@ -304,7 +320,11 @@ impl Executor {
         if let Some(c) = combiner {
             let mut by_dst: Vec<Vec<Pair>> = vec![Vec::new(); n_out as usize];
             for (k, v) in combined {
-                let dst = if shuffle { partition_of(&k, n_out) } else { p };
+                let dst = if shuffle {
+                    partitioner.partition(&k, n_out)
+                } else {
+                    p
+                };
                 by_dst[dst as usize].push((k, v));
             }
             for (dst, pairs) in by_dst.into_iter().enumerate() {

@@ -21,6 +21,13 @@ struct TableMeta {
     serdes: String,
     key_type: String,
     value_type: String,
+    // FATE's type codes (absent in files written before byte tables).
+    #[serde(default)]
+    key_serdes_type: i32,
+    #[serde(default)]
+    value_serdes_type: i32,
+    #[serde(default)]
+    partitioner_type: i32,
 }
 
 impl TableMeta {
@@ -34,6 +41,9 @@ impl TableMeta {
             serdes: l.serdes.clone(),
             key_type: l.key_type.clone(),
             value_type: l.value_type.clone(),
+            key_serdes_type: l.key_serdes_type,
+            value_serdes_type: l.value_serdes_type,
+            partitioner_type: l.partitioner_type,
         }
     }
 
@@ -46,6 +56,9 @@ impl TableMeta {
             serdes: self.serdes,
             key_type: self.key_type,
             value_type: self.value_type,
+            key_serdes_type: self.key_serdes_type,
+            value_serdes_type: self.value_serdes_type,
+            partitioner_type: self.partitioner_type,
             ..Default::default()
         };
         l.set_store_type(StoreType::PERSISTENT);
@@ -143,6 +156,21 @@ mod tests {
         };
         l.set_store_type(StoreType::PERSISTENT);
         write(dir.path(), &l, ".tmp").unwrap();
+        assert_eq!(read(&dir.path().join(META_FILE)).unwrap(), l);
+        // A FATE byte table's type codes are kept.
+        let mut fate = l.clone();
+        (fate.partitioner, fate.serdes) = ("integer".into(), "bytes".into());
+        (
+            fate.key_serdes_type,
+            fate.value_serdes_type,
+            fate.partitioner_type,
+        ) = (1, 0, 1);
+        write(dir.path(), &fate, ".tmp").unwrap();
+        assert_eq!(read(&dir.path().join(META_FILE)).unwrap(), fate);
+        // A file written before the codes were recorded reads as codes 0.
+        let old = r#"{"namespace":"ns","name":"t","store_type":"ROCKSDB","total_partitions":3,
+            "partitioner":"mmh3","serdes":"postcard","key_type":"u64","value_type":"String"}"#;
+        std::fs::write(dir.path().join(META_FILE), old).unwrap();
         assert_eq!(read(&dir.path().join(META_FILE)).unwrap(), l);
         assert!(!dir.path().join(".tmp").exists());
         std::fs::write(dir.path().join(META_FILE), b"{not json").unwrap();

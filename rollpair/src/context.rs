@@ -9,7 +9,6 @@ use crate::writer::PairWriter;
 use eggroll_core::codec::SERDES;
 use eggroll_core::config::EggrollConfig;
 use eggroll_core::names::{validate_name, validate_partitions};
-use eggroll_core::partitioner::PARTITIONER;
 use eggroll_proto::meta::{Job, StoreLocator, StoreType, TaskResult};
 use serde::Serialize;
 use std::path::Path;
@@ -91,7 +90,7 @@ impl RollPairContext {
                 .unwrap_or_else(|| self.session_id().to_string()),
             name: opts.name.clone().unwrap_or_else(|| self.fresh_id("table")),
             total_partitions: opts.partitions,
-            partitioner: PARTITIONER.into(),
+            partitioner: opts.partitioner.name().into(),
             serdes: SERDES.into(),
             key_type: std::any::type_name::<K>().into(),
             value_type: std::any::type_name::<V>().into(),

@@ -1,5 +1,6 @@
 //! How tables and sessions are made: [`Options`] and [`SessionOptions`].
 
+use eggroll_core::partitioner::Partitioner;
 use eggroll_proto::meta::StoreType;
 
 /// How a new table is made.
@@ -13,6 +14,8 @@ pub struct Options {
     pub name: Option<String>,
     /// Where it lives; default: in memory for the session.
     pub store_type: StoreType,
+    /// How its keys are placed in its partitions; default: mmh3 of the encoded key.
+    pub partitioner: Partitioner,
 }
 
 impl Options {
@@ -23,6 +26,7 @@ impl Options {
             namespace: None,
             name: None,
             store_type: StoreType::InMemory,
+            partitioner: Partitioner::Mmh3,
         }
     }
 
@@ -33,7 +37,16 @@ impl Options {
             namespace: Some(namespace.into()),
             name: Some(name.into()),
             store_type: StoreType::PERSISTENT,
+            partitioner: Partitioner::Mmh3,
         }
+    }
+}
+
+impl Options {
+    /// The same table, its keys placed by `partitioner`.
+    pub fn with_partitioner(mut self, partitioner: Partitioner) -> Self {
+        self.partitioner = partitioner;
+        self
     }
 }
 

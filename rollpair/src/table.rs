@@ -10,7 +10,7 @@ use eggroll_core::functions::{
     builtin, CollapsePartitions, Filter, FlatMap, Function, Join, Map, MapPartitions, MapValues,
     Reduce, SeqOp,
 };
-use eggroll_core::partitioner::partition_of;
+use eggroll_core::partitioner::Partitioner;
 use eggroll_proto::meta::{
     job::Op, Aggregate, Compact, Count, Functor, Job, MapReducePartitions, MergeKind, PairBatch,
     PushToRollsite, SortedMerge, Store, StoreLocator, StoreType, Take,
@@ -184,10 +184,12 @@ impl<K, V> RollPair<K, V> {
         }
     }
 
-    /// A new in-memory output; without a shuffle it sits where this table's partitions do.
+    /// A new in-memory output, its keys placed by this table's partitioner; without a
+    /// shuffle it sits where this table's partitions do.
     fn output<K2, V2>(&self, partitions: u32, like: Option<&StoreLocator>) -> Result<StoreLocator> {
-        self.ctx
-            .new_locator::<K2, V2>(&Options::partitions(partitions), like)
+        let partitioner = Partitioner::from_name(&self.locator.partitioner)?;
+        let opts = Options::partitions(partitions).with_partitioner(partitioner);
+        self.ctx.new_locator::<K2, V2>(&opts, like)
     }
 
     /// Map-reduce primitive: map each partition, optionally shuffle and combine.
@@ -276,7 +278,10 @@ impl<K, V> RollPair<K, V> {
             },
             Some(&self.locator),
         )?;
-        let shuffle = out.total_partitions != self.partitions();
+        // Keys move when the count or the partitioner differs.
+        let shuffle = out.total_partitions != self.partitions()
+            || Partitioner::from_name(&out.partitioner)?
+                != Partitioner::from_name(&self.locator.partitioner)?;
         let job = self.job(
             &[],
             Some(&out),
@@ -356,7 +361,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> RollPair<
     /// The encoded key and its partition.
     fn key_partition(&self, key: &K) -> Result<(Vec<u8>, u32)> {
         let k = encode(key)?;
-        let p = partition_of(&k, self.partitions());
+        let p = Partitioner::from_name(&self.locator.partitioner)?.partition(&k, self.partitions());
         Ok((k, p))
     }
 

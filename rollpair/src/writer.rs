@@ -4,7 +4,7 @@
 use crate::backend::{Backend, BatchSink};
 use crate::error::Result;
 use eggroll_core::codec::encode_into;
-use eggroll_core::partitioner::partition_of;
+use eggroll_core::partitioner::Partitioner;
 use eggroll_proto::meta::StoreLocator;
 use serde::Serialize;
 
@@ -17,16 +17,20 @@ pub(crate) struct PairWriter<'a> {
     sink: Box<dyn BatchSink + 'a>,
     buckets: Vec<Vec<u8>>,
     budget: usize,
+    partitioner: Partitioner,
 }
 
 impl<'a> PairWriter<'a> {
     /// A writer into `l` through `backend`, in batches of the backend's budget.
     pub(crate) fn new(backend: &'a dyn Backend, l: &StoreLocator) -> Result<Self> {
-        Ok(Self::with_sink(
+        let partitioner = Partitioner::from_name(&l.partitioner)?;
+        let mut w = Self::with_sink(
             backend.batches(l)?,
             l.total_partitions,
             backend.batch_bytes(),
-        ))
+        );
+        w.partitioner = partitioner;
+        Ok(w)
     }
 
     /// A writer of `partitions` partitions into `sink`, in batches of `budget` bytes.
@@ -35,6 +39,7 @@ impl<'a> PairWriter<'a> {
             sink,
             buckets: vec![Vec::new(); partitions as usize],
             budget: budget.max(1),
+            partitioner: Partitioner::default(),
         }
     }
 
@@ -63,7 +68,7 @@ impl<'a> PairWriter<'a> {
             v.clear();
             encode_into(&key, &mut k)?;
             encode_into(&value, &mut v)?;
-            self.push(partition_of(&k, n), &k, &v)?;
+            self.push(self.partitioner.partition(&k, n), &k, &v)?;
         }
         self.finish()
     }
@@ -121,7 +126,7 @@ mod tests {
             assert!(batch.len() < 1000 + 64, "a batch of {} bytes", batch.len());
             for pair in eggroll_core::pairs::iter(batch) {
                 let (k, v) = pair.unwrap();
-                assert_eq!(partition_of(k, 3), *p);
+                assert_eq!(eggroll_core::partitioner::partition_of(k, 3), *p);
                 let k: u64 = eggroll_core::codec::decode(k, &|| "key".into()).unwrap();
                 let v: String = eggroll_core::codec::decode(v, &|| "value".into()).unwrap();
                 seen.push((k, v));

@@ -5,6 +5,7 @@
 
 use eggroll_core::functions::builtin::{SumI64, SumU64};
 use eggroll_core::functions::{Function, MapValues};
+use eggroll_core::partitioner::Partitioner;
 use eggroll_rollpair::{Options, RollPair, RollPairContext};
 use eggroll_tests::cluster::TestCluster;
 use eggroll_tests::functions::*;
@@ -524,4 +525,80 @@ fn bad_input_standalone_only(dir: &std::path::Path, ctx: RollPairContext) {
         .unwrap()
         .to_string();
     assert!(err.contains("a-file"), "{err}");
+}
+
+#[test]
+fn a_tables_partitioner_places_its_keys_through_every_op() {
+    for b in backends() {
+        keys_placed_by_the_tables_partitioner(&b.ctx(), b.name());
+    }
+}
+
+/// The partition of every key of `t` by `t`'s own partitioner, checked by scanning each
+/// partition; the pairs, as a map.
+fn placed(t: &RollPair<i64, i64>, by: Partitioner, what: &str) -> BTreeMap<i64, i64> {
+    assert_eq!(t.locator().partitioner, by.name(), "{what}");
+    let mut out = BTreeMap::new();
+    for p in 0..t.partitions() {
+        t.scan_encoded(p, &mut |k, v| {
+            assert_eq!(
+                by.partition(k, t.partitions()),
+                p,
+                "{what}: a key in partition {p}"
+            );
+            let k: i64 = eggroll_core::codec::decode(k, &|| "key".into()).unwrap();
+            let v: i64 = eggroll_core::codec::decode(v, &|| "value".into()).unwrap();
+            out.insert(k, v);
+            Ok(true)
+        })
+        .unwrap();
+    }
+    out
+}
+
+fn keys_placed_by_the_tables_partitioner(ctx: &RollPairContext, backend: &str) {
+    let by = Partitioner::Integer;
+    let data: Vec<(i64, i64)> = (0..2000i64).map(|i| (i * 31, i)).collect();
+    let want: BTreeMap<i64, i64> = data.iter().cloned().collect();
+    let strings = |by: Partitioner| {
+        let pairs = data.iter().map(|(k, v)| (*k, v.to_string()));
+        ctx.parallelize(pairs, Options::partitions(5).with_partitioner(by))
+            .unwrap()
+    };
+    let t = ctx
+        .parallelize(data.clone(), Options::partitions(5).with_partitioner(by))
+        .unwrap();
+    assert_eq!(placed(&t, by, backend), want);
+    // Point reads and writes find the partition the same way.
+    assert_eq!(t.get(&(31 * 7)).unwrap(), Some(7));
+    t.put(&1, &-1).unwrap();
+    assert_eq!(t.get(&1).unwrap(), Some(-1));
+    t.delete(&1).unwrap();
+    // Outputs keep the partitioner, with a shuffle (map, repartition) or without (map_values).
+    let mut doubled = want.clone();
+    doubled.values_mut().for_each(|v| *v += 3);
+    let mv = t.map_values(&AddTo { n: 3 }).unwrap();
+    assert_eq!(placed(&mv, by, backend), doubled);
+    let swapped: BTreeMap<i64, i64> = want.iter().map(|(k, v)| (*v, *k)).collect();
+    let m = t.map(&Swap).unwrap();
+    assert_eq!(placed(&m, by, backend), swapped);
+    assert_eq!(placed(&t.repartition(3).unwrap(), by, backend), want);
+    // A join of two tables of the same partitioner; one of another is refused by name.
+    let j = t.join(&strings(by), &Pair).unwrap();
+    assert_eq!(j.count().unwrap(), want.len() as u64);
+    let err = t
+        .join(&strings(Partitioner::Mmh3), &Pair)
+        .err()
+        .expect("a join across partitioners")
+        .to_string();
+    assert!(
+        err.contains("integer") && err.contains("mmh3") && err.contains("repartition"),
+        "{backend}: {err}"
+    );
+    // Saved under another partitioner, the keys move to their new places.
+    let saved = t
+        .save_as(Options::persistent("placed", &format!("t_{backend}"), 5))
+        .unwrap();
+    assert_eq!(placed(&saved, Partitioner::Mmh3, backend), want);
+    saved.destroy().unwrap();
 }
