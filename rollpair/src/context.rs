@@ -2,6 +2,7 @@
 //! (this process, or a cluster session's eggs).
 
 use crate::backend::Backend;
+use crate::byte_table::{FateTypes, StoreTags};
 use crate::cluster::ClusterSession;
 use crate::error::Result;
 use crate::local::Local;
@@ -82,6 +83,22 @@ impl RollPairContext {
         opts: &Options,
         like: Option<&StoreLocator>,
     ) -> Result<StoreLocator> {
+        let tags = StoreTags {
+            serdes: SERDES,
+            key_type: std::any::type_name::<K>(),
+            value_type: std::any::type_name::<V>(),
+            fate: FateTypes::default(),
+        };
+        self.new_store(opts, like, &tags)
+    }
+
+    /// Records a new store of `opts` whose pairs are encoded as `tags` say.
+    pub(crate) fn new_store(
+        &self,
+        opts: &Options,
+        like: Option<&StoreLocator>,
+        tags: &StoreTags,
+    ) -> Result<StoreLocator> {
         validate_partitions(opts.partitions)?;
         let mut l = StoreLocator {
             namespace: opts
@@ -91,9 +108,12 @@ impl RollPairContext {
             name: opts.name.clone().unwrap_or_else(|| self.fresh_id("table")),
             total_partitions: opts.partitions,
             partitioner: opts.partitioner.name().into(),
-            serdes: SERDES.into(),
-            key_type: std::any::type_name::<K>().into(),
-            value_type: std::any::type_name::<V>().into(),
+            serdes: tags.serdes.into(),
+            key_type: tags.key_type.into(),
+            value_type: tags.value_type.into(),
+            key_serdes_type: tags.fate.key_serdes_type,
+            value_serdes_type: tags.fate.value_serdes_type,
+            partitioner_type: tags.fate.partitioner_type,
             ..Default::default()
         };
         l.set_store_type(match opts.store_type {

@@ -81,6 +81,11 @@ impl RollPairContext {
 }
 
 impl<K, V> RollPair<K, V> {
+    /// The table at `locator` in `ctx`.
+    pub(crate) fn from_locator(ctx: RollPairContext, locator: StoreLocator) -> Self {
+        Self::new(ctx, locator)
+    }
+
     fn new(ctx: RollPairContext, locator: StoreLocator) -> Self {
         Self {
             ctx,
@@ -160,6 +165,129 @@ impl<K, V> RollPair<K, V> {
             return Ok(0);
         }
         self.ctx.backend().put_batch(&self.locator, p, packed)
+    }
+
+    /// Every pair as `read` makes it of the encoded key and value (`what` names a pair in
+    /// errors), partition by partition, each in key order; what [`RollPair::get_all`] and a
+    /// byte table's `get_all` stream.
+    pub(crate) fn stream_pairs<T: Send + 'static>(
+        &self,
+        read: fn(&[u8], &[u8], &str) -> Result<T>,
+    ) -> Result<GetAll<T>> {
+        let ctx = self.ctx.clone();
+        let locator = self.locator.clone();
+        let limit = self.ctx.backend().batch_bytes().max(1);
+        let what = self.what("a pair");
+        let spawn = move |p: u32| -> Result<Receiver<Batch<T>>> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Batch<T>>(2);
+            let (ctx, locator, what) = (ctx.clone(), locator.clone(), what.clone());
+            // A dedicated thread: it blocks on RocksDB or the network and on the bounded
+            // channel, and it stops as soon as the consumer drops the iterator.
+            let produce = move |tx: &SyncSender<Batch<T>>| -> Result<()> {
+                let (mut batch, mut bytes, mut open) = (Vec::new(), 0usize, true);
+                ctx.backend().scan(&locator, p, &mut |k, v| {
+                    bytes += k.len() + v.len() + 16;
+                    batch.push(read(k, v, &what)?);
+                    if bytes >= limit {
+                        bytes = 0;
+                        open = tx.send(Ok(std::mem::take(&mut batch))).is_ok();
+                    }
+                    Ok(open)
+                })?;
+                if open && !batch.is_empty() {
+                    let _ = tx.send(Ok(batch));
+                }
+                Ok(())
+            };
+            std::thread::Builder::new()
+                .name(format!("eggroll-get-all-{p}"))
+                .spawn(move || {
+                    if let Err(e) = produce(&tx) {
+                        let _ = tx.send(Err(e));
+                    }
+                })
+                .map_err(|e| crate::Error::Pool(e.to_string()))?;
+            Ok(rx)
+        };
+        let window = self.ctx.backend().parallelism().max(1) as u32;
+        let mut stream = GetAll {
+            ahead: std::collections::VecDeque::new(),
+            next: 0,
+            total: self.partitions(),
+            window,
+            spawn: Box::new(spawn),
+            current: Vec::new().into_iter(),
+            failed: false,
+        };
+        stream.fill()?;
+        Ok(stream)
+    }
+
+    /// The partition of the encoded key `k`, by the table's partitioner.
+    fn partition_of_encoded(&self, k: &[u8]) -> Result<u32> {
+        Ok(Partitioner::from_name(&self.locator.partitioner)?.partition(k, self.partitions()))
+    }
+
+    /// The value of the encoded key `k`, encoded.
+    pub fn get_encoded(&self, k: &[u8]) -> Result<Option<Vec<u8>>> {
+        let p = self.partition_of_encoded(k)?;
+        self.ctx.backend().get(&self.locator, p, k.to_vec())
+    }
+
+    /// Sets the encoded key `k` to the encoded value `v`, in the partition of `k`.
+    pub fn put_one_encoded(&self, k: &[u8], v: &[u8]) -> Result<()> {
+        let p = self.partition_of_encoded(k)?;
+        let mut writer = PairWriter::new(self.ctx.backend(), &self.locator)?;
+        writer.push(p, k, v)?;
+        writer.finish().map(|_| ())
+    }
+
+    /// Removes the encoded key `k`; true if it was there.
+    pub fn delete_encoded(&self, k: &[u8]) -> Result<bool> {
+        let p = self.partition_of_encoded(k)?;
+        self.ctx.backend().delete(&self.locator, p, k.to_vec())
+    }
+
+    /// Writes encoded pairs in batches, each into the partition of its key (a later duplicate
+    /// key wins); returns how many.
+    pub fn put_all_encoded(
+        &self,
+        data: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
+    ) -> Result<u64> {
+        let mut writer = PairWriter::new(self.ctx.backend(), &self.locator)?;
+        for (k, v) in data {
+            let p = self.partition_of_encoded(&k)?;
+            writer.push(p, &k, &v)?;
+        }
+        writer.finish()
+    }
+
+    /// The first `n` pairs (values empty when `keys_only`), partition order then key order;
+    /// each partition's share is read by a Take task, as in distributed mode.
+    fn take_raw(&self, n: u64, keys_only: bool) -> Result<PairBatch> {
+        let job = self.job(
+            &[],
+            None,
+            Op::Take(Take {
+                limit: n,
+                keys_only,
+            }),
+        );
+        let mut out = PairBatch::default();
+        for r in self.ctx.run_job(job, self.partitions())? {
+            let batch = r.pairs.unwrap_or_default();
+            out.keys.extend(batch.keys);
+            out.values.extend(batch.values);
+        }
+        out.keys.truncate(n as usize);
+        out.values.truncate(n as usize);
+        Ok(out)
+    }
+
+    /// The first `n` pairs as their encoded bytes, for tools that do not know the types.
+    pub fn take_encoded(&self, n: u64) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let batch = self.take_raw(n, false)?;
+        Ok(batch.keys.into_iter().zip(batch.values).collect())
     }
 
     fn what(&self, part: &str) -> String {
@@ -278,6 +406,12 @@ impl<K, V> RollPair<K, V> {
             },
             Some(&self.locator),
         )?;
+        self.copy_into(out)
+    }
+
+    /// Copies the table into the new store `out`, moving keys when its partition count or
+    /// partitioner differs.
+    pub(crate) fn copy_into<K2, V2>(&self, out: StoreLocator) -> Result<RollPair<K2, V2>> {
         // Keys move when the count or the partitioner differs.
         let shuffle = out.total_partitions != self.partitions()
             || Partitioner::from_name(&out.partitioner)?
@@ -358,17 +492,9 @@ impl<K, V> RollPair<K, V> {
 }
 
 impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> RollPair<K, V> {
-    /// The encoded key and its partition.
-    fn key_partition(&self, key: &K) -> Result<(Vec<u8>, u32)> {
-        let k = encode(key)?;
-        let p = Partitioner::from_name(&self.locator.partitioner)?.partition(&k, self.partitions());
-        Ok((k, p))
-    }
-
     /// The value of `key`.
     pub fn get(&self, key: &K) -> Result<Option<V>> {
-        let (k, p) = self.key_partition(key)?;
-        match self.ctx.backend().get(&self.locator, p, k)? {
+        match self.get_encoded(&encode(key)?)? {
             Some(v) => Ok(Some(decode(&v, &|| self.what("a value"))?)),
             None => Ok(None),
         }
@@ -376,16 +502,12 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> RollPair<
 
     /// Sets the value of `key`.
     pub fn put(&self, key: &K, value: &V) -> Result<()> {
-        let (k, p) = self.key_partition(key)?;
-        let mut writer = PairWriter::new(self.ctx.backend(), &self.locator)?;
-        writer.push(p, &k, &encode(value)?)?;
-        writer.finish().map(|_| ())
+        self.put_one_encoded(&encode(key)?, &encode(value)?)
     }
 
     /// Removes `key`; true if it was there.
     pub fn delete(&self, key: &K) -> Result<bool> {
-        let (k, p) = self.key_partition(key)?;
-        self.ctx.backend().delete(&self.locator, p, k)
+        self.delete_encoded(&encode(key)?)
     }
 
     /// Writes many pairs in batches (a later duplicate key wins); returns how many.
@@ -402,81 +524,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> RollPair<
         K: Send + 'static,
         V: Send + 'static,
     {
-        let ctx = self.ctx.clone();
-        let locator = self.locator.clone();
-        let limit = self.ctx.backend().batch_bytes().max(1);
-        let what = self.what("a pair");
-        let spawn = move |p: u32| -> Result<Receiver<Batch<K, V>>> {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Batch<K, V>>(2);
-            let (ctx, locator, what) = (ctx.clone(), locator.clone(), what.clone());
-            // A dedicated thread: it blocks on RocksDB or the network and on the bounded
-            // channel, and it stops as soon as the consumer drops the iterator.
-            let produce = move |tx: &SyncSender<Batch<K, V>>| -> Result<()> {
-                let (mut batch, mut bytes, mut open) = (Vec::new(), 0usize, true);
-                ctx.backend().scan(&locator, p, &mut |k, v| {
-                    bytes += k.len() + v.len() + 16;
-                    batch.push((decode(k, &|| what.clone())?, decode(v, &|| what.clone())?));
-                    if bytes >= limit {
-                        bytes = 0;
-                        open = tx.send(Ok(std::mem::take(&mut batch))).is_ok();
-                    }
-                    Ok(open)
-                })?;
-                if open && !batch.is_empty() {
-                    let _ = tx.send(Ok(batch));
-                }
-                Ok(())
-            };
-            std::thread::Builder::new()
-                .name(format!("eggroll-get-all-{p}"))
-                .spawn(move || {
-                    if let Err(e) = produce(&tx) {
-                        let _ = tx.send(Err(e));
-                    }
-                })
-                .map_err(|e| crate::Error::Pool(e.to_string()))?;
-            Ok(rx)
-        };
-        let window = self.ctx.backend().parallelism().max(1) as u32;
-        let mut stream = GetAll {
-            ahead: std::collections::VecDeque::new(),
-            next: 0,
-            total: self.partitions(),
-            window,
-            spawn: Box::new(spawn),
-            current: Vec::new().into_iter(),
-            failed: false,
-        };
-        stream.fill()?;
-        Ok(stream)
-    }
-
-    /// The first `n` pairs (values empty when `keys_only`), partition order then key order;
-    /// each partition's share is read by a Take task, as in distributed mode.
-    fn take_raw(&self, n: u64, keys_only: bool) -> Result<PairBatch> {
-        let job = self.job(
-            &[],
-            None,
-            Op::Take(Take {
-                limit: n,
-                keys_only,
-            }),
-        );
-        let mut out = PairBatch::default();
-        for r in self.ctx.run_job(job, self.partitions())? {
-            let batch = r.pairs.unwrap_or_default();
-            out.keys.extend(batch.keys);
-            out.values.extend(batch.values);
-        }
-        out.keys.truncate(n as usize);
-        out.values.truncate(n as usize);
-        Ok(out)
-    }
-
-    /// The first `n` pairs as their encoded bytes, for tools that do not know the types.
-    pub fn take_encoded(&self, n: u64) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let batch = self.take_raw(n, false)?;
-        Ok(batch.keys.into_iter().zip(batch.values).collect())
+        self.stream_pairs(decode_pair::<K, V>)
     }
 
     /// The first `n` pairs, in partition order then key order.
@@ -640,23 +688,35 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> RollPair<
     }
 }
 
-type Batch<K, V> = Result<Vec<(K, V)>>;
+type Batch<T> = Result<Vec<T>>;
 /// Starts the producer of one partition.
-type Spawn<K, V> = dyn Fn(u32) -> Result<Receiver<Batch<K, V>>>;
+type Spawn<T> = dyn Fn(u32) -> Result<Receiver<Batch<T>>>;
+
+/// Decodes one encoded pair of a typed table.
+fn decode_pair<K: DeserializeOwned, V: DeserializeOwned>(
+    k: &[u8],
+    v: &[u8],
+    what: &str,
+) -> Result<(K, V)> {
+    Ok((
+        decode(k, &|| what.to_string())?,
+        decode(v, &|| what.to_string())?,
+    ))
+}
 use std::sync::mpsc::{Receiver, SyncSender};
 
 /// The stream behind [`RollPair::get_all`]: partitions in order, a window of them in flight.
-struct GetAll<K, V> {
-    ahead: std::collections::VecDeque<Receiver<Batch<K, V>>>,
+pub(crate) struct GetAll<T> {
+    ahead: std::collections::VecDeque<Receiver<Batch<T>>>,
     next: u32,
     total: u32,
     window: u32,
-    spawn: Box<Spawn<K, V>>,
-    current: std::vec::IntoIter<(K, V)>,
+    spawn: Box<Spawn<T>>,
+    current: std::vec::IntoIter<T>,
     failed: bool,
 }
 
-impl<K, V> GetAll<K, V> {
+impl<T> GetAll<T> {
     /// Starts producers until `window` partitions are in flight.
     fn fill(&mut self) -> Result<()> {
         while self.next < self.total && (self.ahead.len() as u32) < self.window {
@@ -667,8 +727,8 @@ impl<K, V> GetAll<K, V> {
     }
 }
 
-impl<K, V> Iterator for GetAll<K, V> {
-    type Item = Result<(K, V)>;
+impl<T> Iterator for GetAll<T> {
+    type Item = Result<T>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {

@@ -602,3 +602,112 @@ fn keys_placed_by_the_tables_partitioner(ctx: &RollPairContext, backend: &str) {
     assert_eq!(placed(&saved, Partitioner::Mmh3, backend), want);
     saved.destroy().unwrap();
 }
+
+#[test]
+fn byte_tables_keep_the_callers_bytes_in_key_byte_order() {
+    for b in backends() {
+        byte_tables(&b.ctx(), b.name());
+    }
+}
+
+/// What a byte table of `n` partitions placed by `by` must return: partition order, then the
+/// byte order of the keys; the last write of a key wins.
+fn byte_reference(data: &[(Vec<u8>, Vec<u8>)], n: u32, by: Partitioner) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut parts: Vec<BTreeMap<Vec<u8>, Vec<u8>>> = vec![BTreeMap::new(); n as usize];
+    for (k, v) in data {
+        parts[by.partition(k, n) as usize].insert(k.clone(), v.clone());
+    }
+    parts.into_iter().flatten().collect()
+}
+
+fn byte_tables(ctx: &RollPairContext, backend: &str) {
+    use eggroll_rollpair::FateTypes;
+    // Keys of every length from one byte up, some shared prefixes, duplicates, a large value.
+    let mut data: Vec<(Vec<u8>, Vec<u8>)> = (0..3000u32)
+        .map(|i| {
+            let k = i.to_be_bytes()[(i % 4) as usize..].to_vec();
+            (k, format!("v{i}").into_bytes())
+        })
+        .collect();
+    data.push((vec![0xff; 40], vec![7; 1 << 20]));
+    data.push((b"a".to_vec(), b"first".to_vec()));
+    data.push((b"a".to_vec(), b"second".to_vec()));
+    for code in [0, 1, 2] {
+        let by = Partitioner::from_fate_type(code).unwrap();
+        let types = FateTypes {
+            key_serdes_type: 1,
+            value_serdes_type: 0,
+            partitioner_type: code,
+        };
+        let what = format!("{backend}, partitioner type {code}");
+        for n in [1, 4] {
+            let want = byte_reference(&data, n, by);
+            let t = ctx
+                .parallelize_bytes(data.clone(), Options::partitions(n), types)
+                .unwrap();
+            assert_eq!(t.types(), types, "{what}");
+            let got: Vec<_> = t.get_all().unwrap().collect::<Result<_, _>>().unwrap();
+            assert_eq!(got.len(), want.len(), "{what}, {n} partitions");
+            assert!(
+                got == want,
+                "{what}, {n} partitions: not the reference's pairs or order"
+            );
+            assert_eq!(t.count().unwrap(), want.len() as u64, "{what}");
+            assert_eq!(t.take(5).unwrap(), want[..5].to_vec(), "{what}");
+            assert_eq!(
+                t.get(b"a").unwrap().as_deref(),
+                Some(&b"second"[..]),
+                "{what}"
+            );
+            assert_eq!(t.get(b"missing").unwrap(), None, "{what}");
+            t.put(b"new", b"").unwrap();
+            assert_eq!(t.get(b"new").unwrap(), Some(Vec::new()), "{what}");
+            assert!(
+                t.delete(b"new").unwrap() && !t.delete(b"new").unwrap(),
+                "{what}"
+            );
+            // copy_as a persistent table: the codes kept, the keys moved to the new count.
+            let name = format!("bytes_{backend}_{code}_{n}");
+            let saved = t.copy_as(Options::persistent("bytes", &name, 3)).unwrap();
+            let loaded = ctx.load_bytes("bytes", &name).unwrap();
+            assert_eq!((loaded.types(), loaded.partitions()), (types, 3), "{what}");
+            let got: Vec<_> = loaded.get_all().unwrap().collect::<Result<_, _>>().unwrap();
+            assert!(got == byte_reference(&data, 3, by), "{what}: copy_as");
+            saved.destroy().unwrap();
+            t.destroy().unwrap();
+        }
+    }
+    // An empty table, a typed table loaded as bytes, and FATE's java-string-like partitioner.
+    let empty = ctx
+        .create_bytes(Options::partitions(2), FateTypes::default())
+        .unwrap();
+    assert_eq!(empty.count().unwrap(), 0);
+    assert_eq!(empty.get_all().unwrap().count(), 0);
+    assert!(empty.take(3).unwrap().is_empty());
+    let typed = ctx
+        .parallelize(
+            vec![(1u64, 2u64)],
+            Options::persistent("bytes", &format!("typed_{backend}"), 1),
+        )
+        .unwrap();
+    let err = ctx
+        .load_bytes("bytes", typed.name())
+        .err()
+        .expect("a typed table")
+        .to_string();
+    assert!(
+        err.contains("typed API") && err.contains("u64"),
+        "{backend}: {err}"
+    );
+    typed.destroy().unwrap();
+    let java = FateTypes {
+        partitioner_type: 3,
+        ..FateTypes::default()
+    };
+    let err = ctx
+        .create_bytes(Options::partitions(2), java)
+        .err()
+        .expect("type 3")
+        .to_string();
+    assert!(err.contains("java-string-like"), "{backend}: {err}");
+}

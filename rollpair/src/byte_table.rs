@@ -1,0 +1,200 @@
+//! Byte tables: keys and values are the caller's own bytes, stored as they are (no codec of
+//! ours around them), placed by the table's partitioner over the key bytes and tagged with
+//! FATE's serdes and partitioner codes. FATE's client serializes for itself; it reads the
+//! codes back from the table, and its sorted merges rely on each partition being in the byte
+//! order of its keys, which is the order of our stores.
+
+use crate::context::RollPairContext;
+use crate::error::{Error, Result};
+use crate::options::Options;
+use crate::table::RollPair;
+use eggroll_core::partitioner::Partitioner;
+use eggroll_core::CoreError;
+use eggroll_proto::meta::{StoreLocator, StoreType};
+
+/// The `serdes` a byte table's metadata records.
+pub const BYTES_SERDES: &str = "bytes";
+
+/// FATE's type codes of a byte table: its key and value serdes and its partitioner.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FateTypes {
+    /// FATE's `key_serdes_type`.
+    pub key_serdes_type: i32,
+    /// FATE's `value_serdes_type`.
+    pub value_serdes_type: i32,
+    /// FATE's `partitioner_type` (0 and 2: mmh3; 1: integer).
+    pub partitioner_type: i32,
+}
+
+/// How a new store's pairs are encoded, as its metadata records it.
+pub(crate) struct StoreTags {
+    pub(crate) serdes: &'static str,
+    pub(crate) key_type: &'static str,
+    pub(crate) value_type: &'static str,
+    pub(crate) fate: FateTypes,
+}
+
+/// The key and value type of a byte table's inner `RollPair`: it has no values, so none of
+/// the typed operations (which decode) applies to a byte table.
+pub enum Raw {}
+
+/// A table of the caller's own bytes.
+#[derive(Clone)]
+pub struct ByteTable {
+    inner: RollPair<Raw, Raw>,
+}
+
+/// One pair of a byte table.
+pub type BytePair = (Vec<u8>, Vec<u8>);
+
+impl RollPairContext {
+    /// A new empty byte table of `opts` (its partitioner is the one `types` names).
+    pub fn create_bytes(&self, opts: Options, types: FateTypes) -> Result<ByteTable> {
+        let opts = opts.with_partitioner(Partitioner::from_fate_type(types.partitioner_type)?);
+        let tags = StoreTags {
+            serdes: BYTES_SERDES,
+            key_type: "bytes",
+            value_type: "bytes",
+            fate: types,
+        };
+        let l = self.new_store(&opts, None, &tags)?;
+        Ok(ByteTable {
+            inner: RollPair::from_locator(self.clone(), l),
+        })
+    }
+
+    /// A new byte table of `opts` holding `data` (a later duplicate key wins).
+    pub fn parallelize_bytes(
+        &self,
+        data: impl IntoIterator<Item = BytePair>,
+        opts: Options,
+        types: FateTypes,
+    ) -> Result<ByteTable> {
+        let t = self.create_bytes(opts, types)?;
+        t.put_all(data)?;
+        Ok(t)
+    }
+
+    /// An existing persistent byte table; a table written by the typed API is refused.
+    pub fn load_bytes(&self, namespace: &str, name: &str) -> Result<ByteTable> {
+        let t: RollPair<Raw, Raw> = self.load(namespace, name)?;
+        ByteTable::check(t.locator())?;
+        Ok(ByteTable { inner: t })
+    }
+}
+
+impl ByteTable {
+    /// Refuses a store that does not hold raw bytes.
+    fn check(l: &StoreLocator) -> Result<()> {
+        if l.serdes == BYTES_SERDES {
+            return Ok(());
+        }
+        Err(Error::from(CoreError::InvalidArgument(format!(
+            "table {}/{} holds `{}` -> `{}` pairs encoded by eggroll-rs's typed API ({}), not \
+             raw bytes: load it with RollPairContext::load and its types",
+            l.namespace, l.name, l.key_type, l.value_type, l.serdes
+        ))))
+    }
+
+    /// Where the table lives and how it is partitioned.
+    pub fn locator(&self) -> &StoreLocator {
+        self.inner.locator()
+    }
+
+    /// FATE's type codes it was made with.
+    pub fn types(&self) -> FateTypes {
+        let l = self.locator();
+        FateTypes {
+            key_serdes_type: l.key_serdes_type,
+            value_serdes_type: l.value_serdes_type,
+            partitioner_type: l.partitioner_type,
+        }
+    }
+
+    /// Its partition count.
+    pub fn partitions(&self) -> u32 {
+        self.inner.partitions()
+    }
+
+    /// Its namespace.
+    pub fn namespace(&self) -> &str {
+        self.inner.namespace()
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    /// The session it belongs to.
+    pub fn context(&self) -> &RollPairContext {
+        self.inner.context()
+    }
+
+    /// Writes pairs in batches, each into the partition of its key; returns how many.
+    pub fn put_all(&self, data: impl IntoIterator<Item = BytePair>) -> Result<u64> {
+        self.inner.put_all_encoded(data)
+    }
+
+    /// Every pair, partition by partition, each partition in the byte order of its keys.
+    pub fn get_all(&self) -> Result<impl Iterator<Item = Result<BytePair>> + use<>> {
+        self.inner
+            .stream_pairs(|k, v, _| Ok((k.to_vec(), v.to_vec())))
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.inner.get_encoded(key)
+    }
+
+    /// Sets the value of `key`.
+    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.inner.put_one_encoded(key, value)
+    }
+
+    /// Removes `key`; true if it was there.
+    pub fn delete(&self, key: &[u8]) -> Result<bool> {
+        self.inner.delete_encoded(key)
+    }
+
+    /// How many pairs it holds.
+    pub fn count(&self) -> Result<u64> {
+        self.inner.count()
+    }
+
+    /// The first `n` pairs, in partition order then key order.
+    pub fn take(&self, n: u64) -> Result<Vec<BytePair>> {
+        self.inner.take_encoded(n)
+    }
+
+    /// A copy as `opts` (FATE's `copy_as`; an unspecified store type is persistent), with the
+    /// same FATE codes; keys move when the partition count differs.
+    pub fn copy_as(&self, opts: Options) -> Result<ByteTable> {
+        let types = self.types();
+        let opts = Options {
+            store_type: match opts.store_type {
+                StoreType::Unspecified => StoreType::PERSISTENT,
+                t => t,
+            },
+            ..opts
+        }
+        .with_partitioner(Partitioner::from_fate_type(types.partitioner_type)?);
+        let tags = StoreTags {
+            serdes: BYTES_SERDES,
+            key_type: "bytes",
+            value_type: "bytes",
+            fate: types,
+        };
+        let out = self
+            .context()
+            .new_store(&opts, Some(self.locator()), &tags)?;
+        Ok(ByteTable {
+            inner: self.inner.copy_into(out)?,
+        })
+    }
+
+    /// Removes the table and its data.
+    pub fn destroy(self) -> Result<()> {
+        self.inner.destroy()
+    }
+}
