@@ -6,7 +6,7 @@ SHELL := /bin/bash
 export PATH := $(PATH):$(HOME)/.cargo/bin
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: deps venv test demo bench trial lint clean
+.PHONY: deps venv fate-venv fate-test test demo bench trial lint clean
 
 # libclang: bindgen (RocksDB bindings) loads it at build time.
 # build-essential: g++ for RocksDB's C++, and make. protoc is vendored by the build.
@@ -36,8 +36,17 @@ deps:
 venv: deps
 	@scripts/venv.sh >/dev/null
 
+# The FATE venv (.venv-fate, git-ignored): FATE 2.2 from PyPI and our eggroll module in it.
+fate-venv: deps
+	@scripts/fate-venv.sh >/dev/null
+
+# FATE's KVTable ops on eggroll-rs against FATE's standalone back end.
+fate-test: deps
+	scripts/fate-test.sh
+
 test: deps venv
 	cargo test --release --workspace
+	scripts/fate-test.sh
 
 demo: deps
 	cargo run --release -p eggroll -- demo

@@ -142,6 +142,23 @@ impl ByteTable {
             .stream_pairs(|k, v, _| Ok((k.to_vec(), v.to_vec())))
     }
 
+    /// The pairs of partition `p`, in key byte order.
+    pub fn partition(&self, p: u32) -> Result<Vec<BytePair>> {
+        let mut out = Vec::new();
+        self.inner.scan_encoded(p, &mut |k, v| {
+            out.push((k.to_vec(), v.to_vec()));
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// Writes pairs into partition `p` as they are: the caller vouches that their keys
+    /// belong there (a map that keeps keys, as FATE's unshuffled ones do); returns how many.
+    pub fn put_partition(&self, p: u32, pairs: Vec<BytePair>) -> Result<u64> {
+        self.inner
+            .put_encoded(p, pairs.iter().map(|(k, v)| (&k[..], &v[..])))
+    }
+
     /// The value of `key`.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.inner.get_encoded(key)

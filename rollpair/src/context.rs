@@ -133,6 +133,16 @@ impl RollPairContext {
         self.backend.load(namespace, name)
     }
 
+    /// Whether the persistent table `namespace/name` exists.
+    pub fn exists(&self, namespace: &str, name: &str) -> Result<bool> {
+        validate_name("namespace", namespace)?;
+        validate_name("table name", name)?;
+        let found = self.backend.list(namespace, name)?;
+        Ok(found
+            .iter()
+            .any(|l| l.namespace == namespace && l.name == name))
+    }
+
     /// Destroys the persistent tables whose namespace and name match the glob patterns;
     /// returns how many.
     pub fn cleanup(&self, namespace: &str, name_pattern: &str) -> Result<usize> {

@@ -1,0 +1,73 @@
+"""Sessions: `session_init` as FATE's eggroll back end calls it."""
+
+import os
+import uuid
+
+from eggroll import _native
+
+
+def _data_dir(options):
+    """Where an embedded session keeps its tables."""
+    given = (options or {}).get("eggroll.data_dir")
+    if given:
+        return given
+    home = os.environ.get("EGGROLL_HOME") or os.path.join(os.path.expanduser("~"), ".eggroll-rs")
+    return os.path.join(home, "data")
+
+
+class Session:
+    """One eggroll-rs session, embedded or on a cluster."""
+
+    def __init__(self, session_id=None, host=None, port=None, options=None):
+        options = dict(options or {})
+        self._options = options
+        if host is None:
+            # Embedded: our standalone engine in this process.
+            self._ctx = _native.Context.standalone(_data_dir(options))
+            self._session_id = session_id or self._ctx.session_id()
+        else:
+            if port is None:
+                raise ValueError("a cluster session needs the cluster manager's port as well as its host")
+            processors = int(options.get("eggroll.session.processors.per.node", 0) or 0)
+            self._ctx = _native.Context.cluster(str(host), int(port), session_id, processors)
+            self._session_id = self._ctx.session_id()
+        self._stopped = False
+
+    @property
+    def native(self):
+        """The native context (`eggroll._native.Context`)."""
+        return self._ctx
+
+    def get_session_id(self):
+        return self._session_id
+
+    def get_option(self, key, default=None):
+        return self._options.get(key, default)
+
+    def is_stopped(self):
+        return self._stopped
+
+    def stop(self):
+        if not self._stopped:
+            self._stopped = True
+            self._ctx.stop()
+
+    def kill(self):
+        if not self._stopped:
+            self._stopped = True
+            self._ctx.stop(kill=True)
+
+
+def session_init(
+    session_id=None,
+    host=None,
+    port=None,
+    options=None,
+    config=None,
+    config_options=None,
+    config_properties_file=None,
+):
+    """A session: embedded without `host`, else on the cluster whose cluster manager is at
+    `host:port`. The `config*` arguments of EggRoll's client are accepted; eggroll-rs takes
+    its settings from `options` and the environment."""
+    return Session(session_id=session_id or f"session_{uuid.uuid4().hex}", host=host, port=port, options=options)
