@@ -258,6 +258,13 @@ impl Table {
         list_of(py, pairs)
     }
 
+    /// The first `n` pairs of partition `p`, in key byte order.
+    fn head<'py>(&self, py: Python<'py>, p: u32, n: usize) -> PyResult<Bound<'py, PyList>> {
+        let t = self.table()?;
+        let pairs = py.allow_threads(|| t.head(p, n)).map_err(err)?;
+        list_of(py, pairs)
+    }
+
     /// The value of `key`, or None.
     fn get<'py>(&self, py: Python<'py>, key: Vec<u8>) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let t = self.table()?;

@@ -152,6 +152,19 @@ impl ByteTable {
         Ok(out)
     }
 
+    /// The first `n` pairs of partition `p`, in key byte order.
+    pub fn head(&self, p: u32, n: usize) -> Result<Vec<BytePair>> {
+        let mut out = Vec::new();
+        if n == 0 {
+            return Ok(out);
+        }
+        self.inner.scan_encoded(p, &mut |k, v| {
+            out.push((k.to_vec(), v.to_vec()));
+            Ok(out.len() < n)
+        })?;
+        Ok(out)
+    }
+
     /// Writes pairs into partition `p` as they are: the caller vouches that their keys
     /// belong there (a map that keeps keys, as FATE's unshuffled ones do); returns how many.
     pub fn put_partition(&self, p: u32, pairs: Vec<BytePair>) -> Result<u64> {

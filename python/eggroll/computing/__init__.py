@@ -163,9 +163,11 @@ class RollPair:
         return self._t.count()
 
     def take(self, num, options=None, **kwargs):
+        """The first `num` pairs in key byte order: the first `num` of each partition, merged."""
         if num <= 0:
             raise ValueError(f"take needs a positive count, not {num}")
-        return self.get_all(limit=num)
+        heads = [self._t.head(p, num) for p in range(self.num_partitions)]
+        return [kv for _, kv in zip(range(num), heapq.merge(*heads))]
 
     def destroy(self):
         return self._t.destroy()
