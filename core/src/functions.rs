@@ -437,17 +437,8 @@ pub mod erase {
             }
         )*};
     }
-    adapters!(
-        MapValues,
-        Map,
-        FlatMap,
-        Filter,
-        MapPartitions,
-        CollapsePartitions,
-        Reduce,
-        Join,
-        SeqOp
-    );
+    #[rustfmt::skip]
+    adapters!(MapValues, Map, FlatMap, Filter, MapPartitions, CollapsePartitions, Reduce, Join, SeqOp);
 
     impl MapValues {
         /// Rebuilds the function.
