@@ -141,6 +141,19 @@ def statistics(session, name):
     return frame.shape, stats.get_model()
 
 
+def unreferenced_tables_are_destroyed(session):
+    """An intermediate table FATE drops is destroyed by eggroll-rs; one still held is not."""
+    import gc
+
+    table = session.parallelize([(i, i) for i in range(100)], include_key=True, partition=2)
+    dropped = table.mapValues(lambda v: v + 1)
+    native = dropped._rp._t
+    del dropped
+    gc.collect()
+    kept = table.mapValues(lambda v: v * 2)
+    return native.destroyed, kept._rp._t.destroyed, kept.count()
+
+
 def outcome(run, session, table):
     """What `run` gives, or the type of what it raised: both back ends must fail alike."""
     try:
@@ -174,6 +187,14 @@ def main():
             except Exception:
                 failed += 1
                 print(f"FAILED  {case}: raised\n{traceback.format_exc()}")
+    case = "eggroll-rs only: unreferenced in-memory tables are destroyed"
+    got = outcome(lambda s, t: unreferenced_tables_are_destroyed(s), ours, None)
+    if got == (True, False, 100):
+        passed += 1
+        print(f"ok      {case}")
+    else:
+        failed += 1
+        print(f"FAILED  {case}: (dropped destroyed, kept destroyed, kept count) = {got}")
     case = "breast cancer: DataFrame reader and feature statistics"
     got, want = outcome(statistics, ours, "eggroll"), outcome(statistics, theirs, "standalone")
     if got == want:

@@ -105,6 +105,20 @@ class RollPair:
     def __getstate__(self):
         raise TypeError("a RollPair cannot be pickled: pass the data, not the table, to functions")
 
+    def __del__(self):
+        # FATE makes hundreds of intermediate tables per job and drops them: an in-memory
+        # table no longer referenced is destroyed at once (a persistent one stays). Each
+        # RollPair is the only one of its in-memory store, so no other can still need it.
+        t = getattr(self, "_t", None)
+        if t is None or t.destroyed or self._store.store_type != IN_MEMORY:
+            return
+        if self._ctx.session.is_stopped():
+            return
+        try:
+            t.destroy()
+        except Exception:  # a destructor must not raise; the session's end frees it anyway
+            pass
+
     def __repr__(self):
         return f"<RollPair {self._store.namespace}/{self._store.name} ({self._store.num_partitions} partitions)>"
 
