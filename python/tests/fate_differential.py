@@ -18,7 +18,6 @@ import os
 import random
 import sys
 import tempfile
-import traceback
 import zlib
 
 # Our embedded sessions keep their tables in a directory of this run's own.
@@ -162,10 +161,25 @@ def outcome(run, session, table):
         return f"raised {type(e).__name__}"
 
 
+class Tally:
+    """Counts and prints the cases."""
+
+    def __init__(self):
+        self.passed = self.failed = 0
+
+    def check(self, case, got, want):
+        if got == want:
+            self.passed += 1
+            print(f"ok      {case}")
+        else:
+            self.failed += 1
+            print(f"FAILED  {case}\n  eggroll-rs: {str(got)[:300]}\n  expected:   {str(want)[:300]}")
+
+
 def main():
     ours = EggrollSession("differential_eggroll")
     theirs = StandaloneSession("differential_standalone", data_dir=tempfile.mkdtemp(prefix="fate-standalone-"))
-    passed = failed = 0
+    tally = Tally()
     for shape, pairs, partitions, key_serdes_type, partitioner_type in shapes():
         tables = [
             s.parallelize(pairs, include_key=True, partition=partitions, key_serdes_type=key_serdes_type,
@@ -175,38 +189,22 @@ def main():
         for op, run in ops():
             if key_serdes_type == 1 and op in ("map", "flatMap", "mapPartitions", "mapReducePartitions"):
                 continue  # their outputs' keys are not integers, which the integer serdes requires
-            case = f"{shape}: {op}"
-            try:
-                got, want = outcome(run, ours, tables[0]), outcome(run, theirs, tables[1])
-                if got == want:
-                    passed += 1
-                    print(f"ok      {case}")
-                else:
-                    failed += 1
-                    print(f"FAILED  {case}\n  eggroll-rs: {str(got)[:300]}\n  standalone: {str(want)[:300]}")
-            except Exception:
-                failed += 1
-                print(f"FAILED  {case}: raised\n{traceback.format_exc()}")
-    case = "eggroll-rs only: unreferenced in-memory tables are destroyed"
-    got = outcome(lambda s, t: unreferenced_tables_are_destroyed(s), ours, None)
-    if got == (True, False, 100):
-        passed += 1
-        print(f"ok      {case}")
-    else:
-        failed += 1
-        print(f"FAILED  {case}: (dropped destroyed, kept destroyed, kept count) = {got}")
-    case = "breast cancer: DataFrame reader and feature statistics"
-    got, want = outcome(statistics, ours, "eggroll"), outcome(statistics, theirs, "standalone")
-    if got == want:
-        passed += 1
-        print(f"ok      {case}")
-    else:
-        failed += 1
-        print(f"FAILED  {case}\n  eggroll-rs: {str(got)[:300]}\n  standalone: {str(want)[:300]}")
+            tally.check(f"{shape}: {op}", outcome(run, ours, tables[0]), outcome(run, theirs, tables[1]))
+    # (dropped table destroyed, kept table destroyed, kept table's count)
+    tally.check(
+        "eggroll-rs only: unreferenced in-memory tables are destroyed",
+        outcome(lambda s, t: unreferenced_tables_are_destroyed(s), ours, None),
+        (True, False, 100),
+    )
+    tally.check(
+        "breast cancer: DataFrame reader and feature statistics",
+        outcome(statistics, ours, "eggroll"),
+        outcome(statistics, theirs, "standalone"),
+    )
     ours.destroy()
     theirs.destroy()
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    print(f"{tally.passed} passed, {tally.failed} failed")
+    return 1 if tally.failed else 0
 
 
 if __name__ == "__main__":
