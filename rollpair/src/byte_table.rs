@@ -6,7 +6,7 @@
 
 use crate::context::RollPairContext;
 use crate::error::{Error, Result};
-use crate::options::Options;
+use crate::options::{FateTypes, Options, StoreTags};
 use crate::table::RollPair;
 use eggroll_core::partitioner::Partitioner;
 use eggroll_core::CoreError;
@@ -14,25 +14,6 @@ use eggroll_proto::meta::{StoreLocator, StoreType};
 
 /// The `serdes` a byte table's metadata records.
 pub const BYTES_SERDES: &str = "bytes";
-
-/// FATE's type codes of a byte table: its key and value serdes and its partitioner.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FateTypes {
-    /// FATE's `key_serdes_type`.
-    pub key_serdes_type: i32,
-    /// FATE's `value_serdes_type`.
-    pub value_serdes_type: i32,
-    /// FATE's `partitioner_type` (0 and 2: mmh3; 1: integer).
-    pub partitioner_type: i32,
-}
-
-/// How a new store's pairs are encoded, as its metadata records it.
-pub(crate) struct StoreTags {
-    pub(crate) serdes: &'static str,
-    pub(crate) key_type: &'static str,
-    pub(crate) value_type: &'static str,
-    pub(crate) fate: FateTypes,
-}
 
 /// The key and value type of a byte table's inner `RollPair`: it has no values, so none of
 /// the typed operations (which decode) applies to a byte table.

@@ -2,7 +2,6 @@
 //! (this process, or a cluster session's eggs).
 
 use crate::backend::Backend;
-use crate::byte_table::{FateTypes, StoreTags};
 use crate::cluster::ClusterSession;
 use crate::error::Result;
 use crate::local::Local;
@@ -17,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub use crate::backend::Visit;
-pub use crate::options::{Options, SessionOptions};
+use crate::options::{FateTypes, Options, SessionOptions, StoreTags};
 
 /// A session: runs every table operation as one task per partition, in this process
 /// (standalone) or on a cluster's eggs (`connect`).

@@ -19,8 +19,8 @@ pub mod table;
 mod writer;
 
 pub use backend::Visit;
-pub use byte_table::{ByteTable, FateTypes};
+pub use byte_table::ByteTable;
 pub use context::RollPairContext;
 pub use error::{Error, Result};
-pub use options::{Options, SessionOptions};
+pub use options::{FateTypes, Options, SessionOptions};
 pub use table::RollPair;

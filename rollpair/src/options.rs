@@ -64,3 +64,22 @@ pub struct SessionOptions {
     /// The session ends when this client stops renewing it for this long, in ms; 0: default.
     pub lease_ms: u64,
 }
+
+/// FATE's type codes of a byte table: its key and value serdes and its partitioner.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FateTypes {
+    /// FATE's `key_serdes_type`.
+    pub key_serdes_type: i32,
+    /// FATE's `value_serdes_type`.
+    pub value_serdes_type: i32,
+    /// FATE's `partitioner_type` (0 and 2: mmh3; 1: integer).
+    pub partitioner_type: i32,
+}
+
+/// How a new store's pairs are encoded, as its metadata records it.
+pub(crate) struct StoreTags {
+    pub(crate) serdes: &'static str,
+    pub(crate) key_type: &'static str,
+    pub(crate) value_type: &'static str,
+    pub(crate) fate: FateTypes,
+}
