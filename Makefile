@@ -6,7 +6,7 @@ SHELL := /bin/bash
 export PATH := $(PATH):$(HOME)/.cargo/bin
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: deps venv fate-venv fate-test test demo bench trial lint clean
+.PHONY: deps venv fate-venv fate-test fate-bench test demo bench trial lint clean
 
 # libclang: bindgen (RocksDB bindings) loads it at build time.
 # build-essential: g++ for RocksDB's C++, and make. protoc is vendored by the build.
@@ -43,6 +43,12 @@ fate-venv: deps
 # FATE's KVTable ops on eggroll-rs against FATE's standalone back end.
 fate-test: deps
 	scripts/fate-test.sh
+
+# FATE-style ops timed on eggroll-rs (embedded, local cluster) beside FATE standalone.
+fate-bench: deps
+	@scripts/fate-venv.sh >/dev/null
+	cargo build --release -p eggroll
+	EGGROLL_BIN=target/release/eggroll .venv-fate/bin/python python/tests/fate_bench.py
 
 test: deps venv
 	cargo test --release --workspace

@@ -11,4 +11,7 @@ if [ $rc -eq 3 ] && [ "${EGGROLL_REQUIRE_FATE:-0}" != 1 ]; then
     exit 0
 fi
 [ $rc -eq 0 ] || exit $rc
+# The cluster mode's daemons: `eggroll local-cluster`, whose Python eggs run the venv's python.
+(cd "$repo" && cargo build --release -p eggroll) || exit $?
+export EGGROLL_BIN="$repo/target/release/eggroll"
 exec "$python" "$repo/python/tests/fate_differential.py"

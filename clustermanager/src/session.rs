@@ -67,13 +67,15 @@ impl Cluster {
                 "no live node manager to start processors on; start `eggroll nodemanager` on a machine and check `eggroll node list`".into(),
             ));
         }
+        let processor_type =
+            eggroll_core::processor::from_options(&req.options).map_err(CmError::Invalid)?;
         let mut processors = Vec::new();
         for node in &nodes {
             for _ in 0..ppn {
                 processors.push(Processor {
                     id: self.next_processor.fetch_add(1, Ordering::Relaxed),
                     server_node_id: node.registration.node_id,
-                    processor_type: "egg_pair".into(),
+                    processor_type: processor_type.into(),
                     status: NEW.into(),
                     ..Default::default()
                 });

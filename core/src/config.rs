@@ -84,6 +84,9 @@ pub struct NodeManagerConfig {
     pub heartbeat_interval_ms: u64,
     /// The program run as `<program> eggpair ...` for each egg; empty: this binary.
     pub eggpair_executable: String,
+    /// The Python run as `<python> -m eggroll.egg ...` for each Python egg (sessions of
+    /// FATE's jobs); it must have the `eggroll-rs` package installed.
+    pub python_executable: String,
 }
 
 impl Default for EggrollConfig {
@@ -140,6 +143,7 @@ impl Default for NodeManagerConfig {
             port: 4671,
             heartbeat_interval_ms: 3_000,
             eggpair_executable: String::new(),
+            python_executable: "python3".into(),
         }
     }
 }

@@ -56,6 +56,9 @@ pub enum CoreError {
     /// A name, count or option given by the user is not acceptable.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A user's function failed (raised, for a Python one: the text has its traceback).
+    #[error("the user's function failed: {0}")]
+    UserFunction(String),
     /// Another process could not be reached; says which and where.
     #[error("unavailable: {0}")]
     Unavailable(String),

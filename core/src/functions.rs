@@ -80,6 +80,8 @@ pub type PairIter<'a> = dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + 'a;
 type PerPairFn = dyn Fn(&[u8], &[u8], &mut Emit) -> Result<()> + Send + Sync;
 type PerPartitionFn = dyn Fn(u32, &mut PairIter, &mut Emit) -> Result<()> + Send + Sync;
 type BinaryFn = dyn Fn(&[u8], &[u8]) -> Result<Vec<u8>> + Send + Sync;
+type PartitionPairFn =
+    dyn Fn(u32, &mut PairIter, &mut PairIter, &mut Emit) -> Result<()> + Send + Sync;
 
 /// A function as the executor runs it: on bytes, with its parameters already decoded.
 pub enum ErasedFn {
@@ -89,6 +91,9 @@ pub enum ErasedFn {
     PerPartition(Box<PerPartitionFn>),
     /// Combines two encoded values into one (reduce, join, union, seq_op).
     Binary(Box<BinaryFn>),
+    /// Called once per pair of co-partitioned partitions with their index, both in key
+    /// order (FATE's binary_sorted_map_partitions_with_index).
+    PartitionPair(Box<PartitionPairFn>),
 }
 
 /// Which trait a registered function implements.

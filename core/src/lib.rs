@@ -11,6 +11,7 @@ pub mod names;
 pub mod pairs;
 pub mod partitioner;
 pub mod placement;
+pub mod processor;
 pub mod sync;
 pub mod transfer;
 

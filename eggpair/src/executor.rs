@@ -308,6 +308,11 @@ impl Executor {
                         "a two-value function (reduce/join) cannot map a partition".into(),
                     ))
                 }
+                Some(ErasedFn::PartitionPair(_)) => {
+                    return Err(EggError::InvalidTask(
+                        "a function of two partitions cannot map one partition; use a merge of kind PARTITIONS".into(),
+                    ))
+                }
             }
         }
         for (slot, b) in batchers.iter_mut().enumerate() {
@@ -354,6 +359,28 @@ impl Executor {
         let mut ri = r.iter(KeyRange::all())?;
         let mut batch = Batcher::new(self.stores.config().batch_bytes as usize);
         let mut written = 0u64;
+        if kind == MergeKind::Partitions {
+            let Some(ErasedFn::PartitionPair(f)) = f else {
+                return Err(EggError::InvalidTask(
+                    "a merge of kind PARTITIONS needs a function of two partitions".into(),
+                ));
+            };
+            let mut left = li.by_ref().map(|r| r.map_err(to_core));
+            let mut right = ri.by_ref().map(|r| r.map_err(to_core));
+            let mut emit = |k: Vec<u8>, v: Vec<u8>| -> eggroll_core::Result<()> {
+                written += 1;
+                if let Some(full) = batch.push(k, v) {
+                    out.put_batch(&full).map_err(to_core)?;
+                }
+                Ok(())
+            };
+            f(p, &mut left, &mut right, &mut emit)?;
+            let rest = batch.take();
+            if !rest.is_empty() {
+                out.put_batch(&rest)?;
+            }
+            return Ok(written);
+        }
         let mut write = |k: Vec<u8>, v: Vec<u8>, out: &dyn PartitionStore| -> Result<()> {
             written += 1;
             if let Some(full) = batch.push(k, v) {
@@ -365,6 +392,7 @@ impl Executor {
             MergeKind::Join => (false, false, true),
             MergeKind::Union => (true, true, true),
             MergeKind::SubtractByKey => (true, false, false),
+            MergeKind::Partitions => unreachable!("handled above"),
             MergeKind::Unspecified => {
                 return Err(EggError::InvalidTask("merge kind is not set".into()))
             }

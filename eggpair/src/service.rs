@@ -183,6 +183,8 @@ pub fn to_status(e: &EggError, who: &str) -> Status {
             | CoreError::Encode { .. },
         ) => Status::invalid_argument(msg),
         EggError::Core(CoreError::TooLarge(_)) => Status::resource_exhausted(msg),
+        // The user's code, not the egg, failed: retrying would fail the same way.
+        EggError::Core(CoreError::UserFunction(_)) => Status::aborted(msg),
         EggError::Core(CoreError::Unavailable(_)) => Status::unavailable(msg),
         EggError::Corrupt { .. } => Status::data_loss(msg),
         EggError::Locked { .. } => Status::unavailable(msg),

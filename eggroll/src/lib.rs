@@ -41,6 +41,8 @@ enum Command {
     /// Run one egg-pair process (started by a node manager, not by hand).
     #[command(hide = true)]
     Eggpair(daemons::EggPairArgs),
+    /// Run a whole cluster on this machine (a cluster manager and node managers), for trials.
+    LocalCluster(local_cluster::LocalClusterArgs),
     /// The nodes of a cluster.
     Node(node::NodeArgs),
     /// The sessions of a cluster.
@@ -82,6 +84,7 @@ pub fn main() -> ExitCode {
         Command::Clustermanager(args) => daemons::clustermanager(args, config),
         Command::Nodemanager(args) => daemons::nodemanager(args, config),
         Command::Eggpair(args) => daemons::eggpair(args, config),
+        Command::LocalCluster(args) => local_cluster::run(args),
         Command::Node(args) => node::run(args, config),
         Command::Session(args) => session::run(args, config),
         Command::Rollsite(args) => rollsite::run(args, config),

@@ -246,3 +246,53 @@ impl Drop for LocalCluster {
         self.cm.stop();
     }
 }
+
+/// Arguments of `eggroll local-cluster`.
+#[derive(clap::Args)]
+pub struct LocalClusterArgs {
+    /// Node managers to start.
+    #[arg(long, default_value_t = 2)]
+    nodes: usize,
+    /// Where the daemons keep their data and logs (created if missing).
+    #[arg(long, default_value = "local-cluster")]
+    dir: PathBuf,
+    /// The Python of Python eggs (FATE's sessions): one with the `eggroll-rs` package installed.
+    #[arg(long, env = "EGGROLL_NODEMANAGER_PYTHON_EXECUTABLE")]
+    python: Option<PathBuf>,
+    /// Exit when standard input closes: for tests and scripts that hold a pipe to it.
+    #[arg(long, hide = true)]
+    exit_with_stdin: bool,
+}
+
+/// Runs `eggroll local-cluster`: a cluster manager and node managers on 127.0.0.1 until
+/// Ctrl-C, SIGTERM (or, with `--exit-with-stdin`, until stdin closes).
+pub fn run(args: LocalClusterArgs) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(python) = &args.python {
+        // The node managers read it from their environment.
+        std::env::set_var("EGGROLL_NODEMANAGER_PYTHON_EXECUTABLE", python);
+    }
+    let program = std::env::current_exe()?;
+    let cluster = LocalCluster::start(
+        &program,
+        &args.dir,
+        ClusterSpec {
+            nodes: args.nodes,
+            ..ClusterSpec::default()
+        },
+    )?;
+    println!("clustermanager listening on {}", cluster.address());
+    println!(
+        "{} node managers; data and logs in {}; Ctrl-C stops them",
+        args.nodes,
+        args.dir.display()
+    );
+    std::io::Write::flush(&mut std::io::stdout())?;
+    crate::client::runtime()?.block_on(async {
+        tokio::select! {
+            _ = eggroll_eggpair::process::terminate() => {}
+            _ = eggroll_eggpair::process::stdin_closed(), if args.exit_with_stdin => {}
+        }
+    });
+    drop(cluster);
+    Ok(())
+}

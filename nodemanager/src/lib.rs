@@ -65,6 +65,7 @@ pub async fn serve(
         .map_err(|e| format!("bad data dir {}: {e}", config.data_dir.display()))?;
     let supervisor = Supervisor::new(EggLauncher {
         program,
+        python: config.nodemanager.python_executable.clone().into(),
         data_dir: data_dir.clone(),
         logs_dir: config.logs_dir.clone(),
         host: advertised.0.clone(),

@@ -4,6 +4,7 @@
 //! Each egg holds a pipe on its stdin whose other end only this process has: when the node
 //! manager dies, however it dies, the pipe closes and the eggs exit. No orphans.
 
+use eggroll_core::processor;
 use eggroll_core::sync::Mutex;
 use eggroll_proto::meta::cluster_manager_client::ClusterManagerClient;
 use eggroll_proto::meta::{Processor, ProcessorExited};
@@ -28,6 +29,8 @@ enum Ending {
 pub struct EggLauncher {
     /// The program, run as `<program> eggpair ...`.
     pub program: PathBuf,
+    /// The Python of Python eggs, run as `<python> -m eggroll.egg ...`.
+    pub python: PathBuf,
     /// The node's data dir, which every egg of the node shares.
     pub data_dir: PathBuf,
     /// Where each egg's log goes (`<logs_dir>/<session>/egg-<processor>.log`).
@@ -97,8 +100,26 @@ impl Supervisor {
             let log2 = log
                 .try_clone()
                 .map_err(|e| format!("cannot open egg log {}: {e}", log_path.display()))?;
-            let child = tokio::process::Command::new(&l.program)
-                .arg("eggpair")
+            let (program, args, setting) = match p.processor_type.as_str() {
+                processor::PYTHON_EGG_PAIR => (
+                    &l.python,
+                    ["-m", "eggroll.egg"].as_slice(),
+                    "nodemanager.python_executable",
+                ),
+                processor::EGG_PAIR | "" => (
+                    &l.program,
+                    ["eggpair"].as_slice(),
+                    "nodemanager.eggpair_executable",
+                ),
+                other => {
+                    return Err(format!(
+                        "processor {} is of type {other:?}, which this node manager cannot start",
+                        p.id
+                    ))
+                }
+            };
+            let child = tokio::process::Command::new(program)
+                .args(args)
                 .args(["--session-id", session_id])
                 .args(["--processor-id", &p.id.to_string()])
                 .args(["--cluster-manager", cluster_manager])
@@ -112,8 +133,8 @@ impl Supervisor {
                 .spawn()
                 .map_err(|e| {
                     format!(
-                        "cannot start egg-pair program {}: {e}; check nodemanager.eggpair_executable",
-                        l.program.display()
+                        "cannot start egg-pair program {}: {e}; check {setting}",
+                        program.display()
                     )
                 })?;
             tracing::info!(session = %session_id, processor = p.id, pid = child.id().unwrap_or(0), "egg started");

@@ -29,7 +29,10 @@ class Session:
             if port is None:
                 raise ValueError("a cluster session needs the cluster manager's port as well as its host")
             processors = int(options.get("eggroll.session.processors.per.node", 0) or 0)
-            self._ctx = _native.Context.cluster(str(host), int(port), session_id, processors)
+            lease_ms = int(options.get("eggroll.session.lease.ms", 0) or 0)
+            self._ctx = _native.Context.cluster(
+                str(host), int(port), session_id, processors_per_node=processors, lease_ms=lease_ms
+            )
             self._session_id = self._ctx.session_id()
         self._stopped = False
 

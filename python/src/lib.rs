@@ -2,6 +2,9 @@
 //! which gives FATE's eggroll computing back end the module it imports. Every call into
 //! eggroll-rs (RocksDB, gRPC to the eggs) runs with Python's lock released.
 
+mod egg;
+mod functions;
+
 use eggroll_proto::meta::StoreType;
 use eggroll_rollpair::{ByteTable, FateTypes, Options, RollPairContext, SessionOptions};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -40,19 +43,28 @@ impl Context {
     }
 
     /// A session on the cluster whose cluster manager is at `host:port`.
+    /// Its eggs are Python eggs (which run Python functions) unless `python_eggs` is false.
     #[staticmethod]
-    #[pyo3(signature = (host, port, session_id=None, processors_per_node=0))]
+    #[pyo3(signature = (host, port, session_id=None, processors_per_node=0, lease_ms=0, python_eggs=true))]
     fn cluster(
         py: Python<'_>,
         host: String,
         port: u16,
         session_id: Option<String>,
         processors_per_node: u32,
+        lease_ms: u64,
+        python_eggs: bool,
     ) -> PyResult<Self> {
         let opts = SessionOptions {
             session_id,
             name: "fate".into(),
             processors_per_node,
+            lease_ms,
+            processor_type: if python_eggs {
+                eggroll_core::processor::PYTHON_EGG_PAIR.into()
+            } else {
+                String::new()
+            },
             ..SessionOptions::default()
         };
         let address = format!("{host}:{port}");
@@ -251,6 +263,44 @@ impl Table {
         list_of(py, pairs)
     }
 
+    /// Every pair in the byte order of the keys across partitions (FATE standalone's
+    /// order); the first `limit` only, if given.
+    #[pyo3(signature = (limit=None))]
+    fn get_all_sorted<'py>(
+        &self,
+        py: Python<'py>,
+        limit: Option<usize>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let t = self.table()?;
+        let pairs = py
+            .allow_threads(|| {
+                let mut pairs = t.get_all()?.collect::<eggroll_rollpair::Result<Vec<_>>>()?;
+                // Each partition is a sorted run, which the sort merges.
+                pairs.sort_by(|a, b| a.0.cmp(&b.0));
+                pairs.truncate(limit.unwrap_or(usize::MAX));
+                Ok::<_, eggroll_rollpair::Error>(pairs)
+            })
+            .map_err(err)?;
+        list_of(py, pairs)
+    }
+
+    /// The first `n` pairs in the byte order of the keys across partitions.
+    fn take_sorted<'py>(&self, py: Python<'py>, n: usize) -> PyResult<Bound<'py, PyList>> {
+        let t = self.table()?;
+        let pairs = py
+            .allow_threads(|| {
+                let mut pairs = Vec::new();
+                for p in 0..t.partitions() {
+                    pairs.extend(t.head(p, n)?);
+                }
+                pairs.sort_by(|a, b| a.0.cmp(&b.0));
+                pairs.truncate(n);
+                Ok::<_, eggroll_rollpair::Error>(pairs)
+            })
+            .map_err(err)?;
+        list_of(py, pairs)
+    }
+
     /// The pairs of partition `p`, in key byte order.
     fn partition<'py>(&self, py: Python<'py>, p: u32) -> PyResult<Bound<'py, PyList>> {
         let t = self.table()?;
@@ -322,6 +372,85 @@ impl Table {
         Ok(Table { t: Some(copy) })
     }
 
+    /// A new empty table placed like this one (`partitions` of them, FATE's codes as given).
+    #[pyo3(signature = (partitions, key_serdes_type, value_serdes_type, partitioner_type, namespace=None, name=None, store_type=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn create_like(
+        &self,
+        py: Python<'_>,
+        partitions: u32,
+        key_serdes_type: i32,
+        value_serdes_type: i32,
+        partitioner_type: i32,
+        namespace: Option<String>,
+        name: Option<String>,
+        store_type: Option<&str>,
+    ) -> PyResult<Table> {
+        let t = self.table()?;
+        let opts = Options {
+            namespace,
+            name,
+            store_type: self::store_type(store_type),
+            ..Options::partitions(partitions)
+        };
+        let types = FateTypes {
+            key_serdes_type,
+            value_serdes_type,
+            partitioner_type,
+        };
+        let out = py
+            .allow_threads(|| t.create_like(opts, types))
+            .map_err(err)?;
+        Ok(Table { t: Some(out) })
+    }
+
+    /// Runs the pickled `mapper(index, pairs) -> pairs` on every partition in the eggs into
+    /// `out`: with `shuffle`, pairs move to their key's partition, equal keys folded by the
+    /// pickled `combiner(a, b)` (absent: a later write wins).
+    #[pyo3(signature = (mapper, shuffle, combiner, out))]
+    fn map_reduce(
+        &self,
+        py: Python<'_>,
+        mapper: Vec<u8>,
+        shuffle: bool,
+        combiner: Option<Vec<u8>>,
+        out: &Table,
+    ) -> PyResult<()> {
+        let (t, o) = (self.table()?, out.table()?);
+        let mapper = functions::functor(functions::MAP_PARTITIONS, mapper);
+        let combiner = combiner.map(|c| functions::functor(functions::TWO_VALUES, c));
+        py.allow_threads(|| t.map_reduce(mapper, shuffle, combiner, o))
+            .map_err(err)
+    }
+
+    /// Runs the pickled `f(index, left pairs, right pairs) -> pairs` on each pair of
+    /// partitions of this table and `other`, into `out`.
+    fn merge_partitions(
+        &self,
+        py: Python<'_>,
+        other: &Table,
+        f: Vec<u8>,
+        out: &Table,
+    ) -> PyResult<()> {
+        let (t, r, o) = (self.table()?, other.table()?, out.table()?);
+        let f = functions::functor(functions::TWO_PARTITIONS, f);
+        py.allow_threads(|| t.merge_partitions(r, f, o))
+            .map_err(err)
+    }
+
+    /// Each partition's values folded by the pickled `f(a, b)`, in key order: the partials of
+    /// the partitions that have values, in partition order.
+    fn reduce_partials<'py>(
+        &self,
+        py: Python<'py>,
+        f: Vec<u8>,
+    ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+        let t = self.table()?;
+        let f = functions::functor(functions::TWO_VALUES, f);
+        let partials = py.allow_threads(|| t.reduce_partials(f)).map_err(err)?;
+        Ok(partials.iter().map(|p| PyBytes::new(py, p)).collect())
+    }
+
     /// Removes the table and its data; a second call is an error.
     fn destroy(&mut self, py: Python<'_>) -> PyResult<()> {
         let t = self
@@ -351,5 +480,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Context>()?;
     m.add_class::<Table>()?;
     m.add_function(wrap_pyfunction!(partition_of, m)?)?;
+    m.add_function(wrap_pyfunction!(egg::serve_egg, m)?)?;
     Ok(())
 }

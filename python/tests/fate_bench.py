@@ -1,14 +1,18 @@
-"""FATE-style table operations timed on eggroll-rs (FATE's eggroll back end on our `eggroll`
-module, embedded) beside FATE's standalone back end, in the same run. Prints, per op and
-size, each back end's median time and the ratio standalone / eggroll-rs (above 1: eggroll-rs
-is faster).
+"""FATE-style table operations timed through FATE's eggroll back end on eggroll-rs (embedded,
+and on a local cluster of Python eggs) beside FATE's standalone back end, in the same run.
+Prints, per op and size, each back end's median time and the ratio standalone / eggroll-rs
+(above 1: eggroll-rs is faster).
 
-    .venv-fate/bin/python python/tests/fate_bench.py [--rows 100000] [--runs 3]
+    .venv-fate/bin/python python/tests/fate_bench.py [--rows 1000 100000 1000000] [--runs 3]
+        [--modes embedded cluster]
+
+`make fate-bench` runs it with the defaults.
 """
 
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 
@@ -16,6 +20,9 @@ os.environ["EGGROLL_HOME"] = tempfile.mkdtemp(prefix="eggroll-rs-bench-")
 
 from fate.arch.computing.backends.eggroll import CSession as EggrollSession  # noqa: E402
 from fate.arch.computing.backends.standalone import CSession as StandaloneSession  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from local_cluster import LocalCluster  # noqa: E402
 
 
 def ops(rows):
@@ -25,10 +32,17 @@ def ops(rows):
         ("count", lambda s, t: t.count()),
         ("collect", lambda s, t: list(t.collect())),
         ("take 10", lambda s, t: t.take(10)),
-        ("mapValues", lambda s, t: t.mapValues(lambda v: v["x"] + 1).count()),
-        ("map (shuffle)", lambda s, t: t.map(lambda k, v: (k % 1000, v["x"])).count()),
+        ("first", lambda s, t: t.first()),
+        ("mapValues", lambda s, t: t.mapValues(lambda v: v["x"] + 1)),
+        ("filter", lambda s, t: t.filter(lambda v: v["x"] % 2 == 0)),
+        ("mapPartitions", lambda s, t: t.mapPartitions(lambda kvs: [(k, 1) for k, _ in kvs])),
+        ("map (shuffle)", lambda s, t: t.map(lambda k, v: (k % 1000, v["x"]))),
+        ("mapReducePartitions", lambda s, t: t.mapReducePartitions(lambda kvs: [(k % 100, 1) for k, _ in kvs], lambda a, b: a + b)),
         ("reduce", lambda s, t: t.mapValues(lambda v: v["x"]).reduce(lambda a, b: a + b)),
-        ("join", lambda s, t: t.join(t, lambda a, b: a["x"] + b["x"]).count()),
+        ("join", lambda s, t: t.join(t, lambda a, b: a["x"] + b["x"])),
+        ("union", lambda s, t: t.union(t, lambda a, b: a)),
+        ("subtractByKey", lambda s, t: t.subtractByKey(t)),
+        ("sample 0.1", lambda s, t: t.sample(fraction=0.1, seed=1)),
     ], data
 
 
@@ -41,25 +55,44 @@ def median_time(fn, runs):
     return statistics.median(times)
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", type=int, nargs="*", default=[1000, 100_000])
-    ap.add_argument("--runs", type=int, default=3)
-    args = ap.parse_args()
-    ours = EggrollSession("bench_eggroll")
-    theirs = StandaloneSession("bench_standalone", data_dir=tempfile.mkdtemp(prefix="fate-standalone-"))
-    print(f"{'op':<16} {'rows':>8} {'eggroll-rs ms':>14} {'standalone ms':>14} {'ratio':>7}")
-    for rows in args.rows:
+def bench(label, ours, theirs, rows_list, runs):
+    for rows in rows_list:
         table_ops, data = ops(rows)
         tables = [s.parallelize(data, include_key=True, partition=4) for s in (ours, theirs)]
+        n = runs if rows < 1_000_000 else 1
         for name, op in table_ops:
-            # Alternating back ends, each run on the same table.
-            t_ours = median_time(lambda: op(ours, tables[0]), args.runs)
-            t_theirs = median_time(lambda: op(theirs, tables[1]), args.runs)
-            print(f"{name:<16} {rows:>8} {t_ours * 1e3:>14.2f} {t_theirs * 1e3:>14.2f} {t_theirs / t_ours:>7.2f}")
-    ours.destroy()
+            # Back end after back end, each run on the same table; results dropped at once.
+            t_ours = median_time(lambda: op(ours, tables[0]), n)
+            t_theirs = median_time(lambda: op(theirs, tables[1]), n)
+            print(f"{label:<9} {name:<20} {rows:>8} {t_ours * 1e3:>14.2f} {t_theirs * 1e3:>14.2f} {t_theirs / t_ours:>7.2f}",
+                  flush=True)
+        del tables
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, nargs="*", default=[1000, 100_000, 1_000_000])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--modes", nargs="*", default=["embedded", "cluster"])
+    args = ap.parse_args()
+    theirs = StandaloneSession("bench_standalone", data_dir=tempfile.mkdtemp(prefix="fate-standalone-"))
+    print(f"{'mode':<9} {'op':<20} {'rows':>8} {'eggroll-rs ms':>14} {'standalone ms':>14} {'ratio':>7}")
+    if "embedded" in args.modes:
+        ours = EggrollSession("bench_eggroll")
+        bench("embedded", ours, theirs, args.rows, args.runs)
+        ours.destroy()
+    if "cluster" in args.modes:
+        with LocalCluster(nodes=1) as cluster:
+            ours = EggrollSession("bench_cluster", host=cluster.host, port=cluster.port,
+                                  options={"eggroll.session.processors.per.node": 2})
+            bench("cluster", ours, theirs, args.rows, args.runs)
+            ours.destroy()
     theirs.destroy()
 
 
 if __name__ == "__main__":
+    import multiprocessing
+
+    # FATE's standalone pool must not fork a process running eggroll-rs's threads.
+    multiprocessing.set_start_method("forkserver")
     main()

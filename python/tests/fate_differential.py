@@ -1,8 +1,12 @@
 """FATE's KVTable operations on eggroll-rs (FATE's own eggroll back end, `CSession`, on our
 `eggroll` module) against FATE's standalone back end: every public op, on the same data, must
-give the same result. Run by `make fate-test` (and `make test`) in the FATE venv:
+give the same result, embedded (our engine in this process) and on a local cluster of Python
+eggs (`eggroll local-cluster`), where the faults of `fate_faults.py` are checked too. Run by
+`make fate-test` (and `make test`) in the FATE venv:
 
     .venv-fate/bin/python python/tests/fate_differential.py
+
+EGGROLL_DIFFERENTIAL_MODES=embedded (or cluster) runs one mode only.
 
 Also FATE's own DataFrame reader and feature statistics (one party, no federation traffic) on
 sklearn's breast-cancer data, on both back ends.
@@ -62,7 +66,8 @@ def ops():
         ("take 5", lambda s, t: t.take(5) if t.count() else "empty"),
         ("first", lambda s, t: t.first() if t.count() else "empty"),
         ("mapValues", lambda s, t: keyed(t.mapValues(lambda v: repr(v)[:20]))),
-        ("map", lambda s, t: keyed(t.map(lambda k, v: (zlib.crc32(repr(k).encode()) % 101, repr(v)[:5])))),
+        ("map", lambda s, t: keyed(t.map(lambda k, v: (repr(k) + "m", repr(v)[:5])))),
+        ("map, keys collide", map_colliding),
         ("flatMap", lambda s, t: keyed(t.flatMap(lambda k, v: [(repr(k) + "a", 1), (repr(k) + "b", 2)]))),
         ("filter", lambda s, t: keyed(t.filter(lambda v: len(repr(v)) % 2 == 0))),
         ("mapPartitions", lambda s, t: keyed(t.mapPartitions(lambda kvs: [(len(list(kvs)), 1)]))),
@@ -92,6 +97,21 @@ def ops():
         ("copy", lambda s, t: keyed(t.copy())),
         ("save and load", save_and_load),
     ]
+
+
+def map_colliding(session, table):
+    """A map that gives several pairs one key, with no reducer: which of them a key keeps is
+    not fixed (it depends on which partition's output lands last, on EggRoll as here), so
+    what must be equal is the keys and that each value is one the map gave that key."""
+
+    def crc(k):
+        return zlib.crc32(repr(k).encode()) % 101
+
+    given = {}
+    for k, v in table.collect():
+        given.setdefault(crc(k), set()).add(repr(v)[:5])
+    out = table.map(lambda k, v: (crc(k), repr(v)[:5])).collect()
+    return sorted(k for k, _ in out), all(v in given.get(k, ()) for k, v in out)
 
 
 def sample_num(session, table):
@@ -176,10 +196,8 @@ class Tally:
             print(f"FAILED  {case}\n  eggroll-rs: {str(got)[:300]}\n  expected:   {str(want)[:300]}")
 
 
-def main():
-    ours = EggrollSession("differential_eggroll")
-    theirs = StandaloneSession("differential_standalone", data_dir=tempfile.mkdtemp(prefix="fate-standalone-"))
-    tally = Tally()
+def same_as_standalone(tally, label, ours, theirs):
+    """Every op on every shape, and FATE's statistics, on `ours` and on FATE's standalone."""
     for shape, pairs, partitions, key_serdes_type, partitioner_type in shapes():
         tables = [
             s.parallelize(pairs, include_key=True, partition=partitions, key_serdes_type=key_serdes_type,
@@ -189,19 +207,38 @@ def main():
         for op, run in ops():
             if key_serdes_type == 1 and op in ("map", "flatMap", "mapPartitions", "mapReducePartitions"):
                 continue  # their outputs' keys are not integers, which the integer serdes requires
-            tally.check(f"{shape}: {op}", outcome(run, ours, tables[0]), outcome(run, theirs, tables[1]))
-    # (dropped table destroyed, kept table destroyed, kept table's count)
+            tally.check(f"{label}: {shape}: {op}", outcome(run, ours, tables[0]), outcome(run, theirs, tables[1]))
     tally.check(
-        "eggroll-rs only: unreferenced in-memory tables are destroyed",
-        outcome(lambda s, t: unreferenced_tables_are_destroyed(s), ours, None),
-        (True, False, 100),
+        f"{label}: breast cancer: DataFrame reader and feature statistics",
+        outcome(statistics, ours, label),
+        outcome(statistics, theirs, f"standalone-{label}"),
     )
-    tally.check(
-        "breast cancer: DataFrame reader and feature statistics",
-        outcome(statistics, ours, "eggroll"),
-        outcome(statistics, theirs, "standalone"),
-    )
-    ours.destroy()
+
+
+def main():
+    modes = os.environ.get("EGGROLL_DIFFERENTIAL_MODES", "embedded,cluster").split(",")
+    theirs = StandaloneSession("differential_standalone", data_dir=tempfile.mkdtemp(prefix="fate-standalone-"))
+    tally = Tally()
+    if "embedded" in modes:
+        ours = EggrollSession("differential_eggroll")
+        same_as_standalone(tally, "embedded", ours, theirs)
+        # (dropped table destroyed, kept table destroyed, kept table's count)
+        tally.check(
+            "embedded: unreferenced in-memory tables are destroyed",
+            outcome(lambda s, t: unreferenced_tables_are_destroyed(s), ours, None),
+            (True, False, 100),
+        )
+        ours.destroy()
+    if "cluster" in modes:
+        import fate_faults
+        from local_cluster import LocalCluster
+
+        with LocalCluster(nodes=2) as cluster:
+            ours = EggrollSession("differential_cluster", host=cluster.host, port=cluster.port,
+                                  options={"eggroll.session.processors.per.node": 2})
+            same_as_standalone(tally, "cluster", ours, theirs)
+            fate_faults.check_all(tally, ours, cluster)
+            ours.destroy()
     theirs.destroy()
     print(f"{tally.passed} passed, {tally.failed} failed")
     return 1 if tally.failed else 0

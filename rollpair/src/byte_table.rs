@@ -10,7 +10,7 @@ use crate::options::{FateTypes, Options, StoreTags};
 use crate::table::RollPair;
 use eggroll_core::partitioner::Partitioner;
 use eggroll_core::CoreError;
-use eggroll_proto::meta::{StoreLocator, StoreType};
+use eggroll_proto::meta::{Functor, MergeKind, StoreLocator, StoreType};
 
 /// The `serdes` a byte table's metadata records.
 pub const BYTES_SERDES: &str = "bytes";
@@ -28,17 +28,21 @@ pub struct ByteTable {
 /// One pair of a byte table.
 pub type BytePair = (Vec<u8>, Vec<u8>);
 
+/// How a byte table's store is tagged.
+fn bytes_tags(fate: FateTypes) -> StoreTags {
+    StoreTags {
+        serdes: BYTES_SERDES,
+        key_type: "bytes",
+        value_type: "bytes",
+        fate,
+    }
+}
+
 impl RollPairContext {
     /// A new empty byte table of `opts` (its partitioner is the one `types` names).
     pub fn create_bytes(&self, opts: Options, types: FateTypes) -> Result<ByteTable> {
         let opts = opts.with_partitioner(Partitioner::from_fate_type(types.partitioner_type)?);
-        let tags = StoreTags {
-            serdes: BYTES_SERDES,
-            key_type: "bytes",
-            value_type: "bytes",
-            fate: types,
-        };
-        let l = self.new_store(&opts, None, &tags)?;
+        let l = self.new_store(&opts, None, &bytes_tags(types))?;
         Ok(ByteTable {
             inner: RollPair::from_locator(self.clone(), l),
         })
@@ -190,18 +194,72 @@ impl ByteTable {
             ..opts
         }
         .with_partitioner(Partitioner::from_fate_type(types.partitioner_type)?);
-        let tags = StoreTags {
-            serdes: BYTES_SERDES,
-            key_type: "bytes",
-            value_type: "bytes",
-            fate: types,
-        };
         let out = self
             .context()
-            .new_store(&opts, Some(self.locator()), &tags)?;
+            .new_store(&opts, Some(self.locator()), &bytes_tags(types))?;
         Ok(ByteTable {
             inner: self.inner.copy_into(out)?,
         })
+    }
+
+    /// A new empty byte table of `opts` and `types`, its partitions placed as this table's
+    /// are (for outputs that keep keys where they are).
+    pub fn create_like(&self, opts: Options, types: FateTypes) -> Result<ByteTable> {
+        let opts = opts.with_partitioner(Partitioner::from_fate_type(types.partitioner_type)?);
+        let l = self
+            .context()
+            .new_store(&opts, Some(self.locator()), &bytes_tags(types))?;
+        Ok(ByteTable {
+            inner: RollPair::from_locator(self.context().clone(), l),
+        })
+    }
+
+    /// Runs the caller's `mapper` over every partition in the eggs, into the new table
+    /// `out`: with `shuffle`, each pair goes to its key's partition of `out` and values of
+    /// one key are folded by `combiner` (absent: a later write of a key wins); without, a
+    /// partition's output stays in it. Functors of another language (FATE's Python ones)
+    /// name functions the eggs register.
+    pub fn map_reduce(
+        &self,
+        mapper: Functor,
+        shuffle: bool,
+        combiner: Option<Functor>,
+        out: &ByteTable,
+    ) -> Result<()> {
+        if !shuffle && out.partitions() != self.partitions() {
+            return Err(Error::from(CoreError::InvalidArgument(format!(
+                "a map without a shuffle keeps {} partitions, not {}",
+                self.partitions(),
+                out.partitions()
+            ))));
+        }
+        self.inner.map_reduce_functors::<Raw, Raw>(
+            Some(mapper),
+            shuffle,
+            combiner,
+            out.locator().clone(),
+        )?;
+        Ok(())
+    }
+
+    /// Calls the caller's two-partition function on each pair of partitions of this table and
+    /// `other` (moved to this table's partitioning first when it differs), writing into `out`
+    /// (made with [`ByteTable::create_like`]).
+    pub fn merge_partitions(&self, other: &ByteTable, f: Functor, out: &ByteTable) -> Result<()> {
+        let right = self.inner.co_partitioned(&other.inner)?;
+        self.inner.merge_functor::<Raw, Raw>(
+            &right,
+            MergeKind::Partitions,
+            Some(f),
+            out.locator().clone(),
+        )?;
+        Ok(())
+    }
+
+    /// Folds each partition with the caller's two-value function; the partials of the
+    /// partitions that have values, in partition order.
+    pub fn reduce_partials(&self, f: Functor) -> Result<Vec<Vec<u8>>> {
+        self.inner.aggregate_functor(None, f)
     }
 
     /// Removes the table and its data.

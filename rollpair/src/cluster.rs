@@ -81,7 +81,15 @@ impl ClusterSession {
             processors_per_node: opts.processors_per_node,
             start_timeout_ms: opts.start_timeout_ms,
             lease_ms: opts.lease_ms,
-            options: Default::default(),
+            options: if opts.processor_type.is_empty() {
+                Default::default()
+            } else {
+                [(
+                    eggroll_core::processor::TYPE_OPTION.to_string(),
+                    opts.processor_type.clone(),
+                )]
+                .into()
+            },
         };
         let meta = runtime
             .block_on(cm.clone().create_session(req))

@@ -63,6 +63,8 @@ pub struct SessionOptions {
     pub start_timeout_ms: u64,
     /// The session ends when this client stops renewing it for this long, in ms; 0: default.
     pub lease_ms: u64,
+    /// The eggs' program (`eggroll_core::processor`); empty: Rust eggs.
+    pub processor_type: String,
 }
 
 /// FATE's type codes of a byte table: its key and value serdes and its partitioner.

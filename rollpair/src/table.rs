@@ -342,6 +342,18 @@ impl<K, V> RollPair<K, V> {
         like: Option<&StoreLocator>,
     ) -> Result<RollPair<K2, V2>> {
         let out = self.output::<K2, V2>(partitions, like)?;
+        self.map_reduce_functors(mapper, shuffle, combiner, out)
+    }
+
+    /// The map-reduce primitive with the caller's functors, into the new store `out`: what
+    /// functions of other languages (FATE's Python ones) run through.
+    pub fn map_reduce_functors<K2, V2>(
+        &self,
+        mapper: Option<Functor>,
+        shuffle: bool,
+        combiner: Option<Functor>,
+        out: StoreLocator,
+    ) -> Result<RollPair<K2, V2>> {
         let job = self.job(
             &[],
             Some(&out),
@@ -353,6 +365,47 @@ impl<K, V> RollPair<K, V> {
         );
         self.ctx.run_job(job, self.partitions())?;
         Ok(RollPair::new(self.ctx.clone(), out))
+    }
+
+    /// The merge primitive with the caller's functor, over this table and `other` (which
+    /// must be co-partitioned with it) into the new store `out`.
+    pub fn merge_functor<W, U>(
+        &self,
+        other: &RollPair<K, W>,
+        kind: MergeKind,
+        merge: Option<Functor>,
+        out: StoreLocator,
+    ) -> Result<RollPair<K, U>> {
+        let job = self.job(
+            &[&other.locator],
+            Some(&out),
+            Op::Merge(SortedMerge {
+                kind: kind as i32,
+                merge,
+            }),
+        );
+        self.ctx.run_job(job, self.partitions())?;
+        Ok(RollPair::new(self.ctx.clone(), out))
+    }
+
+    /// Folds each partition with the caller's `seq_op` (from `zero`, or from the first value
+    /// without one); the partials of the partitions that have values, in partition order.
+    pub fn aggregate_functor(
+        &self,
+        zero: Option<Vec<u8>>,
+        seq_op: Functor,
+    ) -> Result<Vec<Vec<u8>>> {
+        let job = self.job(
+            &[],
+            None,
+            Op::Aggregate(Aggregate {
+                zero,
+                seq_op: Some(seq_op),
+            }),
+        );
+        let mut results = self.ctx.run_job(job, self.partitions())?;
+        results.sort_by_key(|r| r.partition);
+        Ok(results.into_iter().filter_map(|r| r.value).collect())
     }
 
     /// Number of pairs.
@@ -451,7 +504,7 @@ impl<K, V> RollPair<K, V> {
     }
 
     /// Brings `other` to this table's partitioning and placement, if they differ.
-    fn co_partitioned<W>(&self, other: &RollPair<K, W>) -> Result<RollPair<K, W>> {
+    pub(crate) fn co_partitioned<W>(&self, other: &RollPair<K, W>) -> Result<RollPair<K, W>> {
         if other.partitions() == self.partitions()
             && self
                 .ctx
@@ -473,16 +526,7 @@ impl<K, V> RollPair<K, V> {
     ) -> Result<RollPair<K, U>> {
         let right = self.co_partitioned(other)?;
         let out = self.output::<K, U>(self.partitions(), Some(&self.locator))?;
-        let job = self.job(
-            &[&right.locator],
-            Some(&out),
-            Op::Merge(SortedMerge {
-                kind: kind as i32,
-                merge,
-            }),
-        );
-        self.ctx.run_job(job, self.partitions())?;
-        Ok(RollPair::new(self.ctx.clone(), out))
+        self.merge_functor(&right, kind, merge, out)
     }
 
     /// The pairs whose key is not in `other`.

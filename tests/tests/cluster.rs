@@ -462,3 +462,30 @@ fn a_session_whose_client_goes_away_is_closed_and_its_eggs_exit() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_session_of_an_unknown_processor_type_is_refused_by_name() {
+    let c = TestCluster::shared();
+    let err = RollPairContext::connect(
+        c.address(),
+        SessionOptions {
+            processor_type: "jvm_egg".into(),
+            ..Default::default()
+        },
+    )
+    .err()
+    .expect("an unknown processor type must be refused")
+    .to_string();
+    assert!(
+        err.contains("eggroll.session.processor.type")
+            && err.contains("jvm_egg")
+            && err.contains("python_egg_pair"),
+        "{err}"
+    );
+    // The cluster goes on serving.
+    let ctx = c.connect();
+    let t = ctx
+        .parallelize((0..10i64).map(|i| (i, i)), Options::partitions(2))
+        .unwrap();
+    assert_eq!(t.count().unwrap(), 10);
+}

@@ -2,16 +2,15 @@
 back end calls them. Keys and values are bytes FATE serialized; a table keeps FATE's serdes
 and partitioner codes, and places keys with FATE's partitioner (mmh3 or integer) natively.
 
-Functions run in this process, partition after partition, each partition on its own copy of
-the function (as each would run in an egg of its own: a stateful function starts afresh per
-partition). Partitions are read and written by eggroll-rs, with Python's lock released.
+Functions are pickled (cloudpickle) into the tasks of eggroll-rs's two primitives and run
+where the partitions are: in the Python eggs of a cluster session, or in this process for an
+embedded one. Each partition unpickles its own copy (a stateful function starts afresh per
+partition). Pairs are read, shuffled and written by eggroll-rs, with Python's lock released.
 """
-
-import heapq
 
 import cloudpickle
 
-from eggroll import _native
+from eggroll.computing._functions import FirstPerKey
 
 IN_MEMORY = "IN_MEMORY"
 
@@ -80,18 +79,6 @@ class RollPairContext:
 def runtime_init(session):
     """The roll-pair context of `session`."""
     return RollPairContext(session)
-
-
-def _copies(func):
-    """Makes a fresh copy of `func` per call, as a process of its own would unpickle it."""
-    if func is None:
-        return lambda: None
-    blob = cloudpickle.dumps(func)
-    return lambda: cloudpickle.loads(blob)
-
-
-def _partition_of(key, n, partitioner_type):
-    return _native.partition_of(key, n, partitioner_type)
 
 
 class RollPair:
@@ -166,12 +153,8 @@ class RollPair:
 
     def get_all(self, limit=None):
         """Every pair in the byte order of the keys across partitions (each partition is
-        sorted; they are merged)."""
-        n = self.num_partitions
-        pairs = heapq.merge(*[self._t.partition(p) for p in range(n)]) if n > 1 else iter(self._t.partition(0))
-        if limit is not None:
-            return [kv for _, kv in zip(range(limit), pairs)]
-        return pairs
+        sorted; eggroll-rs merges them)."""
+        return iter(self._t.get_all_sorted(limit))
 
     def count(self):
         return self._t.count()
@@ -180,8 +163,7 @@ class RollPair:
         """The first `num` pairs in key byte order: the first `num` of each partition, merged."""
         if num <= 0:
             raise ValueError(f"take needs a positive count, not {num}")
-        heads = [self._t.head(p, num) for p in range(self.num_partitions)]
-        return [kv for _, kv in zip(range(num), heapq.merge(*heads))]
+        return self._t.take_sorted(int(num))
 
     def destroy(self):
         return self._t.destroy()
@@ -213,47 +195,30 @@ class RollPair:
         output_name=None,
         output_store_type=None,
     ):
-        """Maps each partition with its index; with `shuffle`, pairs move to the partition of
-        their key, and values of one key are combined by `reduce_partition_op` (source
-        partitions in order, each in the order the map made them); without, a partition's
-        output stays in it.
+        """Maps each partition with its index, in the eggs; with `shuffle`, pairs move to the
+        partition of their key, and values of one key are combined by `reduce_partition_op`;
+        without, a partition's output stays in it.
 
-        Without a reducer a key's value is, as on FATE's standalone engine, the first the map
-        of the last source partition that made the key gave."""
+        Without a reducer, each source partition gives a key the first value its map made
+        (as on FATE's standalone engine); of several sources, one wins."""
         n_in = self.num_partitions
         n_out = int(output_num_partitions or n_in)
-        out = self._ctx._create(
-            n_out,
-            output_key_serdes_type,
-            output_value_serdes_type,
-            output_partitioner_type,
-            namespace=output_namespace,
+        if not shuffle and n_out != n_in:
+            raise ValueError(f"a map without shuffle keeps {n_in} partitions, not {n_out}")
+        made = dict(
+            key_serdes_type=int(output_key_serdes_type),
+            value_serdes_type=int(output_value_serdes_type),
+            partitioner_type=int(output_partitioner_type),
+            namespace=output_namespace or self._ctx.session_id,
             name=output_name,
             store_type=output_store_type or IN_MEMORY,
         )
-        mapper = _copies(map_partition_op)
-        if not shuffle:
-            if n_out != n_in:
-                raise ValueError(f"a map without shuffle keeps {n_in} partitions, not {n_out}")
-            for p in range(n_in):
-                out._t.put_partition(p, list(mapper()(p, iter(self._t.partition(p)))))
-            return out
-        buckets = [{} for _ in range(n_out)]
-        for p in range(n_in):
-            mapped = mapper()(p, iter(self._t.partition(p)))
-            if reduce_partition_op is None:
-                first = {}
-                for k, v in mapped:
-                    first.setdefault(k, v)
-                for k, v in first.items():
-                    buckets[_partition_of(k, n_out, output_partitioner_type)][k] = v
-                continue
-            for k, v in mapped:
-                bucket = buckets[_partition_of(k, n_out, output_partitioner_type)]
-                bucket[k] = reduce_partition_op(bucket[k], v) if k in bucket else v
-        for p, bucket in enumerate(buckets):
-            if bucket:
-                out._t.put_partition(p, list(bucket.items()))
+        out = RollPair(self._t.create_like(n_out, **made), self._ctx)
+        mapper = map_partition_op
+        if shuffle and reduce_partition_op is None:
+            mapper = FirstPerKey(map_partition_op)
+        combiner = None if reduce_partition_op is None else cloudpickle.dumps(reduce_partition_op)
+        self._t.map_reduce(cloudpickle.dumps(mapper), bool(shuffle), combiner, out._t)
         return out
 
     def binary_sorted_map_partitions_with_index(
@@ -271,31 +236,31 @@ class RollPair:
         output_value_serdes=None,
         output_value_serdes_type=0,
     ):
-        """Calls the op on each pair of co-partitioned partitions, both in key byte order."""
+        """Calls the op, in the eggs, on each pair of co-partitioned partitions, both in key
+        byte order."""
         n = self.num_partitions
         if other.num_partitions != n:
             raise ValueError(f"a binary map needs co-partitioned tables, not {n} and {other.num_partitions} partitions")
-        out = self._ctx._create(n, key_serdes_type, output_value_serdes_type, partitioner_type)
-        op = _copies(binary_map_partitions_with_index_op)
-        for p in range(n):
-            left, right = iter(self._t.partition(p)), iter(other._t.partition(p))
-            out._t.put_partition(p, list(op()(p, left, right)))
+        out = RollPair(
+            self._t.create_like(
+                n,
+                key_serdes_type=int(key_serdes_type),
+                value_serdes_type=int(output_value_serdes_type),
+                partitioner_type=int(partitioner_type),
+                namespace=self._ctx.session_id,
+            ),
+            self._ctx,
+        )
+        self._t.merge_partitions(other._t, cloudpickle.dumps(binary_map_partitions_with_index_op), out._t)
         return out
 
     def reduce(self, func):
-        """Folds the values with `func`: each partition in key order, then the partitions'
-        results in partition order; None for an empty table."""
-        results = []
-        copies = _copies(func)
-        for p in range(self.num_partitions):
-            acc, f = None, copies()
-            for _, v in self._t.partition(p):
-                acc = v if acc is None else f(acc, v)
-            if acc is not None:
-                results.append(acc)
-        if not results:
+        """Folds the values with `func`: each partition in key order in its egg, then the
+        partitions' results in partition order here; None for an empty table."""
+        partials = self._t.reduce_partials(cloudpickle.dumps(func))
+        if not partials:
             return None
-        acc = results[0]
-        for r in results[1:]:
+        acc = partials[0]
+        for r in partials[1:]:
             acc = func(acc, r)
         return acc

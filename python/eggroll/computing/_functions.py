@@ -1,0 +1,17 @@
+"""Wrappers that give FATE's functions the semantics of FATE's own engine where eggroll-rs's
+primitives differ. They are pickled with the function and run in the eggs."""
+
+
+class FirstPerKey:
+    """A map whose output is shuffled without a reducer keeps, per source partition, the
+    first value it gives each key (as FATE's standalone engine does)."""
+
+    def __init__(self, op):
+        self.op = op
+
+    def __call__(self, index, pairs):
+        first = {}
+        for k, v in self.op(index, pairs):
+            if k not in first:
+                first[k] = v
+        return first.items()

@@ -1,0 +1,169 @@
+//! FATE's Python functions as eggroll-rs functors: a task carries a cloudpickled callable,
+//! and the egg running it (a Python egg, or the embedded engine in the caller's process)
+//! unpickles it once per partition and calls it. Python's lock is held only while Python
+//! runs: the pairs are read before and written after, by Rust, in batches.
+//!
+//! Functions arrive only in tasks from the session's own client; nothing another party sends
+//! through a roll-site is ever run.
+
+use eggroll_core::functions::{inventory, Emit, ErasedFn, FnKind, PairIter, Registration};
+use eggroll_core::{CoreError, Result};
+use eggroll_proto::meta::Functor;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyIterator, PyList, PyTuple};
+
+/// `f(index, pairs) -> pairs`: a map over one partition with its index.
+pub const MAP_PARTITIONS: &str = "eggroll.python::map_partitions_with_index";
+/// `f(a, b) -> value`: a combiner or reduce of two values.
+pub const TWO_VALUES: &str = "eggroll.python::two_values";
+/// `f(index, left pairs, right pairs) -> pairs`: a map over two co-partitioned partitions.
+pub const TWO_PARTITIONS: &str = "eggroll.python::binary_sorted_map_partitions_with_index";
+
+/// The functor of a pickled callable registered as `name`.
+pub fn functor(name: &str, pickled: Vec<u8>) -> Functor {
+    Functor {
+        name: name.into(),
+        kind: FnKind::Builtin.as_str().into(),
+        params: pickled,
+    }
+}
+
+inventory::submit! { Registration { name: MAP_PARTITIONS, kind: FnKind::Builtin, build: map_partitions } }
+inventory::submit! { Registration { name: TWO_VALUES, kind: FnKind::Builtin, build: two_values } }
+inventory::submit! { Registration { name: TWO_PARTITIONS, kind: FnKind::Builtin, build: two_partitions } }
+
+/// Pairs handed from Python to Rust per taking of the lock.
+const BATCH: usize = 4096;
+
+/// A Python error as a user-function error with its traceback's text, which is what FATE
+/// shows its user.
+fn raised(py: Python<'_>, e: PyErr) -> CoreError {
+    let text = py
+        .import("traceback")
+        .and_then(|tb| {
+            tb.call_method1(
+                "format_exception",
+                (e.get_type(py), e.value(py), e.traceback(py)),
+            )
+        })
+        .and_then(|lines| lines.extract::<Vec<String>>())
+        .map(|lines| lines.concat())
+        .unwrap_or_else(|_| e.to_string());
+    CoreError::UserFunction(format!("Python raised:\n{}", text.trim_end()))
+}
+
+fn unpickle(params: &[u8]) -> Result<Py<PyAny>> {
+    Python::with_gil(|py| {
+        py.import("cloudpickle")
+            .and_then(|cp| cp.call_method1("loads", (PyBytes::new(py, params),)))
+            .map(Bound::unbind)
+            .map_err(|e| raised(py, e))
+    })
+}
+
+/// A Python list of `(bytes, bytes)` tuples of `pairs`.
+fn py_pairs<'py>(py: Python<'py>, pairs: &[(Vec<u8>, Vec<u8>)]) -> PyResult<Bound<'py, PyList>> {
+    let items = pairs
+        .iter()
+        .map(|(k, v)| PyTuple::new(py, [PyBytes::new(py, k), PyBytes::new(py, v)]))
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, items)
+}
+
+fn bytes_of(x: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
+    x.downcast::<PyBytes>()
+        .map(|b| b.as_bytes().to_vec())
+        .map_err(|_| {
+            pyo3::exceptions::PyTypeError::new_err(format!(
+                "the function gave a {what} of type {}, not bytes",
+                x.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        })
+}
+
+/// Up to [`BATCH`] pairs from the Python iterator; empty at its end.
+fn next_batch(py: Python<'_>, it: &Py<PyIterator>) -> PyResult<Vec<(Vec<u8>, Vec<u8>)>> {
+    let it = it.bind(py);
+    let mut out = Vec::new();
+    for item in it.clone() {
+        let item = item?;
+        let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract().map_err(|_| {
+            pyo3::exceptions::PyTypeError::new_err(
+                "the function must give (key, value) pairs of bytes",
+            )
+        })?;
+        out.push((bytes_of(&k, "key")?, bytes_of(&v, "value")?));
+        if out.len() >= BATCH {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Calls `start` under the lock to get the output iterator, then moves its pairs to `emit`
+/// in batches, the lock released while Rust writes them.
+fn drain(
+    start: impl FnOnce(Python<'_>) -> PyResult<Py<PyIterator>>,
+    emit: &mut Emit,
+) -> Result<()> {
+    let it = Python::with_gil(|py| start(py).map_err(|e| raised(py, e)))?;
+    loop {
+        let batch = Python::with_gil(|py| next_batch(py, &it).map_err(|e| raised(py, e)))?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        for (k, v) in batch {
+            emit(k, v)?;
+        }
+    }
+}
+
+fn collect(pairs: &mut PairIter) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    pairs.collect()
+}
+
+fn map_partitions(params: &[u8]) -> Result<ErasedFn> {
+    let f = unpickle(params)?;
+    Ok(ErasedFn::PerPartition(Box::new(move |p, pairs, emit| {
+        let input = collect(pairs)?;
+        drain(
+            |py| {
+                let list = py_pairs(py, &input)?;
+                let out = f.call1(py, (p, list.try_iter()?))?;
+                Ok(out.bind(py).try_iter()?.unbind())
+            },
+            emit,
+        )
+    })))
+}
+
+fn two_partitions(params: &[u8]) -> Result<ErasedFn> {
+    let f = unpickle(params)?;
+    Ok(ErasedFn::PartitionPair(Box::new(
+        move |p, left, right, emit| {
+            let (left, right) = (collect(left)?, collect(right)?);
+            drain(
+                |py| {
+                    let (l, r) = (py_pairs(py, &left)?, py_pairs(py, &right)?);
+                    let out = f.call1(py, (p, l.try_iter()?, r.try_iter()?))?;
+                    Ok(out.bind(py).try_iter()?.unbind())
+                },
+                emit,
+            )
+        },
+    )))
+}
+
+fn two_values(params: &[u8]) -> Result<ErasedFn> {
+    let f = unpickle(params)?;
+    Ok(ErasedFn::Binary(Box::new(move |a, b| {
+        Python::with_gil(|py| {
+            f.call1(py, (PyBytes::new(py, a), PyBytes::new(py, b)))
+                .and_then(|v| bytes_of(v.bind(py), "value"))
+                .map_err(|e| raised(py, e))
+        })
+    })))
+}

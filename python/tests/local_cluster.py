@@ -1,0 +1,67 @@
+"""A local eggroll-rs cluster for the FATE suites: `eggroll local-cluster` as a child process
+(a cluster manager and node managers on 127.0.0.1, whose Python eggs run this Python), and
+the egg processes of a session as the operating system sees them."""
+
+import os
+import subprocess
+import sys
+import tempfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def eggroll_binary():
+    """The `eggroll` program: $EGGROLL_BIN, else the workspace's release build."""
+    path = os.environ.get("EGGROLL_BIN") or os.path.join(REPO, "target", "release", "eggroll")
+    if not os.access(path, os.X_OK):
+        raise SystemExit(f"no eggroll program at {path}: run `cargo build --release -p eggroll` or set EGGROLL_BIN")
+    return path
+
+
+class LocalCluster:
+    """Started on entry, stopped (with every egg) on exit."""
+
+    def __init__(self, nodes=2):
+        self.nodes = nodes
+        self.root = tempfile.mkdtemp(prefix="eggroll-rs-cluster-")
+        self.host = self.port = None
+        self._proc = None
+
+    def __enter__(self):
+        log = open(os.path.join(self.root, "local-cluster.log"), "wb")
+        self._proc = subprocess.Popen(
+            [eggroll_binary(), "local-cluster", "--nodes", str(self.nodes), "--dir", self.root,
+             "--python", sys.executable, "--exit-with-stdin"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+        )
+        line = self._proc.stdout.readline().decode().strip()
+        if "listening on" not in line:
+            self._proc.kill()
+            raise RuntimeError(f"the local cluster did not start; see {self.root}: {line}")
+        self.host, port = line.rsplit(" ", 1)[1].rsplit(":", 1)
+        self.port = int(port)
+        return self
+
+    def __exit__(self, *exc):
+        self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+        return False
+
+
+def eggs_of(session_id):
+    """Process ids of the Python eggs of `session_id` that run on this machine."""
+    pids = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"eggroll.egg" in argv and session_id.encode() in argv:
+            pids.append(int(pid))
+    return pids
