@@ -21,7 +21,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 /// Serves on `listener` until `shutdown` resolves. `address` is what eggs dial to report.
 pub async fn serve(
@@ -48,7 +47,7 @@ pub async fn serve(
     let service = ClusterManagerServer::new(service::ClusterService { cluster });
     let res = tonic::transport::Server::builder()
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(eggroll_core::channel::incoming(listener), shutdown)
         .await;
     watch.abort();
     res.map_err(|e| CmError::Internal(format!("server failed: {e}")))

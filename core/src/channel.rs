@@ -69,3 +69,10 @@ mod tests {
         );
     }
 }
+
+/// The connections a server accepts on `listener`, with Nagle's algorithm off: tonic's
+/// builder sets it only on listeners it binds itself, and with it on, a small reply waits for
+/// the peer's delayed ACK (about 40 ms) before it leaves.
+pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}

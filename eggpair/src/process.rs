@@ -12,7 +12,6 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_stream::wrappers::TcpListenerStream;
 use tracing::Instrument;
 
 /// What a node manager tells an egg when it starts one.
@@ -85,11 +84,10 @@ async fn serve(args: EggArgs) -> Result<(), String> {
     };
     let server = tokio::spawn(
         tonic::transport::Server::builder()
-            .tcp_nodelay(true)
             .initial_stream_window_size(8 << 20)
             .initial_connection_window_size(32 << 20)
             .add_service(service)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown),
+            .serve_with_incoming_shutdown(eggroll_core::channel::incoming(listener), shutdown),
     );
     report_ready(&args, &endpoint).await?;
     tracing::info!(%endpoint, "egg-pair serving");

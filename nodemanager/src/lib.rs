@@ -14,7 +14,6 @@ use processes::{EggLauncher, Supervisor};
 use std::future::Future;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 
 /// The `NodeManager` service.
@@ -90,7 +89,7 @@ pub async fn serve(
     });
     let res = tonic::transport::Server::builder()
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(eggroll_core::channel::incoming(listener), shutdown)
         .await;
     beat.abort();
     supervisor.stop(None, false);
