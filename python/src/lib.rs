@@ -438,19 +438,6 @@ impl Table {
             .map_err(err)
     }
 
-    /// Each partition's values folded by the pickled `f(a, b)`, in key order: the partials of
-    /// the partitions that have values, in partition order.
-    fn reduce_partials<'py>(
-        &self,
-        py: Python<'py>,
-        f: Vec<u8>,
-    ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
-        let t = self.table()?;
-        let f = functions::functor(functions::TWO_VALUES, f);
-        let partials = py.allow_threads(|| t.reduce_partials(f)).map_err(err)?;
-        Ok(partials.iter().map(|p| PyBytes::new(py, p)).collect())
-    }
-
     /// Removes the table and its data; a second call is an error.
     fn destroy(&mut self, py: Python<'_>) -> PyResult<()> {
         let t = self

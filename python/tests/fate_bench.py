@@ -55,12 +55,14 @@ def median_time(fn, runs):
     return statistics.median(times)
 
 
-def bench(label, ours, theirs, rows_list, runs):
+def bench(label, ours, theirs, rows_list, runs, only=None):
     for rows in rows_list:
         table_ops, data = ops(rows)
         tables = [s.parallelize(data, include_key=True, partition=4) for s in (ours, theirs)]
         n = runs if rows < 1_000_000 else 1
         for name, op in table_ops:
+            if only and name not in only:
+                continue
             # Back end after back end, each run on the same table; results dropped at once.
             t_ours = median_time(lambda: op(ours, tables[0]), n)
             t_theirs = median_time(lambda: op(theirs, tables[1]), n)
@@ -74,18 +76,19 @@ def main():
     ap.add_argument("--rows", type=int, nargs="*", default=[1000, 100_000, 1_000_000])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--modes", nargs="*", default=["embedded", "cluster"])
+    ap.add_argument("--ops", nargs="*", help="only these ops (as printed)")
     args = ap.parse_args()
     theirs = StandaloneSession("bench_standalone", data_dir=tempfile.mkdtemp(prefix="fate-standalone-"))
     print(f"{'mode':<9} {'op':<20} {'rows':>8} {'eggroll-rs ms':>14} {'standalone ms':>14} {'ratio':>7}")
     if "embedded" in args.modes:
         ours = EggrollSession("bench_eggroll")
-        bench("embedded", ours, theirs, args.rows, args.runs)
+        bench("embedded", ours, theirs, args.rows, args.runs, args.ops)
         ours.destroy()
     if "cluster" in args.modes:
         with LocalCluster(nodes=1) as cluster:
             ours = EggrollSession("bench_cluster", host=cluster.host, port=cluster.port,
                                   options={"eggroll.session.processors.per.node": 2})
-            bench("cluster", ours, theirs, args.rows, args.runs)
+            bench("cluster", ours, theirs, args.rows, args.runs, args.ops)
             ours.destroy()
     theirs.destroy()
 

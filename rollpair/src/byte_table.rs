@@ -256,12 +256,6 @@ impl ByteTable {
         Ok(())
     }
 
-    /// Folds each partition with the caller's two-value function; the partials of the
-    /// partitions that have values, in partition order.
-    pub fn reduce_partials(&self, f: Functor) -> Result<Vec<Vec<u8>>> {
-        self.inner.aggregate_functor(None, f)
-    }
-
     /// Removes the table and its data.
     pub fn destroy(self) -> Result<()> {
         self.inner.destroy()

@@ -388,26 +388,6 @@ impl<K, V> RollPair<K, V> {
         Ok(RollPair::new(self.ctx.clone(), out))
     }
 
-    /// Folds each partition with the caller's `seq_op` (from `zero`, or from the first value
-    /// without one); the partials of the partitions that have values, in partition order.
-    pub fn aggregate_functor(
-        &self,
-        zero: Option<Vec<u8>>,
-        seq_op: Functor,
-    ) -> Result<Vec<Vec<u8>>> {
-        let job = self.job(
-            &[],
-            None,
-            Op::Aggregate(Aggregate {
-                zero,
-                seq_op: Some(seq_op),
-            }),
-        );
-        let mut results = self.ctx.run_job(job, self.partitions())?;
-        results.sort_by_key(|r| r.partition);
-        Ok(results.into_iter().filter_map(|r| r.value).collect())
-    }
-
     /// Number of pairs.
     pub fn count(&self) -> Result<u64> {
         let results = self

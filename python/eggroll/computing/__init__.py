@@ -10,7 +10,7 @@ partition). Pairs are read, shuffled and written by eggroll-rs, with Python's lo
 
 import cloudpickle
 
-from eggroll.computing._functions import FirstPerKey
+from eggroll.computing._functions import CombineInPartition, FirstPerKey, FoldPartition
 
 IN_MEMORY = "IN_MEMORY"
 
@@ -217,6 +217,8 @@ class RollPair:
         mapper = map_partition_op
         if shuffle and reduce_partition_op is None:
             mapper = FirstPerKey(map_partition_op)
+        elif shuffle:
+            mapper = CombineInPartition(map_partition_op, reduce_partition_op)
         combiner = None if reduce_partition_op is None else cloudpickle.dumps(reduce_partition_op)
         self._t.map_reduce(cloudpickle.dumps(mapper), bool(shuffle), combiner, out._t)
         return out
@@ -257,10 +259,9 @@ class RollPair:
     def reduce(self, func):
         """Folds the values with `func`: each partition in key order in its egg, then the
         partitions' results in partition order here; None for an empty table."""
-        partials = self._t.reduce_partials(cloudpickle.dumps(func))
-        if not partials:
-            return None
-        acc = partials[0]
-        for r in partials[1:]:
-            acc = func(acc, r)
+        partials = self.map_reduce_partitions_with_index(FoldPartition(func), None, shuffle=False)
+        acc = None
+        for n, (_, v) in enumerate(partials.get_all()):
+            acc = v if n == 0 else func(acc, v)
+        partials.destroy()
         return acc
