@@ -25,6 +25,28 @@ fn store_type(name: Option<&str>) -> StoreType {
     }
 }
 
+/// The options and FATE codes (key serdes, value serdes, partitioner) of a new table.
+fn spec(
+    partitions: u32,
+    namespace: Option<String>,
+    name: Option<String>,
+    store_type: Option<&str>,
+    [key_serdes_type, value_serdes_type, partitioner_type]: [i32; 3],
+) -> (Options, FateTypes) {
+    let opts = Options {
+        namespace,
+        name,
+        store_type: self::store_type(store_type),
+        ..Options::partitions(partitions)
+    };
+    let types = FateTypes {
+        key_serdes_type,
+        value_serdes_type,
+        partitioner_type,
+    };
+    (opts, types)
+}
+
 /// A session: standalone in this process, or on a cluster's eggs.
 #[pyclass(module = "eggroll._native", frozen)]
 struct Context {
@@ -93,17 +115,13 @@ impl Context {
         value_serdes_type: i32,
         partitioner_type: i32,
     ) -> PyResult<Table> {
-        let opts = Options {
+        let (opts, types) = spec(
+            partitions,
             namespace,
             name,
-            store_type: self::store_type(store_type),
-            ..Options::partitions(partitions)
-        };
-        let types = FateTypes {
-            key_serdes_type,
-            value_serdes_type,
-            partitioner_type,
-        };
+            store_type,
+            [key_serdes_type, value_serdes_type, partitioner_type],
+        );
         let t = py
             .allow_threads(|| self.ctx.create_bytes(opts, types))
             .map_err(err)?;
@@ -387,17 +405,13 @@ impl Table {
         store_type: Option<&str>,
     ) -> PyResult<Table> {
         let t = self.table()?;
-        let opts = Options {
+        let (opts, types) = spec(
+            partitions,
             namespace,
             name,
-            store_type: self::store_type(store_type),
-            ..Options::partitions(partitions)
-        };
-        let types = FateTypes {
-            key_serdes_type,
-            value_serdes_type,
-            partitioner_type,
-        };
+            store_type,
+            [key_serdes_type, value_serdes_type, partitioner_type],
+        );
         let out = py
             .allow_threads(|| t.create_like(opts, types))
             .map_err(err)?;
