@@ -4,6 +4,7 @@ import os
 import uuid
 
 from eggroll import _native
+from eggroll.computing import _runner
 
 
 def _data_dir(options):
@@ -21,10 +22,13 @@ class Session:
     def __init__(self, session_id=None, host=None, port=None, options=None):
         options = dict(options or {})
         self._options = options
-        if host is None:
-            # Embedded: our standalone engine in this process.
+        self._embedded = host is None
+        if self._embedded:
+            # Embedded: our standalone engine in this process, functions in a worker pool.
             self._ctx = _native.Context.standalone(_data_dir(options))
             self._session_id = session_id or self._ctx.session_id()
+            workers = options.get("eggroll.embedded.workers")
+            _runner.use_pool(_runner.default_workers() if workers is None else int(workers))
         else:
             if port is None:
                 raise ValueError("a cluster session needs the cluster manager's port as well as its host")
@@ -53,11 +57,15 @@ class Session:
     def stop(self):
         if not self._stopped:
             self._stopped = True
+            if self._embedded:
+                _runner.stop_pool()
             self._ctx.stop()
 
     def kill(self):
         if not self._stopped:
             self._stopped = True
+            if self._embedded:
+                _runner.stop_pool()
             self._ctx.stop(kill=True)
 
 

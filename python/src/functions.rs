@@ -1,7 +1,8 @@
 //! FATE's Python functions as eggroll-rs functors: a task carries a cloudpickled callable,
-//! and the egg running it (a Python egg, or the embedded engine in the caller's process)
-//! unpickles it once per partition and calls it. Python's lock is held only while Python
-//! runs: the pairs are read before and written after, by Rust, in batches.
+//! which is unpickled once per partition and called where `eggroll.computing._runner` says
+//! (in a Python egg's own process; in an embedded session's worker pool). Python's lock is
+//! held only while Python runs: the pairs are read before and written after, by Rust, in
+//! batches.
 //!
 //! Functions arrive only in tasks from the session's own client; nothing another party sends
 //! through a roll-site is ever run.
@@ -125,15 +126,23 @@ fn collect(pairs: &mut PairIter) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     pairs.collect()
 }
 
+/// Calls `eggroll.computing._runner.run`, which runs the function here or in the embedded
+/// session's worker pool, and returns its output's iterator.
+fn run<'py>(py: Python<'py>, args: impl pyo3::call::PyCallArgs<'py>) -> PyResult<Py<PyIterator>> {
+    let out = py
+        .import("eggroll.computing._runner")?
+        .call_method1("run", args)?;
+    Ok(out.try_iter()?.unbind())
+}
+
 fn map_partitions(params: &[u8]) -> Result<ErasedFn> {
-    let f = unpickle(params)?;
+    let blob = params.to_vec();
     Ok(ErasedFn::PerPartition(Box::new(move |p, pairs, emit| {
         let input = collect(pairs)?;
         drain(
             |py| {
                 let list = py_pairs(py, &input)?;
-                let out = f.call1(py, (p, list.try_iter()?))?;
-                Ok(out.bind(py).try_iter()?.unbind())
+                run(py, ("map", PyBytes::new(py, &blob), p, list))
             },
             emit,
         )
@@ -141,15 +150,14 @@ fn map_partitions(params: &[u8]) -> Result<ErasedFn> {
 }
 
 fn two_partitions(params: &[u8]) -> Result<ErasedFn> {
-    let f = unpickle(params)?;
+    let blob = params.to_vec();
     Ok(ErasedFn::PartitionPair(Box::new(
         move |p, left, right, emit| {
             let (left, right) = (collect(left)?, collect(right)?);
             drain(
                 |py| {
                     let (l, r) = (py_pairs(py, &left)?, py_pairs(py, &right)?);
-                    let out = f.call1(py, (p, l.try_iter()?, r.try_iter()?))?;
-                    Ok(out.bind(py).try_iter()?.unbind())
+                    run(py, ("two", PyBytes::new(py, &blob), p, l, r))
                 },
                 emit,
             )

@@ -202,6 +202,31 @@ fn pairs_of(items: &Bound<'_, PyAny>) -> PyResult<Vec<(Vec<u8>, Vec<u8>)>> {
     Ok(out)
 }
 
+/// The first `limit` pairs of the key-sorted `runs` (a table's partitions), in key order.
+fn merge_sorted(runs: Vec<Vec<(Vec<u8>, Vec<u8>)>>, limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    use std::cmp::Reverse;
+    let total: usize = runs.iter().map(Vec::len).sum();
+    let mut out = Vec::with_capacity(total.min(limit));
+    let mut iters: Vec<_> = runs.into_iter().map(|r| r.into_iter()).collect();
+    // The heap holds each run's next pair; keys of different partitions never tie.
+    let mut heap = std::collections::BinaryHeap::new();
+    for (i, it) in iters.iter_mut().enumerate() {
+        if let Some((k, v)) = it.next() {
+            heap.push(Reverse((k, i, v)));
+        }
+    }
+    while out.len() < limit {
+        let Some(Reverse((k, i, v))) = heap.pop() else {
+            break;
+        };
+        out.push((k, v));
+        if let Some((k, v)) = iters[i].next() {
+            heap.push(Reverse((k, i, v)));
+        }
+    }
+    out
+}
+
 /// A Python list of `(bytes, bytes)` tuples.
 fn list_of<'py>(py: Python<'py>, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> PyResult<Bound<'py, PyList>> {
     let items: Vec<Bound<'py, PyTuple>> = pairs
@@ -292,11 +317,10 @@ impl Table {
         let t = self.table()?;
         let pairs = py
             .allow_threads(|| {
-                let mut pairs = t.get_all()?.collect::<eggroll_rollpair::Result<Vec<_>>>()?;
-                // Each partition is a sorted run, which the sort merges.
-                pairs.sort_by(|a, b| a.0.cmp(&b.0));
-                pairs.truncate(limit.unwrap_or(usize::MAX));
-                Ok::<_, eggroll_rollpair::Error>(pairs)
+                let runs = (0..t.partitions())
+                    .map(|p| t.partition(p))
+                    .collect::<eggroll_rollpair::Result<Vec<_>>>()?;
+                Ok::<_, eggroll_rollpair::Error>(merge_sorted(runs, limit.unwrap_or(usize::MAX)))
             })
             .map_err(err)?;
         list_of(py, pairs)
@@ -307,13 +331,10 @@ impl Table {
         let t = self.table()?;
         let pairs = py
             .allow_threads(|| {
-                let mut pairs = Vec::new();
-                for p in 0..t.partitions() {
-                    pairs.extend(t.head(p, n)?);
-                }
-                pairs.sort_by(|a, b| a.0.cmp(&b.0));
-                pairs.truncate(n);
-                Ok::<_, eggroll_rollpair::Error>(pairs)
+                let runs = (0..t.partitions())
+                    .map(|p| t.head(p, n))
+                    .collect::<eggroll_rollpair::Result<Vec<_>>>()?;
+                Ok::<_, eggroll_rollpair::Error>(merge_sorted(runs, n))
             })
             .map_err(err)?;
         list_of(py, pairs)

@@ -219,6 +219,8 @@ def main():
     modes = os.environ.get("EGGROLL_DIFFERENTIAL_MODES", "embedded,cluster").split(",")
     theirs = StandaloneSession("differential_standalone", data_dir=tempfile.mkdtemp(prefix="fate-standalone-"))
     tally = Tally()
+    import fate_faults
+
     if "embedded" in modes:
         ours = EggrollSession("differential_eggroll")
         same_as_standalone(tally, "embedded", ours, theirs)
@@ -228,9 +230,9 @@ def main():
             outcome(lambda s, t: unreferenced_tables_are_destroyed(s), ours, None),
             (True, False, 100),
         )
+        fate_faults.check_embedded(tally, ours)
         ours.destroy()
     if "cluster" in modes:
-        import fate_faults
         from local_cluster import LocalCluster
 
         with LocalCluster(nodes=2) as cluster:

@@ -1,10 +1,14 @@
-"""Faults of FATE computations on a local cluster of Python eggs, checked by the differential
-suite's cluster mode:
+"""Faults of FATE computations, checked by the differential suite: on a local cluster of
+Python eggs,
 
-- a Python function that raises: FATE gets the traceback's text, and the session still works;
+- a Python function that raises: FATE gets the traceback's text, and the session still works
+  (embedded too);
 - an egg killed in the middle of an op: the FATE call fails within seconds, naming the
   processor, and no egg of the session is left once it ends;
-- the Python driver killed in the middle of an op: the session's lease runs out and its eggs end.
+- the Python driver killed in the middle of an op: the session's lease runs out and its eggs end;
+
+and in an embedded session, a worker of its process pool killed in the middle of an op: the
+call fails saying so, and the next op runs on a new pool.
 """
 
 import os
@@ -106,6 +110,36 @@ def driver_killed(cluster):
     driver.wait()
     gone = wait_until(lambda: not eggs_of(sid), LEASE_MS / 1000 + 15)
     return ran, gone
+
+
+def pool_worker_killed(session):
+    """(the error says a worker died, the next op works)"""
+    from eggroll.computing import _runner
+
+    table = session.parallelize([(i, i) for i in range(100)], include_key=True, partition=4)
+    table.mapValues(lambda v: v).count()  # the pool is up
+
+    def kill():
+        time.sleep(1.5)
+        for pid in list(_runner._pool._processes):
+            os.kill(pid, signal.SIGKILL)
+            break
+
+    threading.Thread(target=kill, daemon=True).start()
+    try:
+        table.mapPartitions(lambda kvs: (time.sleep(30), [(1, 1)])[1])
+        text = "no error"
+    except Exception as e:
+        text = str(e)
+    after = table.mapValues(lambda v: v + 1).reduce(lambda a, b: a + b)
+    return "worker process of this embedded session died" in text, after
+
+
+def check_embedded(tally, session):
+    tally.check("embedded: a Python function that raises: FATE gets the traceback, the session goes on",
+                python_raises(session), (True, True, sum(range(1, 101))))
+    tally.check("embedded: a pool worker killed mid-op: the error says so, the next op works",
+                pool_worker_killed(session), (True, sum(range(1, 101))))
 
 
 def check_all(tally, session, cluster):

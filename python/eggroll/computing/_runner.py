@@ -1,0 +1,101 @@
+"""Where a task's Python function runs. eggroll-rs's executor hands each partition here (from
+Rust, with the pairs already read): in a Python egg the function runs in the egg's own
+process; in an embedded session, in a pool of worker processes, so that partitions run in
+parallel as they do in FATE's standalone engine.
+
+The pool's processes are started by spawn/forkserver, never fork: this process runs
+eggroll-rs's threads, and a forked child could inherit a lock one of them holds.
+"""
+
+import multiprocessing
+import os
+import sys
+import threading
+import traceback
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+import cloudpickle
+
+_lock = threading.Lock()
+_pool = None
+_workers = 0
+
+
+class FunctionFailed(Exception):
+    """A function raised in a pool worker; the message is the worker's traceback."""
+
+
+def use_pool(workers):
+    """Runs functions in `workers` processes from now on (0: in this process)."""
+    global _workers
+    with _lock:
+        _workers = max(0, int(workers))
+        _stop_locked()
+
+
+def stop_pool():
+    """Ends the pool's processes (a session's end)."""
+    with _lock:
+        _stop_locked()
+
+
+def _stop_locked():
+    global _pool
+    if _pool is not None:
+        _pool.shutdown(wait=False, cancel_futures=True)
+        _pool = None
+
+
+def _get_pool():
+    global _pool
+    with _lock:
+        if _workers == 0 or not _main_importable():
+            return None
+        if _pool is None:
+            methods = multiprocessing.get_all_start_methods()
+            context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+            _pool = ProcessPoolExecutor(max_workers=_workers, mp_context=context)
+        return _pool
+
+
+def _main_importable():
+    """False when this program's main module is a file a new process cannot load again
+    (a script read from standard input): the pool's processes would die starting."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    return path is None or os.path.exists(path)
+
+
+def _call(kind, blob, index, left, right):
+    f = cloudpickle.loads(blob)
+    if kind == "map":
+        return f(index, iter(left))
+    return f(index, iter(left), iter(right))
+
+
+def _in_worker(kind, blob, index, left, right):
+    try:
+        return list(_call(kind, blob, index, left, right))
+    except BaseException:
+        raise FunctionFailed(traceback.format_exc().rstrip()) from None
+
+
+def run(kind, blob, index, left, right=None):
+    """The output pairs of the pickled function `blob` on partition `index` ("map": its
+    pairs `left`; "two": `left` and `right`), as an iterable."""
+    pool = _get_pool()
+    if pool is None:
+        return _call(kind, blob, index, left, right)
+    try:
+        return pool.submit(_in_worker, kind, blob, index, left, right).result()
+    except BrokenProcessPool as e:
+        # A worker died (killed, out of memory): the next call gets a new pool.
+        with _lock:
+            _stop_locked()
+        raise RuntimeError(f"a worker process of this embedded session died while running partition {index}: {e}") from None
+
+
+def default_workers():
+    """One worker per core."""
+    return os.cpu_count() or 1
