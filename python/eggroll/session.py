@@ -27,7 +27,7 @@ class Session:
             # Embedded: our standalone engine in this process, functions in a worker pool.
             self._ctx = _native.Context.standalone(_data_dir(options))
             self._session_id = session_id or self._ctx.session_id()
-            workers = options.get("eggroll.embedded.workers")
+            workers = options.get("eggroll.embedded.workers", os.environ.get("EGGROLL_EMBEDDED_WORKERS"))
             _runner.use_pool(_runner.default_workers() if workers is None else int(workers))
         else:
             if port is None:

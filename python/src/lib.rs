@@ -330,12 +330,7 @@ impl Table {
     fn take_sorted<'py>(&self, py: Python<'py>, n: usize) -> PyResult<Bound<'py, PyList>> {
         let t = self.table()?;
         let pairs = py
-            .allow_threads(|| {
-                let runs = (0..t.partitions())
-                    .map(|p| t.head(p, n))
-                    .collect::<eggroll_rollpair::Result<Vec<_>>>()?;
-                Ok::<_, eggroll_rollpair::Error>(merge_sorted(runs, n))
-            })
+            .allow_threads(|| Ok::<_, eggroll_rollpair::Error>(merge_sorted(t.heads(n as u64)?, n)))
             .map_err(err)?;
         list_of(py, pairs)
     }
@@ -503,5 +498,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Table>()?;
     m.add_function(wrap_pyfunction!(partition_of, m)?)?;
     m.add_function(wrap_pyfunction!(egg::serve_egg, m)?)?;
+    m.add_function(wrap_pyfunction!(functions::pack_pairs, m)?)?;
+    m.add_function(wrap_pyfunction!(functions::unpack_pairs, m)?)?;
     Ok(())
 }

@@ -150,6 +150,12 @@ impl ByteTable {
         Ok(out)
     }
 
+    /// The first `n` pairs of every partition, each in key byte order, read in one job;
+    /// indexed by partition.
+    pub fn heads(&self, n: u64) -> Result<Vec<Vec<BytePair>>> {
+        self.inner.heads_encoded(n)
+    }
+
     /// Writes pairs into partition `p` as they are: the caller vouches that their keys
     /// belong there (a map that keeps keys, as FATE's unshuffled ones do); returns how many.
     pub fn put_partition(&self, p: u32, pairs: Vec<BytePair>) -> Result<u64> {

@@ -208,13 +208,14 @@ impl ClusterSession {
     /// Explains a failed call to an egg: which partition, which processor, and, when the
     /// session has failed meanwhile, the cluster manager's reason.
     fn egg_error(&self, part: &Partition, s: Status) -> Error {
-        let mut msg = format!(
-            "partition {} on processor {} at {} failed: {}",
-            part.id,
-            part.processor_id,
-            part.endpoint,
-            s.message()
-        );
+        // An egg's own errors begin with its name; the transport's do not.
+        let who = format!("processor {} at {}", part.processor_id, part.endpoint);
+        let detail = s.message();
+        let detail = detail
+            .strip_prefix(&who)
+            .map(|rest| rest.trim_start_matches(':').trim_start())
+            .unwrap_or(detail);
+        let mut msg = format!("partition {} on {who} failed: {detail}", part.id);
         if matches!(
             s.code(),
             tonic::Code::Unavailable

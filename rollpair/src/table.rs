@@ -284,6 +284,27 @@ impl<K, V> RollPair<K, V> {
         Ok(out)
     }
 
+    /// The first `n` pairs of every partition in key order, as encoded bytes, by one Take
+    /// job (each partition's share read where it lives); indexed by partition.
+    pub fn heads_encoded(&self, n: u64) -> Result<Vec<Vec<(Vec<u8>, Vec<u8>)>>> {
+        let job = self.job(
+            &[],
+            None,
+            Op::Take(Take {
+                limit: n,
+                keys_only: false,
+            }),
+        );
+        let mut heads = vec![Vec::new(); self.partitions() as usize];
+        for r in self.ctx.run_job(job, self.partitions())? {
+            let batch = r.pairs.unwrap_or_default();
+            if let Some(h) = heads.get_mut(r.partition as usize) {
+                *h = batch.keys.into_iter().zip(batch.values).collect();
+            }
+        }
+        Ok(heads)
+    }
+
     /// The first `n` pairs as their encoded bytes, for tools that do not know the types.
     pub fn take_encoded(&self, n: u64) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let batch = self.take_raw(n, false)?;

@@ -81,6 +81,40 @@ def _in_worker(kind, blob, index, left, right):
         raise FunctionFailed(traceback.format_exc().rstrip()) from None
 
 
+def pooled():
+    """True when functions run in the pool (this process is an embedded session's)."""
+    return _get_pool() is not None
+
+
+def _in_worker_packed(kind, blob, index, left, right):
+    from eggroll import _native
+
+    try:
+        out = _call(kind, blob, index, _native.unpack_pairs(left),
+                    None if right is None else _native.unpack_pairs(right))
+        return _native.pack_pairs(out)
+    except BaseException:
+        raise FunctionFailed(traceback.format_exc().rstrip()) from None
+
+
+def run_packed(kind, blob, index, left, right=None):
+    """Like `run` in the pool, with the pairs in and out packed in one bytes object each
+    (eggroll-rs's batch format), so that this process makes no Python object per pair."""
+    pool = _get_pool()
+    if pool is None:
+        from eggroll import _native
+
+        return _native.pack_pairs(_call(kind, blob, index, _native.unpack_pairs(left),
+                                        None if right is None else _native.unpack_pairs(right)))
+    try:
+        return pool.submit(_in_worker_packed, kind, blob, index, left, right).result()
+    except BrokenProcessPool as e:
+        # A worker died (killed, out of memory): the next call gets a new pool.
+        with _lock:
+            _stop_locked()
+        raise RuntimeError(f"a worker process of this embedded session died while running partition {index}: {e}") from None
+
+
 def run(kind, blob, index, left, right=None):
     """The output pairs of the pickled function `blob` on partition `index` ("map": its
     pairs `left`; "two": `left` and `right`), as an iterable."""
