@@ -36,6 +36,13 @@ pub async fn connect(address: &str, what: &str) -> Result<Channel> {
         .map_err(|e| CoreError::Unavailable(format!("cannot reach the {what} at {address}: {e}")))
 }
 
+/// The connections a server accepts on `listener`, with Nagle's algorithm off: tonic's
+/// builder sets it only on listeners it binds itself, and with it on, a small reply waits for
+/// the peer's delayed ACK (about 40 ms) before it leaves.
+pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,11 +75,4 @@ mod tests {
             "{err}"
         );
     }
-}
-
-/// The connections a server accepts on `listener`, with Nagle's algorithm off: tonic's
-/// builder sets it only on listeners it binds itself, and with it on, a small reply waits for
-/// the peer's delayed ACK (about 40 ms) before it leaves.
-pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
-    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }

@@ -18,6 +18,9 @@ use eggroll_proto::meta::{
 use serde::{de::DeserializeOwned, Serialize};
 use std::marker::PhantomData;
 
+/// Pairs as their encoded bytes.
+pub type EncodedPairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A table of `K` keys and `V` values, partitioned by the encoded key.
 pub struct RollPair<K, V> {
     ctx: RollPairContext,
@@ -286,7 +289,7 @@ impl<K, V> RollPair<K, V> {
 
     /// The first `n` pairs of every partition in key order, as encoded bytes, by one Take
     /// job (each partition's share read where it lives); indexed by partition.
-    pub fn heads_encoded(&self, n: u64) -> Result<Vec<Vec<(Vec<u8>, Vec<u8>)>>> {
+    pub fn heads_encoded(&self, n: u64) -> Result<Vec<EncodedPairs>> {
         let job = self.job(
             &[],
             None,
