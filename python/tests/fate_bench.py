@@ -10,6 +10,7 @@ Prints, per op and size, each back end's median time and the ratio standalone / 
 """
 
 import argparse
+import gc
 import os
 import statistics
 import sys
@@ -49,6 +50,8 @@ def ops(rows):
 def median_time(fn, runs):
     times = []
     for _ in range(runs):
+        # The garbage of the previous op (a collect of a million pairs) is not this op's time.
+        gc.collect()
         started = time.perf_counter()
         fn()
         times.append(time.perf_counter() - started)
