@@ -42,6 +42,21 @@ def processor_id(pid):
     return argv[argv.index("--processor-id") + 1]
 
 
+def error_of_a_slow_op(table, kill):
+    """What a minute-long op on `table` raises when `kill` runs 1.5 s into it."""
+
+    def later():
+        time.sleep(1.5)
+        kill()
+
+    threading.Thread(target=later, daemon=True).start()
+    try:
+        table.mapPartitions(lambda kvs: (time.sleep(60), [(1, 1)])[1])
+        return "no error"
+    except Exception as e:
+        return str(e)
+
+
 def python_raises(session):
     """(the error has the exception's name, it has the traceback, the session's next op works)"""
     table = session.parallelize([(i, i) for i in range(100)], include_key=True, partition=4)
@@ -65,16 +80,10 @@ def egg_killed(cluster):
     killed_at = []
 
     def kill():
-        time.sleep(1.5)
         os.kill(victim, signal.SIGKILL)
         killed_at.append(time.monotonic())
 
-    threading.Thread(target=kill, daemon=True).start()
-    try:
-        table.mapPartitions(lambda kvs: (time.sleep(60), [(1, 1)])[1])
-        text = "no error"
-    except Exception as e:
-        text = str(e)
+    text = error_of_a_slow_op(table, kill)
     failed_at = time.monotonic()
     try:
         session.destroy()
@@ -120,17 +129,9 @@ def pool_worker_killed(session):
     table.mapValues(lambda v: v).count()  # the pool is up
 
     def kill():
-        time.sleep(1.5)
-        for pid in list(_runner._pool._processes):
-            os.kill(pid, signal.SIGKILL)
-            break
+        os.kill(next(iter(_runner._pool._processes)), signal.SIGKILL)
 
-    threading.Thread(target=kill, daemon=True).start()
-    try:
-        table.mapPartitions(lambda kvs: (time.sleep(30), [(1, 1)])[1])
-        text = "no error"
-    except Exception as e:
-        text = str(e)
+    text = error_of_a_slow_op(table, kill)
     after = table.mapValues(lambda v: v + 1).reduce(lambda a, b: a + b)
     return "worker process of this embedded session died" in text, after
 

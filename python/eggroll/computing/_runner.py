@@ -97,6 +97,16 @@ def _in_worker_packed(kind, blob, index, left, right):
         raise FunctionFailed(traceback.format_exc().rstrip()) from None
 
 
+def _in_pool(pool, worker, kind, blob, index, left, right):
+    try:
+        return pool.submit(worker, kind, blob, index, left, right).result()
+    except BrokenProcessPool as e:
+        # A worker died (killed, out of memory): the next call gets a new pool.
+        with _lock:
+            _stop_locked()
+        raise RuntimeError(f"a worker process of this embedded session died while running partition {index}: {e}") from None
+
+
 def run_packed(kind, blob, index, left, right=None):
     """Like `run` in the pool, with the pairs in and out packed in one bytes object each
     (eggroll-rs's batch format), so that this process makes no Python object per pair."""
@@ -106,13 +116,7 @@ def run_packed(kind, blob, index, left, right=None):
 
         return _native.pack_pairs(_call(kind, blob, index, _native.unpack_pairs(left),
                                         None if right is None else _native.unpack_pairs(right)))
-    try:
-        return pool.submit(_in_worker_packed, kind, blob, index, left, right).result()
-    except BrokenProcessPool as e:
-        # A worker died (killed, out of memory): the next call gets a new pool.
-        with _lock:
-            _stop_locked()
-        raise RuntimeError(f"a worker process of this embedded session died while running partition {index}: {e}") from None
+    return _in_pool(pool, _in_worker_packed, kind, blob, index, left, right)
 
 
 def run(kind, blob, index, left, right=None):
@@ -121,13 +125,7 @@ def run(kind, blob, index, left, right=None):
     pool = _get_pool()
     if pool is None:
         return _call(kind, blob, index, left, right)
-    try:
-        return pool.submit(_in_worker, kind, blob, index, left, right).result()
-    except BrokenProcessPool as e:
-        # A worker died (killed, out of memory): the next call gets a new pool.
-        with _lock:
-            _stop_locked()
-        raise RuntimeError(f"a worker process of this embedded session died while running partition {index}: {e}") from None
+    return _in_pool(pool, _in_worker, kind, blob, index, left, right)
 
 
 def default_workers():
