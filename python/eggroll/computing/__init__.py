@@ -3,9 +3,10 @@ back end calls them. Keys and values are bytes FATE serialized; a table keeps FA
 and partitioner codes, and places keys with FATE's partitioner (mmh3 or integer) natively.
 
 Functions are pickled (cloudpickle) into the tasks of eggroll-rs's two primitives and run
-where the partitions are: in the Python eggs of a cluster session, or in this process for an
-embedded one. Each partition unpickles its own copy (a stateful function starts afresh per
-partition). Pairs are read, shuffled and written by eggroll-rs, with Python's lock released.
+where the partitions are: in the Python eggs of a cluster session, or, for an embedded one,
+in this process's worker pool (`_runner`). Each partition unpickles its own copy (a stateful
+function starts afresh per partition). Pairs are read, shuffled and written by eggroll-rs,
+with Python's lock released.
 """
 
 import cloudpickle
