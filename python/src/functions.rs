@@ -127,7 +127,8 @@ fn collect(pairs: &mut PairIter) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     pairs.collect()
 }
 
-/// Calls `eggroll.computing._runner.run`, which runs the function in this process, and
+/// Calls `eggroll.computing._runner.run`, which runs the function in this process (a Python
+/// egg's, or an embedded one without a pool), and
 /// returns its output's iterator.
 fn run<'py>(py: Python<'py>, args: impl pyo3::call::PyCallArgs<'py>) -> PyResult<Py<PyIterator>> {
     let out = runner(py)?.call_method1("run", args)?;

@@ -74,13 +74,6 @@ def _call(kind, blob, index, left, right):
     return f(index, iter(left), iter(right))
 
 
-def _in_worker(kind, blob, index, left, right):
-    try:
-        return list(_call(kind, blob, index, left, right))
-    except BaseException:
-        raise FunctionFailed(traceback.format_exc().rstrip()) from None
-
-
 def pooled():
     """True when functions run in the pool (this process is an embedded session's)."""
     return _get_pool() is not None
@@ -121,11 +114,9 @@ def run_packed(kind, blob, index, left, right=None):
 
 def run(kind, blob, index, left, right=None):
     """The output pairs of the pickled function `blob` on partition `index` ("map": its
-    pairs `left`; "two": `left` and `right`), as an iterable."""
-    pool = _get_pool()
-    if pool is None:
-        return _call(kind, blob, index, left, right)
-    return _in_pool(pool, _in_worker, kind, blob, index, left, right)
+    pairs `left`; "two": `left` and `right`), as an iterable, run in this process (where
+    there is a pool, eggroll-rs calls `run_packed` instead)."""
+    return _call(kind, blob, index, left, right)
 
 
 def default_workers():
