@@ -48,7 +48,7 @@ impl MetaStore {
     pub async fn put<M: Message>(&self, kind: &str, id: &str, record: &M) -> Result<()> {
         let pair = (Self::key(kind, id), record.encode_to_vec());
         let kv = self.kv.clone();
-        tokio::task::spawn_blocking(move || kv.put(&[pair]))
+        tokio::task::spawn_blocking(move || kv.put(vec![pair]))
             .await
             .map_err(|e| CmError::Internal(e.to_string()))??;
         Ok(())

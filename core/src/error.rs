@@ -62,4 +62,12 @@ pub enum CoreError {
     /// Another process could not be reached; says which and where.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// A local file or memory could not be made, written or read; says which.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done, and to what.
+        what: String,
+        /// The system's own complaint.
+        source: std::io::Error,
+    },
 }

@@ -75,7 +75,35 @@ pub use eggroll_macros::function;
 /// Receives the pairs a function emits, as encoded bytes.
 pub type Emit<'a> = dyn FnMut(Vec<u8>, Vec<u8>) -> Result<()> + 'a;
 /// The encoded pairs of one partition, in key order.
-pub type PairIter<'a> = dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + 'a;
+pub type PairIter<'a> = dyn PairSource + 'a;
+/// Sees one borrowed pair of a [`PairSource`].
+pub type VisitPair<'a> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'a;
+
+/// The encoded pairs of one partition, in key order: an iterator of owned pairs that can
+/// also lend the rest of them, borrowed, to a visitor that copies them on (into a batch, a
+/// file): one allocation per pair saved where the store can lend.
+pub trait PairSource: Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> {
+    /// Calls `visit` on each pair not yet iterated, in key order.
+    fn visit_rest(&mut self, visit: &mut VisitPair) -> Result<()> {
+        for pair in self {
+            let (k, v) = pair?;
+            visit(&k, &v)?;
+        }
+        Ok(())
+    }
+}
+
+/// A plain iterator of owned pairs as a [`PairSource`].
+pub struct OwnedPairs<I>(pub I);
+
+impl<I: Iterator<Item = Result<(Vec<u8>, Vec<u8>)>>> Iterator for OwnedPairs<I> {
+    type Item = Result<(Vec<u8>, Vec<u8>)>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next()
+    }
+}
+
+impl<I: Iterator<Item = Result<(Vec<u8>, Vec<u8>)>>> PairSource for OwnedPairs<I> {}
 
 type PerPairFn = dyn Fn(&[u8], &[u8], &mut Emit) -> Result<()> + Send + Sync;
 type PerPartitionFn = dyn Fn(u32, &mut PairIter, &mut Emit) -> Result<()> + Send + Sync;
@@ -525,7 +553,7 @@ pub mod erase {
                 let Some(first) = input.next() else {
                     return Ok(());
                 };
-                let mut raw = std::iter::once(first).chain(&mut *input);
+                let mut raw = OwnedPairs(std::iter::once(first).chain(&mut *input));
                 let mut items = decoded::<F::K, F::V>(&mut raw);
                 let out = f.collapse(&mut items);
                 // Drain what the function did not read, so the key is the partition's last.
@@ -729,9 +757,11 @@ mod tests {
             panic!("glom is per partition")
         };
         let pairs: Vec<(String, u32)> = vec![("a".into(), 1), ("b".into(), 2)];
-        let mut input = pairs
-            .iter()
-            .map(|(k, v)| Ok((encode(k).unwrap(), encode(v).unwrap())));
+        let mut input = OwnedPairs(
+            pairs
+                .iter()
+                .map(|(k, v)| Ok((encode(k).unwrap(), encode(v).unwrap()))),
+        );
         let mut out = Vec::new();
         f(0, &mut input, &mut |k, v| {
             out.push((k, v));

@@ -6,7 +6,7 @@
 use crate::catalog::Stores;
 use crate::error::{EggError, Result};
 use crate::store::{combine_values, KeyRange, Pair, PartitionStore};
-use eggroll_core::functions::{lookup, Emit, ErasedFn};
+use eggroll_core::functions::{lookup, Emit, ErasedFn, PairSource, VisitPair};
 use eggroll_core::partitioner::Partitioner;
 use eggroll_proto::meta::{
     job::Op, Functor, MergeKind, PairBatch, Store, StoreLocator, Task, TaskResult,
@@ -52,7 +52,7 @@ impl ShuffleSink for LocalSink {
         let store = self.stores.partition(output, dst)?;
         match combiner {
             Some(c) => store.merge_batch(pairs, c),
-            None => store.put_batch(&pairs),
+            None => store.put_batch(pairs),
         }
     }
 }
@@ -288,7 +288,7 @@ impl Executor {
                 Ok(())
             };
             let emit: &mut Emit = &mut emit;
-            let mut pairs = store.iter(KeyRange::all())?.map(|r| r.map_err(to_core));
+            let mut pairs = StorePairs::new(store.as_ref());
             match mapper {
                 None => {
                     for pair in pairs {
@@ -355,8 +355,6 @@ impl Executor {
             self.stores.partition(left, p)?,
             self.stores.partition(right, p)?,
         );
-        let mut li = l.iter(KeyRange::all())?;
-        let mut ri = r.iter(KeyRange::all())?;
         let mut batch = Batcher::new(self.stores.config().batch_bytes as usize);
         let mut written = 0u64;
         if kind == MergeKind::Partitions {
@@ -365,26 +363,27 @@ impl Executor {
                     "a merge of kind PARTITIONS needs a function of two partitions".into(),
                 ));
             };
-            let mut left = li.by_ref().map(|r| r.map_err(to_core));
-            let mut right = ri.by_ref().map(|r| r.map_err(to_core));
+            let (mut left, mut right) = (StorePairs::new(l.as_ref()), StorePairs::new(r.as_ref()));
             let mut emit = |k: Vec<u8>, v: Vec<u8>| -> eggroll_core::Result<()> {
                 written += 1;
                 if let Some(full) = batch.push(k, v) {
-                    out.put_batch(&full).map_err(to_core)?;
+                    out.put_batch(full).map_err(to_core)?;
                 }
                 Ok(())
             };
             f(p, &mut left, &mut right, &mut emit)?;
             let rest = batch.take();
             if !rest.is_empty() {
-                out.put_batch(&rest)?;
+                out.put_batch(rest)?;
             }
             return Ok(written);
         }
+        let mut li = l.iter(KeyRange::all())?;
+        let mut ri = r.iter(KeyRange::all())?;
         let mut write = |k: Vec<u8>, v: Vec<u8>, out: &dyn PartitionStore| -> Result<()> {
             written += 1;
             if let Some(full) = batch.push(k, v) {
-                out.put_batch(&full)?;
+                out.put_batch(full)?;
             }
             Ok(())
         };
@@ -433,9 +432,77 @@ impl Executor {
         }
         let rest = batch.take();
         if !rest.is_empty() {
-            out.put_batch(&rest)?;
+            out.put_batch(rest)?;
         }
         Ok(written)
+    }
+}
+
+/// A partition's pairs for a function: iterated (owned) from the store's iterator, made on
+/// first use; or lent whole to a visitor through the store's scan, which copies less.
+struct StorePairs<'a> {
+    store: &'a dyn PartitionStore,
+    iter: Option<crate::store::PairIterator<'a>>,
+    done: bool,
+}
+
+impl<'a> StorePairs<'a> {
+    fn new(store: &'a dyn PartitionStore) -> Self {
+        Self {
+            store,
+            iter: None,
+            done: false,
+        }
+    }
+}
+
+impl Iterator for StorePairs<'_> {
+    type Item = eggroll_core::Result<Pair>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        if self.iter.is_none() {
+            match self.store.iter(KeyRange::all()) {
+                Ok(it) => self.iter = Some(it),
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(to_core(e)));
+                }
+            }
+        }
+        let next = self.iter.as_mut()?.next();
+        if next.is_none() {
+            self.done = true;
+        }
+        next.map(|r| r.map_err(to_core))
+    }
+}
+
+impl PairSource for StorePairs<'_> {
+    fn visit_rest(&mut self, visit: &mut VisitPair) -> eggroll_core::Result<()> {
+        if self.iter.is_some() || self.done {
+            // Part-way through: the rest one by one.
+            for pair in self.by_ref() {
+                let (k, v) = pair?;
+                visit(&k, &v)?;
+            }
+            return Ok(());
+        }
+        self.done = true;
+        // The store's scan fails only with its own error type: carry the visitor's out.
+        let mut failed = None;
+        self.store
+            .scan(KeyRange::all(), &mut |k, v| match visit(k, v) {
+                Ok(()) => Ok(true),
+                Err(e) => {
+                    failed = Some(e);
+                    Ok(false)
+                }
+            })
+            .map_err(to_core)?;
+        failed.map_or(Ok(()), Err)
     }
 }
 

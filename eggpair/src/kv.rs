@@ -42,7 +42,7 @@ impl KvStore {
     }
 
     /// Writes pairs atomically; a later pair of the same key wins.
-    pub fn put(&self, pairs: &[Pair]) -> Result<()> {
+    pub fn put(&self, pairs: Vec<Pair>) -> Result<()> {
         self.db.put_batch(pairs)
     }
 
@@ -81,12 +81,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let kv = KvStore::open(dir.path(), 1 << 20).unwrap();
-            kv.put(&[
+            kv.put(vec![
                 (b"b/2".to_vec(), b"two".to_vec()),
                 (b"a/1".to_vec(), b"one".to_vec()),
             ])
             .unwrap();
-            kv.put(&[(b"b/1".to_vec(), b"uno".to_vec())]).unwrap();
+            kv.put(vec![(b"b/1".to_vec(), b"uno".to_vec())]).unwrap();
             kv.write(&[(b"c".to_vec(), b"x".to_vec())], &[b"a/1".to_vec()])
                 .unwrap();
             assert!(!kv.delete(b"nothing").unwrap());

@@ -1,7 +1,7 @@
 //! In-memory partitions: intermediate results that die with their session.
 
 use crate::error::Result;
-use crate::store::{combine_values, KeyRange, Pair, PairIterator, PartitionStore};
+use crate::store::{combine_values, KeyRange, Pair, PairIterator, PartitionStore, Visit};
 use eggroll_core::functions::ErasedFn;
 use eggroll_core::sync::RwLock;
 use std::collections::BTreeMap;
@@ -9,6 +9,9 @@ use std::ops::Bound;
 
 /// Pairs handed out per lock taken while iterating, so writers are never starved.
 const PAGE: usize = 4096;
+/// The first page's size; pages double up to [`PAGE`], so a reader that wants only the
+/// head of a partition (take, first) copies a few pairs, not a whole page.
+const FIRST_PAGE: usize = 16;
 
 /// A sorted in-memory partition.
 #[derive(Default)]
@@ -36,10 +39,23 @@ impl PartitionStore for MemStore {
         Ok(self.read().get(key).cloned())
     }
 
-    fn put_batch(&self, pairs: &[Pair]) -> Result<()> {
+    fn put_batch(&self, pairs: Vec<Pair>) -> Result<()> {
         let mut map = self.write();
-        for (k, v) in pairs {
-            map.insert(k.clone(), v.clone());
+        // A partition written in key order (a map's output, a copy) arrives in sorted batches
+        // past every key held: such a batch is built in bulk and appended, with no search per
+        // pair. Appending rebuilds the whole tree, so only while the map is not much larger.
+        let in_order = pairs.windows(2).all(|w| w[0].0 < w[1].0)
+            && match (map.last_key_value(), pairs.first()) {
+                (Some((last, _)), Some((first, _))) => first > last,
+                _ => true,
+            };
+        if in_order && map.len() <= 4 * pairs.len() {
+            let mut batch: BTreeMap<Vec<u8>, Vec<u8>> = pairs.into_iter().collect();
+            map.append(&mut batch);
+        } else {
+            for (k, v) in pairs {
+                map.insert(k, v);
+            }
         }
         Ok(())
     }
@@ -66,8 +82,44 @@ impl PartitionStore for MemStore {
             next_start: range.start.map(Bound::Included).unwrap_or(Bound::Unbounded),
             end: range.end,
             page: Vec::new().into_iter(),
+            page_size: FIRST_PAGE,
             done: false,
         }))
+    }
+
+    fn scan(&self, range: KeyRange, visit: &mut Visit) -> Result<()> {
+        // A page at a time, packed into one buffer under the lock (a copy, but no allocation
+        // per pair), then visited with the lock released: a visitor may be slow, or write.
+        let end = range.end.map(Bound::Excluded).unwrap_or(Bound::Unbounded);
+        let mut start = range.start.map(Bound::Included).unwrap_or(Bound::Unbounded);
+        let mut page = Vec::new();
+        let mut page_size = FIRST_PAGE;
+        loop {
+            page.clear();
+            let mut taken = 0;
+            // The last key, copied before the lock goes, is where the next page starts.
+            let next_start = {
+                let map = self.read();
+                let mut last_key = None;
+                for (k, v) in map.range((start.clone(), end.clone())).take(page_size) {
+                    eggroll_core::pairs::push(&mut page, k, v);
+                    last_key = Some(k);
+                    taken += 1;
+                }
+                last_key.map(|k| Bound::Excluded(k.clone()))
+            };
+            for pair in eggroll_core::pairs::iter(&page) {
+                let (k, v) = pair?;
+                if !visit(k, v)? {
+                    return Ok(());
+                }
+            }
+            match next_start {
+                Some(s) if taken == page_size => start = s,
+                _ => return Ok(()),
+            }
+            page_size = (page_size * 2).min(PAGE);
+        }
     }
 
     fn count(&self) -> Result<u64> {
@@ -93,6 +145,7 @@ struct Pages<'a> {
     next_start: Bound<Vec<u8>>,
     end: Option<Vec<u8>>,
     page: std::vec::IntoIter<Pair>,
+    page_size: usize,
     done: bool,
 }
 
@@ -115,12 +168,13 @@ impl Iterator for Pages<'_> {
             .store
             .read()
             .range((self.next_start.clone(), end))
-            .take(PAGE)
+            .take(self.page_size)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        if page.len() < PAGE {
+        if page.len() < self.page_size {
             self.done = true;
         }
+        self.page_size = (self.page_size * 2).min(PAGE);
         if let Some((last, _)) = page.last() {
             self.next_start = Bound::Excluded(last.clone());
         }

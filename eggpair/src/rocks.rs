@@ -119,9 +119,9 @@ impl PartitionStore for RocksStore {
         self.db.get(key).map_err(self.err())
     }
 
-    fn put_batch(&self, pairs: &[Pair]) -> Result<()> {
+    fn put_batch(&self, pairs: Vec<Pair>) -> Result<()> {
         let mut batch = WriteBatch::default();
-        for (k, v) in pairs {
+        for (k, v) in &pairs {
             batch.put(k, v);
         }
         self.db.write(batch).map_err(self.err())

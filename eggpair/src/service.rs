@@ -373,7 +373,7 @@ impl EggService for EggServer {
                     None => {
                         let mut n = pairs.len() as u64;
                         if !pairs.is_empty() {
-                            store.put_batch(&pairs)?;
+                            store.put_batch(pairs)?;
                         }
                         if !batch.packed.is_empty() {
                             n += store.put_packed(&batch.packed)?;

@@ -57,15 +57,17 @@ impl KeyRange {
 pub trait PartitionStore: Send + Sync {
     /// The value of `key`, if any.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
-    /// Writes pairs in one batch; a later pair of the same key wins.
-    fn put_batch(&self, pairs: &[Pair]) -> Result<()>;
+    /// Writes pairs in one batch; a later pair of the same key wins. Takes them by value,
+    /// so that a store that keeps them (in memory) moves them rather than copying.
+    fn put_batch(&self, pairs: Vec<Pair>) -> Result<()>;
     /// Writes a packed batch (see `eggroll_core::packed`) in one batch; returns how many.
     fn put_packed(&self, packed: &[u8]) -> Result<u64> {
         let pairs = eggroll_core::pairs::iter(packed)
             .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())))
             .collect::<eggroll_core::Result<Vec<Pair>>>()?;
-        self.put_batch(&pairs)?;
-        Ok(pairs.len() as u64)
+        let n = pairs.len() as u64;
+        self.put_batch(pairs)?;
+        Ok(n)
     }
     /// Removes `key`; true if it was there.
     fn delete(&self, key: &[u8]) -> Result<bool>;

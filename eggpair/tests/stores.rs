@@ -25,6 +25,21 @@ fn collect(store: &dyn PartitionStore, range: KeyRange) -> Vec<(Vec<u8>, Vec<u8>
         .unwrap()
 }
 
+/// The pairs of `range` as the store's scan lends them, the first `most` only.
+fn scanned(store: &dyn PartitionStore, range: KeyRange, most: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    if most == 0 {
+        return out;
+    }
+    store
+        .scan(range, &mut |k, v| {
+            out.push((k.to_vec(), v.to_vec()));
+            Ok(out.len() < most)
+        })
+        .unwrap();
+    out
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
@@ -32,6 +47,8 @@ proptest! {
         pairs in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..6), proptest::collection::vec(any::<u8>(), 0..64)), 0..200),
         prefix in proptest::collection::vec(any::<u8>(), 0..2),
         deletes in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..6), 0..20),
+        chunk in 1usize..80,
+        most in 0usize..300,
     ) {
         let dir = tempfile::tempdir().unwrap();
         let stores = Stores::open(dir.path(), StorageConfig::default()).unwrap();
@@ -41,21 +58,36 @@ proptest! {
             stores.create(&l).unwrap();
             let s = stores.partition(&l, 0).unwrap();
             for chunk in pairs.chunks(7) {
-                s.put_batch(chunk).unwrap();
+                s.put_batch(chunk.to_vec()).unwrap();
             }
             let mut r = reference.clone();
             for d in &deletes {
                 prop_assert_eq!(s.delete(d).unwrap(), r.remove(d).is_some());
             }
             let all: Vec<_> = r.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            prop_assert_eq!(collect(s.as_ref(), KeyRange::all()), all);
+            prop_assert_eq!(collect(s.as_ref(), KeyRange::all()), all.clone());
             prop_assert_eq!(s.count().unwrap(), r.len() as u64);
             let range = KeyRange::prefix(&prefix);
             let expect: Vec<_> = r.iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(k, v)| (k.clone(), v.clone())).collect();
-            prop_assert_eq!(collect(s.as_ref(), range), expect);
+            prop_assert_eq!(collect(s.as_ref(), range.clone()), expect.clone());
+            prop_assert_eq!(scanned(s.as_ref(), KeyRange::all(), usize::MAX), all.clone());
+            prop_assert_eq!(scanned(s.as_ref(), range, usize::MAX), expect);
+            prop_assert_eq!(scanned(s.as_ref(), KeyRange::all(), most), all.iter().take(most).cloned().collect::<Vec<_>>());
             for (k, v) in r.iter().take(5) {
                 prop_assert_eq!(s.get(k).unwrap(), Some(v.clone()));
             }
+            // Written in key order, in batches of `chunk` (how a map's output arrives), then
+            // overwritten out of order by the pairs as given: the same map.
+            let sorted = locator(t, "sorted", 1);
+            stores.create(&sorted).unwrap();
+            let s = stores.partition(&sorted, 0).unwrap();
+            let in_order: Vec<_> = reference.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            for batch in in_order.chunks(chunk) {
+                s.put_batch(batch.to_vec()).unwrap();
+            }
+            prop_assert_eq!(collect(s.as_ref(), KeyRange::all()), in_order.clone());
+            s.put_batch(pairs.clone()).unwrap();
+            prop_assert_eq!(scanned(s.as_ref(), KeyRange::all(), usize::MAX), in_order);
         }
         reference.clear();
     }
@@ -72,7 +104,11 @@ fn rocksdb_tables_reopen_identically_and_destroy_removes_files() {
         let stores = Stores::open(dir.path(), StorageConfig::default()).unwrap();
         stores.create(&l).unwrap();
         for p in 0..3 {
-            stores.partition(&l, p).unwrap().put_batch(&data).unwrap();
+            stores
+                .partition(&l, p)
+                .unwrap()
+                .put_batch(data.clone())
+                .unwrap();
         }
     }
     let cfg = StorageConfig {

@@ -478,7 +478,7 @@ impl Buffer {
                 ));
             }
         }
-        self.store.put(&pairs)?;
+        self.store.put(pairs)?;
         if self.fsync {
             self.store.sync()?;
         }
