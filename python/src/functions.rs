@@ -7,12 +7,13 @@
 //! Functions arrive only in tasks from the session's own client; nothing another party sends
 //! through a roll-site is ever run.
 
+use crate::packed::{self, PackedPairs, SharedFile};
 use eggroll_core::functions::{inventory, Emit, ErasedFn, FnKind, PairIter, Registration};
 use eggroll_core::pairs;
 use eggroll_core::{CoreError, Result};
 use eggroll_proto::meta::Functor;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyIterator, PyList, PyModule, PyTuple};
+use pyo3::types::{PyBytes, PyIterator, PyModule};
 
 /// `f(index, pairs) -> pairs`: a map over one partition with its index.
 pub const MAP_PARTITIONS: &str = "eggroll.python::map_partitions_with_index";
@@ -63,27 +64,8 @@ fn unpickle(params: &[u8]) -> Result<Py<PyAny>> {
     })
 }
 
-/// A Python list of `(bytes, bytes)` tuples of `pairs`.
-fn py_pairs<'py>(py: Python<'py>, pairs: &[(Vec<u8>, Vec<u8>)]) -> PyResult<Bound<'py, PyList>> {
-    let items = pairs
-        .iter()
-        .map(|(k, v)| PyTuple::new(py, [PyBytes::new(py, k), PyBytes::new(py, v)]))
-        .collect::<PyResult<Vec<_>>>()?;
-    PyList::new(py, items)
-}
-
 fn bytes_of(x: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
-    x.downcast::<PyBytes>()
-        .map(|b| b.as_bytes().to_vec())
-        .map_err(|_| {
-            pyo3::exceptions::PyTypeError::new_err(format!(
-                "the function gave a {what} of type {}, not bytes",
-                x.get_type()
-                    .name()
-                    .map(|n| n.to_string())
-                    .unwrap_or_default()
-            ))
-        })
+    packed::bytes(x, what).map(|b| b.as_bytes().to_vec())
 }
 
 /// Up to [`BATCH`] pairs from the Python iterator; empty at its end.
@@ -123,13 +105,8 @@ fn drain(
     }
 }
 
-fn collect(pairs: &mut PairIter) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    pairs.collect()
-}
-
 /// Calls `eggroll.computing._runner.run`, which runs the function in this process (a Python
-/// egg's, or an embedded one without a pool), and
-/// returns its output's iterator.
+/// egg's, or an embedded one without a pool), and returns its output's iterator.
 fn run<'py>(py: Python<'py>, args: impl pyo3::call::PyCallArgs<'py>) -> PyResult<Py<PyIterator>> {
     let out = runner(py)?.call_method1("run", args)?;
     Ok(out.try_iter()?.unbind())
@@ -149,45 +126,41 @@ fn pooled() -> Result<bool> {
     })
 }
 
-/// The pairs in the one batch format (`core::pairs`), which is how they cross to a pool's
-/// worker: one bytes object each way, no Python object per pair in this process.
-fn pack(pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(
-        pairs
-            .iter()
-            .map(|(k, v)| pairs::encoded_len(k.len(), v.len()))
-            .sum(),
-    );
-    for (k, v) in pairs {
-        pairs::push(&mut buf, k, v);
-    }
-    buf
-}
-
-/// Runs the function in the pool: `kind`, the partitions packed; emits what it gave.
+/// Runs the function in the pool (`kind`): the partitions cross to the worker, and its
+/// output back, in shared-memory files of packed pairs; emits what it gave.
 fn run_pooled(
     kind: &str,
     blob: &[u8],
     p: u32,
-    left: &[(Vec<u8>, Vec<u8>)],
-    right: Option<&[(Vec<u8>, Vec<u8>)]>,
+    left: &mut PairIter,
+    right: Option<&mut PairIter>,
     emit: &mut Emit,
 ) -> Result<()> {
-    let (left, right) = (pack(left), right.map(pack));
-    let out: Vec<u8> = Python::with_gil(|py| {
-        let r = right.as_deref().map(|r| PyBytes::new(py, r));
+    let what = format!("partition {p}'s input");
+    let left = SharedFile::packed(&what, left)?;
+    let right = right.map(|r| SharedFile::packed(&what, r)).transpose()?;
+    let out = SharedFile::new(&format!("partition {p}'s output"))?;
+    Python::with_gil(|py| {
         // The call waits for the worker with Python's lock released.
         runner(py)
             .and_then(|m| {
                 m.call_method1(
-                    "run_packed",
-                    (kind, PyBytes::new(py, blob), p, PyBytes::new(py, &left), r),
+                    "run_shared",
+                    (
+                        kind,
+                        PyBytes::new(py, blob),
+                        p,
+                        left.path(),
+                        right.as_ref().map(SharedFile::path),
+                        out.path(),
+                    ),
                 )
             })
-            .and_then(|b| Ok(b.downcast::<PyBytes>()?.as_bytes().to_vec()))
+            .map(drop)
             .map_err(|e| raised(py, e))
     })?;
-    for pair in pairs::iter(&out) {
+    let output = out.map(&format!("partition {p}'s output"))?;
+    for pair in pairs::iter(&output) {
         let (k, v) = pair?;
         emit(k.to_vec(), v.to_vec())?;
     }
@@ -197,15 +170,12 @@ fn run_pooled(
 fn map_partitions(params: &[u8]) -> Result<ErasedFn> {
     let blob = params.to_vec();
     Ok(ErasedFn::PerPartition(Box::new(move |p, pairs, emit| {
-        let input = collect(pairs)?;
         if pooled()? {
-            return run_pooled("map", &blob, p, &input, None, emit);
+            return run_pooled("map", &blob, p, pairs, None, emit);
         }
+        let input = PackedPairs::collect(pairs)?;
         drain(
-            |py| {
-                let list = py_pairs(py, &input)?;
-                run(py, ("map", PyBytes::new(py, &blob), p, list))
-            },
+            |py| run(py, ("map", PyBytes::new(py, &blob), p, input)),
             emit,
         )
     })))
@@ -215,57 +185,16 @@ fn two_partitions(params: &[u8]) -> Result<ErasedFn> {
     let blob = params.to_vec();
     Ok(ErasedFn::PartitionPair(Box::new(
         move |p, left, right, emit| {
-            let (left, right) = (collect(left)?, collect(right)?);
             if pooled()? {
-                return run_pooled("two", &blob, p, &left, Some(&right), emit);
+                return run_pooled("two", &blob, p, left, Some(right), emit);
             }
+            let (left, right) = (PackedPairs::collect(left)?, PackedPairs::collect(right)?);
             drain(
-                |py| {
-                    let (l, r) = (py_pairs(py, &left)?, py_pairs(py, &right)?);
-                    run(py, ("two", PyBytes::new(py, &blob), p, l, r))
-                },
+                |py| run(py, ("two", PyBytes::new(py, &blob), p, left, right)),
                 emit,
             )
         },
     )))
-}
-
-/// `eggroll._native.unpack_pairs`: the `(bytes, bytes)` pairs of a packed batch.
-#[pyfunction]
-pub fn unpack_pairs<'py>(py: Python<'py>, packed: &[u8]) -> PyResult<Bound<'py, PyList>> {
-    let items = pairs::iter(packed)
-        .map(|pair| {
-            let (k, v) =
-                pair.map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
-            PyTuple::new(py, [PyBytes::new(py, k), PyBytes::new(py, v)])
-        })
-        .collect::<PyResult<Vec<_>>>()?;
-    PyList::new(py, items)
-}
-
-/// `eggroll._native.pack_pairs`: an iterable of `(bytes, bytes)` pairs as one packed batch.
-#[pyfunction]
-pub fn pack_pairs<'py>(
-    py: Python<'py>,
-    items: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyBytes>> {
-    let mut buf = Vec::new();
-    for item in items.try_iter()? {
-        let item = item?;
-        let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract().map_err(|_| {
-            pyo3::exceptions::PyTypeError::new_err(
-                "the function must give (key, value) pairs of bytes",
-            )
-        })?;
-        let k = k.downcast::<PyBytes>().map_err(|_| {
-            pyo3::exceptions::PyTypeError::new_err("the function gave a key that is not bytes")
-        })?;
-        let v = v.downcast::<PyBytes>().map_err(|_| {
-            pyo3::exceptions::PyTypeError::new_err("the function gave a value that is not bytes")
-        })?;
-        pairs::push(&mut buf, k.as_bytes(), v.as_bytes());
-    }
-    Ok(PyBytes::new(py, &buf))
 }
 
 fn two_values(params: &[u8]) -> Result<ErasedFn> {

@@ -4,6 +4,7 @@
 
 mod egg;
 mod functions;
+mod packed;
 
 use eggroll_proto::meta::StoreType;
 use eggroll_rollpair::{ByteTable, FateTypes, Options, RollPairContext, SessionOptions};
@@ -498,7 +499,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Table>()?;
     m.add_function(wrap_pyfunction!(partition_of, m)?)?;
     m.add_function(wrap_pyfunction!(egg::serve_egg, m)?)?;
-    m.add_function(wrap_pyfunction!(functions::pack_pairs, m)?)?;
-    m.add_function(wrap_pyfunction!(functions::unpack_pairs, m)?)?;
+    m.add_class::<packed::PackedPairs>()?;
+    m.add_function(wrap_pyfunction!(packed::read_packed, m)?)?;
+    m.add_function(wrap_pyfunction!(packed::write_packed, m)?)?;
     Ok(())
 }

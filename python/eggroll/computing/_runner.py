@@ -3,6 +3,10 @@ Rust, with the pairs already read): in a Python egg the function runs in the egg
 process; in an embedded session, in a pool of worker processes, so that partitions run in
 parallel as they do in FATE's standalone engine.
 
+A partition crosses to a worker, and its output back, in a memfd of packed pairs that the
+worker opens by its /proc path: no pipe, no copy in between, and nothing left behind if
+either side dies.
+
 The pool's processes are started by spawn/forkserver, never fork: this process runs
 eggroll-rs's threads, and a forked child could inherit a lock one of them holds.
 """
@@ -79,20 +83,30 @@ def pooled():
     return _get_pool() is not None
 
 
-def _in_worker_packed(kind, blob, index, left, right):
+def _in_worker_shared(kind, blob, index, left, right, out):
     from eggroll import _native
 
     try:
-        out = _call(kind, blob, index, _native.unpack_pairs(left),
-                    None if right is None else _native.unpack_pairs(right))
-        return _native.pack_pairs(out)
+        f = cloudpickle.loads(blob)
+        pairs = _native.read_packed(left)
+        if kind == "map":
+            result = f(index, pairs)
+        else:
+            result = f(index, pairs, _native.read_packed(right))
+        return _native.write_packed(out, result)
     except BaseException:
         raise FunctionFailed(traceback.format_exc().rstrip()) from None
 
 
-def _in_pool(pool, worker, kind, blob, index, left, right):
+def run_shared(kind, blob, index, left, right, out):
+    """Runs the pickled function `blob` on partition `index` in a pool worker: its pairs are
+    read from the shared file at path `left` (and `right`, for "two"), its output written,
+    packed, into the one at `out`; returns how many pairs it gave."""
+    pool = _get_pool()
+    if pool is None:  # stopped since the caller asked `pooled()`
+        return _in_worker_shared(kind, blob, index, left, right, out)
     try:
-        return pool.submit(worker, kind, blob, index, left, right).result()
+        return pool.submit(_in_worker_shared, kind, blob, index, left, right, out).result()
     except BrokenProcessPool as e:
         # A worker died (killed, out of memory): the next call gets a new pool.
         with _lock:
@@ -100,25 +114,16 @@ def _in_pool(pool, worker, kind, blob, index, left, right):
         raise RuntimeError(f"a worker process of this embedded session died while running partition {index}: {e}") from None
 
 
-def run_packed(kind, blob, index, left, right=None):
-    """Like `run` in the pool, with the pairs in and out packed in one bytes object each
-    (eggroll-rs's batch format), so that this process makes no Python object per pair."""
-    pool = _get_pool()
-    if pool is None:
-        from eggroll import _native
-
-        return _native.pack_pairs(_call(kind, blob, index, _native.unpack_pairs(left),
-                                        None if right is None else _native.unpack_pairs(right)))
-    return _in_pool(pool, _in_worker_packed, kind, blob, index, left, right)
-
-
 def run(kind, blob, index, left, right=None):
     """The output pairs of the pickled function `blob` on partition `index` ("map": its
     pairs `left`; "two": `left` and `right`), as an iterable, run in this process (where
-    there is a pool, eggroll-rs calls `run_packed` instead)."""
+    there is a pool, eggroll-rs calls `run_shared` instead)."""
     return _call(kind, blob, index, left, right)
 
 
 def default_workers():
-    """One worker per core."""
+    """One worker per core; none off Linux, where partitions cannot cross to the workers in
+    shared memory (memfd)."""
+    if not sys.platform.startswith("linux"):
+        return 0
     return os.cpu_count() or 1
