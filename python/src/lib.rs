@@ -204,26 +204,32 @@ fn pairs_of(items: &Bound<'_, PyAny>) -> PyResult<Vec<(Vec<u8>, Vec<u8>)>> {
 }
 
 /// The first `limit` pairs of the key-sorted `runs` (a table's partitions), in key order.
-fn merge_sorted(runs: Vec<Vec<(Vec<u8>, Vec<u8>)>>, limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+fn merge_sorted<K: Ord, V>(
+    mut runs: Vec<impl Iterator<Item = (K, V)>>,
+    limit: usize,
+) -> Vec<(K, V)> {
     use std::cmp::Reverse;
-    let total: usize = runs.iter().map(Vec::len).sum();
-    let mut out = Vec::with_capacity(total.min(limit));
-    let mut iters: Vec<_> = runs.into_iter().map(|r| r.into_iter()).collect();
-    // The heap holds each run's next pair; keys of different partitions never tie.
+    let mut out = Vec::new();
+    // The heap holds each run's next key (keys of different partitions never tie), and
+    // `values` that key's value.
     let mut heap = std::collections::BinaryHeap::new();
-    for (i, it) in iters.iter_mut().enumerate() {
-        if let Some((k, v)) = it.next() {
-            heap.push(Reverse((k, i, v)));
-        }
+    let mut values: Vec<Option<V>> = Vec::with_capacity(runs.len());
+    for (i, run) in runs.iter_mut().enumerate() {
+        values.push(run.next().map(|(k, v)| {
+            heap.push(Reverse((k, i)));
+            v
+        }));
     }
     while out.len() < limit {
-        let Some(Reverse((k, i, v))) = heap.pop() else {
+        let Some(Reverse((k, i))) = heap.pop() else {
             break;
         };
+        let Some(v) = values[i].take() else { break };
         out.push((k, v));
-        if let Some((k, v)) = iters[i].next() {
-            heap.push(Reverse((k, i, v)));
-        }
+        values[i] = runs[i].next().map(|(k, v)| {
+            heap.push(Reverse((k, i)));
+            v
+        });
     }
     out
 }
@@ -291,24 +297,9 @@ impl Table {
         py.allow_threads(|| t.put_all(pairs)).map_err(err)
     }
 
-    /// Writes pairs into partition `p` as they are (their keys must belong there).
-    fn put_partition(&self, py: Python<'_>, p: u32, items: &Bound<'_, PyAny>) -> PyResult<u64> {
-        let pairs = pairs_of(items)?;
-        let t = self.table()?;
-        py.allow_threads(|| t.put_partition(p, pairs)).map_err(err)
-    }
-
-    /// Every pair, partition by partition, each in key byte order.
-    fn get_all<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let t = self.table()?;
-        let pairs = py
-            .allow_threads(|| t.get_all()?.collect::<eggroll_rollpair::Result<Vec<_>>>())
-            .map_err(err)?;
-        list_of(py, pairs)
-    }
-
     /// Every pair in the byte order of the keys across partitions (FATE standalone's
-    /// order); the first `limit` only, if given.
+    /// order); the first `limit` only, if given. The partitions are read at once, each
+    /// packed in one buffer.
     #[pyo3(signature = (limit=None))]
     fn get_all_sorted<'py>(
         &self,
@@ -316,37 +307,48 @@ impl Table {
         limit: Option<usize>,
     ) -> PyResult<Bound<'py, PyList>> {
         let t = self.table()?;
-        let pairs = py
+        let runs = py
             .allow_threads(|| {
-                let runs = (0..t.partitions())
-                    .map(|p| t.partition(p))
-                    .collect::<eggroll_rollpair::Result<Vec<_>>>()?;
-                Ok::<_, eggroll_rollpair::Error>(merge_sorted(runs, limit.unwrap_or(usize::MAX)))
+                std::thread::scope(|s| {
+                    let readers: Vec<_> = (0..t.partitions())
+                        .map(|p| s.spawn(move || t.partition_packed(p)))
+                        .collect();
+                    readers
+                        .into_iter()
+                        .map(|r| r.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                        .collect::<eggroll_rollpair::Result<Vec<Vec<u8>>>>()
+                })
             })
             .map_err(err)?;
-        list_of(py, pairs)
+        let iters = runs
+            .iter()
+            .map(|run| {
+                eggroll_core::pairs::iter(run)
+                    .collect::<eggroll_core::Result<Vec<_>>>()
+                    .map(Vec::into_iter)
+            })
+            .collect::<eggroll_core::Result<Vec<_>>>()
+            .map_err(err)?;
+        let merged = merge_sorted(iters, limit.unwrap_or(usize::MAX));
+        let items = merged
+            .into_iter()
+            .map(|(k, v)| PyTuple::new(py, [PyBytes::new(py, k), PyBytes::new(py, v)]))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, items)
     }
 
     /// The first `n` pairs in the byte order of the keys across partitions.
     fn take_sorted<'py>(&self, py: Python<'py>, n: usize) -> PyResult<Bound<'py, PyList>> {
         let t = self.table()?;
         let pairs = py
-            .allow_threads(|| Ok::<_, eggroll_rollpair::Error>(merge_sorted(t.heads(n as u64)?, n)))
+            .allow_threads(|| {
+                let heads = t.heads(n as u64)?;
+                Ok::<_, eggroll_rollpair::Error>(merge_sorted(
+                    heads.into_iter().map(Vec::into_iter).collect(),
+                    n,
+                ))
+            })
             .map_err(err)?;
-        list_of(py, pairs)
-    }
-
-    /// The pairs of partition `p`, in key byte order.
-    fn partition<'py>(&self, py: Python<'py>, p: u32) -> PyResult<Bound<'py, PyList>> {
-        let t = self.table()?;
-        let pairs = py.allow_threads(|| t.partition(p)).map_err(err)?;
-        list_of(py, pairs)
-    }
-
-    /// The first `n` pairs of partition `p`, in key byte order.
-    fn head<'py>(&self, py: Python<'py>, p: u32, n: usize) -> PyResult<Bound<'py, PyList>> {
-        let t = self.table()?;
-        let pairs = py.allow_threads(|| t.head(p, n)).map_err(err)?;
         list_of(py, pairs)
     }
 
@@ -373,13 +375,6 @@ impl Table {
     fn count(&self, py: Python<'_>) -> PyResult<u64> {
         let t = self.table()?;
         py.allow_threads(|| t.count()).map_err(err)
-    }
-
-    /// The first `n` pairs, partition order then key order.
-    fn take<'py>(&self, py: Python<'py>, n: u64) -> PyResult<Bound<'py, PyList>> {
-        let t = self.table()?;
-        let pairs = py.allow_threads(|| t.take(n)).map_err(err)?;
-        list_of(py, pairs)
     }
 
     /// A copy as `namespace/name` of `store_type` (persistent unless IN_MEMORY), with the

@@ -137,6 +137,17 @@ impl ByteTable {
         Ok(out)
     }
 
+    /// The pairs of partition `p`, in key byte order, packed in one buffer
+    /// (`eggroll_core::pairs`): one allocation, not two per pair.
+    pub fn partition_packed(&self, p: u32) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.inner.scan_encoded(p, &mut |k, v| {
+            eggroll_core::pairs::push(&mut out, k, v);
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
     /// The first `n` pairs of partition `p`, in key byte order.
     pub fn head(&self, p: u32, n: usize) -> Result<Vec<BytePair>> {
         let mut out = Vec::new();
