@@ -28,7 +28,11 @@ class Session:
             self._ctx = _native.Context.standalone(_data_dir(options))
             self._session_id = session_id or self._ctx.session_id()
             workers = options.get("eggroll.embedded.workers", os.environ.get("EGGROLL_EMBEDDED_WORKERS"))
-            _runner.use_pool(_runner.default_workers() if workers is None else int(workers))
+            inline = options.get("eggroll.embedded.inline.bytes", os.environ.get("EGGROLL_EMBEDDED_INLINE_BYTES"))
+            _runner.use_pool(
+                _runner.default_workers() if workers is None else int(workers),
+                _runner.DEFAULT_INLINE_BYTES if inline is None else int(inline),
+            )
         else:
             if port is None:
                 raise ValueError("a cluster session needs the cluster manager's port as well as its host")

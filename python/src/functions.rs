@@ -8,7 +8,7 @@
 //! through a roll-site is ever run.
 
 use crate::packed::{self, PackedPairs, SharedFile};
-use eggroll_core::functions::{inventory, Emit, ErasedFn, FnKind, PairIter, Registration};
+use eggroll_core::functions::{inventory, Emit, ErasedFn, FnKind, Registration};
 use eggroll_core::pairs;
 use eggroll_core::{CoreError, Result};
 use eggroll_proto::meta::Functor;
@@ -116,14 +116,35 @@ fn runner(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     py.import("eggroll.computing._runner")
 }
 
-/// Whether this process runs functions in a worker pool (an embedded session).
-fn pooled() -> Result<bool> {
+/// None where functions run in this process; in an embedded session, the size in packed
+/// bytes up to which a partition still runs here rather than in the worker pool.
+fn inline_limit() -> Result<Option<usize>> {
     Python::with_gil(|py| {
         runner(py)
-            .and_then(|r| r.call_method0("pooled"))
-            .and_then(|b| b.extract::<bool>())
+            .and_then(|r| r.call_method0("inline_limit"))
+            .and_then(|b| b.extract::<Option<usize>>())
             .map_err(|e| raised(py, e))
     })
+}
+
+/// Runs the function `kind` on the partition(s), read whole: in a worker of the pool if this
+/// process has one and they are larger than its inline limit, else in this process.
+fn run_partitions(
+    kind: &str,
+    blob: &[u8],
+    p: u32,
+    left: PackedPairs,
+    right: Option<PackedPairs>,
+    emit: &mut Emit,
+) -> Result<()> {
+    let bytes = left.len() + right.as_ref().map_or(0, PackedPairs::len);
+    match inline_limit()? {
+        Some(limit) if bytes > limit => run_pooled(kind, blob, p, &left, right.as_ref(), emit),
+        _ => drain(
+            |py| run(py, (kind, PyBytes::new(py, blob), p, left, right)),
+            emit,
+        ),
+    }
 }
 
 /// Runs the function in the pool (`kind`): the partitions cross to the worker, and its
@@ -132,13 +153,15 @@ fn run_pooled(
     kind: &str,
     blob: &[u8],
     p: u32,
-    left: &mut PairIter,
-    right: Option<&mut PairIter>,
+    left: &PackedPairs,
+    right: Option<&PackedPairs>,
     emit: &mut Emit,
 ) -> Result<()> {
     let what = format!("partition {p}'s input");
-    let left = SharedFile::packed(&what, left)?;
-    let right = right.map(|r| SharedFile::packed(&what, r)).transpose()?;
+    let left = SharedFile::with_bytes(&what, left.bytes())?;
+    let right = right
+        .map(|r| SharedFile::with_bytes(&what, r.bytes()))
+        .transpose()?;
     let out = SharedFile::new(&format!("partition {p}'s output"))?;
     Python::with_gil(|py| {
         // The call waits for the worker with Python's lock released.
@@ -170,14 +193,7 @@ fn run_pooled(
 fn map_partitions(params: &[u8]) -> Result<ErasedFn> {
     let blob = params.to_vec();
     Ok(ErasedFn::PerPartition(Box::new(move |p, pairs, emit| {
-        if pooled()? {
-            return run_pooled("map", &blob, p, pairs, None, emit);
-        }
-        let input = PackedPairs::collect(pairs)?;
-        drain(
-            |py| run(py, ("map", PyBytes::new(py, &blob), p, input)),
-            emit,
-        )
+        run_partitions("map", &blob, p, PackedPairs::collect(pairs)?, None, emit)
     })))
 }
 
@@ -185,14 +201,8 @@ fn two_partitions(params: &[u8]) -> Result<ErasedFn> {
     let blob = params.to_vec();
     Ok(ErasedFn::PartitionPair(Box::new(
         move |p, left, right, emit| {
-            if pooled()? {
-                return run_pooled("two", &blob, p, left, Some(right), emit);
-            }
             let (left, right) = (PackedPairs::collect(left)?, PackedPairs::collect(right)?);
-            drain(
-                |py| run(py, ("two", PyBytes::new(py, &blob), p, left, right)),
-                emit,
-            )
+            run_partitions("two", &blob, p, left, Some(right), emit)
         },
     )))
 }

@@ -49,6 +49,21 @@ impl PackedPairs {
             at: 0,
         })
     }
+
+    /// Its packed bytes, whole.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// How many packed bytes it holds.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether it holds no pair.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
 }
 
 #[pymethods]
@@ -102,13 +117,12 @@ impl SharedFile {
         })
     }
 
-    /// A new file holding `pairs`, packed.
-    pub fn packed(what: &str, pairs: &mut eggroll_core::functions::PairIter) -> Result<Self> {
+    /// A new file holding `bytes`.
+    pub fn with_bytes(what: &str, bytes: &[u8]) -> Result<Self> {
         let shared = Self::new(what)?;
-        let mut out = BufWriter::with_capacity(1 << 20, &shared.file);
-        pairs.visit_rest(&mut |k, v| write_pair(&mut out, k, v).map_err(|e| io_error(what, e)))?;
-        out.flush().map_err(|e| io_error(what, e))?;
-        drop(out);
+        (&shared.file)
+            .write_all(bytes)
+            .map_err(|e| io_error(what, e))?;
         Ok(shared)
     }
 

@@ -1,6 +1,7 @@
 """FATE's KVTable operations on eggroll-rs (FATE's own eggroll back end, `CSession`, on our
 `eggroll` module) against FATE's standalone back end: every public op, on the same data, must
-give the same result, embedded (our engine in this process) and on a local cluster of Python
+give the same result, embedded (our engine in this process; small partitions run there, and,
+in a second pass, every partition in the worker pool) and on a local cluster of Python
 eggs (`eggroll local-cluster`), where the faults of `fate_faults.py` are checked too. Run by
 `make fate-test` (and `make test`) in the FATE venv:
 
@@ -222,6 +223,7 @@ def main():
     import fate_faults
 
     if "embedded" in modes:
+        # Small partitions run in the calling process: the suite's tables, mostly.
         ours = EggrollSession("differential_eggroll")
         same_as_standalone(tally, "embedded", ours, theirs)
         # (dropped table destroyed, kept table destroyed, kept table's count)
@@ -230,6 +232,10 @@ def main():
             outcome(lambda s, t: unreferenced_tables_are_destroyed(s), ours, None),
             (True, False, 100),
         )
+        ours.destroy()
+        # Every partition in the worker pool, however small.
+        ours = EggrollSession("differential_eggroll_pool", options={"eggroll.embedded.inline.bytes": 0})
+        same_as_standalone(tally, "embedded pool", ours, theirs)
         fate_faults.check_embedded(tally, ours)
         ours.destroy()
     if "cluster" in modes:

@@ -24,17 +24,23 @@ import cloudpickle
 _lock = threading.Lock()
 _pool = None
 _workers = 0
+# Partitions of at most this many packed bytes run in this process: for them, a round trip
+# to a worker costs more than it saves.
+DEFAULT_INLINE_BYTES = 32 << 10
+_inline_bytes = DEFAULT_INLINE_BYTES
 
 
 class FunctionFailed(Exception):
     """A function raised in a pool worker; the message is the worker's traceback."""
 
 
-def use_pool(workers):
-    """Runs functions in `workers` processes from now on (0: in this process)."""
-    global _workers
+def use_pool(workers, inline_bytes=DEFAULT_INLINE_BYTES):
+    """Runs functions in `workers` processes from now on (0: in this process), except on
+    partitions of at most `inline_bytes` packed bytes, which run in this process."""
+    global _workers, _inline_bytes
     with _lock:
         _workers = max(0, int(workers))
+        _inline_bytes = max(0, int(inline_bytes))
         _stop_locked()
 
 
@@ -78,9 +84,11 @@ def _call(kind, blob, index, left, right):
     return f(index, iter(left), iter(right))
 
 
-def pooled():
-    """True when functions run in the pool (this process is an embedded session's)."""
-    return _get_pool() is not None
+def inline_limit():
+    """None when functions run in this process; else the size in packed bytes up to which a
+    partition still runs here rather than in the pool (this process is an embedded
+    session's)."""
+    return None if _get_pool() is None else _inline_bytes
 
 
 def _in_worker_shared(kind, blob, index, left, right, out):
@@ -103,7 +111,7 @@ def run_shared(kind, blob, index, left, right, out):
     read from the shared file at path `left` (and `right`, for "two"), its output written,
     packed, into the one at `out`; returns how many pairs it gave."""
     pool = _get_pool()
-    if pool is None:  # stopped since the caller asked `pooled()`
+    if pool is None:  # stopped since the caller asked `inline_limit()`
         return _in_worker_shared(kind, blob, index, left, right, out)
     try:
         return pool.submit(_in_worker_shared, kind, blob, index, left, right, out).result()
