@@ -251,7 +251,13 @@ impl Executor {
             ));
         }
         let store = self.stores.partition(input, p)?;
-        let limit = self.stores.config().batch_bytes as usize;
+        // Output kept in place in memory is written in one batch: built in bulk, where
+        // batches after the first would each rebuild the partition or search per pair.
+        let limit = if !shuffle && !output.store_type().is_persistent() {
+            usize::MAX
+        } else {
+            self.stores.config().batch_bytes as usize
+        };
         let n_out = output.total_partitions.max(1);
         let partitioner = Partitioner::from_name(&output.partitioner)?;
         let mut emitted = 0u64;

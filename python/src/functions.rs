@@ -7,8 +7,8 @@
 //! Functions arrive only in tasks from the session's own client; nothing another party sends
 //! through a roll-site is ever run.
 
-use crate::packed::{self, PackedPairs, SharedFile};
-use eggroll_core::functions::{inventory, Emit, ErasedFn, FnKind, Registration};
+use crate::packed::{self, Partition, SharedFile};
+use eggroll_core::functions::{inventory, Emit, ErasedFn, FnKind, PairIter, Registration};
 use eggroll_core::pairs;
 use eggroll_core::{CoreError, Result};
 use eggroll_proto::meta::Functor;
@@ -133,18 +133,32 @@ fn run_partitions(
     kind: &str,
     blob: &[u8],
     p: u32,
-    left: PackedPairs,
-    right: Option<PackedPairs>,
+    left: &mut PairIter,
+    right: Option<&mut PairIter>,
     emit: &mut Emit,
 ) -> Result<()> {
-    let bytes = left.len() + right.as_ref().map_or(0, PackedPairs::len);
-    match inline_limit()? {
-        Some(limit) if bytes > limit => run_pooled(kind, blob, p, &left, right.as_ref(), emit),
-        _ => drain(
-            |py| run(py, (kind, PyBytes::new(py, blob), p, left, right)),
-            emit,
-        ),
+    let limit = inline_limit()?;
+    let what = format!("partition {p}'s input");
+    let left = Partition::read(&what, left, limit)?;
+    let right = right
+        .map(|r| Partition::read(&what, r, limit))
+        .transpose()?;
+    let here = match (left.here(), right.as_ref().map(Partition::here)) {
+        (Some(l), None) => Some(l),
+        (Some(l), Some(Some(r))) => Some(l + r),
+        _ => None,
+    };
+    if limit.is_some_and(|limit| here.is_none_or(|bytes| bytes > limit)) {
+        let left = left.into_shared(&what)?;
+        let right = right.map(|r| r.into_shared(&what)).transpose()?;
+        return run_pooled(kind, blob, p, &left, right.as_ref(), emit);
     }
+    let left = left.into_pairs(&what)?;
+    let right = right.map(|r| r.into_pairs(&what)).transpose()?;
+    drain(
+        |py| run(py, (kind, PyBytes::new(py, blob), p, left, right)),
+        emit,
+    )
 }
 
 /// Runs the function in the pool (`kind`): the partitions cross to the worker, and its
@@ -153,15 +167,10 @@ fn run_pooled(
     kind: &str,
     blob: &[u8],
     p: u32,
-    left: &PackedPairs,
-    right: Option<&PackedPairs>,
+    left: &SharedFile,
+    right: Option<&SharedFile>,
     emit: &mut Emit,
 ) -> Result<()> {
-    let what = format!("partition {p}'s input");
-    let left = SharedFile::with_bytes(&what, left.bytes())?;
-    let right = right
-        .map(|r| SharedFile::with_bytes(&what, r.bytes()))
-        .transpose()?;
     let out = SharedFile::new(&format!("partition {p}'s output"))?;
     Python::with_gil(|py| {
         // The call waits for the worker with Python's lock released.
@@ -174,7 +183,7 @@ fn run_pooled(
                         PyBytes::new(py, blob),
                         p,
                         left.path(),
-                        right.as_ref().map(SharedFile::path),
+                        right.map(SharedFile::path),
                         out.path(),
                     ),
                 )
@@ -193,17 +202,14 @@ fn run_pooled(
 fn map_partitions(params: &[u8]) -> Result<ErasedFn> {
     let blob = params.to_vec();
     Ok(ErasedFn::PerPartition(Box::new(move |p, pairs, emit| {
-        run_partitions("map", &blob, p, PackedPairs::collect(pairs)?, None, emit)
+        run_partitions("map", &blob, p, pairs, None, emit)
     })))
 }
 
 fn two_partitions(params: &[u8]) -> Result<ErasedFn> {
     let blob = params.to_vec();
     Ok(ErasedFn::PartitionPair(Box::new(
-        move |p, left, right, emit| {
-            let (left, right) = (PackedPairs::collect(left)?, PackedPairs::collect(right)?);
-            run_partitions("two", &blob, p, left, Some(right), emit)
-        },
+        move |p, left, right, emit| run_partitions("two", &blob, p, left, Some(right), emit),
     )))
 }
 

@@ -4,6 +4,7 @@
 //! files through which an embedded session's pool workers read a partition and write their
 //! output, with no pipe and no copy of the partition in between.
 
+use eggroll_core::functions::PairIter;
 use eggroll_core::{pairs, CoreError, Result};
 use memmap2::Mmap;
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -36,33 +37,74 @@ pub struct PackedPairs {
     at: usize,
 }
 
-impl PackedPairs {
-    /// Packs `pairs` (one copy of each key and value) to be iterated from Python.
-    pub fn collect(pairs: &mut eggroll_core::functions::PairIter) -> Result<Self> {
+/// A partition read whole for a Python function: in this process's memory while small,
+/// else in a [`SharedFile`] for a pool worker to read.
+pub enum Partition {
+    /// Packed pairs in memory.
+    Here(Vec<u8>),
+    /// Packed pairs in a shared file.
+    Shared(SharedFile),
+}
+
+impl Partition {
+    /// Reads the rest of `pairs`, packed: into a shared file once past `spill_at` bytes
+    /// (never, for None). `what` names it in errors.
+    pub fn read(what: &str, pairs: &mut PairIter, spill_at: Option<usize>) -> Result<Self> {
         let mut buf = Vec::new();
+        let mut spilled: Option<(SharedFile, BufWriter<File>)> = None;
         pairs.visit_rest(&mut |k, v| {
+            if let Some((_, out)) = spilled.as_mut() {
+                return write_pair(out, k, v).map_err(|e| io_error(what, e));
+            }
             pairs::push(&mut buf, k, v);
+            if spill_at.is_some_and(|limit| buf.len() > limit) {
+                let shared = SharedFile::new(what)?;
+                let file = shared.file.try_clone().map_err(|e| io_error(what, e))?;
+                let mut out = BufWriter::with_capacity(1 << 20, file);
+                out.write_all(&std::mem::take(&mut buf))
+                    .map_err(|e| io_error(what, e))?;
+                spilled = Some((shared, out));
+            }
             Ok(())
         })?;
-        Ok(Self {
-            buf: Buffer::Owned(buf),
-            at: 0,
-        })
+        match spilled {
+            None => Ok(Self::Here(buf)),
+            Some((shared, mut out)) => {
+                out.flush().map_err(|e| io_error(what, e))?;
+                Ok(Self::Shared(shared))
+            }
+        }
     }
 
-    /// Its packed bytes, whole.
-    pub fn bytes(&self) -> &[u8] {
-        &self.buf
+    /// Its packed bytes if they are in memory.
+    pub fn here(&self) -> Option<usize> {
+        match self {
+            Self::Here(buf) => Some(buf.len()),
+            Self::Shared(_) => None,
+        }
     }
 
-    /// How many packed bytes it holds.
-    pub fn len(&self) -> usize {
-        self.buf.len()
+    /// Its pairs, to be iterated from Python.
+    pub fn into_pairs(self, what: &str) -> Result<PackedPairs> {
+        let buf = match self {
+            Self::Here(buf) => Buffer::Owned(buf),
+            Self::Shared(shared) => shared.map(what)?.0,
+        };
+        Ok(PackedPairs { buf, at: 0 })
     }
 
-    /// Whether it holds no pair.
-    pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
+    /// It as a shared file.
+    pub fn into_shared(self, what: &str) -> Result<SharedFile> {
+        match self {
+            Self::Here(buf) => {
+                let shared = SharedFile::new(what)?;
+                (&shared.file)
+                    .write_all(&buf)
+                    .map_err(|e| io_error(what, e))?;
+                Ok(shared)
+            }
+            Self::Shared(shared) => Ok(shared),
+        }
     }
 }
 
@@ -115,15 +157,6 @@ impl SharedFile {
             file,
             path: format!("/proc/{}/fd/{fd}", std::process::id()),
         })
-    }
-
-    /// A new file holding `bytes`.
-    pub fn with_bytes(what: &str, bytes: &[u8]) -> Result<Self> {
-        let shared = Self::new(what)?;
-        (&shared.file)
-            .write_all(bytes)
-            .map_err(|e| io_error(what, e))?;
-        Ok(shared)
     }
 
     /// The path another process opens it by.
