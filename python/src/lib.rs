@@ -6,6 +6,9 @@ mod egg;
 mod functions;
 mod packed;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use eggroll_proto::meta::StoreType;
 use eggroll_rollpair::{ByteTable, FateTypes, Options, RollPairContext, SessionOptions};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
