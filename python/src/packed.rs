@@ -76,7 +76,7 @@ impl Partition {
         }
     }
 
-    /// Its packed bytes if they are in memory.
+    /// How many packed bytes it holds in memory; None once spilled to a shared file.
     pub fn here(&self) -> Option<usize> {
         match self {
             Self::Here(buf) => Some(buf.len()),

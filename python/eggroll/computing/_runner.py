@@ -95,13 +95,9 @@ def _in_worker_shared(kind, blob, index, left, right, out):
     from eggroll import _native
 
     try:
-        f = cloudpickle.loads(blob)
-        pairs = _native.read_packed(left)
-        if kind == "map":
-            result = f(index, pairs)
-        else:
-            result = f(index, pairs, _native.read_packed(right))
-        return _native.write_packed(out, result)
+        pairs = _call(kind, blob, index, _native.read_packed(left),
+                      None if right is None else _native.read_packed(right))
+        return _native.write_packed(out, pairs)
     except BaseException:
         raise FunctionFailed(traceback.format_exc().rstrip()) from None
 
@@ -125,7 +121,7 @@ def run_shared(kind, blob, index, left, right, out):
 def run(kind, blob, index, left, right=None):
     """The output pairs of the pickled function `blob` on partition `index` ("map": its
     pairs `left`; "two": `left` and `right`), as an iterable, run in this process (where
-    there is a pool, eggroll-rs calls `run_shared` instead)."""
+    there is a pool, eggroll-rs calls `run_shared` for a partition past the inline limit)."""
     return _call(kind, blob, index, left, right)
 
 
