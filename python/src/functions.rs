@@ -68,23 +68,20 @@ fn bytes_of(x: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
     packed::bytes(x, what).map(|b| b.as_bytes().to_vec())
 }
 
-/// Up to [`BATCH`] pairs from the Python iterator; empty at its end.
-fn next_batch(py: Python<'_>, it: &Py<PyIterator>) -> PyResult<Vec<(Vec<u8>, Vec<u8>)>> {
-    let it = it.bind(py);
-    let mut out = Vec::new();
-    for item in it.clone() {
-        let item = item?;
-        let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract().map_err(|_| {
-            pyo3::exceptions::PyTypeError::new_err(
-                "the function must give (key, value) pairs of bytes",
-            )
-        })?;
-        out.push((bytes_of(&k, "key")?, bytes_of(&v, "value")?));
-        if out.len() >= BATCH {
+/// Packs up to [`BATCH`] pairs from the Python iterator into `out` (one copy each, no
+/// allocation per pair while the lock is held); false at its end.
+fn next_batch(py: Python<'_>, it: &Py<PyIterator>, out: &mut Vec<u8>) -> PyResult<bool> {
+    out.clear();
+    let mut n = 0;
+    for item in it.bind(py).clone() {
+        let (k, v) = packed::output_pair(&item?)?;
+        pairs::push(out, k.as_bytes(), v.as_bytes());
+        n += 1;
+        if n >= BATCH {
             break;
         }
     }
-    Ok(out)
+    Ok(n > 0)
 }
 
 /// Calls `start` under the lock to get the output iterator, then moves its pairs to `emit`
@@ -94,15 +91,14 @@ fn drain(
     emit: &mut Emit,
 ) -> Result<()> {
     let it = Python::with_gil(|py| start(py).map_err(|e| raised(py, e)))?;
-    loop {
-        let batch = Python::with_gil(|py| next_batch(py, &it).map_err(|e| raised(py, e)))?;
-        if batch.is_empty() {
-            return Ok(());
-        }
-        for (k, v) in batch {
-            emit(k, v)?;
+    let mut batch = Vec::new();
+    while Python::with_gil(|py| next_batch(py, &it, &mut batch).map_err(|e| raised(py, e)))? {
+        for pair in pairs::iter(&batch) {
+            let (k, v) = pair?;
+            emit(k.to_vec(), v.to_vec())?;
         }
     }
+    Ok(())
 }
 
 /// Calls `eggroll.computing._runner.run`, which runs the function in this process (a Python

@@ -207,6 +207,16 @@ fn write_pair(out: &mut impl Write, k: &[u8], v: &[u8]) -> std::io::Result<()> {
     out.write_all(v)
 }
 
+/// An item a function gave as its key and value bytes, or an error saying what is wrong.
+pub fn output_pair<'py>(
+    item: &Bound<'py, PyAny>,
+) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+    let (k, v): (Bound<'py, PyAny>, Bound<'py, PyAny>) = item
+        .extract()
+        .map_err(|_| PyTypeError::new_err("the function must give (key, value) pairs of bytes"))?;
+    Ok((bytes(&k, "key")?.clone(), bytes(&v, "value")?.clone()))
+}
+
 /// `x` as bytes, or an error naming what it is instead (`what`: key or value).
 pub fn bytes<'a, 'py>(x: &'a Bound<'py, PyAny>, what: &str) -> PyResult<&'a Bound<'py, PyBytes>> {
     x.downcast::<PyBytes>().map_err(|_| {
@@ -246,11 +256,7 @@ pub fn write_packed(path: &str, items: &Bound<'_, PyAny>) -> PyResult<u64> {
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let mut n = 0u64;
     for item in items.try_iter()? {
-        let item = item?;
-        let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract().map_err(|_| {
-            PyTypeError::new_err("the function must give (key, value) pairs of bytes")
-        })?;
-        let (k, v) = (bytes(&k, "key")?, bytes(&v, "value")?);
+        let (k, v) = output_pair(&item?)?;
         write_pair(&mut out, k.as_bytes(), v.as_bytes()).map_err(|e| os_error(path, e))?;
         n += 1;
     }
