@@ -85,12 +85,20 @@ pub type VisitPair<'a> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'a;
 pub trait PairSource: Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> {
     /// Calls `visit` on each pair not yet iterated, in key order.
     fn visit_rest(&mut self, visit: &mut VisitPair) -> Result<()> {
-        for pair in self {
-            let (k, v) = pair?;
-            visit(&k, &v)?;
-        }
-        Ok(())
+        visit_owned(self, visit)
     }
+}
+
+/// Calls `visit` on each owned pair of `pairs`: how a [`PairSource`] that cannot lend visits.
+pub fn visit_owned<I>(pairs: &mut I, visit: &mut VisitPair) -> Result<()>
+where
+    I: Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + ?Sized,
+{
+    for pair in pairs {
+        let (k, v) = pair?;
+        visit(&k, &v)?;
+    }
+    Ok(())
 }
 
 /// A plain iterator of owned pairs as a [`PairSource`].

@@ -14,6 +14,14 @@ pub fn push(buf: &mut Vec<u8>, k: &[u8], v: &[u8]) {
     buf.extend_from_slice(v);
 }
 
+/// Writes one pair, in the batch format, to `out` (a file, a buffered writer).
+pub fn write(out: &mut impl std::io::Write, k: &[u8], v: &[u8]) -> std::io::Result<()> {
+    out.write_all(&(k.len() as u32).to_be_bytes())?;
+    out.write_all(k)?;
+    out.write_all(&(v.len() as u32).to_be_bytes())?;
+    out.write_all(v)
+}
+
 /// How many bytes [`push`] adds for a pair of these lengths.
 pub fn encoded_len(k: usize, v: usize) -> usize {
     8 + k + v

@@ -6,7 +6,7 @@
 use crate::catalog::Stores;
 use crate::error::{EggError, Result};
 use crate::store::{combine_values, KeyRange, Pair, PartitionStore};
-use eggroll_core::functions::{lookup, Emit, ErasedFn, PairSource, VisitPair};
+use eggroll_core::functions::{lookup, visit_owned, Emit, ErasedFn, PairSource, VisitPair};
 use eggroll_core::partitioner::Partitioner;
 use eggroll_proto::meta::{
     job::Op, Functor, MergeKind, PairBatch, Store, StoreLocator, Task, TaskResult,
@@ -490,11 +490,7 @@ impl PairSource for StorePairs<'_> {
     fn visit_rest(&mut self, visit: &mut VisitPair) -> eggroll_core::Result<()> {
         if self.iter.is_some() || self.done {
             // Part-way through: the rest one by one.
-            for pair in self.by_ref() {
-                let (k, v) = pair?;
-                visit(&k, &v)?;
-            }
-            return Ok(());
+            return visit_owned(self, visit);
         }
         self.done = true;
         // The store's scan fails only with its own error type: carry the visitor's out.

@@ -167,7 +167,8 @@ fn run_pooled(
     right: Option<&SharedFile>,
     emit: &mut Emit,
 ) -> Result<()> {
-    let out = SharedFile::new(&format!("partition {p}'s output"))?;
+    let what = format!("partition {p}'s output");
+    let out = SharedFile::new(&what)?;
     Python::with_gil(|py| {
         // The call waits for the worker with Python's lock released.
         runner(py)
@@ -187,7 +188,7 @@ fn run_pooled(
             .map(drop)
             .map_err(|e| raised(py, e))
     })?;
-    let output = out.map(&format!("partition {p}'s output"))?;
+    let output = out.map(&what)?;
     for pair in pairs::iter(&output) {
         let (k, v) = pair?;
         emit(k.to_vec(), v.to_vec())?;

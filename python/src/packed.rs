@@ -54,7 +54,7 @@ impl Partition {
         let mut spilled: Option<(SharedFile, BufWriter<File>)> = None;
         pairs.visit_rest(&mut |k, v| {
             if let Some((_, out)) = spilled.as_mut() {
-                return write_pair(out, k, v).map_err(|e| io_error(what, e));
+                return pairs::write(out, k, v).map_err(|e| io_error(what, e));
             }
             pairs::push(&mut buf, k, v);
             if spill_at.is_some_and(|limit| buf.len() > limit) {
@@ -200,13 +200,6 @@ fn io_error(what: &str, source: std::io::Error) -> CoreError {
     }
 }
 
-fn write_pair(out: &mut impl Write, k: &[u8], v: &[u8]) -> std::io::Result<()> {
-    out.write_all(&(k.len() as u32).to_be_bytes())?;
-    out.write_all(k)?;
-    out.write_all(&(v.len() as u32).to_be_bytes())?;
-    out.write_all(v)
-}
-
 /// An item a function gave as its key and value bytes, or an error saying what is wrong.
 pub fn output_pair<'py>(
     item: &Bound<'py, PyAny>,
@@ -257,7 +250,7 @@ pub fn write_packed(path: &str, items: &Bound<'_, PyAny>) -> PyResult<u64> {
     let mut n = 0u64;
     for item in items.try_iter()? {
         let (k, v) = output_pair(&item?)?;
-        write_pair(&mut out, k.as_bytes(), v.as_bytes()).map_err(|e| os_error(path, e))?;
+        pairs::write(&mut out, k.as_bytes(), v.as_bytes()).map_err(|e| os_error(path, e))?;
         n += 1;
     }
     out.flush().map_err(|e| os_error(path, e))?;
