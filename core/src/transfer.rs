@@ -36,6 +36,8 @@ pub const MAX_PARTITIONS: i32 = 1 << 16;
 /// Header option naming where a received table is: `namespace/name` in the party's eggs
 /// (the roll-site wrote it there as it arrived).
 pub const EGG_TABLE_OPTION: &str = "egg_table";
+/// Header option of a transfer of a byte table: its FATE codes, `key,value,partitioner`.
+pub const FATE_TYPES_OPTION: &str = "fate_types";
 /// `Metadata.operator` of a local get's request to drop a transfer it has taken.
 pub const OP_CLEAR: &str = "rs_clear";
 /// Longest abort reason kept, in bytes.

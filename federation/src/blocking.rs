@@ -7,8 +7,9 @@ use crate::error::{Error, Result};
 use crate::link::LocalRollsite;
 use crate::options::FederationOptions;
 use crate::party::Party;
+use crate::received::Received;
 use bytes::Bytes;
-use eggroll_rollpair::{RollPair, RollPairContext};
+use eggroll_rollpair::{ByteTable, RollPair, RollPairContext};
 use serde::{de::DeserializeOwned, Serialize};
 use std::future::Future;
 use std::sync::Arc;
@@ -160,6 +161,28 @@ impl BlockingFederation {
         V: Serialize + DeserializeOwned + Send + 'static,
     {
         self.block_on(self.inner.get_table(ctx, name, tag, parties))
+    }
+
+    /// Sends a byte table (FATE's) to `parties`; returns the bytes of table data sent to each.
+    pub fn remote_byte_table(
+        &self,
+        table: &ByteTable,
+        name: &str,
+        tag: &str,
+        parties: &[Party],
+    ) -> Result<u64> {
+        self.block_on(self.inner.remote_byte_table(table, name, tag, parties))
+    }
+
+    /// Receives what `from` sent under `name`/`tag`: bytes, or a byte table made in `ctx`.
+    pub fn get_any(
+        &self,
+        ctx: &RollPairContext,
+        name: &str,
+        tag: &str,
+        from: &Party,
+    ) -> Result<Received> {
+        self.block_on(self.inner.get_any(ctx, name, tag, from))
     }
 
     /// Tells `parties` that this party gave up on the session, and why (see

@@ -21,6 +21,7 @@ pub mod link;
 mod objects;
 pub mod options;
 pub mod party;
+pub mod received;
 pub mod tables_receive;
 mod tables_send;
 
@@ -30,4 +31,5 @@ pub use error::{Error, Result};
 pub use link::LocalRollsite;
 pub use options::FederationOptions;
 pub use party::Party;
+pub use received::Received;
 pub use tables_receive::write_batch;

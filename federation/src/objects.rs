@@ -194,7 +194,7 @@ impl Federation {
         Ok(())
     }
 
-    async fn get_object(&self, key: &TransferKey) -> Result<Bytes> {
+    pub(crate) async fn get_object(&self, key: &TransferKey) -> Result<Bytes> {
         let started = Instant::now();
         let mut attempt = 0;
         let data = loop {
@@ -262,16 +262,34 @@ impl Federation {
             let site = Link::local(w).map_err(|s| Error::hop(self.local_hop(), s))?;
             return self.read_object_in_process(site, key).await;
         }
-        let mut stream = self.open_pull(key).await?;
+        let stream = self.open_pull(key).await?;
+        self.assemble_object(key, None, stream).await
+    }
+
+    /// Reads the object `key` from its pull, `first` being its first packet when the caller
+    /// already took it (to see what was sent).
+    pub(crate) async fn assemble_object(
+        &self,
+        key: &TransferKey,
+        mut first: Option<Packet>,
+        mut stream: PacketStream,
+    ) -> Result<Bytes> {
         let mut out = Assembly::new(0);
         let mut next_seq = 0i64;
         let max = self.inner.opts.max_object_bytes;
-        while let Some(p) = stream
-            .next()
-            .await
-            .transpose()
-            .map_err(|s| Error::hop(self.local_hop(), s))?
-        {
+        loop {
+            let p = match first.take() {
+                Some(p) => p,
+                None => match stream
+                    .next()
+                    .await
+                    .transpose()
+                    .map_err(|s| Error::hop(self.local_hop(), s))?
+                {
+                    Some(p) => p,
+                    None => break,
+                },
+            };
             let h = received_header(&p)?;
             if h.data_type != OBJECT {
                 return Err(Error::BadPacket(format!(

@@ -7,10 +7,12 @@ use crate::error::{Error, Result};
 use crate::link::PacketStream;
 use crate::party::Party;
 use bytes::Bytes;
-use eggroll_core::partitioner::partition_of;
-use eggroll_core::transfer::{TransferKey, EGG_TABLE_OPTION, TABLE};
+use eggroll_core::partitioner::Partitioner;
+use eggroll_core::transfer::{TransferKey, EGG_TABLE_OPTION, FATE_TYPES_OPTION, TABLE};
 use eggroll_core::CoreError;
-use eggroll_rollpair::{Options, RollPair, RollPairContext};
+use eggroll_proto::proxy::Packet;
+use eggroll_proto::transfer::RollSiteHeader;
+use eggroll_rollpair::{ByteTable, FateTypes, Options, RollPair, RollPairContext};
 use serde::{de::DeserializeOwned, Serialize};
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -58,20 +60,7 @@ impl Federation {
         V: Serialize + DeserializeOwned + Send + 'static,
     {
         let started = Instant::now();
-        let mut stream = self.open_pull(key).await?;
-        let hop = self.local_hop();
-        let Some(first) = stream
-            .next()
-            .await
-            .transpose()
-            .map_err(|s| Error::hop(hop.clone(), s))?
-        else {
-            return Err(Error::BadPacket(format!(
-                "the roll-site answered the get of {} with no data",
-                key.rs_key()
-            )));
-        };
-        let h = received_header(&first)?;
+        let (first, h, stream) = self.first_packet(key).await?;
         if h.data_type != TABLE {
             return Err(Error::BadPacket(format!(
                 "{} was sent as an {}; receive it with get",
@@ -79,11 +68,117 @@ impl Federation {
                 h.data_type
             )));
         }
+        if h.options.contains_key(FATE_TYPES_OPTION) {
+            return Err(Error::BadPacket(format!(
+                "{} was sent as a byte table (FATE's); receive it with get_any",
+                key.rs_key()
+            )));
+        }
         let n = h.total_partitions as u32;
         if let Some(at) = h.options.get(EGG_TABLE_OPTION).cloned() {
-            return self.take_egg_table(ctx, key, stream, &at, n, started).await;
+            self.drain_egg_table(key, stream, ctx, &at).await?;
+            let (ctx2, at2) = (ctx.clone(), at.clone());
+            let table: RollPair<K, V> = blocking(move || {
+                let (ns, nm) = split_at(&at2)?;
+                Ok(ctx2.load::<K, V>(ns, nm)?)
+            })
+            .await?;
+            return self.took_egg_table(key, table, &at, n, started).await;
         }
-        let table: RollPair<K, V> = ctx.create(Options::partitions(n))?;
+        let ctx2 = ctx.clone();
+        let table: RollPair<K, V> =
+            blocking(move || Ok(ctx2.create(Options::partitions(n))?)).await?;
+        self.fill(table, key, first, stream, started).await
+    }
+
+    /// Receives the byte table whose first packet (`first`, with header `h`) arrived, into a
+    /// new byte table of `ctx` in the federation session's namespace, with the sender's FATE
+    /// codes and partition count.
+    pub(crate) async fn receive_byte_table(
+        &self,
+        ctx: &RollPairContext,
+        key: &TransferKey,
+        h: &RollSiteHeader,
+        first: Packet,
+        stream: PacketStream,
+        started: Instant,
+    ) -> Result<ByteTable> {
+        let types = h
+            .options
+            .get(FATE_TYPES_OPTION)
+            .map(|s| FateTypes::from_header(s))
+            .transpose()
+            .map_err(|m| Error::BadPacket(format!("{}: {m}", key.rs_key())))?
+            .ok_or_else(|| {
+                Error::BadPacket(format!(
+                    "{} was sent as a table of eggroll-rs's typed API, not a byte table;                      receive it with get_table",
+                    key.rs_key()
+                ))
+            })?;
+        let n = h.total_partitions as u32;
+        if let Some(at) = h.options.get(EGG_TABLE_OPTION).cloned() {
+            self.drain_egg_table(key, stream, ctx, &at).await?;
+            let (ctx2, at2) = (ctx.clone(), at.clone());
+            let table = blocking(move || {
+                let (ns, nm) = split_at(&at2)?;
+                Ok(ctx2.load_bytes(ns, nm)?)
+            })
+            .await?;
+            self.took_egg_table(key, table.raw().clone(), &at, n, started)
+                .await?;
+            return Ok(table);
+        }
+        let (ctx2, namespace) = (ctx.clone(), key.session.clone());
+        let table = blocking(move || {
+            let opts = Options {
+                namespace: Some(namespace),
+                ..Options::partitions(n)
+            };
+            Ok(ctx2.create_bytes(opts, types)?)
+        })
+        .await?;
+        self.fill(table.raw().clone(), key, first, stream, started)
+            .await?;
+        Ok(table)
+    }
+
+    /// Opens the pull of `key` and waits for its first packet: the header says what was sent.
+    pub(crate) async fn first_packet(
+        &self,
+        key: &TransferKey,
+    ) -> Result<(Packet, RollSiteHeader, PacketStream)> {
+        let mut stream = self.open_pull(key).await?;
+        let first = stream
+            .next()
+            .await
+            .transpose()
+            .map_err(|s| Error::hop(self.local_hop(), s))?
+            .ok_or_else(|| {
+                Error::BadPacket(format!(
+                    "the roll-site answered the get of {} with no data",
+                    key.rs_key()
+                ))
+            })?;
+        let h = received_header(&first)?;
+        Ok((first, h, stream))
+    }
+
+    /// Writes every batch of the transfer, from `first` on, into `table` (made for it with
+    /// the sender's partition count); a table left half-received is destroyed.
+    async fn fill<K, V>(
+        &self,
+        table: RollPair<K, V>,
+        key: &TransferKey,
+        first: Packet,
+        mut stream: PacketStream,
+        started: Instant,
+    ) -> Result<RollPair<K, V>>
+    where
+        K: Send + 'static,
+        V: Send + 'static,
+    {
+        let hop = self.local_hop();
+        let n = table.partitions();
         // One writer thread per group of partitions (partition p to writer p % writers):
         // batches of different partitions are written at once, each partition by one writer.
         let writers = self.inner.opts.streams_in_flight.min(n as usize).max(1);
@@ -143,21 +238,16 @@ impl Federation {
             ms = started.elapsed().as_millis() as u64, outcome = "ok", "get_table");
         Ok(table)
     }
-    /// A table the roll-site already wrote into its cluster's eggs (`at`: `namespace/name`):
-    /// waits until every batch arrived (the pull ends then), then hands that table over.
-    async fn take_egg_table<K, V>(
+
+    /// Waits until every batch of a table the roll-site writes into its cluster's eggs (`at`)
+    /// arrived (the pull ends then); such a table is only reachable from a cluster session.
+    async fn drain_egg_table(
         &self,
-        ctx: &RollPairContext,
         key: &TransferKey,
         mut stream: PacketStream,
+        ctx: &RollPairContext,
         at: &str,
-        n: u32,
-        started: Instant,
-    ) -> Result<RollPair<K, V>>
-    where
-        K: Serialize + DeserializeOwned + Send + 'static,
-        V: Serialize + DeserializeOwned + Send + 'static,
-    {
+    ) -> Result<()> {
         let hop = self.local_hop();
         while stream
             .next()
@@ -174,12 +264,19 @@ impl Federation {
                 key.rs_key()
             )));
         }
-        let (namespace, name) = at.split_once('/').ok_or_else(|| {
-            Error::BadPacket(format!("{}: bad {EGG_TABLE_OPTION} {at:?}", key.rs_key()))
-        })?;
-        let (ctx2, ns, nm) = (ctx.clone(), namespace.to_string(), name.to_string());
-        let table: RollPair<K, V> =
-            tokio::task::spawn_blocking(move || ctx2.load::<K, V>(&ns, &nm)).await??;
+        Ok(())
+    }
+
+    /// Hands over the table the roll-site wrote into the eggs, once its partition count is
+    /// checked, and tells the roll-site it was taken.
+    async fn took_egg_table<K, V>(
+        &self,
+        key: &TransferKey,
+        table: RollPair<K, V>,
+        at: &str,
+        n: u32,
+        started: Instant,
+    ) -> Result<RollPair<K, V>> {
         if table.partitions() != n {
             return Err(Error::BadPacket(format!(
                 "{at} has {} partitions, the transfer {n}",
@@ -194,6 +291,16 @@ impl Federation {
     }
 }
 
+/// `namespace/name` of a table the roll-site wrote into its cluster's eggs.
+fn split_at(at: &str) -> Result<(&str, &str)> {
+    at.split_once('/')
+        .ok_or_else(|| Error::BadPacket(format!("bad {EGG_TABLE_OPTION} {at:?}")))
+}
+
+/// Runs `f` (which touches the stores or the cluster) on a blocking thread.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await?
+}
 /// Writes received batches into `table` raw, each into the partition it was sent from,
 /// after checking its framing and that every key belongs there; returns the pairs written.
 fn write_batches<K, V>(
@@ -210,7 +317,8 @@ fn write_batches<K, V>(
 }
 
 /// Writes one received batch of partition `p` (of `n`) into `table` as it came, once its
-/// framing and the partition of every key are checked; nothing is decoded or re-packed.
+/// framing and the partition of every key (by the table's partitioner) are checked; nothing
+/// is decoded or re-packed.
 pub fn write_batch<K, V>(
     table: &RollPair<K, V>,
     n: u32,
@@ -223,13 +331,14 @@ pub fn write_batch<K, V>(
             "{what}: a batch of partition {p} arrived for a table of {n} partitions"
         )));
     }
+    let partitioner = Partitioner::from_name(&table.locator().partitioner)?;
     let mut pairs = 0u64;
     for pair in eggroll_core::pairs::iter(&batch) {
         let (k, _) = pair.map_err(|e| match e {
             CoreError::BadPacket(m) => Error::BadPacket(format!("{what}, partition {p}: {m}")),
             e => e.into(),
         })?;
-        let q = partition_of(k, n);
+        let q = partitioner.partition(k, n);
         if q != p {
             return Err(Error::BadPacket(format!(
                 "{what}: a key sent in partition {p} belongs to partition {q} of {n}: \

@@ -5,10 +5,10 @@
 use crate::client::{join_one, Federation};
 use crate::error::{Error, Result};
 use crate::party::Party;
-use eggroll_core::transfer::TABLE;
+use eggroll_core::transfer::{FATE_TYPES_OPTION, TABLE};
 use eggroll_eggpair::push::{push_partition, TablePush};
 use eggroll_proto::meta::PushToRollsite;
-use eggroll_rollpair::RollPair;
+use eggroll_rollpair::{ByteTable, FateTypes, RollPair};
 use prost::Message;
 use serde::{de::DeserializeOwned, Serialize};
 use std::sync::Arc;
@@ -34,8 +34,37 @@ impl Federation {
         K: Serialize + DeserializeOwned + Send + 'static,
         V: Serialize + DeserializeOwned + Send + 'static,
     {
+        self.remote_pairs(table, None, name, tag, parties).await
+    }
+
+    /// Sends a byte table (FATE's) to `parties` as [`Self::remote_table`] does; its FATE codes
+    /// travel with it, so the receiver makes a byte table of the same codes and partitioner.
+    pub async fn remote_byte_table(
+        &self,
+        table: &ByteTable,
+        name: &str,
+        tag: &str,
+        parties: &[Party],
+    ) -> Result<u64> {
+        self.remote_pairs(table.raw(), Some(table.types()), name, tag, parties)
+            .await
+    }
+
+    /// `remote_table` of the encoded pairs of `table`, whatever their types.
+    async fn remote_pairs<K, V>(
+        &self,
+        table: &RollPair<K, V>,
+        fate: Option<FateTypes>,
+        name: &str,
+        tag: &str,
+        parties: &[Party],
+    ) -> Result<u64>
+    where
+        K: Send + 'static,
+        V: Send + 'static,
+    {
         let started = Instant::now();
-        let request = self.push_request(name, tag, parties, table.partitions());
+        let request = self.push_request(name, tag, parties, table.partitions(), fate);
         let result = if table.context().is_distributed() {
             self.push_from_eggs(table, request).await
         } else {
@@ -53,6 +82,7 @@ impl Federation {
         tag: &str,
         parties: &[Party],
         partitions: u32,
+        fate: Option<FateTypes>,
     ) -> PushToRollsite {
         let opts = &self.inner.opts;
         let headers = parties
@@ -60,6 +90,9 @@ impl Federation {
             .map(|party| {
                 let mut h = self.key(name, tag, &self.inner.me, party).header(TABLE);
                 h.total_partitions = partitions as i32;
+                if let Some(t) = fate {
+                    h.options.insert(FATE_TYPES_OPTION.into(), t.to_header());
+                }
                 h.encode_to_vec()
             })
             .collect();

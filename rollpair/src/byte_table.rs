@@ -116,6 +116,12 @@ impl ByteTable {
         self.inner.context()
     }
 
+    /// The untyped table underneath, for what moves encoded pairs as they are (a transfer
+    /// to another party scans and writes them without decoding).
+    pub fn raw(&self) -> &RollPair<Raw, Raw> {
+        &self.inner
+    }
+
     /// Writes pairs in batches, each into the partition of its key; returns how many.
     pub fn put_all(&self, data: impl IntoIterator<Item = BytePair>) -> Result<u64> {
         self.inner.put_all_encoded(data)

@@ -78,10 +78,58 @@ pub struct FateTypes {
     pub partitioner_type: i32,
 }
 
+impl FateTypes {
+    /// The codes as a transfer header carries them: `key,value,partitioner`.
+    pub fn to_header(self) -> String {
+        format!(
+            "{},{},{}",
+            self.key_serdes_type, self.value_serdes_type, self.partitioner_type
+        )
+    }
+
+    /// The codes of a transfer header; says what is wrong with a malformed one.
+    pub fn from_header(s: &str) -> std::result::Result<Self, String> {
+        let codes: Vec<i32> = s
+            .split(',')
+            .map(|c| c.trim().parse::<i32>())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| format!("bad FATE type codes {s:?}: {e}"))?;
+        match codes[..] {
+            [key_serdes_type, value_serdes_type, partitioner_type] => Ok(Self {
+                key_serdes_type,
+                value_serdes_type,
+                partitioner_type,
+            }),
+            _ => Err(format!(
+                "bad FATE type codes {s:?}: three (key, value, partitioner) expected"
+            )),
+        }
+    }
+}
+
 /// How a new store's pairs are encoded, as its metadata records it.
 pub(crate) struct StoreTags {
     pub(crate) serdes: &'static str,
     pub(crate) key_type: &'static str,
     pub(crate) value_type: &'static str,
     pub(crate) fate: FateTypes,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FateTypes;
+
+    #[test]
+    fn fate_types_round_trip_through_a_header_and_bad_ones_are_named() {
+        let t = FateTypes {
+            key_serdes_type: 1,
+            value_serdes_type: 0,
+            partitioner_type: 2,
+        };
+        assert_eq!(FateTypes::from_header(&t.to_header()), Ok(t));
+        for bad in ["", "1,2", "1,2,3,4", "a,b,c"] {
+            let e = FateTypes::from_header(bad).unwrap_err();
+            assert!(e.contains("FATE type codes"), "{e}");
+        }
+    }
 }

@@ -11,8 +11,9 @@
 use crate::error::{Error, Result};
 use eggroll_core::codec::Bytes;
 use eggroll_core::sync::Mutex;
+use eggroll_core::transfer::FATE_TYPES_OPTION;
 use eggroll_proto::transfer::RollSiteHeader;
-use eggroll_rollpair::{Options, RollPair, RollPairContext, SessionOptions};
+use eggroll_rollpair::{FateTypes, Options, RollPair, RollPairContext, SessionOptions};
 use std::collections::HashMap;
 
 /// Namespace of the tables received into the eggs.
@@ -90,7 +91,7 @@ impl Inbox {
                     // refuses a name it has), so if it fails the table may exist after all.
                     let t = match ctx.load::<Bytes, Bytes>(NAMESPACE, name) {
                         Ok(t) => t,
-                        Err(_) => match ctx.create(Options::persistent(NAMESPACE, name, n)) {
+                        Err(_) => match create(&ctx, name, n, header) {
                             Ok(t) => t,
                             Err(e) => ctx.load(NAMESPACE, name).map_err(|_| e)?,
                         },
@@ -132,6 +133,26 @@ impl Inbox {
     pub fn forget(&self, name: &str) {
         let t = self.tables.lock().remove(name);
         drop(t);
+    }
+}
+
+/// The table of a received transfer: a byte table with the sender's FATE codes when it sent
+/// one (FATE's), a table of encoded pairs otherwise. Either is written as raw batches.
+fn create(
+    ctx: &RollPairContext,
+    name: &str,
+    n: u32,
+    header: &RollSiteHeader,
+) -> Result<RollPair<Bytes, Bytes>> {
+    let opts = Options::persistent(NAMESPACE, name, n);
+    match header.options.get(FATE_TYPES_OPTION) {
+        Some(codes) => {
+            let types = FateTypes::from_header(codes).map_err(Error::BadPacket)?;
+            ctx.create_bytes(opts, types)?;
+            // The same store, as the raw-batch writer takes it.
+            Ok(ctx.load(NAMESPACE, name)?)
+        }
+        None => Ok(ctx.create(opts)?),
     }
 }
 
