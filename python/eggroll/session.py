@@ -1,5 +1,6 @@
 """Sessions: `session_init` as FATE's eggroll back end calls it."""
 
+import atexit
 import os
 import uuid
 
@@ -42,7 +43,11 @@ class Session:
                 str(host), int(port), session_id, processors_per_node=processors, lease_ms=lease_ms
             )
             self._session_id = self._ctx.session_id()
+            # A job process that ends without stopping its session must not leave its eggs
+            # running on the cluster until their lease runs out.
+            atexit.register(self.stop)
         self._stopped = False
+        self._exit_tasks = []
 
     @property
     def native(self):
@@ -58,8 +63,22 @@ class Session:
     def is_stopped(self):
         return self._stopped
 
+    def add_exit_task(self, func):
+        """Runs `func` when the session stops, before its tables go (a federation waits for
+        its pushes there)."""
+        self._exit_tasks.append(func)
+
+    def _run_exit_tasks(self):
+        tasks, self._exit_tasks = self._exit_tasks, []
+        for task in reversed(tasks):
+            try:
+                task()
+            except Exception as e:  # one failing task must not keep the session alive
+                print(f"eggroll: an exit task of session {self._session_id} failed: {e}")
+
     def stop(self):
         if not self._stopped:
+            self._run_exit_tasks()
             self._stopped = True
             if self._embedded:
                 _runner.stop_pool()

@@ -3,6 +3,7 @@
 //! eggroll-rs (RocksDB, gRPC to the eggs) runs with Python's lock released.
 
 mod egg;
+mod federation;
 mod functions;
 mod packed;
 
@@ -54,7 +55,7 @@ fn spec(
 /// A session: standalone in this process, or on a cluster's eggs.
 #[pyclass(module = "eggroll._native", frozen)]
 struct Context {
-    ctx: RollPairContext,
+    pub(crate) ctx: RollPairContext,
 }
 
 #[pymethods]
@@ -163,11 +164,11 @@ impl Context {
 #[pyclass(module = "eggroll._native")]
 struct Table {
     /// None once destroyed.
-    t: Option<ByteTable>,
+    pub(crate) t: Option<ByteTable>,
 }
 
 impl Table {
-    fn table(&self) -> PyResult<&ByteTable> {
+    pub(crate) fn table(&self) -> PyResult<&ByteTable> {
         self.t
             .as_ref()
             .ok_or_else(|| PyValueError::new_err("the table was destroyed"))
@@ -495,6 +496,7 @@ fn partition_of(key: &[u8], n: u32, partitioner_type: i32) -> PyResult<u32> {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Context>()?;
     m.add_class::<Table>()?;
+    m.add_class::<federation::Federation>()?;
     m.add_function(wrap_pyfunction!(partition_of, m)?)?;
     m.add_function(wrap_pyfunction!(egg::serve_egg, m)?)?;
     m.add_class::<packed::PackedPairs>()?;

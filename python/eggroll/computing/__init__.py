@@ -9,11 +9,16 @@ function starts afresh per partition). Pairs are read, shuffled and written by e
 with Python's lock released.
 """
 
+import threading
+
 import cloudpickle
 
 from eggroll.computing._functions import CombineInPartition, FirstPerKey, FoldPartition
 
 IN_MEMORY = "IN_MEMORY"
+
+# Guards the pushes' holds on tables (few and short: one lock for all).
+_holds_lock = threading.Lock()
 
 
 class Store:
@@ -89,6 +94,11 @@ class RollPair:
         self._t = table
         self._ctx = ctx
         self._store = Store(table)
+        # Pushes to other parties still reading the table, and a destroy asked for meanwhile.
+        # Owned: destroyed when dropped even if persistent (a table received from a party).
+        self._owned = False
+        self._holds = 0
+        self._destroy_pending = False
 
     def __getstate__(self):
         raise TypeError("a RollPair cannot be pickled: pass the data, not the table, to functions")
@@ -98,7 +108,9 @@ class RollPair:
         # table no longer referenced is destroyed at once (a persistent one stays). Each
         # RollPair is the only one of its in-memory store, so no other can still need it.
         t = getattr(self, "_t", None)
-        if t is None or t.destroyed or self._store.store_type != IN_MEMORY:
+        if t is None or t.destroyed:
+            return
+        if self._store.store_type != IN_MEMORY and not getattr(self, "_owned", False):
             return
         if self._ctx.session.is_stopped():
             return
@@ -167,7 +179,25 @@ class RollPair:
         return self._t.take_sorted(int(num))
 
     def destroy(self):
+        """Removes the table; while a push to another party still reads it, once that is done
+        (FATE does not wait for its pushes before it destroys what it sent)."""
+        with _holds_lock:
+            if self._holds:
+                self._destroy_pending = True
+                return None
         return self._t.destroy()
+
+    def _hold(self):
+        """Keeps the table from being destroyed until `_release`."""
+        with _holds_lock:
+            self._holds += 1
+
+    def _release(self):
+        with _holds_lock:
+            self._holds -= 1
+            destroy = self._holds == 0 and self._destroy_pending and not self._t.destroyed
+        if destroy and not self._ctx.session.is_stopped():
+            self._t.destroy()
 
     def copy_as(self, name, namespace, store_type=None):
         return RollPair(self._t.copy_as(namespace, name, store_type), self._ctx)
