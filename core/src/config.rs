@@ -87,6 +87,12 @@ pub struct NodeManagerConfig {
     /// The Python run as `<python> -m eggroll.egg ...` for each Python egg (sessions of
     /// FATE's jobs); it must have the `eggroll-rs` package installed.
     pub python_executable: String,
+    /// Warm Python eggs kept waiting for sessions, so that a job's eggs have their modules
+    /// imported already (0: Python eggs start when a session asks for them).
+    pub python_spares: u32,
+    /// The modules a warm Python egg imports while it waits, comma-separated (a module that
+    /// is missing is skipped): what FATE's functions import.
+    pub python_preload: String,
 }
 
 impl Default for EggrollConfig {
@@ -144,6 +150,10 @@ impl Default for NodeManagerConfig {
             heartbeat_interval_ms: 3_000,
             eggpair_executable: String::new(),
             python_executable: "python3".into(),
+            python_spares: 0,
+            python_preload: "fate.arch.dataframe, fate.arch.protocol.psi, fate.ml.ensemble, \
+                             fate.ml.glm"
+                .into(),
         }
     }
 }

@@ -219,6 +219,38 @@ impl LocalCluster {
         }
     }
 
+    /// Waits until every node has `n` warm Python eggs (each says `ready` in its log under
+    /// `node{i}-logs/spares/`), at most `limit`; a cluster whose spares do not warm still
+    /// works (its eggs start cold), so it only says so.
+    pub fn wait_spares(&self, n: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let ready = |i: usize| -> usize {
+            let dir = self.root.join(format!("node{i}-logs")).join("spares");
+            std::fs::read_dir(dir)
+                .map(|d| {
+                    d.flatten()
+                        .filter(|e| {
+                            std::fs::read_to_string(e.path())
+                                .is_ok_and(|t| t.lines().any(|l| l.trim() == "ready"))
+                        })
+                        .count()
+                })
+                .unwrap_or(0)
+        };
+        while (0..self.spec.nodes).any(|i| ready(i) < n) {
+            if Instant::now() > deadline {
+                eprintln!(
+                    "warning: the warm Python eggs did not all start within {} s (see {}); \
+                     Python eggs may start cold",
+                    limit.as_secs(),
+                    self.root.display()
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// The last `lines` lines of every daemon's log, for error messages.
     pub fn log_tails(&self, lines: usize) -> String {
         let mut out = String::new();
@@ -259,6 +291,11 @@ pub struct LocalClusterArgs {
     /// The Python of Python eggs (FATE's sessions): one with the `eggroll-rs` package installed.
     #[arg(long, env = "EGGROLL_NODEMANAGER_PYTHON_EXECUTABLE")]
     python: Option<PathBuf>,
+    /// Warm Python eggs per node (modules imported, waiting for a session); with `--python`,
+    /// two sessions' worth by default (2 × session.processors_per_node). Startup waits until
+    /// they are warm.
+    #[arg(long, env = "EGGROLL_NODEMANAGER_PYTHON_SPARES")]
+    python_spares: Option<u32>,
     /// Exit when standard input closes: for tests and scripts that hold a pipe to it.
     #[arg(long, hide = true)]
     exit_with_stdin: bool,
@@ -267,9 +304,15 @@ pub struct LocalClusterArgs {
 /// Runs `eggroll local-cluster`: a cluster manager and node managers on 127.0.0.1 until
 /// Ctrl-C, SIGTERM (or, with `--exit-with-stdin`, until stdin closes).
 pub fn run(args: LocalClusterArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let mut spares = 0;
     if let Some(python) = &args.python {
         // The node managers read it from their environment.
         std::env::set_var("EGGROLL_NODEMANAGER_PYTHON_EXECUTABLE", python);
+        // Two sessions' worth: a job takes a session's eggs while the next session's wait.
+        let per_session = eggroll_core::config::EggrollConfig::load(None)
+            .map_or(4, |c| c.session.processors_per_node) as u32;
+        spares = args.python_spares.unwrap_or(2 * per_session);
+        std::env::set_var("EGGROLL_NODEMANAGER_PYTHON_SPARES", spares.to_string());
     }
     let program = std::env::current_exe()?;
     let cluster = LocalCluster::start(
@@ -280,6 +323,9 @@ pub fn run(args: LocalClusterArgs) -> Result<(), Box<dyn std::error::Error>> {
             ..ClusterSpec::default()
         },
     )?;
+    if spares > 0 {
+        cluster.wait_spares(spares as usize, Duration::from_secs(180));
+    }
     println!("clustermanager listening on {}", cluster.address());
     println!(
         "{} node managers; data and logs in {}; Ctrl-C stops them",

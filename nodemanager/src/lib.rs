@@ -5,6 +5,7 @@
 pub mod node_id;
 pub mod processes;
 pub mod resources;
+pub mod spares;
 
 use eggroll_core::config::EggrollConfig;
 use eggroll_proto::meta::cluster_manager_client::ClusterManagerClient;
@@ -69,7 +70,10 @@ pub async fn serve(
         logs_dir: config.logs_dir.clone(),
         host: advertised.0.clone(),
         node_id,
+        python_spares: config.nodemanager.python_spares as usize,
+        python_preload: config.nodemanager.python_preload.clone(),
     });
+    supervisor.refill_spares();
     let registration = NodeRegistration {
         node_id,
         host: advertised.0.clone(),

@@ -4,6 +4,7 @@
 //! Each egg holds a pipe on its stdin whose other end only this process has: when the node
 //! manager dies, however it dies, the pipe closes and the eggs exit. No orphans.
 
+use crate::spares::{Assignment, Spares};
 use eggroll_core::processor;
 use eggroll_core::sync::Mutex;
 use eggroll_proto::meta::cluster_manager_client::ClusterManagerClient;
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 
 /// How a running egg is asked to end.
@@ -39,6 +41,10 @@ pub struct EggLauncher {
     pub host: String,
     /// This node's id.
     pub node_id: u64,
+    /// Warm Python eggs kept waiting for sessions (`crate::spares`); 0: none.
+    pub python_spares: usize,
+    /// The modules they import while they wait, comma-separated.
+    pub python_preload: String,
 }
 
 /// How to end each running egg, by (session, processor id).
@@ -49,15 +55,34 @@ type Running = HashMap<(String, u64), oneshot::Sender<Ending>>;
 pub struct Supervisor {
     launcher: Arc<EggLauncher>,
     running: Arc<Mutex<Running>>,
+    spares: Arc<Spares>,
 }
 
 impl Supervisor {
     /// A supervisor with no eggs yet.
     pub fn new(launcher: EggLauncher) -> Self {
+        let spares = Spares::new(
+            launcher.python.clone(),
+            &launcher.python_preload,
+            launcher.python_spares,
+            launcher.logs_dir.clone(),
+        );
         Self {
             launcher: Arc::new(launcher),
             running: Default::default(),
+            spares: Arc::new(spares),
         }
+    }
+
+    /// Starts warm Python eggs until as many wait as configured. Call it on a tokio runtime,
+    /// when no job needs the CPU they take (at start, when a session ends).
+    pub fn refill_spares(&self) {
+        self.spares.refill();
+    }
+
+    /// How many warm Python eggs wait, and how many of them are ready.
+    pub fn spare_counts(&self) -> (usize, usize) {
+        self.spares.counts()
     }
 
     fn running(&self) -> std::sync::MutexGuard<'_, Running> {
@@ -118,32 +143,53 @@ impl Supervisor {
                     ))
                 }
             };
-            let child = tokio::process::Command::new(program)
-                .args(args)
-                .args(["--session-id", session_id])
-                .args(["--processor-id", &p.id.to_string()])
-                .args(["--cluster-manager", cluster_manager])
-                .args(["--host", &l.host])
-                .arg("--data-dir")
-                .arg(&l.data_dir)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::from(log))
-                .stderr(Stdio::from(log2))
-                .kill_on_drop(true)
-                .spawn()
-                .map_err(|e| {
-                    format!(
-                        "cannot start egg-pair program {}: {e}; check {setting}",
-                        program.display()
-                    )
-                })?;
-            tracing::info!(session = %session_id, processor = p.id, pid = child.id().unwrap_or(0), "egg started");
+            // A Python egg is a warm spare when one waits: told its session, it serves.
+            let spare = (p.processor_type == processor::PYTHON_EGG_PAIR)
+                .then(|| self.spares.take())
+                .flatten();
+            let (child, assign) = match spare {
+                Some(child) => {
+                    let assignment = Assignment {
+                        session_id,
+                        processor_id: p.id,
+                        cluster_manager,
+                        host: &l.host,
+                        data_dir: &l.data_dir,
+                        log: &log_path,
+                    };
+                    (child, Some(assignment.line()))
+                }
+                None => {
+                    let child = tokio::process::Command::new(program)
+                        .args(args)
+                        .args(["--session-id", session_id])
+                        .args(["--processor-id", &p.id.to_string()])
+                        .args(["--cluster-manager", cluster_manager])
+                        .args(["--host", &l.host])
+                        .arg("--data-dir")
+                        .arg(&l.data_dir)
+                        .stdin(Stdio::piped())
+                        .stdout(Stdio::from(log))
+                        .stderr(Stdio::from(log2))
+                        .kill_on_drop(true)
+                        .spawn()
+                        .map_err(|e| {
+                            format!(
+                                "cannot start egg-pair program {}: {e}; check {setting}",
+                                program.display()
+                            )
+                        })?;
+                    (child, None)
+                }
+            };
+            tracing::info!(session = %session_id, processor = p.id, pid = child.id().unwrap_or(0),
+                warm = assign.is_some(), "egg started");
             let (tx, rx) = oneshot::channel();
             self.running().insert(key.clone(), tx);
             let this = self.clone();
             let cm = cluster_manager.to_string();
             tokio::spawn(async move {
-                this.watch(child, rx, key, log_path, cm).await;
+                this.watch(child, assign, rx, key, log_path, cm).await;
             });
         }
         Ok(())
@@ -153,6 +199,7 @@ impl Supervisor {
     async fn watch(
         &self,
         mut child: tokio::process::Child,
+        assign: Option<Vec<u8>>,
         ending: oneshot::Receiver<Ending>,
         key: (String, u64),
         log_path: PathBuf,
@@ -160,7 +207,12 @@ impl Supervisor {
     ) {
         // Held here, not in `child`: tokio's `wait` closes a child's stdin, which the egg
         // reads as its node manager going away.
-        let stdin = child.stdin.take();
+        let mut stdin = child.stdin.take();
+        if let (Some(line), Some(pipe)) = (assign, stdin.as_mut()) {
+            // A spare that cannot be told is gone: its exit is reported below.
+            let _ = pipe.write_all(&line).await;
+            let _ = pipe.flush().await;
+        }
         let status = tokio::select! {
             status = child.wait() => Some(status),
             how = ending => {
@@ -227,6 +279,11 @@ impl Supervisor {
             if let Some(tx) = running.remove(k) {
                 let _ = tx.send(how);
             }
+        }
+        drop(running);
+        // The job is over: a good moment to warm the eggs of the next one.
+        if !keys.is_empty() {
+            self.refill_spares();
         }
         keys.len()
     }

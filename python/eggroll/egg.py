@@ -1,27 +1,78 @@
 """`python -m eggroll.egg`: a Python egg. A node manager starts one per processor of a session
 that asks for Python eggs (FATE's): eggroll-rs's egg-pair server, run in this process so that
-its tasks' Python functions run here. Not started by hand."""
+its tasks' Python functions run here. Not started by hand.
+
+With `--spare`, it is a warm egg: it imports the `--preload` modules (what FATE's functions
+import: seconds of CPU), says `ready` on stdout and in its log, then waits for its session: one
+JSON line on stdin from the node manager. Its output then goes to that egg's log."""
 
 import argparse
+import importlib
+import json
+import os
 import sys
 
 from eggroll import _native
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m eggroll.egg", description=__doc__)
-    parser.add_argument("--session-id", required=True)
-    parser.add_argument("--processor-id", required=True, type=int)
-    parser.add_argument("--cluster-manager", required=True, help="host:port it reports to")
-    parser.add_argument("--host", required=True, help="address to listen on")
-    parser.add_argument("--data-dir", required=True)
-    args = parser.parse_args(argv)
+def _serve(session_id, processor_id, cluster_manager, host, data_dir):
     try:
-        _native.serve_egg(args.session_id, args.processor_id, args.cluster_manager, args.host, args.data_dir)
+        _native.serve_egg(session_id, int(processor_id), cluster_manager, host, data_dir)
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def _spare(preload):
+    for name in (m.strip() for m in preload.split(",")):
+        if not name:
+            continue
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # a module this machine lacks: the functions will say so
+            print(f"spare: cannot preload {name}: {e}", file=sys.stderr)
+    print("ready", file=sys.stderr, flush=True)
+    try:
+        print("ready", flush=True)
+    except BrokenPipeError:
+        return 0  # the node manager went away while this spare warmed
+    line = sys.stdin.buffer.readline()
+    if not line:
+        return 0  # the node manager retired this spare, or went away
+    try:
+        a = json.loads(line)
+        log = os.open(a["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except (ValueError, KeyError, OSError) as e:
+        print(f"spare: bad assignment {line[:200]!r}: {e}", file=sys.stderr)
+        return 2
+    # From now on this is the session's egg: its output goes to the egg's log (a test finds
+    # a session's eggs by that file), not to the node manager's pipe.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    return _serve(a["session_id"], a["processor_id"], a["cluster_manager"], a["host"], a["data_dir"])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m eggroll.egg", description=__doc__)
+    parser.add_argument("--spare", action="store_true", help="wait warm for a session (see above)")
+    parser.add_argument("--preload", default="", help="modules a spare imports, comma-separated")
+    parser.add_argument("--session-id")
+    parser.add_argument("--processor-id", type=int)
+    parser.add_argument("--cluster-manager", help="host:port it reports to")
+    parser.add_argument("--host", help="address to listen on")
+    parser.add_argument("--data-dir")
+    args = parser.parse_args(argv)
+    if args.spare:
+        return _spare(args.preload)
+    missing = [f"--{k.replace('_', '-')}" for k in ("session_id", "processor_id", "cluster_manager", "host",
+                                                    "data_dir") if getattr(args, k) is None]
+    if missing:
+        parser.error(f"an egg needs {', '.join(missing)}")
+    return _serve(args.session_id, args.processor_id, args.cluster_manager, args.host, args.data_dir)
 
 
 if __name__ == "__main__":

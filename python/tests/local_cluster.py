@@ -52,7 +52,8 @@ class LocalCluster:
 
 
 def eggs_of(session_id):
-    """Process ids of the Python eggs of `session_id` that run on this machine."""
+    """Process ids of the Python eggs of `session_id` that run on this machine: started for
+    it (its id in their arguments), or warm ones handed to it (their output in its logs)."""
     pids = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -62,6 +63,17 @@ def eggs_of(session_id):
                 argv = f.read().split(b"\0")
         except OSError:
             continue
-        if b"eggroll.egg" in argv and session_id.encode() in argv:
+        if b"eggroll.egg" not in argv:
+            continue
+        if session_id.encode() in argv:
+            pids.append(int(pid))
+            continue
+        # A warm egg (started as a spare) was told its session later: its output goes to the
+        # session's egg log.
+        try:
+            out = os.readlink(f"/proc/{pid}/fd/1")
+        except OSError:
+            continue
+        if f"/{session_id}/" in out:
             pids.append(int(pid))
     return pids
