@@ -6,7 +6,7 @@ SHELL := /bin/bash
 export PATH := $(PATH):$(HOME)/.cargo/bin
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: deps venv fate-venv fate-test fate-bench test demo bench trial lint clean
+.PHONY: deps venv fate-venv fate-test fate-bench fate-demo test demo bench trial lint clean
 
 # libclang: bindgen (RocksDB bindings) loads it at build time.
 # build-essential: g++ for RocksDB's C++, and make. protoc is vendored by the build.
@@ -43,6 +43,11 @@ fate-venv: deps
 # FATE's KVTable ops on eggroll-rs against FATE's standalone back end.
 fate-test: deps
 	scripts/fate-test.sh
+
+# FATE's SecureBoost between two local eggroll-rs parties (each its cluster and roll-site),
+# beside the same job on FATE's standalone back end.
+fate-demo: deps
+	scripts/fate-demo.sh
 
 # FATE-style ops timed on eggroll-rs (embedded, local cluster) beside FATE standalone.
 fate-bench: deps

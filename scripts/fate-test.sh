@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Runs the FATE differential suite (python/tests/fate_differential.py) in the FATE venv,
+# Runs the FATE suites in the FATE venv: the differential suite of KVTable ops
+# (python/tests/fate_differential.py), then FATE's own two-party jobs over our roll-sites
+# against FATE standalone (python/tests/fate_federation.py),
 # making the venv first (scripts/fate-venv.sh). Where the venv cannot be made (its packages
 # cannot be downloaded), says why and exits 0, unless EGGROLL_REQUIRE_FATE=1.
 set -uo pipefail
@@ -14,4 +16,5 @@ fi
 # The cluster mode's daemons: `eggroll local-cluster`, whose Python eggs run the venv's python.
 (cd "$repo" && cargo build --release -p eggroll) || exit $?
 export EGGROLL_BIN="$repo/target/release/eggroll"
-exec "$python" "$repo/python/tests/fate_differential.py"
+"$python" "$repo/python/tests/fate_differential.py" || exit $?
+exec "$python" "$repo/python/tests/fate_federation.py"

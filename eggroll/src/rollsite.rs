@@ -40,6 +40,9 @@ pub struct RollsiteArgs {
     /// Check the route table, print where each party goes, and exit.
     #[arg(long)]
     check: bool,
+    /// Exit when stdin closes (for a parent process that owns this roll-site).
+    #[arg(long)]
+    exit_with_stdin: bool,
 }
 
 /// Keeps packet-sized buffers (megabytes) in glibc's heap instead of a fresh `mmap` each:
@@ -86,6 +89,12 @@ pub fn run(
         .enable_all()
         .thread_name("rollsite")
         .build()?;
-    runtime.block_on(eggroll_rollsite::serve(&config))?;
+    let exit_with_stdin = args.exit_with_stdin;
+    runtime.block_on(async {
+        tokio::select! {
+            r = eggroll_rollsite::serve(&config) => r,
+            _ = eggroll_eggpair::process::stdin_closed(), if exit_with_stdin => Ok(()),
+        }
+    })?;
     Ok(())
 }
