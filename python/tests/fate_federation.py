@@ -267,7 +267,7 @@ def main():
             print(f"=== {', '.join(jobs)} on eggroll-rs ({layout}) ===", flush=True)
         if layout == "two-parties":
             pg, ph = free_port(), free_port()
-            with LocalCluster(nodes=1) as cg, LocalCluster(nodes=1) as ch, \
+            with LocalCluster(nodes=1, spares=None) as cg, LocalCluster(nodes=1, spares=None) as ch, \
                     Rollsite(root, GUEST, pg, route_to(HOST, ph)) as sg, \
                     Rollsite(root, HOST, ph, route_to(GUEST, pg)) as sh:
                 for job in jobs:
@@ -278,7 +278,7 @@ def main():
             # Each roll-site serves its certificate and trusts the other party's CA only.
             g_tls = {"port": tg, "cert": cg_tls["cert"], "key": cg_tls["key"], "ca": ch_tls["ca_of_party"]}
             h_tls = {"port": th, "cert": ch_tls["cert"], "key": ch_tls["key"], "ca": cg_tls["ca_of_party"]}
-            with LocalCluster(nodes=1) as cg, LocalCluster(nodes=1) as ch, \
+            with LocalCluster(nodes=1, spares=None) as cg, LocalCluster(nodes=1, spares=None) as ch, \
                     Rollsite(root, GUEST, pg, route_to(HOST, th, tls=True), tls=g_tls) as sg, \
                     Rollsite(root, HOST, ph, route_to(GUEST, tg, tls=True), tls=h_tls) as sh:
                 for job in jobs:
@@ -286,7 +286,7 @@ def main():
         elif layout == "one-site":
             p = free_port()
             routes = {"route_table": {}, "self_party": [GUEST, HOST], "permission": {"default_allow": True}}
-            with LocalCluster(nodes=2) as c, Rollsite(root, GUEST, p, routes) as s:
+            with LocalCluster(nodes=2, spares=None) as c, Rollsite(root, GUEST, p, routes) as s:
                 for job in jobs:
                     rows.append((job, layout, *eggroll_rs(job, root, layout, ((c, s), (c, s)), args.show)))
         else:

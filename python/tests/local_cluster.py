@@ -21,8 +21,11 @@ def eggroll_binary():
 class LocalCluster:
     """Started on entry, stopped (with every egg) on exit."""
 
-    def __init__(self, nodes=2):
+    def __init__(self, nodes=2, spares=0):
+        """`spares`: warm Python eggs per node (None: local-cluster's default, two sessions'
+        worth, which it waits for at start)."""
         self.nodes = nodes
+        self.spares = spares
         self.root = tempfile.mkdtemp(prefix="eggroll-rs-cluster-")
         self.host = self.port = None
         self._proc = None
@@ -31,7 +34,8 @@ class LocalCluster:
         log = open(os.path.join(self.root, "local-cluster.log"), "wb")
         self._proc = subprocess.Popen(
             [eggroll_binary(), "local-cluster", "--nodes", str(self.nodes), "--dir", self.root,
-             "--python", sys.executable, "--exit-with-stdin"],
+             "--python", sys.executable, "--exit-with-stdin",
+             *([] if self.spares is None else ["--python-spares", str(self.spares)])],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
         )
         line = self._proc.stdout.readline().decode().strip()
