@@ -120,51 +120,43 @@ fn byte_tables_and_bytes_arrive_as_they_were_sent() {
     });
 }
 
-#[test]
-fn a_byte_table_pushed_by_the_eggs_lands_in_the_receivers_cluster() {
+/// Sends a FATE table from a session on the shared cluster (its eggs push) to the host, whose
+/// roll-site writes received tables into that cluster's eggs when `inbox`; the host receives
+/// it into a cluster session too. Returns what was sent and what arrived.
+fn send_from_cluster(session: &str, inbox: bool) -> (ByteTable, Received) {
     let cluster = TestCluster::shared();
     let ctx = cluster.connect();
-    // The receiver is a session on the cluster too: the table is written into its eggs.
     let receiver = cluster.connect();
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime();
     let _rt = rt.enter();
-    let (a, b) = rt.block_on(pair(dir.path(), None));
+    let (a, b) = rt.block_on(pair(dir.path(), inbox.then(|| cluster.address())));
     let opts = FederationOptions::default();
-    let fa = Federation::connect(&a.address(), "fate-fed2", guest(), opts.clone()).unwrap();
-    let fb = Federation::connect(&b.address(), "fate-fed2", host(), opts).unwrap();
+    let fa = Federation::connect(&a.address(), session, guest(), opts.clone()).unwrap();
+    let fb = Federation::connect(&b.address(), session, host(), opts).unwrap();
     let sent = fate_table(&ctx);
     rt.block_on(fa.remote_byte_table(&sent, "t", "0", &[host()]))
         .unwrap();
     let got = rt
         .block_on(fb.get_any(&receiver, "t", "0", &guest()))
         .unwrap();
-    check_received(got, &sent, "fate-fed2");
     rt.block_on(async {
         a.site.shutdown().await;
         b.site.shutdown().await;
     });
+    (sent, got)
+}
+
+#[test]
+fn a_byte_table_pushed_by_the_eggs_lands_in_the_receivers_cluster() {
+    let (sent, got) = send_from_cluster("fate-fed2", false);
+    check_received(got, &sent, "fate-fed2");
 }
 
 #[test]
 fn a_roll_site_that_writes_into_its_eggs_keeps_a_byte_tables_codes() {
-    let cluster = TestCluster::shared();
-    let ctx = cluster.connect();
-    let receiver = cluster.connect();
-    let dir = tempfile::tempdir().unwrap();
-    let rt = runtime();
-    let _rt = rt.enter();
-    let (a, b) = rt.block_on(pair(dir.path(), Some(cluster.address())));
-    let opts = FederationOptions::default();
-    let fa = Federation::connect(&a.address(), "fate-fed3", guest(), opts.clone()).unwrap();
-    let fb = Federation::connect(&b.address(), "fate-fed3", host(), opts).unwrap();
-    let sent = fate_table(&ctx);
-    rt.block_on(fa.remote_byte_table(&sent, "t", "0", &[host()]))
-        .unwrap();
-    let Received::Table(t) = rt
-        .block_on(fb.get_any(&receiver, "t", "0", &guest()))
-        .unwrap()
-    else {
+    let (sent, got) = send_from_cluster("fate-fed3", true);
+    let Received::Table(t) = got else {
         panic!("a byte table arrived as an object")
     };
     // Handed over from the roll-site's inbox: its own namespace, the sender's codes and pairs.
@@ -175,8 +167,4 @@ fn a_roll_site_that_writes_into_its_eggs_keeps_a_byte_tables_codes() {
         by_partition(&sent),
         "partition by partition"
     );
-    rt.block_on(async {
-        a.site.shutdown().await;
-        b.site.shutdown().await;
-    });
 }
