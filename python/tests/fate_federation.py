@@ -51,8 +51,8 @@ class Rollsite:
     """An `eggroll rollsite` process of `party` on `port`, routing by `routes` (a dict that is
     written as its route table); stopped on exit."""
 
-    def __init__(self, root, party, port, routes, tls=None):
-        self.party, self.port, self.tls = party, port, tls
+    def __init__(self, root, party, port, routes, tls=None, env=None):
+        self.party, self.port, self.tls, self.env = party, port, tls, env or {}
         self.dir = os.path.join(root, f"rollsite-{party}")
         os.makedirs(self.dir, exist_ok=True)
         self.routes = os.path.join(self.dir, "route_table.json")
@@ -66,7 +66,7 @@ class Rollsite:
 
     def __enter__(self):
         log = open(os.path.join(self.dir, "rollsite.log"), "wb")
-        env = dict(os.environ, EGGROLL_DATA_DIR=os.path.join(self.dir, "data"))
+        env = dict(os.environ, EGGROLL_DATA_DIR=os.path.join(self.dir, "data"), **self.env)
         tls = []
         if self.tls:
             tls = ["--secure-port", str(self.tls["port"]), "--tls-cert", self.tls["cert"],
@@ -183,6 +183,56 @@ def eggroll_rs(job, root, layout, parties, show=False):
     return guest, host, wall
 
 
+def check_failed_push(root):
+    """A push the peer's roll-site refuses (an object over its max_object_bytes) fails the
+    peer's pull at once with the reason, naming the sender, and fails the sender's next call;
+    through `eggroll.federation` as FATE calls it, on embedded sessions. Returns what is wrong."""
+    import concurrent.futures
+
+    from eggroll.computing import runtime_init
+    from eggroll.federation import RollSiteContext
+    from eggroll.session import session_init
+
+    errors = []
+    pg, ph = free_port(), free_port()
+    small = {"EGGROLL_ROLLSITE_MAX_OBJECT_BYTES": "4096"}
+    with Rollsite(root, GUEST, pg, route_to(HOST, ph)) as sg, \
+            Rollsite(root, HOST, ph, route_to(GUEST, pg), env=small) as sh:
+        fed = f"push-fault-{uuid.uuid4().hex[:8]}"
+        ctxs = []
+        for party, site in ((("guest", GUEST), sg), (("host", HOST), sh)):
+            s = session_init(options={"eggroll.data_dir": os.path.join(root, f"embedded-{party[0]}")})
+            rp = runtime_init(s)
+            ctxs.append((s, RollSiteContext(fed, rp, party, "127.0.0.1", site.port,
+                                            options={"eggroll.rollsite.get.idle.timeout.ms": 60000})))
+        (gs, g), (hs, h) = ctxs
+        started = time.monotonic()
+        g.load("big", "0").push_bytes(b"x" * 100_000, parties=[("host", HOST)])
+        g.load("fine", "0").push_bytes(b"ok", parties=[("host", HOST)])
+        pulled = h.load("big", "0").pull(parties=[("guest", GUEST)])[0]
+        try:
+            pulled.result(timeout=60)
+            errors.append("a pull of a push the roll-site refused returned data")
+        except concurrent.futures.TimeoutError:
+            errors.append("a pull of a failed push still waits after 60 s: the abort did not reach it")
+        except Exception as e:
+            took = time.monotonic() - started
+            print(f"failed push: the peer's pull failed after {took:.1f} s: {e}", flush=True)
+            if GUEST not in str(e) or took > 30:
+                errors.append(f"the failed push's pull failed after {took:.0f} s with: {e}")
+        # The sender's next call fails with its own push's failure.
+        time.sleep(0.5)
+        try:
+            g.load("next", "0").push_bytes(b"y", parties=[("host", HOST)])
+            errors.append("the sender went on after its push failed")
+        except RuntimeError as e:
+            if "could not send" not in str(e):
+                errors.append(f"the sender's next call failed with an unclear error: {e}")
+        gs.stop()
+        hs.stop()
+    return errors
+
+
 def psi_expected(n):
     sys.path.insert(0, HERE)
     from fate_jobs import psi_ids
@@ -255,6 +305,8 @@ def main():
     root = tempfile.mkdtemp(prefix="eggroll-rs-fate-fed-")
     print(f"work dir {root}")
     refs, rows, errors = {}, [], []
+    errors += check_failed_push(root)
+    print(f"failed push: {'ok' if not errors else errors}", flush=True)
     for job in jobs:
         if args.show:
             print(f"=== {job} on FATE's standalone back end ===", flush=True)
