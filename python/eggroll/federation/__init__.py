@@ -112,7 +112,12 @@ class RollSiteContext:
 
         if isinstance(obj, RollPair):
             obj._hold()
-        future = self._push_pool.submit(run)
+        try:
+            future = self._push_pool.submit(run)
+        except RuntimeError:  # the session stopped: nothing will send it
+            if isinstance(obj, RollPair):
+                obj._release()
+            raise
         with self._lock:
             self._pushing.add(future)
 
@@ -155,7 +160,7 @@ class RollSite:
         """Sends `obj` (bytes) to each of `parties`; one future per party."""
         if not isinstance(obj, (bytes, bytearray, memoryview)):
             raise TypeError(f"push_bytes sends bytes, not {type(obj).__name__}: serialize it first")
-        data = bytes(obj)
+        data = obj if isinstance(obj, bytes) else bytes(obj)  # the native call copies it once
         fed = self.ctx._fed
         return [
             self.ctx._push("bytes", lambda p=p: fed.remote_bytes(data, self.name, self.tag, [p]),
