@@ -120,6 +120,25 @@ impl Federation {
         }
     }
 
+    /// Runs `read` again while it fails because the roll-site went away (what the roll-site
+    /// stored is still there), waiting longer each time, up to `max_retry` times.
+    pub(crate) async fn reread<T, F, Fut>(&self, mut read: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match read().await {
+                Err(e) if e.is_unavailable() && attempt < self.inner.opts.max_retry => {
+                    attempt += 1;
+                    tokio::time::sleep(self.inner.opts.retry_wait * attempt).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
     /// Names the local roll-site in errors.
     pub(crate) fn local_hop(&self) -> String {
         format!("local roll-site {}", self.inner.rollsite)

@@ -196,23 +196,24 @@ impl Federation {
 
     pub(crate) async fn get_object(&self, key: &TransferKey) -> Result<Bytes> {
         let started = Instant::now();
-        let mut attempt = 0;
-        let data = loop {
-            match self.read_object(key).await {
-                Ok(d) => break d,
-                // The roll-site went away mid-stream: what it stored is still there.
-                Err(e) if e.is_unavailable() && attempt < self.inner.opts.max_retry => {
-                    attempt += 1;
-                    tokio::time::sleep(self.inner.opts.retry_wait * attempt).await;
-                }
-                Err(e) => {
-                    tracing::info!(session = %key.session, key = %key.rs_key(), src = %key.src_party,
-                        dst = %key.dst_party, ms = started.elapsed().as_millis() as u64,
-                        outcome = %e, "get");
-                    return Err(e);
-                }
+        match self.reread(|| self.read_object(key)).await {
+            Ok(data) => self.took_object(key, data, started).await,
+            Err(e) => {
+                tracing::info!(session = %key.session, key = %key.rs_key(), src = %key.src_party,
+                    dst = %key.dst_party, ms = started.elapsed().as_millis() as u64,
+                    outcome = %e, "get");
+                Err(e)
             }
-        };
+        }
+    }
+
+    /// Tells the roll-site that the object `key` was taken, and logs the get.
+    pub(crate) async fn took_object(
+        &self,
+        key: &TransferKey,
+        data: Bytes,
+        started: Instant,
+    ) -> Result<Bytes> {
         self.clear(key).await?;
         tracing::info!(session = %key.session, key = %key.rs_key(), src = %key.src_party,
             dst = %key.dst_party, bytes = data.len(), ms = started.elapsed().as_millis() as u64,
@@ -222,7 +223,7 @@ impl Federation {
 
     /// An in-process get waits until the whole object arrived, then takes it from the buffer
     /// as it is stored: mapped, not copied.
-    async fn read_object_in_process(
+    pub(crate) async fn read_object_in_process(
         &self,
         site: Arc<dyn LocalRollsite>,
         key: &TransferKey,

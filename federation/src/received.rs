@@ -30,16 +30,7 @@ impl Federation {
         from: &Party,
     ) -> Result<Received> {
         let key = self.key(name, tag, from, &self.inner.me);
-        let mut attempt = 0;
-        loop {
-            match self.get_any_once(ctx, &key).await {
-                Err(e) if e.is_unavailable() && attempt < self.inner.opts.max_retry => {
-                    attempt += 1;
-                    tokio::time::sleep(self.inner.opts.retry_wait * attempt).await;
-                }
-                r => return r,
-            }
-        }
+        self.reread(|| self.get_any_once(ctx, &key)).await
     }
 
     async fn get_any_once(&self, ctx: &RollPairContext, key: &TransferKey) -> Result<Received> {
@@ -48,22 +39,25 @@ impl Federation {
             // An in-process roll-site hands an object over mapped: ask what it is first.
             let site = Link::local(w).map_err(|s| Error::hop(self.local_hop(), s))?;
             let h = site
+                .clone()
                 .header(key, self.inner.opts.get_idle_timeout)
                 .await
                 .map_err(|s| Error::hop(self.local_hop(), s))?;
             if h.data_type == OBJECT {
-                return self.get_object(key).await.map(Received::Object);
+                let data = self.read_object_in_process(site, key).await?;
+                return self
+                    .took_object(key, data, started)
+                    .await
+                    .map(Received::Object);
             }
         }
         let (first, h, stream) = self.first_packet(key).await?;
         match h.data_type.as_str() {
             OBJECT => {
                 let data = self.assemble_object(key, Some(first), stream).await?;
-                self.clear(key).await?;
-                tracing::info!(session = %key.session, key = %key.rs_key(), src = %key.src_party,
-                    dst = %key.dst_party, bytes = data.len(),
-                    ms = started.elapsed().as_millis() as u64, outcome = "ok", "get");
-                Ok(Received::Object(data))
+                self.took_object(key, data, started)
+                    .await
+                    .map(Received::Object)
             }
             TABLE => self
                 .receive_byte_table(ctx, key, &h, first, stream, started)

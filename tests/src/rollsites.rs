@@ -68,3 +68,18 @@ pub fn key(session: &str, name: &str) -> eggroll_core::transfer::TransferKey {
         dst_party: "10000".into(),
     }
 }
+
+/// The runtime federation calls of a test run on (channels connect lazily on it: enter it).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// Stops both roll-sites of a [`pair`].
+pub async fn shutdown(a: Site, b: Site) {
+    a.site.shutdown().await;
+    b.site.shutdown().await;
+}

@@ -6,15 +6,7 @@
 use eggroll_federation::{Federation, FederationOptions, Received};
 use eggroll_rollpair::{ByteTable, FateTypes, Options, RollPairContext};
 use eggroll_tests::cluster::TestCluster;
-use eggroll_tests::rollsites::{guest, host, pair};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use eggroll_tests::rollsites::{guest, host, pair, runtime, shutdown};
 
 /// Every pair of a byte table, partition by partition.
 fn by_partition(t: &ByteTable) -> Vec<Vec<(Vec<u8>, Vec<u8>)>> {
@@ -114,10 +106,7 @@ fn byte_tables_and_bytes_arrive_as_they_were_sent() {
         .to_string();
     assert!(err.contains("get_table"), "{err}");
 
-    rt.block_on(async {
-        a.site.shutdown().await;
-        b.site.shutdown().await;
-    });
+    rt.block_on(shutdown(a, b));
 }
 
 /// Sends a FATE table from a session on the shared cluster (its eggs push) to the host, whose
@@ -140,10 +129,7 @@ fn send_from_cluster(session: &str, inbox: bool) -> (ByteTable, Received) {
     let got = rt
         .block_on(fb.get_any(&receiver, "t", "0", &guest()))
         .unwrap();
-    rt.block_on(async {
-        a.site.shutdown().await;
-        b.site.shutdown().await;
-    });
+    rt.block_on(shutdown(a, b));
     (sent, got)
 }
 

@@ -6,18 +6,9 @@ use eggroll_core::codec::Bytes;
 use eggroll_federation::{Federation, FederationOptions};
 use eggroll_rollpair::{Options, RollPair, RollPairContext};
 use eggroll_tests::cluster::{walk, TestCluster};
-use eggroll_tests::rollsites::{guest, host, pair};
+use eggroll_tests::rollsites::{guest, host, pair, runtime, shutdown};
 use std::collections::BTreeMap;
 use std::time::Duration;
-
-/// The runtime federation calls run on; enter it too: channels connect lazily on it.
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Every pair of a table, partition by partition, encoded.
 fn by_partition<K, V>(t: &RollPair<K, V>) -> Vec<Vec<(Vec<u8>, Vec<u8>)>> {
@@ -114,10 +105,7 @@ fn eggs_push_their_partitions_and_the_receiver_gets_the_same_table() {
         .unwrap();
     assert_eq!((got[0].partitions(), got[0].count().unwrap()), (3, 0));
 
-    rt.block_on(async {
-        a.site.shutdown().await;
-        b.site.shutdown().await;
-    });
+    rt.block_on(shutdown(a, b));
 }
 
 #[test]
@@ -183,10 +171,7 @@ fn a_roll_site_with_a_cluster_manager_writes_received_tables_into_its_eggs_on_ar
         .to_string();
     assert!(err.contains("connected to that cluster"), "{err}");
 
-    rt.block_on(async {
-        a.site.shutdown().await;
-        b.site.shutdown().await;
-    });
+    rt.block_on(shutdown(a, b));
 }
 
 #[test]
