@@ -281,8 +281,9 @@ impl Supervisor {
             }
         }
         drop(running);
-        // The job is over: a good moment to warm the eggs of the next one.
-        if !keys.is_empty() {
+        // A session is over: a good moment to warm the eggs of the next one (not when every
+        // egg ends: the node manager is stopping or starting afresh).
+        if session_id.is_some() && !keys.is_empty() {
             self.refill_spares();
         }
         keys.len()
