@@ -9,7 +9,8 @@ use crate::store::{combine_values, KeyRange, Pair, PartitionStore};
 use eggroll_core::functions::{lookup, visit_owned, Emit, ErasedFn, PairSource, VisitPair};
 use eggroll_core::partitioner::Partitioner;
 use eggroll_proto::meta::{
-    job::Op, Functor, MergeKind, PairBatch, Store, StoreLocator, Task, TaskResult,
+    job::Op, Functor, MapReducePartitions, MergeKind, PairBatch, Sequence, Store, StoreLocator,
+    Task, TaskResult,
 };
 use std::cmp::Ordering;
 use std::collections::hash_map::Entry;
@@ -91,6 +92,50 @@ impl Batcher {
     }
 }
 
+/// Length of the tag `Sequence::Add` puts before a key: source partition and emission index.
+const TAG_LEN: usize = 4 + 8;
+
+/// `key` tagged with where it came from, so that key order is FATE standalone's fold order.
+fn tag(source: u32, index: u64, key: &[u8]) -> Vec<u8> {
+    let mut tagged = Vec::with_capacity(TAG_LEN + key.len());
+    tagged.extend_from_slice(&source.to_be_bytes());
+    tagged.extend_from_slice(&index.to_be_bytes());
+    tagged.extend_from_slice(key);
+    tagged
+}
+
+/// The key [`tag`] tagged.
+fn untag(mut tagged: Vec<u8>) -> eggroll_core::Result<Vec<u8>> {
+    if tagged.len() < TAG_LEN {
+        return Err(eggroll_core::CoreError::InvalidArgument(format!(
+            "a key of {} bytes carries no sequence tag ({TAG_LEN} bytes); the input of an \
+             ordered fold must be the output of an ordered shuffle",
+            tagged.len()
+        )));
+    }
+    tagged.drain(..TAG_LEN);
+    Ok(tagged)
+}
+
+/// The shapes an ordered fold runs in: tags are added by a shuffle without combiner, and
+/// stripped by a map in place without mapper.
+fn check_sequence(sequence: Sequence, mr: &MapReducePartitions) -> Result<()> {
+    let bad = match sequence {
+        Sequence::None => None,
+        Sequence::Add if !mr.shuffle || mr.combiner.is_some() => {
+            Some("tagging keys needs a shuffle without combiner")
+        }
+        Sequence::Strip if mr.shuffle || mr.mapper.is_some() => {
+            Some("stripping tags needs a map in place without mapper")
+        }
+        _ => None,
+    };
+    match bad {
+        Some(why) => Err(EggError::InvalidTask(format!("{why} (an ordered fold)"))),
+        None => Ok(()),
+    }
+}
+
 fn function(f: &Functor) -> Result<ErasedFn> {
     Ok(lookup(&f.name, &f.kind, &f.params)?)
 }
@@ -150,12 +195,19 @@ impl Executor {
                 let output = locator(&job.outputs, 0, "output")?;
                 let mapper = mr.mapper.as_ref().map(function).transpose()?;
                 let combiner = mr.combiner.as_ref().map(function).transpose()?;
+                let sequence = Sequence::try_from(mr.sequence).map_err(|_| {
+                    EggError::InvalidTask(format!(
+                        "unknown sequence mode {}; client and egg versions differ",
+                        mr.sequence
+                    ))
+                })?;
+                check_sequence(sequence, mr)?;
                 result.count = self.map_reduce(
                     &input,
                     &output,
                     p,
                     mapper.as_ref(),
-                    mr.shuffle,
+                    (mr.shuffle, sequence),
                     combiner.as_ref(),
                     sink,
                 )?;
@@ -241,7 +293,7 @@ impl Executor {
         output: &StoreLocator,
         p: u32,
         mapper: Option<&ErasedFn>,
-        shuffle: bool,
+        (shuffle, sequence): (bool, Sequence),
         combiner: Option<&ErasedFn>,
         sink: &dyn ShuffleSink,
     ) -> Result<u64> {
@@ -269,7 +321,12 @@ impl Executor {
         let mut combined: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
         {
             let mut emit = |k: Vec<u8>, v: Vec<u8>| -> eggroll_core::Result<()> {
+                let index = emitted;
                 emitted += 1;
+                let k = match sequence {
+                    Sequence::Strip => untag(k)?,
+                    _ => k,
+                };
                 if let Some(c) = combiner {
                     match combined.entry(k) {
                         Entry::Occupied(mut e) => {
@@ -288,6 +345,10 @@ impl Executor {
                     p
                 };
                 let slot = if shuffle { dst as usize } else { 0 };
+                let k = match sequence {
+                    Sequence::Add => tag(p, index, &k),
+                    _ => k,
+                };
                 if let Some(full) = batchers[slot].push(k, v) {
                     sink.send(output, dst, full, None).map_err(to_core)?;
                 }

@@ -84,6 +84,7 @@ def ops():
             "mapReducePartitions",
             lambda s, t: keyed(t.mapReducePartitions(lambda kvs: [(zlib.crc32(repr(k).encode()) % 13, 1) for k, _ in kvs], lambda a, b: a + b)),
         ),
+        ("mapReducePartitions, floats folded in order", map_reduce_float_order),
         ("applyPartitions", lambda s, t: keyed(t.applyPartitions(lambda kvs: sum(1 for _ in kvs)))),
         ("reduce", lambda s, t: t.mapValues(lambda v: len(repr(v))).reduce(lambda a, b: a + b)),
         ("join", lambda s, t: keyed(t.join(t.mapValues(lambda v: 1), lambda a, b: (repr(a)[:3], b)))),
@@ -113,6 +114,25 @@ def map_colliding(session, table):
         given.setdefault(crc(k), set()).add(repr(v)[:5])
     out = table.map(lambda k, v: (crc(k), repr(v)[:5])).collect()
     return sorted(k for k, _ in out), all(v in given.get(k, ()) for k, v in out)
+
+
+def map_reduce_float_order(session, table):
+    """Float sums of mixed magnitudes: another fold order (or a fold per partition first)
+    gives other bits, so equal results mean the values were folded in standalone's order."""
+
+    def mapper(kvs):
+        out = []
+        for k, v in kvs:
+            h = zlib.crc32(repr(k).encode())
+            out.append((h % 5, (h % 1000 - 500) * 10.0 ** (h % 23 - 11)))
+        return out
+
+    return keyed_exact(table.mapReducePartitions(mapper, lambda a, b: a + b))
+
+
+def keyed_exact(table):
+    """The pairs by key, floats as their exact bits."""
+    return sorted((k, v.hex()) for k, v in table.collect())
 
 
 def sample_num(session, table):

@@ -10,7 +10,9 @@ use crate::options::{FateTypes, Options, StoreTags};
 use crate::table::RollPair;
 use eggroll_core::partitioner::Partitioner;
 use eggroll_core::CoreError;
-use eggroll_proto::meta::{Functor, MergeKind, StoreLocator, StoreType};
+use eggroll_proto::meta::{
+    Functor, MapReducePartitions, MergeKind, Sequence, StoreLocator, StoreType,
+};
 
 /// The `serdes` a byte table's metadata records.
 pub const BYTES_SERDES: &str = "bytes";
@@ -256,13 +258,54 @@ impl ByteTable {
                 out.partitions()
             ))));
         }
-        self.inner.map_reduce_functors::<Raw, Raw>(
-            Some(mapper),
+        if let (true, Some(combiner)) = (shuffle, &combiner) {
+            return self.map_reduce_in_order(mapper, combiner.clone(), out);
+        }
+        let op = MapReducePartitions {
+            mapper: Some(mapper),
             shuffle,
             combiner,
-            out.locator().clone(),
-        )?;
+            ..Default::default()
+        };
+        self.inner
+            .map_reduce_functors::<Raw, Raw>(op, out.locator().clone())?;
         Ok(())
+    }
+
+    /// A shuffle whose values of a key are folded in the order FATE's standalone engine
+    /// folds them (source partition, then the order the mapper gave them), whatever order
+    /// the eggs deliver them in: FATE's reducers add floats, where another order gives other
+    /// bits, and SecureBoost's splits then differ. The shuffle writes tagged keys into a
+    /// staging table placed like `out`; a second job folds each partition in key order.
+    fn map_reduce_in_order(
+        &self,
+        mapper: Functor,
+        combiner: Functor,
+        out: &ByteTable,
+    ) -> Result<()> {
+        let staged = out.create_like(Options::partitions(out.partitions()), out.types())?;
+        let shuffled = self.inner.map_reduce_functors::<Raw, Raw>(
+            MapReducePartitions {
+                mapper: Some(mapper),
+                shuffle: true,
+                sequence: Sequence::Add as i32,
+                ..Default::default()
+            },
+            staged.locator().clone(),
+        );
+        let folded = shuffled.and_then(|_| {
+            staged.inner.map_reduce_functors::<Raw, Raw>(
+                MapReducePartitions {
+                    combiner: Some(combiner),
+                    sequence: Sequence::Strip as i32,
+                    ..Default::default()
+                },
+                out.locator().clone(),
+            )
+        });
+        let dropped = staged.destroy();
+        folded?;
+        dropped
     }
 
     /// Calls the caller's two-partition function on each pair of partitions of this table and

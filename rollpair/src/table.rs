@@ -366,27 +366,25 @@ impl<K, V> RollPair<K, V> {
         like: Option<&StoreLocator>,
     ) -> Result<RollPair<K2, V2>> {
         let out = self.output::<K2, V2>(partitions, like)?;
-        self.map_reduce_functors(mapper, shuffle, combiner, out)
+        self.map_reduce_functors(
+            MapReducePartitions {
+                mapper,
+                shuffle,
+                combiner,
+                ..Default::default()
+            },
+            out,
+        )
     }
 
     /// The map-reduce primitive with the caller's functors, into the new store `out`: what
     /// functions of other languages (FATE's Python ones) run through.
     pub fn map_reduce_functors<K2, V2>(
         &self,
-        mapper: Option<Functor>,
-        shuffle: bool,
-        combiner: Option<Functor>,
+        op: MapReducePartitions,
         out: StoreLocator,
     ) -> Result<RollPair<K2, V2>> {
-        let job = self.job(
-            &[],
-            Some(&out),
-            Op::MapReduce(MapReducePartitions {
-                mapper,
-                shuffle,
-                combiner,
-            }),
-        );
+        let job = self.job(&[], Some(&out), Op::MapReduce(op));
         self.ctx.run_job(job, self.partitions())?;
         Ok(RollPair::new(self.ctx.clone(), out))
     }
@@ -477,9 +475,8 @@ impl<K, V> RollPair<K, V> {
             &[],
             Some(&out),
             Op::MapReduce(MapReducePartitions {
-                mapper: None,
                 shuffle,
-                combiner: None,
+                ..Default::default()
             }),
         );
         self.ctx.run_job(job, self.partitions())?;

@@ -123,6 +123,17 @@ impl Reduce for Max {
     }
 }
 
+/// a * 31 + b (wrapping): neither associative nor commutative, so a result shows the order
+/// its values were folded in.
+#[derive(Serialize, Deserialize)]
+pub struct Horner;
+#[function]
+impl Reduce for Horner {
+    fn reduce(&self, a: i64, b: i64) -> i64 {
+        a.wrapping_mul(31).wrapping_add(b)
+    }
+}
+
 /// Counts and sums values.
 #[derive(Serialize, Deserialize)]
 pub struct CountAndSum;

@@ -323,8 +323,7 @@ fn bad_requests_get_clear_errors_and_the_daemons_keep_serving() {
             kind: "map_values".into(),
             params: vec![],
         }),
-        shuffle: false,
-        combiner: None,
+        ..Default::default()
     });
     let e = rt
         .block_on(egg.run_task(task(owned_by(b), unknown)))

@@ -4,7 +4,7 @@
 //! with egg-pair processes per session), one cluster shared by the tests of this file.
 
 use eggroll_core::functions::builtin::{SumI64, SumU64};
-use eggroll_core::functions::{Function, MapValues};
+use eggroll_core::functions::{Function, MapValues, Reduce};
 use eggroll_core::partitioner::Partitioner;
 use eggroll_rollpair::{Options, RollPair, RollPairContext};
 use eggroll_tests::cluster::TestCluster;
@@ -607,6 +607,90 @@ fn keys_placed_by_the_tables_partitioner(ctx: &RollPairContext, backend: &str) {
 fn byte_tables_keep_the_callers_bytes_in_key_byte_order() {
     for b in backends() {
         byte_tables(&b.ctx(), b.name());
+    }
+}
+
+#[test]
+fn a_byte_tables_shuffle_folds_values_in_fate_standalones_order() {
+    for b in backends() {
+        ordered_fold(&b.ctx(), b.name());
+    }
+}
+
+/// A shuffle with a combiner that is neither associative nor commutative: each key's values
+/// must be folded left to right in source partition order, then in the order the map gave
+/// them (FATE standalone's), however the partitions' outputs arrive.
+fn ordered_fold(ctx: &RollPairContext, backend: &str) {
+    use eggroll_core::codec::encode;
+    use eggroll_rollpair::FateTypes;
+    let types = FateTypes::default();
+    let data: Vec<(Vec<u8>, Vec<u8>)> = (0..4000i64)
+        .map(|i| {
+            (
+                encode(&(i * 7919)).unwrap(),
+                encode(&(i % 1000 - 500)).unwrap(),
+            )
+        })
+        .collect();
+    let by = Partitioner::from_fate_type(types.partitioner_type).unwrap();
+    for (n_in, n_out) in [(1, 1), (4, 3), (7, 7)] {
+        let what = format!("{backend}, {n_in} partitions into {n_out}");
+        // The reference: source partitions in order, each in key byte order (what the map
+        // sees), ModKey{m: 11} per pair, Horner folded left to right.
+        let mut sources = vec![BTreeMap::new(); n_in as usize];
+        for (k, v) in &data {
+            sources[by.partition(k, n_in) as usize].insert(k.clone(), v.clone());
+        }
+        let mut want: BTreeMap<i64, i64> = BTreeMap::new();
+        for (k, v) in sources.into_iter().flatten() {
+            let (k, v): (i64, i64) = (
+                eggroll_core::codec::decode(&k, &|| "key".into()).unwrap(),
+                eggroll_core::codec::decode(&v, &|| "value".into()).unwrap(),
+            );
+            let k = k.rem_euclid(11);
+            want.entry(k)
+                .and_modify(|a| *a = Horner.reduce(*a, v))
+                .or_insert(v);
+        }
+        let t = ctx
+            .parallelize_bytes(data.clone(), Options::partitions(n_in), types)
+            .unwrap();
+        let out = t
+            .context()
+            .create_bytes(Options::partitions(n_out), types)
+            .unwrap();
+        let mapper = functor(&ModKey { m: 11 }, "map");
+        let combiner = functor(&Horner, "reduce");
+        t.map_reduce(mapper, true, Some(combiner), &out).unwrap();
+        let got: BTreeMap<i64, i64> = out
+            .get_all()
+            .unwrap()
+            .map(|p| {
+                let (k, v) = p.unwrap();
+                (
+                    eggroll_core::codec::decode(&k, &|| "key".into()).unwrap(),
+                    eggroll_core::codec::decode(&v, &|| "value".into()).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(got, want, "{what}");
+        // Every key sits in its own partition of the output.
+        for p in 0..n_out {
+            for (k, _) in out.partition(p).unwrap() {
+                assert_eq!(by.partition(&k, n_out), p, "{what}");
+            }
+        }
+        t.destroy().unwrap();
+        out.destroy().unwrap();
+    }
+}
+
+/// The functor that names `f` as a function of `kind` (how other languages' callers send theirs).
+fn functor<F: Function>(f: &F, kind: &str) -> eggroll_proto::meta::Functor {
+    eggroll_proto::meta::Functor {
+        name: F::NAME.into(),
+        kind: kind.into(),
+        params: eggroll_core::codec::encode(f).unwrap(),
     }
 }
 

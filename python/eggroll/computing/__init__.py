@@ -13,7 +13,7 @@ import threading
 
 import cloudpickle
 
-from eggroll.computing._functions import CombineInPartition, FirstPerKey, FoldPartition
+from eggroll.computing._functions import FirstPerKey, FoldPartition
 
 IN_MEMORY = "IN_MEMORY"
 
@@ -227,8 +227,9 @@ class RollPair:
         output_store_type=None,
     ):
         """Maps each partition with its index, in the eggs; with `shuffle`, pairs move to the
-        partition of their key, and values of one key are combined by `reduce_partition_op`;
-        without, a partition's output stays in it.
+        partition of their key, and values of one key are combined by `reduce_partition_op`
+        in the order FATE's standalone engine combines them; without, a partition's output
+        stays in it.
 
         Without a reducer, each source partition gives a key the first value its map made
         (as on FATE's standalone engine); of several sources, one wins."""
@@ -245,11 +246,11 @@ class RollPair:
             store_type=output_store_type or IN_MEMORY,
         )
         out = RollPair(self._t.create_like(n_out, **made), self._ctx)
+        # With a reducer, the eggs fold each key's values in FATE standalone's order (source
+        # partition, then the map's), value by value as it does: floats come out the same.
         mapper = map_partition_op
         if shuffle and reduce_partition_op is None:
             mapper = FirstPerKey(map_partition_op)
-        elif shuffle:
-            mapper = CombineInPartition(map_partition_op, reduce_partition_op)
         combiner = None if reduce_partition_op is None else cloudpickle.dumps(reduce_partition_op)
         self._t.map_reduce(cloudpickle.dumps(mapper), bool(shuffle), combiner, out._t)
         return out

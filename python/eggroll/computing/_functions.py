@@ -17,23 +17,6 @@ class FirstPerKey:
         return first.items()
 
 
-class CombineInPartition:
-    """A map whose output is shuffled with a reducer folds each key's values within its
-    partition in Python, in the order the map gives them: one call into Python per batch
-    of pairs instead of one per value (eggroll-rs folds what partitions send each other)."""
-
-    def __init__(self, op, reducer):
-        self.op = op
-        self.reducer = reducer
-
-    def __call__(self, index, pairs):
-        acc = {}
-        reduce = self.reducer
-        for k, v in self.op(index, pairs):
-            acc[k] = reduce(acc[k], v) if k in acc else v
-        return acc.items()
-
-
 class FoldPartition:
     """A reduce's share of one partition, folded in Python in key order: one pair, keyed by
     the partition's index (big-endian, so that key order is partition order), or none for an
