@@ -67,6 +67,8 @@ pub fn main() -> ExitCode {
                 .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: egg and daemon logs are files, quoted in errors.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let config = match eggroll_core::config::EggrollConfig::load(cli.config.as_deref()) {

@@ -24,6 +24,8 @@ pub fn serve_egg(
                 .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: egg and daemon logs are files, quoted in errors.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     // The node manager's settings reach its eggs through EGGROLL_CONFIG and EGGROLL_* variables.
     let config_file = std::env::var_os("EGGROLL_CONFIG").map(PathBuf::from);

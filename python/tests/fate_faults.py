@@ -21,7 +21,7 @@ import time
 
 from fate.arch.computing.backends.eggroll import CSession as EggrollSession
 
-from local_cluster import eggs_of
+from local_cluster import eggs_of, processor_of
 
 # A killed driver's session ends when its lease (renewed by a live client) runs out.
 LEASE_MS = 3000
@@ -34,12 +34,6 @@ def wait_until(cond, seconds):
             return True
         time.sleep(0.2)
     return cond()
-
-
-def processor_id(pid):
-    with open(f"/proc/{pid}/cmdline", "rb") as f:
-        argv = f.read().decode().split("\0")
-    return argv[argv.index("--processor-id") + 1]
 
 
 def error_of_a_slow_op(table, kill):
@@ -76,7 +70,7 @@ def egg_killed(cluster):
                              options={"eggroll.session.processors.per.node": 2})
     table = session.parallelize([(i, i) for i in range(100)], include_key=True, partition=4)
     victim = eggs_of(sid)[0]
-    victim_id = processor_id(victim)
+    victim_id = processor_of(victim)
     killed_at = []
 
     def kill():

@@ -36,6 +36,10 @@ def parse():
     ap.add_argument("--psi-ids", type=int, default=2000, help="ids per party in the psi job")
     ap.add_argument("--out", required=True)
     ap.add_argument("--verbose", action="store_true", help="print FATE's log (INFO) as the job runs")
+    ap.add_argument("--session-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="an option of the eggroll session (eggroll-rs), e.g. eggroll.session.lease.ms=3000")
+    ap.add_argument("--progress", action="store_true",
+                    help="print a line as each federation call starts (what the fault tests wait for)")
     return ap.parse_args()
 
 
@@ -60,7 +64,8 @@ def context(args):
         if args.cluster:
             host, port = args.cluster.rsplit(":", 1)
             port = int(port)
-        cs = CSession(session_id=cs_id, host=host, port=port)
+        options = dict(o.split("=", 1) for o in args.session_option)
+        cs = CSession(session_id=cs_id, host=host, port=port, options=options)
         rs_host, rs_port = args.rollsite.rsplit(":", 1)
         fed = builder.build_osx(cs, host=rs_host, port=int(rs_port), mode=FederationMode.STREAM)
     return Context(computing=cs, federation=fed), cs
@@ -186,9 +191,11 @@ def run_sshe_lr(ctx, args):
 class OpCounter:
     """Counts and times FATE's KVTable ops and federation calls in this process."""
 
-    def __init__(self):
+    def __init__(self, progress=False):
         self.ops = {}
         self.calls = []  # (op, seconds) of each call, in order
+        self.progress = progress
+        self.started = 0  # calls started, nested ones (a join's own ops) included
 
     def wrap(self, cls, names):
         for name in names:
@@ -197,6 +204,9 @@ class OpCounter:
                 continue
 
             def timed(*a, __f=f, __n=name, **k):
+                self.started += 1
+                if self.progress:
+                    print(f"call {self.started}: {__n}", flush=True)
                 t = time.perf_counter()
                 try:
                     return __f(*a, **k)
@@ -223,7 +233,7 @@ def main():
     from fate.arch.computing.api._table import KVTable
     from fate.arch.federation.api._federation import Federation
 
-    counter = OpCounter()
+    counter = OpCounter(progress=args.progress)
     counter.wrap(KVTable, ["mapValues", "map", "mapPartitions", "mapReducePartitions", "applyPartitions",
                            "join", "union", "subtractByKey", "reduce", "collect", "take", "count",
                            "sample", "filter", "flatMap", "copy", "binarySortedMapPartitionsWithIndex"])

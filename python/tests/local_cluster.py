@@ -81,3 +81,16 @@ def eggs_of(session_id):
         if f"/{session_id}/" in out:
             pids.append(int(pid))
     return pids
+
+
+def processor_of(pid):
+    """The processor id of the egg `pid`: from its arguments, or, for a warm egg, from the
+    name of the log its output goes to (`egg-<processor>.log`)."""
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        argv = f.read().decode().split("\0")
+    if "--processor-id" in argv:
+        return argv[argv.index("--processor-id") + 1]
+    name = os.path.basename(os.readlink(f"/proc/{pid}/fd/1"))
+    if not (name.startswith("egg-") and name.endswith(".log")):
+        raise ValueError(f"process {pid} is not an egg of a session (its output goes to {name})")
+    return name[len("egg-"):-len(".log")]

@@ -7,13 +7,17 @@ them, so a pushed table is kept (its destroy deferred) until the roll-site holds
 and the session's stop waits for pushes still running. A failed push tells the party it was
 for (its pull fails with the reason, instead of waiting for its idle timeout) and makes this
 party's next pull or push fail with it too. A pulled table lands in this party's own session
-(its eggs, on a cluster) under the federation session's namespace.
+(its eggs, on a cluster) under the federation session's namespace. A job process that ends
+on an uncaught exception tells every party it exchanged with why (an abort), so their pulls
+fail with its reason (an egg that died, say) instead of waiting for their idle timeout.
 """
 
 import concurrent.futures
 import logging
 import os
+import sys
 import threading
+import weakref
 
 from eggroll import _native
 from eggroll.computing import RollPair
@@ -25,6 +29,27 @@ L = logging.getLogger(__name__)
 # How long a session's stop waits for pushes still running (EggRoll's
 # `eggroll.rollsite.push.overall.timeout.sec`).
 DEFAULT_PUSH_WAIT_SEC = 600
+
+
+# Federation contexts of this process, told to abort when the process dies of an exception.
+_LIVE = weakref.WeakSet()
+_previous_excepthook = None
+
+
+def _abort_all_on_crash(exc_type, exc, tb):
+    """`sys.excepthook`: the traceback first, then each live context's peers are told."""
+    _previous_excepthook(exc_type, exc, tb)
+    why = f"{exc_type.__name__}: {exc}"
+    for ctx in list(_LIVE):
+        ctx._abort_peers(why)
+
+
+def _watch_crashes(ctx):
+    global _previous_excepthook
+    _LIVE.add(ctx)
+    if _previous_excepthook is None:
+        _previous_excepthook = sys.excepthook
+        sys.excepthook = _abort_all_on_crash
 
 
 def _option(options, key, env, default):
@@ -74,7 +99,10 @@ class RollSiteContext:
         self._lock = threading.Lock()
         self._pushing = set()
         self._failed = None
+        # Every party this one pushed to or pulled from: who to tell if this job dies.
+        self._peers = set()
         rp_ctx.session.add_exit_task(self._wait_pushes)
+        _watch_crashes(self)
 
     @property
     def session_id(self):
@@ -90,9 +118,26 @@ class RollSiteContext:
         if self._failed is not None:
             raise RuntimeError(self._failed)
 
+    def _met(self, parties):
+        with self._lock:
+            self._peers.update(parties)
+
+    def _abort_peers(self, why):
+        """Tells every party met that this party's job failed, and why (best effort)."""
+        with self._lock:
+            peers = sorted(self._peers)
+        if not peers:
+            return
+        reason = f"the job of party {self.role}:{self.party_id} failed: {why}"
+        try:
+            self._fed.abort(reason, peers)
+        except Exception as e:
+            L.error(f"could not tell {peers} that this job failed: {e}")
+
     def _push(self, what, send, obj, name, tag, party):
         """Runs `send` on a push thread; a failure is logged, told to `party` and kept."""
         self._check()
+        self._met([party])
 
         def run():
             try:
@@ -183,6 +228,8 @@ class RollSite:
     def pull(self, parties=None):
         """One future per party of what it sent: bytes, or a RollPair of this party's session."""
         self.ctx._check()
+        parties = _parties(parties)
+        self.ctx._met(parties)
         rp_ctx, fed = self.ctx.rp_ctx, self.ctx._fed
 
         def get(role, party_id):
@@ -195,4 +242,4 @@ class RollSite:
             rp._owned = True
             return rp
 
-        return [self.ctx._pull_pool.submit(get, role, pid) for role, pid in _parties(parties)]
+        return [self.ctx._pull_pool.submit(get, role, pid) for role, pid in parties]
