@@ -10,6 +10,10 @@ pub const EGG_PAIR: &str = "egg_pair";
 /// egg, which also runs Python functions (FATE's) sent by the session's own client.
 pub const PYTHON_EGG_PAIR: &str = "python_egg_pair";
 
+/// The line a node manager writes on a warm egg's stdin when the egg's session ends: the egg
+/// stops serving and waits for another session (see the node manager's spares).
+pub const RELEASE_LINE: &str = "release";
+
 /// The processor type a session's options ask for (the default when absent), or why it is
 /// not one.
 pub fn from_options(

@@ -1,5 +1,6 @@
 //! An egg-pair process: serves its session's partitions until the session ends or its node
-//! manager goes away.
+//! manager goes away. A warm Python egg can instead be released: told `release` on its stdin,
+//! it stops serving and waits for its next session (see nodemanager's `spares`).
 
 use crate::catalog::Stores;
 use crate::executor::Executor;
@@ -33,14 +34,27 @@ pub struct EggArgs {
     pub watch_stdin: bool,
 }
 
-/// Runs the egg until its node manager closes its stdin, or SIGTERM / Ctrl-C.
-pub async fn run(args: EggArgs) -> Result<(), String> {
+/// How an egg's serving ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// Its node manager went away or asked it to stop (stdin closed, SIGTERM): it exits.
+    Stopped,
+    /// Its node manager released it (a `release` line on stdin) and nothing of the session
+    /// runs in it any more: it may serve another session.
+    Released,
+}
+
+/// The line on stdin that releases an egg (see [`Ended::Released`]).
+pub use eggroll_core::processor::RELEASE_LINE as RELEASE;
+
+/// Runs the egg until its node manager closes its stdin or releases it, or SIGTERM / Ctrl-C.
+pub async fn run(args: EggArgs) -> Result<Ended, String> {
     let span =
         tracing::info_span!("eggpair", session = %args.session_id, processor = args.processor_id);
     serve(args).instrument(span).await
 }
 
-async fn serve(args: EggArgs) -> Result<(), String> {
+async fn serve(args: EggArgs) -> Result<Ended, String> {
     let stores =
         Stores::open_lazy(&args.data_dir, args.storage.clone()).map_err(|e| e.to_string())?;
     let stores = Arc::new(stores);
@@ -57,7 +71,7 @@ async fn serve(args: EggArgs) -> Result<(), String> {
             }
         })
         .map_err(|e| format!("cannot start the idle-close thread: {e}"))?;
-    let executor = Arc::new(Executor::new(stores));
+    let executor = Arc::new(Executor::new(stores.clone()));
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), 0))
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.host))?;
@@ -75,12 +89,17 @@ async fn serve(args: EggArgs) -> Result<(), String> {
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
     let watch_stdin = args.watch_stdin;
+    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel();
     let shutdown = async move {
-        let why = tokio::select! {
-            _ = stdin_closed(), if watch_stdin => "its node manager went away",
-            _ = terminate() => "it was asked to stop",
+        let (ended, why) = tokio::select! {
+            e = stdin_event(), if watch_stdin => match e {
+                StdinEvent::Release => (Ended::Released, "its node manager released it"),
+                StdinEvent::Closed => (Ended::Stopped, "its node manager went away"),
+            },
+            _ = terminate() => (Ended::Stopped, "it was asked to stop"),
         };
         tracing::info!("egg-pair stopping: {why}");
+        let _ = ended_tx.send(ended);
     };
     let server = tokio::spawn(
         tonic::transport::Server::builder()
@@ -94,7 +113,26 @@ async fn serve(args: EggArgs) -> Result<(), String> {
     server
         .await
         .map_err(|e| format!("server task failed: {e}"))?
-        .map_err(|e| format!("server failed: {e}"))
+        .map_err(|e| format!("server failed: {e}"))?;
+    let ended = ended_rx.await.unwrap_or(Ended::Stopped);
+    if ended == Ended::Released && !settled(&stores).await {
+        // A task of the session still runs (in a user's function): this process must not
+        // serve another session while it does.
+        tracing::warn!("a task still runs after the release: the egg exits instead");
+        return Ok(Ended::Stopped);
+    }
+    Ok(ended)
+}
+
+/// Waits briefly until nothing but the caller holds `stores` (every task has returned).
+async fn settled(stores: &Arc<Stores>) -> bool {
+    for _ in 0..100 {
+        if Arc::strong_count(stores) == 1 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
 }
 
 /// Tells the cluster manager where this egg serves; retried briefly, since the cluster
@@ -154,6 +192,45 @@ pub async fn stdin_closed() {
         let _ = rx.await;
     } else {
         std::future::pending::<()>().await;
+    }
+}
+
+/// What an egg's node manager said on its stdin.
+enum StdinEvent {
+    /// The pipe closed.
+    Closed,
+    /// A [`RELEASE`] line.
+    Release,
+}
+
+/// Resolves when stdin closes or says [`RELEASE`]. The node manager writes nothing after that
+/// line until the egg says it is ready again, so nothing of the next assignment (which Python
+/// reads) is taken here.
+async fn stdin_event() -> StdinEvent {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("eggroll-stdin".into())
+        .spawn(move || {
+            let mut line = Vec::new();
+            let mut byte = [0u8; 1];
+            let mut stdin = std::io::stdin().lock();
+            let event = loop {
+                match stdin.read(&mut byte) {
+                    Ok(1) if byte[0] == b'\n' => {
+                        if line == RELEASE.as_bytes() {
+                            break StdinEvent::Release;
+                        }
+                        line.clear();
+                    }
+                    Ok(1) => line.push(byte[0]),
+                    _ => break StdinEvent::Closed,
+                }
+            };
+            let _ = tx.send(event);
+        });
+    match spawned {
+        Ok(_) => rx.await.unwrap_or(StdinEvent::Closed),
+        Err(_) => std::future::pending().await,
     }
 }
 

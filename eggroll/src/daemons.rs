@@ -211,6 +211,7 @@ pub fn eggpair(args: EggPairArgs, config: EggrollConfig) -> CliResult {
         storage: config.storage,
         watch_stdin: true,
     };
+    // A Rust egg is never recycled: released or stopped, it exits.
     runtime()?.block_on(eggroll_eggpair::process::run(egg))?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! Each egg holds a pipe on its stdin whose other end only this process has: when the node
 //! manager dies, however it dies, the pipe closes and the eggs exit. No orphans.
 
-use crate::spares::{Assignment, Spares};
+use crate::spares::{Assignment, Spare, Spares};
 use eggroll_core::processor;
 use eggroll_core::sync::Mutex;
 use eggroll_proto::meta::cluster_manager_client::ClusterManagerClient;
@@ -12,6 +12,7 @@ use eggroll_proto::meta::{Processor, ProcessorExited};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -20,11 +21,22 @@ use tokio::sync::oneshot;
 /// How a running egg is asked to end.
 #[derive(Clone, Copy, Debug)]
 enum Ending {
-    /// Close its stdin and give it a moment.
-    Stop,
+    /// Close its stdin and give it a moment; with `recycle`, a warm Python egg is released
+    /// back to the spares instead (its session ended; the node manager goes on).
+    Stop { recycle: bool },
     /// SIGKILL.
     Kill,
 }
+
+/// A warm egg handed a session: what it is told, its ready flag and the sessions it served.
+struct Warm {
+    assignment: Vec<u8>,
+    ready: Arc<AtomicBool>,
+    uses: u32,
+}
+
+/// How long a released egg has to say it is ready for another session.
+const RELEASE_WAIT: Duration = Duration::from_secs(5);
 
 /// How the node manager starts eggs.
 #[derive(Clone, Debug)]
@@ -147,8 +159,8 @@ impl Supervisor {
             let spare = (p.processor_type == processor::PYTHON_EGG_PAIR)
                 .then(|| self.spares.take())
                 .flatten();
-            let (child, assign) = match spare {
-                Some(child) => {
+            let (child, warm) = match spare {
+                Some(Spare { child, ready, uses }) => {
                     let assignment = Assignment {
                         session_id,
                         processor_id: p.id,
@@ -157,7 +169,12 @@ impl Supervisor {
                         data_dir: &l.data_dir,
                         log: &log_path,
                     };
-                    (child, Some(assignment.line()))
+                    let warm = Warm {
+                        assignment: assignment.line(),
+                        ready,
+                        uses,
+                    };
+                    (child, Some(warm))
                 }
                 None => {
                     let child = tokio::process::Command::new(program)
@@ -183,23 +200,24 @@ impl Supervisor {
                 }
             };
             tracing::info!(session = %session_id, processor = p.id, pid = child.id().unwrap_or(0),
-                warm = assign.is_some(), "egg started");
+                warm = warm.is_some(), "egg started");
             let (tx, rx) = oneshot::channel();
             self.running().insert(key.clone(), tx);
             let this = self.clone();
             let cm = cluster_manager.to_string();
             tokio::spawn(async move {
-                this.watch(child, assign, rx, key, log_path, cm).await;
+                this.watch(child, warm, rx, key, log_path, cm).await;
             });
         }
         Ok(())
     }
 
-    /// Waits for an egg to end; reports it if nobody asked it to.
+    /// Waits for an egg to end; reports it if nobody asked it to. A warm egg (`spare`: its
+    /// ready flag and sessions served) is released back to the spares when its session stops.
     async fn watch(
         &self,
         mut child: tokio::process::Child,
-        assign: Option<Vec<u8>>,
+        warm: Option<Warm>,
         ending: oneshot::Receiver<Ending>,
         key: (String, u64),
         log_path: PathBuf,
@@ -208,19 +226,39 @@ impl Supervisor {
         // Held here, not in `child`: tokio's `wait` closes a child's stdin, which the egg
         // reads as its node manager going away.
         let mut stdin = child.stdin.take();
-        if let (Some(line), Some(pipe)) = (assign, stdin.as_mut()) {
+        if let (Some(w), Some(pipe)) = (&warm, stdin.as_mut()) {
             // A spare that cannot be told is gone: its exit is reported below.
-            let _ = pipe.write_all(&line).await;
+            let _ = pipe.write_all(&w.assignment).await;
             let _ = pipe.flush().await;
         }
         let status = tokio::select! {
             status = child.wait() => Some(status),
             how = ending => {
-                match how.unwrap_or(Ending::Kill) {
+                let how = how.unwrap_or(Ending::Kill);
+                if let (Ending::Stop { recycle: true }, Some(w)) = (how, warm) {
+                    if let Some(pipe) = stdin.take() {
+                        match release(child, pipe, &w.ready).await {
+                            Ok(child) => {
+                                let back = Spare { child, ready: w.ready, uses: w.uses + 1 };
+                                match self.spares.put_back(back) {
+                                    None => tracing::info!(session = %key.0, processor = key.1,
+                                        "egg released to the spares"),
+                                    // Dropped: killed (kill_on_drop) and reaped by tokio.
+                                    Some(retired) => drop(retired),
+                                }
+                            }
+                            Err(()) => tracing::info!(session = %key.0, processor = key.1,
+                                "egg not released (it did not say ready): ended"),
+                        }
+                        self.running().remove(&key);
+                        return;
+                    }
+                }
+                match how {
                     Ending::Kill => {
                         let _ = child.start_kill();
                     }
-                    Ending::Stop => {
+                    Ending::Stop { .. } => {
                         // Closing stdin asks the egg to finish; kill it if it lingers.
                         drop(stdin);
                         if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
@@ -268,7 +306,15 @@ impl Supervisor {
 
     /// Ends the eggs of a session (or of every session when `session_id` is None).
     pub fn stop(&self, session_id: Option<&str>, kill: bool) -> usize {
-        let how = if kill { Ending::Kill } else { Ending::Stop };
+        // A session is over: its warm eggs go back to the spares, and spares are refilled
+        // (not when every egg ends: the node manager is stopping or starting afresh).
+        let how = if kill {
+            Ending::Kill
+        } else {
+            Ending::Stop {
+                recycle: session_id.is_some(),
+            }
+        };
         let mut running = self.running();
         let keys: Vec<_> = running
             .keys()
@@ -281,13 +327,51 @@ impl Supervisor {
             }
         }
         drop(running);
-        // A session is over: a good moment to warm the eggs of the next one (not when every
-        // egg ends: the node manager is stopping or starting afresh).
         if session_id.is_some() && !keys.is_empty() {
-            self.refill_spares();
+            if kill {
+                self.refill_spares();
+            } else {
+                // Once its eggs are back (or ended), so that a spare being released is not
+                // taken for a missing one.
+                let this = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(RELEASE_WAIT + Duration::from_millis(500)).await;
+                    this.refill_spares();
+                });
+            }
         }
         keys.len()
     }
+}
+
+/// Releases a warm egg whose session ended: tells it `release` and waits (at most
+/// [`RELEASE_WAIT`]) until it says it is ready again; gives it back with its stdin. Err when it
+/// does not (it is then killed).
+async fn release(
+    mut child: tokio::process::Child,
+    mut stdin: tokio::process::ChildStdin,
+    ready: &AtomicBool,
+) -> Result<tokio::process::Child, ()> {
+    let line = format!("{}\n", processor::RELEASE_LINE);
+    if stdin.write_all(line.as_bytes()).await.is_err() || stdin.flush().await.is_err() {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+        return Err(());
+    }
+    let deadline = tokio::time::Instant::now() + RELEASE_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if ready.load(Ordering::Acquire) {
+            child.stdin = Some(stdin);
+            return Ok(child);
+        }
+        if !matches!(child.try_wait(), Ok(None)) {
+            return Err(()); // it exited (a task still ran in it, say)
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    Err(())
 }
 
 /// The last `n` lines of a log file.

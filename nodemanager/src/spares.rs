@@ -6,7 +6,11 @@
 //! imports would take its CPU).
 //!
 //! A spare prints `ready` on its stdout once its imports are done and reads one line on its
-//! stdin: the JSON of its assignment. Like any egg, it exits when that pipe closes.
+//! stdin: the JSON of its assignment. Like any egg, it exits when that pipe closes. When its
+//! session ends it is released (`release` on its stdin): it stops serving, prints `ready`
+//! again and comes back here, so the next session's eggs cost no imports and no warming
+//! competes with a job for the CPU. It is retired after [`MAX_USES`] sessions, or when enough
+//! spares wait already.
 
 use eggroll_core::sync::Mutex;
 use std::collections::VecDeque;
@@ -17,12 +21,19 @@ use std::sync::Arc;
 use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
 
+/// How many sessions one Python process serves before it is retired: what the sessions'
+/// functions leave behind in it (imported modules, fragmented heap) stays bounded.
+pub const MAX_USES: u32 = 50;
+
 /// A started spare.
 pub struct Spare {
     /// The process, its stdin still open.
     pub child: Child,
-    /// Set once it imported its modules.
+    /// Set once it imported its modules, and again each time it is released; cleared while it
+    /// serves a session.
     pub ready: Arc<AtomicBool>,
+    /// Sessions it has served.
+    pub uses: u32,
 }
 
 /// The spares of a node and how to start more.
@@ -84,14 +95,28 @@ impl Spares {
     }
 
     /// Takes a spare that is still alive, a ready one first; None when there is none.
-    pub fn take(&self) -> Option<Child> {
+    pub fn take(&self) -> Option<Spare> {
         let mut waiting = self.waiting.lock();
         waiting.retain_mut(|s| matches!(s.child.try_wait(), Ok(None)));
         let i = waiting
             .iter()
             .position(|s| s.ready.load(Ordering::Acquire))
             .unwrap_or(0);
-        waiting.remove(i).map(|s| s.child)
+        let spare = waiting.remove(i)?;
+        spare.ready.store(false, Ordering::Release);
+        Some(spare)
+    }
+
+    /// Takes back a released spare (ready again); gives it back when it is to be retired
+    /// instead: enough wait, or it served [`MAX_USES`] sessions.
+    pub fn put_back(&self, spare: Spare) -> Option<Spare> {
+        let mut waiting = self.waiting.lock();
+        waiting.retain_mut(|s| matches!(s.child.try_wait(), Ok(None)));
+        if waiting.len() >= self.wanted || spare.uses >= MAX_USES {
+            return Some(spare);
+        }
+        waiting.push_back(spare);
+        None
     }
 
     /// How many wait, and how many of them are ready.
@@ -147,18 +172,26 @@ impl Spares {
             let (flag, spares) = (ready.clone(), Arc::downgrade(self));
             tokio::spawn(async move {
                 let mut lines = tokio::io::BufReader::new(out).lines();
+                let mut first = true;
                 while let Ok(Some(line)) = lines.next_line().await {
                     if line.trim() == "ready" {
                         flag.store(true, Ordering::Release);
-                        // The next one warms now.
-                        if let Some(s) = spares.upgrade() {
-                            s.refill();
+                        // Warm for the first time: the next one warms now. (Ready again after
+                        // a session, it comes back by `put_back`.)
+                        if std::mem::take(&mut first) {
+                            if let Some(s) = spares.upgrade() {
+                                s.refill();
+                            }
                         }
                     }
                 }
             });
         }
-        Ok(Spare { child, ready })
+        Ok(Spare {
+            child,
+            ready,
+            uses: 0,
+        })
     }
 }
 
@@ -212,7 +245,7 @@ mod tests {
         }
         until("three are ready", || spares.counts() == (3, 3)).await;
 
-        let mut child = spares.take().expect("a spare");
+        let mut child = spares.take().expect("a spare").child;
         assert_eq!(spares.counts(), (2, 2));
         let pid = child.id().unwrap();
         let line = Assignment {
@@ -237,6 +270,49 @@ mod tests {
         // Refilled back to three.
         spares.refill();
         until("refilled", || spares.counts() == (3, 3)).await;
+    }
+
+    #[tokio::test]
+    async fn a_released_spare_comes_back_unless_enough_wait_or_it_served_its_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let spares = Arc::new(Spares::new(
+            fake_python(dir.path(), "0"),
+            "m",
+            2,
+            dir.path().join("logs"),
+        ));
+        spares.refill();
+        until("two are ready", || spares.counts() == (2, 2)).await;
+        let taken = spares.take().expect("a spare");
+        assert!(
+            !taken.ready.load(Ordering::Acquire),
+            "a taken spare still counts as ready"
+        );
+        assert_eq!(spares.counts(), (1, 1));
+        // Released (ready again, one more session served): back among the spares.
+        taken.ready.store(true, Ordering::Release);
+        let back = Spare {
+            uses: taken.uses + 1,
+            ..taken
+        };
+        assert!(spares.put_back(back).is_none());
+        assert_eq!(spares.counts(), (2, 2));
+        // Enough wait: a third is retired.
+        let extra = spares.take().expect("a spare");
+        spares.refill();
+        until("refilled to two", || spares.counts() == (2, 2)).await;
+        extra.ready.store(true, Ordering::Release);
+        assert!(
+            spares.put_back(extra).is_some(),
+            "a third spare was kept where two are wanted"
+        );
+        // One that served its sessions is retired even where there is room.
+        let mut worn = spares.take().expect("a spare");
+        worn.uses = MAX_USES;
+        assert!(
+            spares.put_back(worn).is_some(),
+            "a spare past MAX_USES was kept"
+        );
     }
 
     #[tokio::test]

@@ -3,12 +3,13 @@
 
 use crate::err;
 use eggroll_core::config::EggrollConfig;
-use eggroll_eggpair::process::{run, EggArgs};
+use eggroll_eggpair::process::{run, EggArgs, Ended};
 use pyo3::prelude::*;
 use std::path::PathBuf;
 
 /// Serves as processor `processor_id` of `session_id` until the node manager closes this
-/// process's stdin (or SIGTERM); Python's lock is free meanwhile, for the tasks' functions.
+/// process's stdin (or SIGTERM), or releases it; Python's lock is free meanwhile, for the
+/// tasks' functions. True when released: this process may serve another session.
 #[pyfunction]
 pub fn serve_egg(
     py: Python<'_>,
@@ -17,7 +18,7 @@ pub fn serve_egg(
     cluster_manager: String,
     host: String,
     data_dir: PathBuf,
-) -> PyResult<()> {
+) -> PyResult<bool> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("EGGROLL_LOG")
@@ -45,9 +46,10 @@ pub fn serve_egg(
             .build()
             .map_err(|e| format!("cannot start the egg's runtime: {e}"))?;
         let served = runtime.block_on(run(args));
-        // A task still in a user's function is not waited for: the egg is ending.
+        // A task still in a user's function is not waited for: the egg is ending (a released
+        // one has none left, see `run`).
         runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-        served
+        served.map(|ended| ended == Ended::Released)
     })
     .map_err(err)
 }

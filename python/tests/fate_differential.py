@@ -135,6 +135,32 @@ def keyed_exact(table):
     return sorted((k, v.hex()) for k, v in table.collect())
 
 
+def warm_eggs_serve_one_session_after_another(cluster):
+    """Two sessions, one after the other, on a node that keeps two warm eggs: the second
+    gets the first one's egg processes back (released, not restarted)."""
+    from fate_faults import wait_until
+    from local_cluster import eggs_of
+
+    def session(sid):
+        return EggrollSession(sid, host=cluster.host, port=cluster.port,
+                              options={"eggroll.session.processors.per.node": 2})
+
+    first = session("warm_first")
+    t = first.parallelize([(i, i) for i in range(100)], include_key=True, partition=4)
+    t.mapValues(lambda v: v + 1).count()
+    before = set(eggs_of("warm_first"))
+    first.destroy()
+    wait_until(lambda: not eggs_of("warm_first"), 15)
+    second = session("warm_second")
+    t2 = second.parallelize([(i, i) for i in range(100)], include_key=True, partition=4)
+    doubled = sorted(t2.mapValues(lambda v: v * 2).collect())
+    after = set(eggs_of("warm_second"))
+    second.destroy()
+    if before != after:
+        print(f"  (the first session's eggs were {sorted(before)}, the second's {sorted(after)})")
+    return len(before) == 2 and before == after, doubled
+
+
 def sample_num(session, table):
     """An exact-size sample: FATE draws each partition's share from numpy's global generator
     (unseeded; it fails when a later share comes to 0), so both back ends get the same seed."""
@@ -267,6 +293,11 @@ def main():
             same_as_standalone(tally, "cluster", ours, theirs)
             fate_faults.check_all(tally, ours, cluster)
             ours.destroy()
+        with LocalCluster(nodes=1, spares=2) as cluster:
+            # (the second session ran on the first one's processes, its result right)
+            tally.check("cluster: warm eggs serve one session after another",
+                        warm_eggs_serve_one_session_after_another(cluster),
+                        (True, [(i, 2 * i) for i in range(100)]))
     theirs.destroy()
     print(f"{tally.passed} passed, {tally.failed} failed")
     return 1 if tally.failed else 0
