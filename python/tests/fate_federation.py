@@ -13,7 +13,7 @@ two processes, guest and host, each through FATE's eggroll computing back end an
 
 Then the same jobs on FATE's standalone computing and federation. It checks: PSI's
 intersection equals the plain set intersection; SecureBoost's guest labels and scores are identical
-(scores: in most runs; see `check`);
+(to one of standalone's runs: see `check`);
 SSHE-LR's coefficients and losses are within 1e-6; no egg of a job is left on either
 cluster. It prints each job's wall time beside standalone's, and the ops FATE called.
 
@@ -374,9 +374,19 @@ def check_egg_killed(root, parties):
     return errors
 
 
-# How many of SecureBoost's 569 scores two FATE standalone runs of one job have been seen to
-# differ in, under one hash seed (see `check`).
-SBT_SCORES_STANDALONE_VARIES = 5
+# How many more standalone runs of SecureBoost may be made to find one whose scores ours
+# equal (see `check`).
+SBT_MORE_STANDALONE_RUNS = 3
+
+
+def more_standalone(job, root, cache):
+    """Yields the guest's results of more standalone runs of `job` (each made once, when first
+    asked for, and kept in `cache`)."""
+    runs = cache.setdefault(job, [])
+    for i in range(SBT_MORE_STANDALONE_RUNS):
+        if i == len(runs):
+            runs.append(standalone(job, root)[0])
+        yield runs[i]
 
 
 def psi_expected(n):
@@ -386,8 +396,9 @@ def psi_expected(n):
     return sorted(set(psi_ids("guest", n)) & set(psi_ids("host", n)))
 
 
-def check(job, layout, got, ref):
-    """Compares a job's results on eggroll-rs with standalone's; returns what differs."""
+def check(job, layout, got, ref, more_refs=lambda: []):
+    """Compares a job's results on eggroll-rs with standalone's; returns what differs.
+    `more_refs()` gives the guest's results of more standalone runs, made as they are asked for."""
     (g, h), (rg, rh) = got, ref
     errors = []
     if job == "psi":
@@ -404,20 +415,21 @@ def check(job, layout, got, ref):
             n = sum(a != b for a, b in zip(g["predict_result"], rg["predict_result"]))
             errors.append(f"sbt: {n} of the guest's predicted labels differ from standalone's")
         elif g["predict_score"] != rg["predict_score"]:
-            # Values of a key are folded in standalone's order and every process hashes
-            # strings alike (PYTHONHASHSEED, see main), so scores come out bit for bit the same
-            # in most runs. FATE standalone itself is not quite repeatable: of three standalone
-            # runs under one hash seed, one differed from the others in 2 of 569 scores (a
-            # near-tie split). More than that is ours.
-            d = [abs(a - b) for a, b in zip(g["predict_score"], rg["predict_score"])]
-            differing = sum(x > 0 for x in d)
-            if differing > SBT_SCORES_STANDALONE_VARIES:
-                errors.append(f"sbt: {differing} of the guest's {len(d)} scores differ from "
-                              f"standalone's (max |d| {max(d):.3g})")
+            # Values of a key are folded in standalone's order, so our floats are standalone's.
+            # But FATE standalone is not repeatable itself: two runs of this job have differed
+            # in 200 of 569 scores (a split tie broken another way: FATE breaks ties in the
+            # order it meets strings in sets, which each process's hash seed decides). So ours
+            # must be bit for bit one of standalone's outcomes: run it again until one matches.
+            for n, other in enumerate(more_refs(), 1):
+                if g["predict_score"] == other["predict_score"]:
+                    print(f"note: [{layout}] sbt: scores identical to standalone's run {n + 1} (its "
+                          f"first run broke a split tie another way)", flush=True)
+                    break
             else:
-                print(f"note: [{layout}] sbt: {differing} of {len(d)} scores differ from standalone's "
-                      f"(max |d| {max(d):.3g}), as much as standalone differs from itself; labels "
-                      f"identical", flush=True)
+                d = [abs(a - b) for a, b in zip(g["predict_score"], rg["predict_score"])]
+                errors.append(f"sbt: {sum(x > 0 for x in d)} of the guest's {len(d)} scores differ "
+                              f"from standalone's (max |d| {max(d):.3g}), and from those of "
+                              f"{SBT_MORE_STANDALONE_RUNS} more standalone runs")
     elif job == "sshe-lr":
         for who, a, b in (("guest", g, rg), ("host", h, rh)):
             pa, pb = a["param"], b["param"]
@@ -443,11 +455,6 @@ def op_summary(result):
 
 
 def main():
-    # FATE breaks ties (SecureBoost's splits among them) in the order it meets strings in
-    # sets and dicts, which Python's per-process hash seed decides: two standalone runs differ
-    # in 200 of 569 scores without this. Every process of the suite (jobs, clusters, their
-    # eggs) inherits it.
-    os.environ.setdefault("PYTHONHASHSEED", "0")
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--jobs", default="psi,sbt,sshe-lr")
     ap.add_argument("--layouts", default="two-parties,one-site,two-parties-tls")
@@ -460,7 +467,7 @@ def main():
     layouts = [l for l in args.layouts.split(",") if l]
     root = tempfile.mkdtemp(prefix="eggroll-rs-fate-fed-")
     print(f"work dir {root}")
-    refs, rows, errors = {}, [], []
+    refs, rows, errors, extra = {}, [], [], {}
     errors += check_failed_push(root)
     print(f"failed push: {'ok' if not errors else errors}", flush=True)
     for job in jobs:
@@ -506,7 +513,7 @@ def main():
             sys.exit(f"unknown layout {layout!r}: two-parties, two-parties-tls or one-site")
         for job, lay, g, h, wall in rows[-len(jobs):]:
             rg, rh, ref_wall = refs[job]
-            errors += check(job, lay, (g, h), (rg, rh))
+            errors += check(job, lay, (g, h), (rg, rh), lambda job=job: more_standalone(job, root, extra))
             calls, top = op_summary(g)
             print(f"{job:8} {lay:12} eggroll-rs {wall:7.2f} s   standalone/eggroll-rs {ref_wall / wall:5.2f}   "
                   f"({calls} ops: {top})", flush=True)
