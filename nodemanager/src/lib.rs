@@ -41,8 +41,14 @@ impl NodeManager for NodeService {
 
     async fn stop(&self, req: Request<StopProcessors>) -> Result<Response<Ack>, Status> {
         let req = req.into_inner();
-        let n = self.supervisor.stop(Some(&req.session_id), req.kill);
+        let stopping = self.supervisor.stop(Some(&req.session_id), req.kill);
+        let n = stopping.count;
         tracing::info!(session = %req.session_id, eggs = n, kill = req.kill, "session's eggs ending");
+        // Answered once its eggs have ended or, warm, are spares again: a session started
+        // right after this one gets them.
+        stopping
+            .finished(processes::RELEASE_WAIT + Duration::from_secs(1))
+            .await;
         Ok(Response::new(Ack {}))
     }
 }
@@ -96,8 +102,8 @@ pub async fn serve(
         .serve_with_incoming_shutdown(eggroll_core::channel::incoming(listener), shutdown)
         .await;
     beat.abort();
-    supervisor.stop(None, false);
-    // Give the eggs their moment to finish before this process (and their pipes) go.
+    supervisor.stop(None, false); // waited for below
+                                  // Give the eggs their moment to finish before this process (and their pipes) go.
     for _ in 0..50 {
         if supervisor.count() == 0 {
             break;
@@ -153,7 +159,7 @@ async fn heartbeat_loop(
                     match client.heartbeat(hb).await {
                         Ok(ack) if ack.get_ref().known => {}
                         Ok(_) => {
-                            let n = supervisor.stop(None, true);
+                            let n = supervisor.stop(None, true).count;
                             tracing::warn!(
                                 eggs = n,
                                 "the cluster manager no longer knows this node; registering again"

@@ -36,7 +36,7 @@ struct Warm {
 }
 
 /// How long a released egg has to say it is ready for another session.
-const RELEASE_WAIT: Duration = Duration::from_secs(5);
+pub const RELEASE_WAIT: Duration = Duration::from_secs(5);
 
 /// How the node manager starts eggs.
 #[derive(Clone, Debug)]
@@ -60,7 +60,29 @@ pub struct EggLauncher {
 }
 
 /// How to end each running egg, by (session, processor id).
-type Running = HashMap<(String, u64), oneshot::Sender<Ending>>;
+type Running = HashMap<(String, u64), oneshot::Sender<(Ending, Done)>>;
+
+/// Dropped when an egg asked to end has ended (or is back among the spares).
+type Done = oneshot::Sender<()>;
+
+/// The eggs [`Supervisor::stop`] asked to end.
+pub struct Stopping {
+    /// How many.
+    pub count: usize,
+    done: Vec<oneshot::Receiver<()>>,
+}
+
+impl Stopping {
+    /// Waits (at most `limit`) until each has ended or, warm, is a spare again.
+    pub async fn finished(self, limit: Duration) {
+        let all = async {
+            for d in self.done {
+                let _ = d.await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, all).await;
+    }
+}
 
 /// The running eggs, by session and processor id.
 #[derive(Clone)]
@@ -218,7 +240,7 @@ impl Supervisor {
         &self,
         mut child: tokio::process::Child,
         warm: Option<Warm>,
-        ending: oneshot::Receiver<Ending>,
+        ending: oneshot::Receiver<(Ending, Done)>,
         key: (String, u64),
         log_path: PathBuf,
         cluster_manager: String,
@@ -234,7 +256,11 @@ impl Supervisor {
         let status = tokio::select! {
             status = child.wait() => Some(status),
             how = ending => {
-                let how = how.unwrap_or(Ending::Kill);
+                // `_done` goes when this egg is dealt with: `Stopping::finished` waits for it.
+                let (how, _done) = match how {
+                    Ok((how, done)) => (how, Some(done)),
+                    Err(_) => (Ending::Kill, None),
+                };
                 if let (Ending::Stop { recycle: true }, Some(w)) = (how, warm) {
                     if let Some(pipe) = stdin.take() {
                         match release(child, pipe, &w.ready).await {
@@ -305,7 +331,7 @@ impl Supervisor {
     }
 
     /// Ends the eggs of a session (or of every session when `session_id` is None).
-    pub fn stop(&self, session_id: Option<&str>, kill: bool) -> usize {
+    pub fn stop(&self, session_id: Option<&str>, kill: bool) -> Stopping {
         // A session is over: its warm eggs go back to the spares, and spares are refilled
         // (not when every egg ends: the node manager is stopping or starting afresh).
         let how = if kill {
@@ -321,9 +347,13 @@ impl Supervisor {
             .filter(|(s, _)| session_id.is_none_or(|id| id == s))
             .cloned()
             .collect();
+        let mut waits = Vec::new();
         for k in &keys {
             if let Some(tx) = running.remove(k) {
-                let _ = tx.send(how);
+                let (done, finished) = oneshot::channel();
+                if tx.send((how, done)).is_ok() {
+                    waits.push(finished);
+                }
             }
         }
         drop(running);
@@ -340,7 +370,10 @@ impl Supervisor {
                 });
             }
         }
-        keys.len()
+        Stopping {
+            count: keys.len(),
+            done: waits,
+        }
     }
 }
 
