@@ -12,8 +12,9 @@ two processes, guest and host, each through FATE's eggroll computing back end an
   (each party its own CA, made here with openssl; each roll-site trusts the other's).
 
 Then the same jobs on FATE's standalone computing and federation. It checks: PSI's
-intersection equals the plain set intersection; SecureBoost's guest labels and scores are identical
-(to one of standalone's runs: see `check`);
+intersection equals the plain set intersection; SecureBoost's guest labels are identical and its
+scores those of one of standalone's runs, or no further from them than standalone's own reruns
+(see `check`);
 SSHE-LR's coefficients and losses are within 1e-6; no egg of a job is left on either
 cluster. It prints each job's wall time beside standalone's, and the ops FATE called.
 
@@ -416,20 +417,32 @@ def check(job, layout, got, ref, more_refs=lambda: []):
             errors.append(f"sbt: {n} of the guest's predicted labels differ from standalone's")
         elif g["predict_score"] != rg["predict_score"]:
             # Values of a key are folded in standalone's order, so our floats are standalone's.
-            # But FATE standalone is not repeatable itself: two runs of this job have differed
-            # in 200 of 569 scores (a split tie broken another way: FATE breaks ties in the
-            # order it meets strings in sets, which each process's hash seed decides). So ours
-            # must be bit for bit one of standalone's outcomes: run it again until one matches.
+            # But FATE standalone is not repeatable itself: runs of this job have differed in 2
+            # or in 200 of 569 scores (a tie broken another way: FATE breaks some in the order
+            # it meets strings in sets, which each process's hash seed decides). So ours must
+            # be bit for bit one of standalone's outcomes (it runs again, up to 3 more times,
+            # until one matches), or no further from its first run than its own reruns are.
+            def differing(a, b):
+                return sum(x != y for x, y in zip(a["predict_score"], b["predict_score"]))
+
+            spread = 0
             for n, other in enumerate(more_refs(), 1):
                 if g["predict_score"] == other["predict_score"]:
                     print(f"note: [{layout}] sbt: scores identical to standalone's run {n + 1} (its "
-                          f"first run broke a split tie another way)", flush=True)
+                          f"first run broke a tie another way)", flush=True)
                     break
+                spread = max(spread, differing(other, rg))
             else:
-                d = [abs(a - b) for a, b in zip(g["predict_score"], rg["predict_score"])]
-                errors.append(f"sbt: {sum(x > 0 for x in d)} of the guest's {len(d)} scores differ "
-                              f"from standalone's (max |d| {max(d):.3g}), and from those of "
-                              f"{SBT_MORE_STANDALONE_RUNS} more standalone runs")
+                ours = differing(g, rg)
+                d = max(abs(a - b) for a, b in zip(g["predict_score"], rg["predict_score"]))
+                if ours > spread:
+                    errors.append(f"sbt: {ours} of the guest's {len(g['predict_score'])} scores differ "
+                                  f"from standalone's (max |d| {d:.3g}); its own {SBT_MORE_STANDALONE_RUNS} "
+                                  f"reruns differed from its first run in at most {spread}")
+                else:
+                    print(f"note: [{layout}] sbt: {ours} scores differ from standalone's first run (max "
+                          f"|d| {d:.3g}), and standalone's own reruns differed from it in up to {spread}; "
+                          f"labels identical", flush=True)
     elif job == "sshe-lr":
         for who, a, b in (("guest", g, rg), ("host", h, rh)):
             pa, pb = a["param"], b["param"]
