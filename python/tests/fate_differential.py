@@ -138,8 +138,7 @@ def keyed_exact(table):
 def warm_eggs_serve_one_session_after_another(cluster):
     """Two sessions, one after the other, on a node that keeps two warm eggs: the second
     gets the first one's egg processes back (released, not restarted)."""
-    from fate_faults import wait_until
-    from local_cluster import eggs_of
+    from local_cluster import eggs_of, wait_until
 
     def session(sid):
         return EggrollSession(sid, host=cluster.host, port=cluster.port,

@@ -21,19 +21,10 @@ import time
 
 from fate.arch.computing.backends.eggroll import CSession as EggrollSession
 
-from local_cluster import eggs_of, processor_of
+from local_cluster import eggs_of, processor_of, wait_until
 
 # A killed driver's session ends when its lease (renewed by a live client) runs out.
 LEASE_MS = 3000
-
-
-def wait_until(cond, seconds):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.2)
-    return cond()
 
 
 def error_of_a_slow_op(table, kill):

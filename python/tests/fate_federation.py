@@ -42,7 +42,7 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from local_cluster import LocalCluster, eggroll_binary, eggs_of, processor_of  # noqa: E402
+from local_cluster import LocalCluster, eggroll_binary, eggs_of, processor_of, wait_until  # noqa: E402
 
 GUEST, HOST = "9999", "10000"
 JOB_TIMEOUT = 900
@@ -269,15 +269,6 @@ def log_text(path):
         return f.read().decode(errors="replace")
 
 
-def wait_for(cond, seconds):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.2)
-    return cond()
-
-
 def error_of(path):
     """(what a job process's log says from its last traceback on, the error's first line)."""
     text = log_text(path)
@@ -289,10 +280,29 @@ def error_of(path):
     return text[at:], first
 
 
+def failure_of(proc, log, killed, limit):
+    """Waits (until `limit` s after `killed`) for a job process to end: (its exit code, the
+    seconds since `killed`, its error from the last traceback on, the error's first line);
+    None while it still runs."""
+    try:
+        rc = proc.wait(timeout=max(1, killed + limit - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        return None
+    return (rc, time.monotonic() - killed, *error_of(log))
+
+
+def eggs_left(pair, what):
+    """What is wrong if an egg of either party's session is still there once their leases
+    have run out."""
+    return [f"{what}: eggs of the {role}'s session are left: {eggs_of(sid)}"
+            for role, (_, _, sid) in pair.items()
+            if not wait_until(lambda: not eggs_of(sid), FAULT_LEASE_MS / 1000 + 20)]
+
+
 def into_the_job(pair, calls=60):
     """Waits until the host has started its `calls`-th call (past the PSI, into the trees)."""
     proc, log, _ = pair["host"]
-    reached = wait_for(lambda: f"call {calls}:" in log_text(log) or proc.poll() is not None, 300)
+    reached = wait_until(lambda: f"call {calls}:" in log_text(log) or proc.poll() is not None, 300)
     return reached and proc.poll() is None
 
 
@@ -312,16 +322,14 @@ def check_job_killed(root, parties):
     try:
         if not into_the_job(pair):
             return [f"job killed: the job did not get to the trees; see {pair['host'][1]}"]
-        host, guest = pair["host"][0], pair["guest"][0]
+        host = pair["host"][0]
         host.kill()
         host.wait()
         killed = time.monotonic()
-        try:
-            rc = guest.wait(timeout=FAULT_IDLE_MS / 1000 + 60)
-        except subprocess.TimeoutExpired:
+        failed = failure_of(*pair["guest"][:2], killed, FAULT_IDLE_MS / 1000 + 60)
+        if failed is None:
             return [f"job killed: the guest still runs {FAULT_IDLE_MS / 1000 + 60:.0f} s after the host was killed"]
-        took = time.monotonic() - killed
-        why, last = error_of(pair["guest"][1])
+        rc, took, why, last = failed
         print(f"job killed: the guest failed {took:.1f} s after the host's job process was killed: {last[:300]}",
               flush=True)
         if rc == 0:
@@ -330,9 +338,7 @@ def check_job_killed(root, parties):
             errors.append(f"job killed: the guest's error does not name the host ({HOST}): {last[:500]}")
         if took > FAULT_IDLE_MS / 1000 + 30:
             errors.append(f"job killed: the guest failed only after {took:.0f} s (idle timeout {FAULT_IDLE_MS / 1000:.0f} s)")
-        for role, (_, _, sid) in pair.items():
-            if not wait_for(lambda: not eggs_of(sid), FAULT_LEASE_MS / 1000 + 20):
-                errors.append(f"job killed: eggs of the {role}'s session are left: {eggs_of(sid)}")
+        errors += eggs_left(pair, "job killed")
     finally:
         stop_pair(pair)
     return errors
@@ -353,23 +359,19 @@ def check_egg_killed(root, parties):
         processor = processor_of(victims[0])
         os.kill(victims[0], 9)
         killed = time.monotonic()
-        for role, (proc, log, sid) in pair.items():
-            try:
-                rc = proc.wait(timeout=max(1, killed + 90 - time.monotonic()))
-            except subprocess.TimeoutExpired:
+        for role, (proc, log, _) in pair.items():
+            failed = failure_of(proc, log, killed, 90)
+            if failed is None:
                 errors.append(f"egg killed: the {role} still runs 90 s after processor {processor} was killed")
                 continue
-            took = time.monotonic() - killed
-            why, last = error_of(log)
+            rc, took, why, last = failed
             print(f"egg killed: the {role} failed {took:.1f} s after processor {processor} was killed: "
                   f"{last[:300]}", flush=True)
             if rc == 0:
                 errors.append(f"egg killed: the {role}'s job succeeded")
             elif f"processor {processor}" not in why:
                 errors.append(f"egg killed: the {role}'s error does not name processor {processor}: {last[:500]}")
-        for role, (_, _, sid) in pair.items():
-            if not wait_for(lambda: not eggs_of(sid), FAULT_LEASE_MS / 1000 + 20):
-                errors.append(f"egg killed: eggs of the {role}'s session are left: {eggs_of(sid)}")
+        errors += eggs_left(pair, "egg killed")
     finally:
         stop_pair(pair)
     return errors

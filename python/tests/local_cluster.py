@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -94,3 +95,13 @@ def processor_of(pid):
     if not (name.startswith("egg-") and name.endswith(".log")):
         raise ValueError(f"process {pid} is not an egg of a session (its output goes to {name})")
     return name[len("egg-"):-len(".log")]
+
+
+def wait_until(cond, seconds):
+    """Polls `cond` until it holds or `seconds` pass; whether it holds."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.2)
+    return cond()
