@@ -207,6 +207,13 @@ pub struct RollsiteConfig {
     pub max_object_bytes: u64,
     /// A get fails when no data arrived for this long, in milliseconds.
     pub get_idle_timeout_ms: u64,
+    /// A federation context sends a sign of life this often (milliseconds) to every party it
+    /// exchanged with, while it lives; 0: none.
+    pub heartbeat_interval_ms: u64,
+    /// A get waiting on a party whose signs of life stopped this long ago (milliseconds; at
+    /// least three of the party's own intervals) fails then, naming it, without waiting for
+    /// `get_idle_timeout_ms`; 0: only the idle timeout.
+    pub liveness_timeout_ms: u64,
     /// Durable receive buffer; empty: `<data_dir>/rollsite`.
     pub buffer_dir: PathBuf,
     /// Acknowledge a push only after its batches and markers are on disk (fsync): what was
@@ -259,6 +266,8 @@ impl Default for RollsiteConfig {
             max_message_bytes: 32 << 20,
             max_object_bytes: 4 << 30,
             get_idle_timeout_ms: 600_000,
+            heartbeat_interval_ms: 5000,
+            liveness_timeout_ms: 30_000,
             buffer_dir: PathBuf::new(),
             fsync: false,
             buffer_expiry_hours: 72,

@@ -40,6 +40,13 @@ pub const EGG_TABLE_OPTION: &str = "egg_table";
 pub const FATE_TYPES_OPTION: &str = "fate_types";
 /// `Metadata.operator` of a local get's request to drop a transfer it has taken.
 pub const OP_CLEAR: &str = "rs_clear";
+/// `Metadata.operator` of a federation context's sign of life, sent while it lives to the
+/// parties it exchanges with: a get waiting on a party whose signs stopped fails early.
+pub const OP_HEARTBEAT: &str = "rs_heartbeat";
+/// Name of the transfer key a heartbeat is addressed by (it is routed, never stored).
+pub const HEARTBEAT_NAME: &str = "__heartbeat__";
+/// Header option of a heartbeat: how often its sender sends them, in milliseconds.
+pub const INTERVAL_OPTION: &str = "interval_ms";
 /// Longest abort reason kept, in bytes.
 pub const MAX_ABORT_REASON: usize = 4096;
 /// Room every message keeps for its header and framing: a batch body may fill the rest.
@@ -366,7 +373,7 @@ impl TableBatches {
     }
 }
 
-/// How a push stream that failed with UNAVAILABLE is retried, as EggRoll's
+/// How a call that failed with UNAVAILABLE or a broken connection is retried, as EggRoll's
 /// `push.max.retry` / `long.retry`: waits doubling from `retry_wait`, the last `long_retry`
 /// of `max_retry` waiting `long_retry_wait`.
 #[derive(Clone, Debug)]
@@ -395,8 +402,8 @@ impl RetryPolicy {
         })
     }
 
-    /// Calls `call` until it succeeds, fails with anything but UNAVAILABLE, or the retries
-    /// are spent, waiting between tries as this policy says and telling `on_retry(attempt,
+    /// Calls `call` until it succeeds, fails with anything but a [`transient`] failure, or the
+    /// retries are spent, waiting between tries as this policy says and telling `on_retry(attempt,
     /// wait, status)` first; a failure comes with how many retries were made.
     pub async fn run<T, F, Fut>(
         &self,
@@ -413,9 +420,10 @@ impl RetryPolicy {
                 Ok(t) => return Ok(t),
                 Err(s) => s,
             };
-            let wait = match status.code() {
-                Code::Unavailable => self.wait(attempt),
-                _ => None,
+            let wait = if transient(&status) {
+                self.wait(attempt)
+            } else {
+                None
             };
             let Some(wait) = wait else {
                 return Err((status, attempt));
@@ -435,8 +443,26 @@ pub fn after_retries(attempts: u32) -> String {
     }
 }
 
+/// Whether a call may succeed when made again: the server said UNAVAILABLE, or the connection
+/// broke under the call (the server was killed or restarted mid-stream). tonic reports a
+/// broken connection as UNKNOWN, INTERNAL or CANCELLED, made on this side (a source error, or
+/// its "transport error" / "h2 protocol error" wording), never as a status a server sent.
+pub fn transient(status: &Status) -> bool {
+    match status.code() {
+        Code::Unavailable => true,
+        Code::Unknown | Code::Internal | Code::Cancelled => {
+            let m = status.message();
+            std::error::Error::source(status).is_some()
+                || m.starts_with("transport error")
+                || m.starts_with("h2 protocol error")
+        }
+        _ => false,
+    }
+}
+
 /// A hop of a transfer that failed (the local roll-site, or one behind it): which one, and
-/// what it answered, with its gRPC code kept so that retries still see UNAVAILABLE.
+/// what it answered. A [`transient`] failure is reported as UNAVAILABLE, whatever tonic called
+/// it, so that every caller up the route retries it.
 #[derive(Debug, thiserror::Error)]
 #[error("{hop} failed: {}", describe(status))]
 pub struct HopFailed {
@@ -449,9 +475,14 @@ pub struct HopFailed {
 impl HopFailed {
     /// The failure of `hop`, which answered `status`.
     pub fn new(hop: impl Into<String>, status: Status) -> Self {
+        let unavailable = transient(&status);
+        let mut status = with_causes(status);
+        if unavailable && status.code() != Code::Unavailable {
+            status = Status::unavailable(format!("connection lost: {}", status.message()));
+        }
         HopFailed {
             hop: hop.into(),
-            status: Box::new(with_causes(status)),
+            status: Box::new(status),
         }
     }
 
@@ -546,6 +577,37 @@ mod tests {
                 None
             ]
         );
+    }
+
+    #[test]
+    fn broken_connections_are_transient_and_a_servers_answers_are_not() {
+        let io = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "broken pipe");
+        let broken = Status::from_error(Box::new(io));
+        assert_eq!(broken.code(), Code::Unknown);
+        assert!(transient(&broken));
+        assert!(transient(&Status::unavailable("down")));
+        assert!(transient(&Status::internal(
+            "h2 protocol error: error reading a body from connection"
+        )));
+        assert!(transient(&Status::unknown("transport error")));
+        // What a server answered, unknown or internal included, is its answer.
+        assert!(!transient(&Status::internal("partition 3: disk full")));
+        assert!(!transient(&Status::unknown("the egg panicked")));
+        assert!(!transient(&Status::cancelled("Timeout expired")));
+        assert!(!transient(&Status::not_found("no such table")));
+        // A hop that lost its connection says so, as UNAVAILABLE, with the cause.
+        let io = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "broken pipe");
+        let h = HopFailed::new(
+            "local roll-site 127.0.0.1:1",
+            Status::from_error(Box::new(io)),
+        );
+        assert_eq!(h.code(), Code::Unavailable);
+        assert!(
+            h.to_string().contains("connection lost: broken pipe"),
+            "{h}"
+        );
+        let h = HopFailed::new("next hop", Status::internal("disk full"));
+        assert_eq!(h.code(), Code::Internal);
     }
 
     #[test]

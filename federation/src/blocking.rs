@@ -72,8 +72,13 @@ impl BlockingFederation {
         me: Party,
         opts: FederationOptions,
     ) -> Result<Self> {
+        // Its heartbeats run on `rt`.
+        let inner = {
+            let _in = rt.enter();
+            Federation::in_process(site, session, me, opts)?
+        };
         Ok(Self {
-            inner: Federation::in_process(site, session, me, opts)?,
+            inner,
             rt: Rt::Shared(rt),
         })
     }

@@ -9,7 +9,7 @@ use eggroll_eggpair::push::GrpcTarget;
 use eggroll_proto::proxy::Packet;
 use eggroll_proto::transfer::RollSiteHeader;
 use prost::Message;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
@@ -21,6 +21,10 @@ pub(crate) struct Inner {
     pub(crate) egg_rollsite: String,
     pub(crate) link: Link,
     pub(crate) opts: FederationOptions,
+    /// The parties this context exchanged with: they get its heartbeats.
+    pub(crate) peers: Mutex<Vec<Party>>,
+    /// Wakes the heartbeats when a party joins `peers`.
+    pub(crate) new_peer: Arc<tokio::sync::Notify>,
 }
 
 /// A federation context: one session, one party, talking to its party's roll-site. Async:
@@ -61,16 +65,16 @@ impl Federation {
             channel,
             max_message: opts.max_message_bytes,
         });
-        Ok(Self {
-            inner: Arc::new(Inner {
-                session: session.into(),
-                link,
-                rollsite: rollsite.into(),
-                egg_rollsite: rollsite.into(),
-                me,
-                opts,
-            }),
-        })
+        Ok(Self::started(Inner {
+            session: session.into(),
+            link,
+            rollsite: rollsite.into(),
+            egg_rollsite: rollsite.into(),
+            me,
+            opts,
+            peers: Mutex::default(),
+            new_peer: Arc::default(),
+        }))
     }
 
     /// A context that calls the roll-site `site` running in this process directly
@@ -85,16 +89,23 @@ impl Federation {
         check(session, &me, &opts)?;
         let addr = site.reachable_addr();
         let site: Arc<dyn LocalRollsite> = site.clone();
-        Ok(Self {
-            inner: Arc::new(Inner {
-                session: session.into(),
-                link: Link::InProcess(Arc::downgrade(&site)),
-                rollsite: format!("{addr} (in process)"),
-                egg_rollsite: addr,
-                me,
-                opts,
-            }),
-        })
+        Ok(Self::started(Inner {
+            session: session.into(),
+            link: Link::InProcess(Arc::downgrade(&site)),
+            rollsite: format!("{addr} (in process)"),
+            egg_rollsite: addr,
+            me,
+            opts,
+            peers: Mutex::default(),
+            new_peer: Arc::default(),
+        }))
+    }
+
+    /// The context of `inner`, its heartbeats started.
+    fn started(inner: Inner) -> Self {
+        let inner = Arc::new(inner);
+        crate::heartbeat::start(&inner);
+        Self { inner }
     }
 
     /// The session id.
@@ -109,6 +120,8 @@ impl Federation {
 
     /// The key of the transfer `name`/`tag` from `src` to `dst` in this session.
     pub(crate) fn key(&self, name: &str, tag: &str, src: &Party, dst: &Party) -> TransferKey {
+        self.met(src);
+        self.met(dst);
         TransferKey {
             session: self.inner.session.clone(),
             name: name.into(),
@@ -120,19 +133,26 @@ impl Federation {
         }
     }
 
-    /// Runs `read` again while it fails because the roll-site went away (what the roll-site
-    /// stored is still there), waiting longer each time, up to `max_retry` times.
+    /// Runs `read` again while it fails because the roll-site went away or restarted (what
+    /// the roll-site stored is still there), waiting as the retry policy says.
     pub(crate) async fn reread<T, F, Fut>(&self, mut read: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
+        let policy = self.inner.opts.retry();
         let mut attempt = 0;
         loop {
             match read().await {
-                Err(e) if e.is_unavailable() && attempt < self.inner.opts.max_retry => {
+                Err(e) if e.is_unavailable() => {
+                    let Some(wait) = policy.wait(attempt) else {
+                        return Err(e);
+                    };
                     attempt += 1;
-                    tokio::time::sleep(self.inner.opts.retry_wait * attempt).await;
+                    tracing::warn!(session = %self.inner.session, attempt,
+                        wait_ms = wait.as_millis() as u64, error = %e,
+                        "get cut off by the roll-site; reading it again");
+                    tokio::time::sleep(wait).await;
                 }
                 r => return r,
             }

@@ -17,6 +17,7 @@ mod assembly;
 pub mod blocking;
 pub mod client;
 pub mod error;
+mod heartbeat;
 pub mod link;
 mod objects;
 pub mod options;

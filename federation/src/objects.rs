@@ -183,14 +183,18 @@ impl Federation {
         let h = key.header("");
         let mut meta = key.metadata(&h);
         meta.operator = OP_CLEAR.into();
-        self.inner
-            .link
-            .unary(Packet {
-                header: Some(meta),
+        let clear = || {
+            self.inner.link.unary(Packet {
+                header: Some(meta.clone()),
                 body: None,
             })
+        };
+        self.inner
+            .opts
+            .retry()
+            .run(clear, |_, _, _| {})
             .await
-            .map_err(|s| Error::hop(self.local_hop(), s))?;
+            .map_err(|(s, n)| Error::hop(format!("{}{}", self.local_hop(), after_retries(n)), s))?;
         Ok(())
     }
 

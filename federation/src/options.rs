@@ -13,7 +13,7 @@ pub struct FederationOptions {
     pub batches_per_stream: usize,
     /// Push streams in flight per call.
     pub streams_in_flight: usize,
-    /// Retries of a stream that failed with UNAVAILABLE.
+    /// Retries of a call that failed with UNAVAILABLE or a broken connection.
     pub max_retry: u32,
     /// How many of those wait `long_retry_wait`.
     pub long_retry: u32,
@@ -29,6 +29,8 @@ pub struct FederationOptions {
     pub max_object_bytes: u64,
     /// How long connecting to the roll-site may take.
     pub connect_timeout: Duration,
+    /// How often the context tells the parties it exchanged with that it lives; zero: never.
+    pub heartbeat_interval: Duration,
 }
 
 impl FederationOptions {
@@ -46,10 +48,11 @@ impl FederationOptions {
             max_message_bytes: c.max_message_bytes as usize,
             max_object_bytes: c.max_object_bytes,
             connect_timeout: Duration::from_millis(c.connect_timeout_ms),
+            heartbeat_interval: Duration::from_millis(c.heartbeat_interval_ms),
         }
     }
 
-    /// How a push stream that failed with UNAVAILABLE is retried.
+    /// How a call that failed with UNAVAILABLE or a broken connection is retried.
     pub fn retry(&self) -> RetryPolicy {
         RetryPolicy {
             max_retry: self.max_retry,

@@ -40,7 +40,10 @@ impl Federation {
                 self.key(name, tag, party, &self.inner.me),
                 ctx.clone(),
             );
-            jobs.spawn(async move { (i, me.get_one_table::<K, V>(&ctx, &key).await) });
+            jobs.spawn(async move {
+                let got = me.reread(|| me.get_one_table::<K, V>(&ctx, &key)).await;
+                (i, got)
+            });
         }
         let mut out: Vec<Option<RollPair<K, V>>> = (0..parties.len()).map(|_| None).collect();
         while let Some(r) = jobs.join_next().await {

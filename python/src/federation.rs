@@ -28,9 +28,11 @@ pub(crate) struct Federation {
 #[pymethods]
 impl Federation {
     /// A federation session `session_id` as `role`/`party_id`; a get fails once no data came
-    /// for `get_idle_timeout_ms` (0: the roll-site config's default).
+    /// for `get_idle_timeout_ms` (0: the roll-site config's default); the parties it exchanges
+    /// with hear that it lives every `heartbeat_interval_ms` (None: the default; 0: never).
     #[new]
-    #[pyo3(signature = (rollsite, session_id, role, party_id, get_idle_timeout_ms=0))]
+    #[pyo3(signature = (rollsite, session_id, role, party_id, get_idle_timeout_ms=0,
+        heartbeat_interval_ms=None))]
     fn new(
         py: Python<'_>,
         rollsite: String,
@@ -38,10 +40,14 @@ impl Federation {
         role: String,
         party_id: String,
         get_idle_timeout_ms: u64,
+        heartbeat_interval_ms: Option<u64>,
     ) -> PyResult<Self> {
         let mut opts = FederationOptions::default();
         if get_idle_timeout_ms > 0 {
             opts.get_idle_timeout = Duration::from_millis(get_idle_timeout_ms);
+        }
+        if let Some(ms) = heartbeat_interval_ms {
+            opts.heartbeat_interval = Duration::from_millis(ms);
         }
         let me = Party::new(&role, &party_id);
         let fed = py

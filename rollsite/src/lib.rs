@@ -11,6 +11,7 @@ pub mod buffer;
 pub mod error;
 pub mod forward;
 pub mod inbox;
+pub mod liveness;
 mod local;
 pub mod peer;
 pub mod poller;

@@ -5,9 +5,10 @@ use crate::buffer::{Batch, Buffer};
 use crate::error::{Error, Result};
 use crate::forward::{Forwarder, MAX_HOPS};
 use crate::inbox::{Inbox, NAMESPACE};
+use crate::liveness::Liveness;
 use crate::packet::{
     check_batch_size, destination, rollsite_header, TransferKey, EGG_TABLE_OPTION, FINISH,
-    MAX_ABORT_REASON, OP_CLEAR, TABLE,
+    INTERVAL_OPTION, MAX_ABORT_REASON, OP_CLEAR, OP_HEARTBEAT, TABLE,
 };
 pub use crate::peer::Peer;
 use crate::polling::Hub;
@@ -51,6 +52,8 @@ pub struct Site {
     pub shutdown: watch::Receiver<bool>,
     /// Distributed mode: the cluster whose eggs receive our tables (`rollsite.cluster_manager`).
     pub inbox: Option<Arc<Inbox>>,
+    /// The other parties' last signs of life, by session.
+    pub liveness: Liveness,
 }
 
 impl Site {
@@ -74,8 +77,18 @@ impl Site {
         }
         if rs.polling_idle_s == 0 || rs.polling_no_data_s == 0 {
             return Err(Error::Config(format!(
-                "rollsite.polling_idle_s ({}) and polling_no_data_s ({}) must be at least 1                  second",
+                "rollsite.polling_idle_s ({}) and polling_no_data_s ({}) must be at least 1 \
+                 second",
                 rs.polling_idle_s, rs.polling_no_data_s
+            )));
+        }
+        if rs.liveness_timeout_ms > 0 && rs.liveness_timeout_ms < 3 * rs.heartbeat_interval_ms {
+            return Err(Error::Config(format!(
+                "rollsite.liveness_timeout_ms ({}) must be at least three heartbeat intervals \
+                 (3 x heartbeat_interval_ms = {}), or 0 to judge a silent party by \
+                 get_idle_timeout_ms alone",
+                rs.liveness_timeout_ms,
+                3 * rs.heartbeat_interval_ms
             )));
         }
         let local_clients = rs
@@ -120,6 +133,7 @@ impl Site {
             inbox: Some(rs.cluster_manager.trim())
                 .filter(|a| !a.is_empty())
                 .map(|a| Arc::new(Inbox::new(a, rs.party_id.trim()))),
+            liveness: Liveness::new(Duration::from_millis(rs.liveness_timeout_ms)),
             config: rs,
         })
     }
@@ -251,6 +265,21 @@ impl Site {
         let (party, role) = (party.to_string(), role.to_string());
         self.check_hops_and_tls(&p, &peer)?;
         match self.routes.table().resolve(&self.party_id, &party, &role)? {
+            Hop::Local if meta.operator == OP_HEARTBEAT => {
+                let h = request_header(&meta)?;
+                let key = TransferKey::from_header(&h)?;
+                let interval = h
+                    .options
+                    .get(INTERVAL_OPTION)
+                    .and_then(|ms| ms.parse().ok())
+                    .map(Duration::from_millis)
+                    .unwrap_or_default();
+                self.liveness.heard(&key.session, &key.src_party, interval);
+                Ok(Packet {
+                    header: Some(meta),
+                    body: None,
+                })
+            }
             Hop::Local => {
                 let ack = self
                     .deliver(p, tokio_stream::empty::<Result<Packet, Status>>())
@@ -457,22 +486,12 @@ impl Site {
                 Err(None) => {}
             }
             let deadline = progress.last_arrival() + idle;
-            if Instant::now() >= deadline {
-                let (buffer, k) = (self.buffer.clone(), rk.clone());
-                let arrival = tokio::task::spawn_blocking(move || {
-                    let a = buffer.arrival(&k)?;
-                    buffer.forget_if_empty(&k)?;
-                    Ok::<_, Error>(a)
-                })
-                .await??;
-                let have = match &arrival {
-                    Some(a) => format!("{} of {} partitions complete", a.done, a.total),
-                    None => "nothing arrived".to_string(),
-                };
-                let why = progress
-                    .last_error()
-                    .map(|e| format!("; last failure: {e}"))
-                    .unwrap_or_default();
+            let gone = self
+                .liveness
+                .gone_at(&key.session, &key.src_party, progress.last_arrival());
+            let now = Instant::now();
+            if now >= deadline {
+                let (have, why) = self.how_far(&rk, &progress).await?;
                 return Err(Error::Timeout(format!(
                     "no data of {rk} arrived for {:.1} s ({have}){why}: check that party {} \
                      (role {}) called remote for name {:?} tag {:?}, and its route to party {}",
@@ -484,16 +503,58 @@ impl Site {
                     key.dst_party
                 )));
             }
+            if let Some(gone) = gone.filter(|g| now >= g.at) {
+                let (have, why) = self.how_far(&rk, &progress).await?;
+                return Err(Error::Timeout(format!(
+                    "party {} (role {}) gave no sign of life for {:.1} s while this party \
+                     waited for name {:?} tag {:?} of session {} ({have}){why}: its job \
+                     process is gone (killed or crashed), or its route to party {} broke",
+                    key.src_party,
+                    key.src_role,
+                    gone.bound.as_secs_f64(),
+                    key.name,
+                    key.tag,
+                    key.session,
+                    key.dst_party
+                )));
+            }
+            // Heartbeats move `gone` on: look again by then.
+            let wake = gone.map_or(deadline, |g| deadline.min(g.at));
             tokio::select! {
                 _ = &mut notified => {}
                 _ = &mut aborted => {}
-                _ = tokio::time::sleep_until(deadline.into()) => {}
+                _ = tokio::time::sleep_until(wake.into()) => {}
                 _ = shutdown.changed() => {
                     return Err(Error::hop("local roll-site", Status::unavailable(
                         "the roll-site is shutting down; retry the get")));
                 }
             }
         }
+    }
+
+    /// How far the transfer `rk` got, and its last failure, for the error of a get that
+    /// gives up on it; forgets it when nothing arrived.
+    async fn how_far(
+        &self,
+        rk: &str,
+        progress: &crate::buffer::Progress,
+    ) -> Result<(String, String)> {
+        let (buffer, k) = (self.buffer.clone(), rk.to_string());
+        let arrival = tokio::task::spawn_blocking(move || {
+            let a = buffer.arrival(&k)?;
+            buffer.forget_if_empty(&k)?;
+            Ok::<_, Error>(a)
+        })
+        .await??;
+        let have = match &arrival {
+            Some(a) => format!("{} of {} partitions complete", a.done, a.total),
+            None => "nothing arrived".to_string(),
+        };
+        let why = progress
+            .last_error()
+            .map(|e| format!("; last failure: {e}"))
+            .unwrap_or_default();
+        Ok((have, why))
     }
 
     /// Serves a local get: streams the transfer's batches in order as they arrive, so the

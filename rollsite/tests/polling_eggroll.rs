@@ -133,7 +133,17 @@ async fn our_exchange_serves_an_eggroll_shaped_poller() {
             "8888": {"default": [{"ip": "", "port": -1, "is_polling": true}]},
         }),
     );
-    let fa = federation(&a, "job", "guest", "9999");
+    // Heartbeats are ours, not EggRoll's: this party talks to EggRoll-shaped peers without.
+    let fa = federation_with(
+        &a,
+        "job",
+        "guest",
+        "9999",
+        eggroll_federation::FederationOptions {
+            heartbeat_interval: std::time::Duration::ZERO,
+            ..options()
+        },
+    );
     let arbiter = Party::new("arbiter", "8888");
 
     // A push from party 9999 to the polling party.
@@ -381,7 +391,17 @@ async fn our_poller_is_served_by_an_eggroll_shaped_exchange() {
     let mut cp = config(dir.path(), "8888");
     cp.rollsite.polling_exchange = exchange.to_string();
     let p = start(&cp).await;
-    let fp = federation(&p, "job", "arbiter", "8888");
+    // Heartbeats are ours, not EggRoll's: this party talks to EggRoll-shaped peers without.
+    let fp = federation_with(
+        &p,
+        "job",
+        "arbiter",
+        "8888",
+        eggroll_federation::FederationOptions {
+            heartbeat_interval: std::time::Duration::ZERO,
+            ..options()
+        },
+    );
     let guest = Party::new("guest", "9999");
 
     // A push, as EggRoll's exchange relays it.

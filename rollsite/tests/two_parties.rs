@@ -504,3 +504,80 @@ async fn an_abort_fails_the_peers_waiting_gets_at_once_with_its_reason() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_get_fails_soon_after_its_peers_signs_of_life_stop_but_waits_for_a_slow_live_one() {
+    let dir = dir();
+    // Parties gone after 1.5 s without a heartbeat; heartbeats every 0.3 s; gets idle 30 s.
+    let (mut ca, mut cb) = (config(dir.path(), "9999"), config(dir.path(), "10000"));
+    for c in [&mut ca, &mut cb] {
+        c.rollsite.liveness_timeout_ms = 1500;
+        c.rollsite.heartbeat_interval_ms = 300;
+    }
+    let (a, b) = (start(&ca).await, start(&cb).await);
+    set_routes(&a, &ca, json!({"10000": to(b.addr())}));
+    set_routes(&b, &cb, json!({"9999": to(a.addr())}));
+    let opts = eggroll_federation::FederationOptions {
+        heartbeat_interval: Duration::from_millis(300),
+        ..options()
+    };
+    let fa = federation_with(&a, "job-live", "guest", "9999", opts.clone());
+    let fb = federation_with(&b, "job-live", "host", "10000", opts.clone());
+    fa.remote(&1u64, "hello", "0", &[host()]).await.unwrap();
+    assert_eq!(
+        fb.get::<u64>("hello", "0", &[guest()]).await.unwrap(),
+        vec![1]
+    );
+
+    // A slow peer that lives: its remote comes after two liveness bounds, and the get has it.
+    let slow = tokio::spawn({
+        let fa = fa.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(3500)).await;
+            fa.remote(&2u64, "late", "0", &[host()]).await
+        }
+    });
+    assert_eq!(
+        fb.get::<u64>("late", "0", &[guest()]).await.unwrap(),
+        vec![2]
+    );
+    slow.await.unwrap().unwrap();
+
+    // The guest's job is gone (its context, heartbeats and all): the host's get fails within
+    // the bound, not the 30 s idle timeout, naming the guest and what was awaited.
+    drop(fa);
+    let started = std::time::Instant::now();
+    let err = fb
+        .get::<u64>("weights", "7", &[guest()])
+        .await
+        .unwrap_err()
+        .to_string();
+    let took = started.elapsed();
+    assert!(
+        err.contains("party 9999 (role guest) gave no sign of life for 1.5 s")
+            && err.contains("\"weights\" tag \"7\"")
+            && err.contains("session job-live"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}: {err}");
+
+    // A party never heard from is judged by the idle timeout alone (it may not have started).
+    let quiet = federation_with(
+        &b,
+        "job-quiet",
+        "host",
+        "10000",
+        eggroll_federation::FederationOptions {
+            get_idle_timeout: Duration::from_secs(3),
+            ..opts
+        },
+    );
+    let err = quiet
+        .get::<u64>("x", "0", &[guest()])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no data of") && err.contains("3.0 s"), "{err}");
+    a.shutdown().await;
+    b.shutdown().await;
+}

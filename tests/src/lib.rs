@@ -4,11 +4,13 @@
 //!   `eggroll::local_cluster`), fresh or shared by the tests of one test binary;
 //! - [`certs`]: a CA and party certificates for mutual TLS;
 //! - [`rollsites`]: two roll-sites on free ports that route to each other;
+//! - [`rollsite_processes`]: roll-sites as `eggroll rollsite` processes, to kill and restart;
 //! - [`functions`]: the suite's user functions, which the egg program `eggroll-suite-egg` links.
 
 pub mod certs;
 pub mod cluster;
 pub mod functions;
+pub mod rollsite_processes;
 pub mod rollsites;
 
 /// A port of 127.0.0.1 that was free a moment ago.

@@ -5,51 +5,28 @@ use eggroll_federation::{Federation, FederationOptions};
 use eggroll_rollpair::{Options, RollPair, RollPairContext};
 use eggroll_tests::cluster::binary;
 use eggroll_tests::free_port;
+use eggroll_tests::rollsite_processes::{route_to, RollsiteProcess};
 use eggroll_tests::rollsites::{guest, host};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
-struct Site(Child);
-impl Drop for Site {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts a roll-site and waits for its "listening" line.
-fn rollsite(dir: &std::path::Path, party: &str, port: u16, routes: &std::path::Path) -> Site {
-    let mut child = Command::new(binary())
-        .args(["rollsite", "--party-id", party, "--port", &port.to_string()])
-        .arg("--route-table")
-        .arg(routes)
-        .env("EGGROLL_DATA_DIR", dir.join(format!("data-{party}")))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.contains("listening"), "{line}");
-    Site(child)
-}
+use std::process::Command;
 
 #[test]
 fn two_rollsite_processes_exchange_objects_and_tables() {
     let dir = tempfile::tempdir().unwrap();
     let (pa, pb) = (free_port(), free_port());
-    let route = |party: &str, port: u16| {
-        let p = dir.path().join(format!("routes-{party}.json"));
-        std::fs::write(
-            &p,
-            format!(r#"{{"route_table": {{"{party}": {{"default": [{{"ip": "127.0.0.1", "port": "{port}"}}]}}}}}}"#),
-        )
-        .unwrap();
-        p
-    };
-    let _a = rollsite(dir.path(), "9999", pa, &route("10000", pb));
-    let _b = rollsite(dir.path(), "10000", pb, &route("9999", pa));
+    let _a = RollsiteProcess::start(
+        dir.path(),
+        "9999",
+        pa,
+        &route_to(dir.path(), "10000", pb),
+        &[],
+    );
+    let _b = RollsiteProcess::start(
+        dir.path(),
+        "10000",
+        pb,
+        &route_to(dir.path(), "9999", pa),
+        &[],
+    );
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {

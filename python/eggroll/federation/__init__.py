@@ -91,8 +91,13 @@ class RollSiteContext:
                               "EGGROLL_ROLLSITE_GET_IDLE_TIMEOUT_MS", 0))
         self._push_wait = float(_option(self._options, "eggroll.rollsite.push.overall.timeout.sec",
                                         "EGGROLL_ROLLSITE_PUSH_TIMEOUT_SEC", DEFAULT_PUSH_WAIT_SEC))
+        # How often this job tells its peers it lives (their roll-sites fail a get waiting on a
+        # job whose signs stopped); None: the roll-site config's default.
+        heartbeat_ms = _option(self._options, "eggroll.rollsite.heartbeat.interval.ms",
+                               "EGGROLL_ROLLSITE_HEARTBEAT_INTERVAL_MS", None)
         self._fed = _native.Federation(self.proxy_endpoint, self.roll_site_session_id, self.role,
-                                       self.party_id, get_idle_timeout_ms=idle_ms)
+                                       self.party_id, get_idle_timeout_ms=idle_ms,
+                                       heartbeat_interval_ms=None if heartbeat_ms is None else int(heartbeat_ms))
         # Pulls wait for the peer; pushes must not queue behind them.
         self._push_pool = concurrent.futures.ThreadPoolExecutor(16, thread_name_prefix="eggroll-push")
         self._pull_pool = concurrent.futures.ThreadPoolExecutor(16, thread_name_prefix="eggroll-pull")

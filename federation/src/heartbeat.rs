@@ -1,0 +1,99 @@
+//! Signs of life: while a federation context lives, it tells every party it exchanged with,
+//! every `heartbeat_interval`, through its roll-site. The roll-site of such a party fails a
+//! get that waits on this one once these stop for its `liveness_timeout_ms`, naming this
+//! party, instead of waiting for the idle timeout: a killed job is noticed in seconds.
+
+use crate::client::{Federation, Inner};
+use crate::party::Party;
+use eggroll_core::transfer::{
+    describe, TransferKey, HEARTBEAT_NAME, INTERVAL_OPTION, OBJECT, OP_HEARTBEAT,
+};
+use eggroll_proto::proxy::Packet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+
+impl Federation {
+    /// Notes that this context exchanges with `party`: it gets our signs of life from now on.
+    pub(crate) fn met(&self, party: &Party) {
+        if *party == self.inner.me {
+            return;
+        }
+        let mut peers = self.inner.peers.lock().unwrap_or_else(|e| e.into_inner());
+        if !peers.contains(party) {
+            peers.push(party.clone());
+            // Announce ourselves now: a job killed before its next tick is still known.
+            self.inner.new_peer.notify_one();
+        }
+    }
+}
+
+/// Starts the heartbeats of `inner` on the runtime the caller is in (none outside one, or
+/// with a zero interval); they end once the context is dropped.
+pub(crate) fn start(inner: &Arc<Inner>) {
+    let interval = inner.opts.heartbeat_interval;
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    if interval.is_zero() {
+        return;
+    }
+    let weak = Arc::downgrade(inner);
+    rt.spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let new_peer = match weak.upgrade() {
+                Some(inner) => inner.new_peer.clone(),
+                None => break,
+            };
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = new_peer.notified() => {}
+            }
+            let Some(inner) = weak.upgrade() else { break };
+            let peers = inner
+                .peers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let mut sends = JoinSet::new();
+            for peer in peers {
+                let inner = inner.clone();
+                sends.spawn(async move { send(&inner, &peer, interval).await });
+            }
+            drop(inner);
+            while sends.join_next().await.is_some() {}
+        }
+    });
+}
+
+/// One heartbeat to `peer`; a failure is only logged (the next one may get through, and the
+/// peer's own liveness timeout is the judge).
+async fn send(inner: &Inner, peer: &Party, interval: Duration) {
+    let key = TransferKey {
+        session: inner.session.clone(),
+        name: HEARTBEAT_NAME.into(),
+        tag: String::new(),
+        src_role: inner.me.role.clone(),
+        src_party: inner.me.party_id.clone(),
+        dst_role: peer.role.clone(),
+        dst_party: peer.party_id.clone(),
+    };
+    let mut h = key.header(OBJECT);
+    h.options
+        .insert(INTERVAL_OPTION.into(), interval.as_millis().to_string());
+    let mut meta = key.metadata(&h);
+    meta.operator = OP_HEARTBEAT.into();
+    let call = inner.link.unary(Packet {
+        header: Some(meta),
+        body: None,
+    });
+    match tokio::time::timeout(interval, call).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(s)) => tracing::debug!(session = %inner.session, peer = %peer,
+            error = %describe(&s), "a heartbeat did not get through"),
+        Err(_) => tracing::debug!(session = %inner.session, peer = %peer,
+            "a heartbeat took longer than its interval"),
+    }
+}
