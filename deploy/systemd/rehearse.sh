@@ -61,11 +61,15 @@ daemon() { # <log name> <VAR=value>... -- runs `eggroll ...` in the background
     local name="$1"; shift
     # Only loopback: refuse to start a daemon whose sample names another address that this
     # run does not override (a key added to a sample later would otherwise go off-machine).
-    local args=("$@") i var
+    local args=("$@") i var a set
     for ((i = 0; i < ${#args[@]}; i++)); do
         [ "${args[$i]}" = --config ] || continue
         for var in $(far_keys "${args[$((i + 1))]}"); do
-            printf '%s\n' "${args[@]}" | grep -q "^$var=" \
+            # A loop, not `printf | grep -q`: under pipefail, grep's early exit can SIGPIPE
+            # printf and fail the check at random.
+            set=0
+            for a in "${args[@]}"; do [[ $a == "$var="* ]] && set=1; done
+            [ "$set" = 1 ] \
                 || die "${args[$((i + 1))]} names an address off this machine in the key behind $var; the rehearsal must set $var for $name"
         done
     done

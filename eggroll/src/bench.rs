@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 /// Arguments of `eggroll bench`.
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Pairs in the table.
-    #[arg(long, default_value_t = 2_000_000)]
-    rows: u64,
+    /// Pairs in the table (default 2,000,000; with --latency 1,000).
+    #[arg(long)]
+    rows: Option<u64>,
     /// Bytes per value.
     #[arg(long, default_value_t = 100)]
     value_bytes: usize,
@@ -33,6 +33,21 @@ pub struct BenchArgs {
     /// Object size for --federation, in MiB.
     #[arg(long, default_value_t = 1024)]
     object_mib: u64,
+    /// Measure each op's latency (p50, p99) on a small table instead, standalone and on a
+    /// local two-node cluster, and a small remote + get between two parties.
+    #[arg(long, conflicts_with_all = ["federation", "cluster"])]
+    latency: bool,
+    /// Timed calls per op for --latency.
+    #[arg(long, default_value_t = 200)]
+    samples: usize,
+}
+
+impl BenchArgs {
+    /// Pairs in the table: as given, else the mode's default.
+    fn rows(&self) -> u64 {
+        self.rows
+            .unwrap_or(if self.latency { 1_000 } else { 2_000_000 })
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -103,7 +118,7 @@ fn value(i: u64, value_bytes: usize) -> Bytes {
 
 /// Runs every op once on `ctx` and checks the results.
 fn measure(ctx: &RollPairContext, args: &BenchArgs) -> Result<Timings, Box<dyn std::error::Error>> {
-    let n = args.rows;
+    let n = args.rows();
     let opts = Options::persistent("bench", "table", args.partitions);
     // Values are `Bytes`: the type for blobs (encoded as Vec<u8> is, decoded in one copy).
     let table = ctx.create::<u64, Bytes>(opts)?;
@@ -155,10 +170,14 @@ fn measure(ctx: &RollPairContext, args: &BenchArgs) -> Result<Timings, Box<dyn s
 
 /// Runs the benchmark and prints a table of rows per second and ratios.
 pub fn run(args: BenchArgs, mut config: EggrollConfig) -> Result<(), Box<dyn std::error::Error>> {
+    if args.latency {
+        return crate::bench_latency::run(args.rows(), args.partitions, args.samples, config)
+            .map_err(|e| e as Box<dyn std::error::Error>);
+    }
     if args.federation {
         let sizes = (
             args.object_mib,
-            args.rows,
+            args.rows(),
             args.value_bytes,
             args.partitions,
         );
@@ -166,7 +185,7 @@ pub fn run(args: BenchArgs, mut config: EggrollConfig) -> Result<(), Box<dyn std
     }
     let dir = tempfile::tempdir()?;
     config.data_dir = dir.path().join("eggroll");
-    let n = args.rows;
+    let n = args.rows();
     println!(
         "eggroll bench: {n} pairs, {}-byte values, {} partitions, {} cores; data in {}",
         args.value_bytes,

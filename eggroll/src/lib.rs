@@ -5,6 +5,7 @@
 
 mod bench;
 mod bench_federation;
+mod bench_latency;
 mod client;
 mod daemons;
 mod demo;
@@ -53,7 +54,8 @@ enum Command {
     Psi(psi::PsiArgs),
     /// Inspect the tables of a cluster or of a standalone data dir.
     Table(table::TableArgs),
-    /// Measure put_all, get_all, count, map_values, reduce and join against raw RocksDB.
+    /// Measure put_all, get_all, count, map_values, reduce and join against raw RocksDB
+    /// (--latency: p50 and p99 of every op on a small table).
     Bench(bench::BenchArgs),
     /// Run the main job: a private set intersection between two parties on this machine.
     Demo(demo::DemoArgs),

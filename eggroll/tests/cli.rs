@@ -113,6 +113,46 @@ fn bad_config_is_named() {
 }
 
 #[test]
+fn latency_bench_times_every_op_on_both_back_ends_and_a_remote() {
+    // Few calls on a small table: the figures are the bench's business; here every op must
+    // run, check its result against the table (the bench fails otherwise) and print both
+    // back ends' p50 and p99.
+    let text = success(eggroll().args(["bench", "--latency", "--rows", "100", "--samples", "5"]));
+    for op in [
+        "get ",
+        "put ",
+        "delete",
+        "put_all",
+        "get_all",
+        "take(10)",
+        "first",
+        "count",
+        "map_values",
+        "map ",
+        "filter",
+        "reduce",
+        "join",
+        "union",
+        "subtract_by_key",
+    ] {
+        let line = text.lines().find(|l| l.starts_with(op)).unwrap_or("");
+        let figures = line.matches(" ms").count();
+        assert!(figures == 4, "{op}: {line:?} in\n{text}");
+    }
+    let remote = text
+        .lines()
+        .find(|l| l.starts_with("remote + get"))
+        .unwrap_or("");
+    assert_eq!(remote.matches(" ms").count(), 2, "{remote:?} in\n{text}");
+    let bad = eggroll()
+        .args(["bench", "--latency", "--samples", "0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("--samples"), "{err}");
+}
+
+#[test]
 fn small_bench_runs_on_both_back_ends_and_prints_ratios() {
     let text = success(eggroll().args(["bench", "--rows", "20000", "--cluster"]));
     for op in [
