@@ -1,6 +1,8 @@
 //! RocksDB partitions: one DB per partition, sharing one block cache and one memtable budget
-//! per process.
+//! per process. Each DB has a `meta` column family beside its pairs, which keeps the
+//! partition's count once known (see `counts`).
 
+use crate::counts::Counts;
 use crate::error::{EggError, Result};
 use crate::store::{combine_values, KeyRange, Pair, PairIterator, PartitionStore, Visit};
 use eggroll_core::config::StorageConfig;
@@ -11,6 +13,11 @@ use rocksdb::{
     WriteBufferManager, DB,
 };
 use std::path::{Path, PathBuf};
+
+/// The column family of a partition's own metadata (never a user's pair).
+const META: &str = "meta";
+/// Key of the stored count in `META`: a u64, little-endian.
+const COUNT_KEY: &[u8] = b"count";
 
 /// What every RocksDB partition of a process shares.
 pub struct RocksEnv {
@@ -37,6 +44,8 @@ impl RocksEnv {
     fn options(&self) -> Options {
         let mut opts = Options::default();
         opts.create_if_missing(true);
+        // Partitions written before `meta` existed gain it on open.
+        opts.create_missing_column_families(true);
         opts.set_compression_type(DBCompressionType::Lz4);
         opts.set_write_buffer_manager(&self.write_buffers);
         opts.set_write_buffer_size(32 << 20);
@@ -53,14 +62,31 @@ impl RocksEnv {
     pub fn open(&self, path: &Path) -> Result<RocksStore> {
         std::fs::create_dir_all(path)
             .map_err(EggError::io("cannot create partition directory", path))?;
-        let db = DB::open(&self.options(), path).map_err(|source| EggError::Corrupt {
+        let corrupt = |source| EggError::Corrupt {
             path: path.to_path_buf(),
             source,
+        };
+        let db = DB::open_cf(
+            &self.options(),
+            path,
+            [rocksdb::DEFAULT_COLUMN_FAMILY_NAME, META],
+        )
+        .map_err(corrupt)?;
+        let meta = db.cf_handle(META).ok_or_else(|| EggError::BadMeta {
+            path: path.to_path_buf(),
+            reason: format!("its column family {META} is missing after open"),
         })?;
+        // A stored count of another size is not ours to trust: count again.
+        let stored = db
+            .get_cf(meta, COUNT_KEY)
+            .map_err(corrupt)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map(u64::from_le_bytes);
         Ok(RocksStore {
             db,
             path: path.to_path_buf(),
             merge_lock: Mutex::new(()),
+            counts: Counts::new(stored),
         })
     }
 }
@@ -71,6 +97,8 @@ pub struct RocksStore {
     path: PathBuf,
     /// Serializes read-modify-write merges; plain writes do not take it.
     merge_lock: Mutex<()>,
+    /// The count, once known, forgotten by writes.
+    counts: Counts,
 }
 
 impl RocksStore {
@@ -101,6 +129,23 @@ impl RocksStore {
         &self.path
     }
 
+    fn meta(&self) -> Result<&rocksdb::ColumnFamily> {
+        self.db.cf_handle(META).ok_or_else(|| EggError::BadMeta {
+            path: self.path.clone(),
+            reason: format!("its column family {META} is missing"),
+        })
+    }
+
+    /// Applies `batch`: the one way pairs are written. The count is forgotten until the batch
+    /// is applied, and its stored copy deleted in the same batch.
+    fn apply(&self, mut batch: WriteBatch) -> Result<()> {
+        let writing = self.counts.writing();
+        if writing.delete_stored {
+            batch.delete_cf(self.meta()?, COUNT_KEY);
+        }
+        self.db.write(batch).map_err(self.err())
+    }
+
     /// Writes `puts` and removes `deletes` in one atomic batch.
     pub fn write(&self, puts: &[Pair], deletes: &[Vec<u8>]) -> Result<()> {
         let mut batch = WriteBatch::default();
@@ -110,7 +155,7 @@ impl RocksStore {
         for k in deletes {
             batch.delete(k);
         }
-        self.db.write(batch).map_err(self.err())
+        self.apply(batch)
     }
 }
 
@@ -124,7 +169,7 @@ impl PartitionStore for RocksStore {
         for (k, v) in &pairs {
             batch.put(k, v);
         }
-        self.db.write(batch).map_err(self.err())
+        self.apply(batch)
     }
 
     fn put_packed(&self, packed: &[u8]) -> Result<u64> {
@@ -135,13 +180,15 @@ impl PartitionStore for RocksStore {
             batch.put(k, v);
             n += 1;
         }
-        self.db.write(batch).map_err(self.err())?;
+        self.apply(batch)?;
         Ok(n)
     }
 
     fn delete(&self, key: &[u8]) -> Result<bool> {
         let existed = self.db.get_pinned(key).map_err(self.err())?.is_some();
-        self.db.delete(key).map_err(self.err())?;
+        let mut batch = WriteBatch::default();
+        batch.delete(key);
+        self.apply(batch)?;
         Ok(existed)
     }
 
@@ -184,6 +231,10 @@ impl PartitionStore for RocksStore {
     }
 
     fn count(&self) -> Result<u64> {
+        if let Some(n) = self.counts.known() {
+            return Ok(n);
+        }
+        let scan = self.counts.scanning();
         let mut it = self.raw_iter(KeyRange::all());
         let mut n = 0u64;
         while it.valid() {
@@ -191,6 +242,12 @@ impl PartitionStore for RocksStore {
             it.next();
         }
         it.status().map_err(self.err())?;
+        let meta = self.meta()?;
+        self.counts.scanned(scan, n, |n| {
+            self.db
+                .put_cf(meta, COUNT_KEY, n.to_le_bytes())
+                .map_err(self.err())
+        })?;
         Ok(n)
     }
 
@@ -201,6 +258,8 @@ impl PartitionStore for RocksStore {
     fn compact(&self) -> Result<()> {
         self.db.flush().map_err(self.err())?;
         self.db.compact_range::<&[u8], &[u8]>(None, None);
+        // A compaction follows a bulk load: count it now, so that `count` answers at once.
+        self.count()?;
         Ok(())
     }
 
@@ -221,6 +280,6 @@ impl PartitionStore for RocksStore {
         for (k, v) in &pending {
             batch.put(k, v);
         }
-        self.db.write(batch).map_err(self.err())
+        self.apply(batch)
     }
 }

@@ -137,9 +137,17 @@ fn measure(ctx: &RollPairContext, args: &BenchArgs) -> Result<Timings, Box<dyn s
     }
     let get_all = t.elapsed();
 
-    let t = Instant::now();
-    let counted = table.count()?;
-    let count = t.elapsed();
+    // count answers from the count kept with each partition (the compaction counted it):
+    // the median of five calls, so that one call's wake-up of the pool does not decide.
+    let mut counts = Vec::new();
+    let mut counted = 0;
+    for _ in 0..5 {
+        let t = Instant::now();
+        counted = table.count()?;
+        counts.push(t.elapsed());
+    }
+    counts.sort();
+    let count = counts[2];
 
     let t = Instant::now();
     let mapped = table.map_values(&FlipFirst)?;
@@ -261,7 +269,13 @@ pub fn run(args: BenchArgs, mut config: EggrollConfig) -> Result<(), Box<dyn std
             "scan",
             ">= 0.6 standalone, >= 0.5 cluster",
         ),
-        ("count", |t| t.count, raw_scan, "scan", ">= 0.6 standalone"),
+        (
+            "count",
+            |t| t.count,
+            raw_scan,
+            "scan",
+            "<= 1 ms for 2 M pairs (O(1))",
+        ),
         (
             "map_values",
             |t| t.map_values,
@@ -284,5 +298,13 @@ pub fn run(args: BenchArgs, mut config: EggrollConfig) -> Result<(), Box<dyn std
         }
         println!("  {target}");
     }
+    print!(
+        "\ncount of {n} pairs: {:.3} ms standalone",
+        local.count.as_secs_f64() * 1e3
+    );
+    if let Some(c) = &cluster {
+        print!(", {:.3} ms cluster", c.count.as_secs_f64() * 1e3);
+    }
+    println!(" (median of 5 calls)");
     Ok(())
 }
