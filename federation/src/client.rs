@@ -101,13 +101,6 @@ impl Federation {
         }))
     }
 
-    /// The context of `inner`, its heartbeats started.
-    fn started(inner: Inner) -> Self {
-        let inner = Arc::new(inner);
-        crate::heartbeat::start(&inner);
-        Self { inner }
-    }
-
     /// The session id.
     pub fn session(&self) -> &str {
         &self.inner.session

@@ -14,6 +14,13 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 impl Federation {
+    /// The context of `inner`, its heartbeats started.
+    pub(crate) fn started(inner: Inner) -> Self {
+        let inner = Arc::new(inner);
+        start(&inner);
+        Self { inner }
+    }
+
     /// Notes that this context exchanges with `party`: it gets our signs of life from now on.
     pub(crate) fn met(&self, party: &Party) {
         if *party == self.inner.me {
@@ -30,7 +37,7 @@ impl Federation {
 
 /// Starts the heartbeats of `inner` on the runtime the caller is in (none outside one, or
 /// with a zero interval); they end once the context is dropped.
-pub(crate) fn start(inner: &Arc<Inner>) {
+fn start(inner: &Arc<Inner>) {
     let interval = inner.opts.heartbeat_interval;
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
         return;
