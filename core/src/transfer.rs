@@ -407,29 +407,38 @@ impl RetryPolicy {
     /// wait, status)` first; a failure comes with how many retries were made.
     pub async fn run<T, F, Fut>(
         &self,
-        mut call: F,
+        call: F,
         on_retry: impl Fn(u32, Duration, &Status),
     ) -> std::result::Result<T, (Status, u32)>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = std::result::Result<T, Status>>,
     {
+        self.run_while(call, transient, on_retry).await
+    }
+
+    /// [`RetryPolicy::run`] for any error: retries while `retriable` says a failure may pass.
+    pub async fn run_while<T, E, F, Fut>(
+        &self,
+        mut call: F,
+        retriable: impl Fn(&E) -> bool,
+        on_retry: impl Fn(u32, Duration, &E),
+    ) -> std::result::Result<T, (E, u32)>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, E>>,
+    {
         let mut attempt = 0;
         loop {
-            let status = match call().await {
+            let e = match call().await {
                 Ok(t) => return Ok(t),
-                Err(s) => s,
+                Err(e) => e,
             };
-            let wait = if transient(&status) {
-                self.wait(attempt)
-            } else {
-                None
-            };
-            let Some(wait) = wait else {
-                return Err((status, attempt));
+            let Some(wait) = retriable(&e).then(|| self.wait(attempt)).flatten() else {
+                return Err((e, attempt));
             };
             attempt += 1;
-            on_retry(attempt, wait, &status);
+            on_retry(attempt, wait, &e);
             tokio::time::sleep(wait).await;
         }
     }

@@ -4,7 +4,7 @@
 //! fixed delay per call shows here, where a throughput bench would hide it.
 
 use crate::local_cluster::{ClusterSpec, LocalCluster};
-use crate::two_parties::{Setup, TwoParties};
+use crate::two_parties::{AnyError, Setup, TwoParties};
 use eggroll_core::config::EggrollConfig;
 use eggroll_core::functions::builtin::SumU64;
 use eggroll_core::functions::{Filter, Join, Map, MapValues};
@@ -19,7 +19,6 @@ const WARMUP: usize = 3;
 const TARGET_P50: Duration = Duration::from_millis(5);
 const TARGET_P99: Duration = Duration::from_millis(20);
 
-type AnyError = Box<dyn std::error::Error + Send + Sync>;
 type Table = RollPair<u64, u64>;
 
 #[derive(Serialize, Deserialize)]

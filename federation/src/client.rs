@@ -4,12 +4,13 @@ use crate::error::{Error, Result};
 use crate::link::{Link, LocalRollsite};
 use crate::options::FederationOptions;
 use crate::party::Party;
+use eggroll_core::sync::Mutex;
 use eggroll_core::transfer::{check_batch_size, TransferKey, CONNECTION_WINDOW, STREAM_WINDOW};
 use eggroll_eggpair::push::GrpcTarget;
 use eggroll_proto::proxy::Packet;
 use eggroll_proto::transfer::RollSiteHeader;
 use prost::Message;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
@@ -128,28 +129,22 @@ impl Federation {
 
     /// Runs `read` again while it fails because the roll-site went away or restarted (what
     /// the roll-site stored is still there), waiting as the retry policy says.
-    pub(crate) async fn reread<T, F, Fut>(&self, mut read: F) -> Result<T>
+    pub(crate) async fn reread<T, F, Fut>(&self, read: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
-        let policy = self.inner.opts.retry();
-        let mut attempt = 0;
-        loop {
-            match read().await {
-                Err(e) if e.is_unavailable() => {
-                    let Some(wait) = policy.wait(attempt) else {
-                        return Err(e);
-                    };
-                    attempt += 1;
-                    tracing::warn!(session = %self.inner.session, attempt,
-                        wait_ms = wait.as_millis() as u64, error = %e,
-                        "get cut off by the roll-site; reading it again");
-                    tokio::time::sleep(wait).await;
-                }
-                r => return r,
-            }
-        }
+        let log = |attempt, wait: Duration, e: &Error| {
+            tracing::warn!(session = %self.inner.session, attempt,
+                wait_ms = wait.as_millis() as u64, error = %e,
+                "get cut off by the roll-site; reading it again");
+        };
+        self.inner
+            .opts
+            .retry()
+            .run_while(read, Error::is_unavailable, log)
+            .await
+            .map_err(|(e, _)| e)
     }
 
     /// Names the local roll-site in errors.

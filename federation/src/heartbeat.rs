@@ -5,9 +5,7 @@
 
 use crate::client::{Federation, Inner};
 use crate::party::Party;
-use eggroll_core::transfer::{
-    describe, TransferKey, HEARTBEAT_NAME, INTERVAL_OPTION, OBJECT, OP_HEARTBEAT,
-};
+use eggroll_core::transfer::{describe, HEARTBEAT_NAME, INTERVAL_OPTION, OBJECT, OP_HEARTBEAT};
 use eggroll_proto::proxy::Packet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +24,7 @@ impl Federation {
         if *party == self.inner.me {
             return;
         }
-        let mut peers = self.inner.peers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut peers = self.inner.peers.lock();
         if !peers.contains(party) {
             peers.push(party.clone());
             // Announce ourselves now: a job killed before its next tick is still known.
@@ -45,62 +43,52 @@ fn start(inner: &Arc<Inner>) {
     if interval.is_zero() {
         return;
     }
-    let weak = Arc::downgrade(inner);
+    // The task holds the context weakly (it ends once the context is dropped), and the
+    // wake-up of a new peer apart from it.
+    let (weak, new_peer) = (Arc::downgrade(inner), inner.new_peer.clone());
     rt.spawn(async move {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let new_peer = match weak.upgrade() {
-                Some(inner) => inner.new_peer.clone(),
-                None => break,
-            };
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = new_peer.notified() => {}
             }
             let Some(inner) = weak.upgrade() else { break };
-            let peers = inner
-                .peers
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
+            let peers = inner.peers.lock().clone();
+            let me = Federation { inner };
             let mut sends = JoinSet::new();
             for peer in peers {
-                let inner = inner.clone();
-                sends.spawn(async move { send(&inner, &peer, interval).await });
+                let me = me.clone();
+                sends.spawn(async move { me.heartbeat(&peer, interval).await });
             }
-            drop(inner);
+            drop(me);
             while sends.join_next().await.is_some() {}
         }
     });
 }
 
-/// One heartbeat to `peer`; a failure is only logged (the next one may get through, and the
-/// peer's own liveness timeout is the judge).
-async fn send(inner: &Inner, peer: &Party, interval: Duration) {
-    let key = TransferKey {
-        session: inner.session.clone(),
-        name: HEARTBEAT_NAME.into(),
-        tag: String::new(),
-        src_role: inner.me.role.clone(),
-        src_party: inner.me.party_id.clone(),
-        dst_role: peer.role.clone(),
-        dst_party: peer.party_id.clone(),
-    };
-    let mut h = key.header(OBJECT);
-    h.options
-        .insert(INTERVAL_OPTION.into(), interval.as_millis().to_string());
-    let mut meta = key.metadata(&h);
-    meta.operator = OP_HEARTBEAT.into();
-    let call = inner.link.unary(Packet {
-        header: Some(meta),
-        body: None,
-    });
-    match tokio::time::timeout(interval, call).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(s)) => tracing::debug!(session = %inner.session, peer = %peer,
-            error = %describe(&s), "a heartbeat did not get through"),
-        Err(_) => tracing::debug!(session = %inner.session, peer = %peer,
-            "a heartbeat took longer than its interval"),
+impl Federation {
+    /// One heartbeat to `peer`; a failure is only logged (the next one may get through, and
+    /// the peer's own liveness timeout is the judge).
+    async fn heartbeat(&self, peer: &Party, interval: Duration) {
+        let inner = &self.inner;
+        let key = self.key(HEARTBEAT_NAME, "", &inner.me, peer);
+        let mut h = key.header(OBJECT);
+        h.options
+            .insert(INTERVAL_OPTION.into(), interval.as_millis().to_string());
+        let mut meta = key.metadata(&h);
+        meta.operator = OP_HEARTBEAT.into();
+        let call = inner.link.unary(Packet {
+            header: Some(meta),
+            body: None,
+        });
+        match tokio::time::timeout(interval, call).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(s)) => tracing::debug!(session = %inner.session, peer = %peer,
+                error = %describe(&s), "a heartbeat did not get through"),
+            Err(_) => tracing::debug!(session = %inner.session, peer = %peer,
+                "a heartbeat took longer than its interval"),
+        }
     }
 }

@@ -102,14 +102,12 @@ pub async fn serve(
         .serve_with_incoming_shutdown(eggroll_core::channel::incoming(listener), shutdown)
         .await;
     beat.abort();
-    supervisor.stop(None, false); // waited for below
-                                  // Give the eggs their moment to finish before this process (and their pipes) go.
-    for _ in 0..50 {
-        if supervisor.count() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Give the eggs their moment to end before this process (and their pipes) go. (Polling
+    // `count` would not do: `stop` takes them off the running map at once.)
+    supervisor
+        .stop(None, false)
+        .finished(Duration::from_secs(5))
+        .await;
     res.map_err(|e| format!("server failed: {e}"))
 }
 

@@ -20,8 +20,9 @@ cluster. It prints each job's wall time beside standalone's, and the ops FATE ca
 
 Faults, on `two-parties` (a SecureBoost job each): the host's job process killed mid-job (the
 guest fails once the host's signs of life have stopped for the liveness bound, long before its
-idle timeout, naming the host; the host's eggs end with its session's lease); an egg of the host killed mid-job (both parties fail naming the processor: the host's
-op fails, and its job's abort reaches the guest). Before the jobs, a push the peer's roll-site
+idle timeout, naming the host; the host's eggs end with its session's lease); an egg of the
+host killed mid-job (both parties fail naming the processor: the host's op fails, and its job's
+abort reaches the guest). Before the jobs, a push the peer's roll-site
 refuses (the peer's pull fails at once).
 
     python fate_federation.py [--jobs psi,sbt,sshe-lr] [--layouts two-parties,one-site]

@@ -3,13 +3,13 @@
 //! stopped fails once they stopped for the liveness bound, naming the party, rather than
 //! after the whole idle timeout; a party never heard from is judged by the idle timeout alone.
 
+use eggroll_core::sync::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// A bound is at least this many of the sender's own heartbeat intervals: one late or lost
 /// heartbeat never fails a live party.
-const INTERVALS: u32 = 3;
+pub const INTERVALS: u32 = 3;
 
 /// Entries not heard from for this many bounds are dropped when another arrives.
 const FORGET_AFTER: u32 = 10;
@@ -51,7 +51,7 @@ impl Liveness {
         }
         let now = Instant::now();
         let bound = self.timeout.max(interval * INTERVALS);
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = self.seen.lock();
         seen.retain(|_, s| now.duration_since(s.at) < s.bound * FORGET_AFTER);
         seen.insert((session.into(), party.into()), Seen { at: now, bound });
     }
@@ -59,7 +59,7 @@ impl Liveness {
     /// When `party` of `session` counts as gone, counting `last_data` (its latest batch to
     /// arrive) as a sign of life too; `None` when it was never heard from.
     pub fn gone_at(&self, session: &str, party: &str, last_data: Instant) -> Option<Gone> {
-        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = self.seen.lock();
         let s = seen.get(&(session.to_string(), party.to_string()))?;
         Some(Gone {
             at: s.at.max(last_data) + s.bound,

@@ -82,13 +82,15 @@ impl Site {
                 rs.polling_idle_s, rs.polling_no_data_s
             )));
         }
-        if rs.liveness_timeout_ms > 0 && rs.liveness_timeout_ms < 3 * rs.heartbeat_interval_ms {
+        let least = u64::from(crate::liveness::INTERVALS) * rs.heartbeat_interval_ms;
+        if rs.liveness_timeout_ms > 0 && rs.liveness_timeout_ms < least {
             return Err(Error::Config(format!(
-                "rollsite.liveness_timeout_ms ({}) must be at least three heartbeat intervals \
-                 (3 x heartbeat_interval_ms = {}), or 0 to judge a silent party by \
+                "rollsite.liveness_timeout_ms ({}) must be at least {} heartbeat intervals \
+                 ({least} ms with heartbeat_interval_ms {}), or 0 to judge a silent party by \
                  get_idle_timeout_ms alone",
                 rs.liveness_timeout_ms,
-                3 * rs.heartbeat_interval_ms
+                crate::liveness::INTERVALS,
+                rs.heartbeat_interval_ms
             )));
         }
         let local_clients = rs

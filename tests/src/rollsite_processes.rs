@@ -2,6 +2,7 @@
 //! can SIGKILL and start again on the same port and data dir.
 
 use crate::cluster::binary;
+use crate::free_port;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -47,6 +48,16 @@ impl RollsiteProcess {
         };
         site.spawn();
         site
+    }
+
+    /// The guest's (9999) and the host's (10000) roll-sites on free ports of 127.0.0.1, each
+    /// routing to the other, with `env` in both environments.
+    pub fn pair(dir: &Path, env: &[(&str, &str)]) -> [Self; 2] {
+        let (pg, ph) = (free_port(), free_port());
+        [
+            Self::start(dir, "9999", pg, &route_to(dir, "10000", ph), env),
+            Self::start(dir, "10000", ph, &route_to(dir, "9999", pg), env),
+        ]
     }
 
     /// "127.0.0.1:port".

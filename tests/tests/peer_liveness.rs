@@ -6,8 +6,7 @@
 use eggroll_federation::{BlockingFederation, FederationOptions};
 use eggroll_rollpair::RollPairContext;
 use eggroll_tests::cluster::binary;
-use eggroll_tests::free_port;
-use eggroll_tests::rollsite_processes::{route_to, RollsiteProcess};
+use eggroll_tests::rollsite_processes::RollsiteProcess;
 use eggroll_tests::rollsites::{guest, host};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,27 +21,13 @@ const LIVENESS: [(&str, &str); 3] = [
 #[test]
 fn a_get_waiting_on_a_killed_job_fails_within_the_liveness_bound_naming_the_party() {
     let dir = tempfile::tempdir().unwrap();
-    let (pg, ph) = (free_port(), free_port());
-    let _g = RollsiteProcess::start(
-        dir.path(),
-        "9999",
-        pg,
-        &route_to(dir.path(), "10000", ph),
-        &LIVENESS,
-    );
-    let _h = RollsiteProcess::start(
-        dir.path(),
-        "10000",
-        ph,
-        &route_to(dir.path(), "9999", pg),
-        &LIVENESS,
-    );
+    let [g, h] = RollsiteProcess::pair(dir.path(), &LIVENESS);
     // The host: a PSI job process of its own.
     let mut job = Command::new(binary())
         .args(["psi", "--role", "host", "--party-id", "10000"])
         .args(["--peer-party-id", "9999", "--job-id", "live"])
         .args(["--generate", "2000", "--partitions", "2"])
-        .args(["--rollsite", &format!("127.0.0.1:{ph}")])
+        .args(["--rollsite", &h.address()])
         .env("EGGROLL_DATA_DIR", dir.path().join("host-job"))
         .envs(LIVENESS)
         .stdout(Stdio::null())
@@ -56,8 +41,7 @@ fn a_get_waiting_on_a_killed_job_fails_within_the_liveness_bound_naming_the_part
         get_idle_timeout: Duration::from_secs(60),
         ..FederationOptions::default()
     };
-    let fed =
-        BlockingFederation::connect(&format!("127.0.0.1:{pg}"), "live", guest(), opts).unwrap();
+    let fed = BlockingFederation::connect(&g.address(), "live", guest(), opts).unwrap();
     let ctx = RollPairContext::standalone(dir.path().join("guest")).unwrap();
     // The host's first transfer: from then on it sends us signs of life. It now waits for
     // ours, which never comes.

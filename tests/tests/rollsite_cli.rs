@@ -4,43 +4,22 @@
 use eggroll_federation::{Federation, FederationOptions};
 use eggroll_rollpair::{Options, RollPair, RollPairContext};
 use eggroll_tests::cluster::binary;
-use eggroll_tests::free_port;
-use eggroll_tests::rollsite_processes::{route_to, RollsiteProcess};
+use eggroll_tests::rollsite_processes::RollsiteProcess;
 use eggroll_tests::rollsites::{guest, host};
 use std::process::Command;
 
 #[test]
 fn two_rollsite_processes_exchange_objects_and_tables() {
     let dir = tempfile::tempdir().unwrap();
-    let (pa, pb) = (free_port(), free_port());
-    let _a = RollsiteProcess::start(
-        dir.path(),
-        "9999",
-        pa,
-        &route_to(dir.path(), "10000", pb),
-        &[],
-    );
-    let _b = RollsiteProcess::start(
-        dir.path(),
-        "10000",
-        pb,
-        &route_to(dir.path(), "9999", pa),
-        &[],
-    );
+    let sites = RollsiteProcess::pair(dir.path(), &[]);
+    let (pa, pb) = (sites[0].address(), sites[1].address());
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let opts = FederationOptions::default();
         let (guest, host) = (guest(), host());
-        let fa = Federation::connect(
-            &format!("127.0.0.1:{pa}"),
-            "cli",
-            guest.clone(),
-            opts.clone(),
-        )
-        .unwrap();
-        let fb =
-            Federation::connect(&format!("127.0.0.1:{pb}"), "cli", host.clone(), opts).unwrap();
+        let fa = Federation::connect(&pa, "cli", guest.clone(), opts.clone()).unwrap();
+        let fb = Federation::connect(&pb, "cli", host.clone(), opts).unwrap();
         fa.remote(&vec![1u32, 2, 3], "v", "0", std::slice::from_ref(&host))
             .await
             .unwrap();

@@ -7,8 +7,7 @@
 use eggroll_federation::{BlockingFederation, FederationOptions};
 use eggroll_psi::{PsiOutcome, Role};
 use eggroll_rollpair::{Options, RollPair, RollPairContext};
-use eggroll_tests::free_port;
-use eggroll_tests::rollsite_processes::{route_to, RollsiteProcess};
+use eggroll_tests::rollsite_processes::RollsiteProcess;
 use eggroll_tests::rollsites::{guest, host};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -135,23 +134,7 @@ fn a_psi_completes_correctly_however_its_roll_sites_are_killed_and_restarted() {
     eprintln!("EGGROLL_RESTART_SEED={seed}");
     let mut moments = Moments(seed);
     let dir = tempfile::tempdir().unwrap();
-    let (pg, ph) = (free_port(), free_port());
-    let mut sites = [
-        RollsiteProcess::start(
-            dir.path(),
-            "9999",
-            pg,
-            &route_to(dir.path(), "10000", ph),
-            &[],
-        ),
-        RollsiteProcess::start(
-            dir.path(),
-            "10000",
-            ph,
-            &route_to(dir.path(), "9999", pg),
-            &[],
-        ),
-    ];
+    let mut sites = RollsiteProcess::pair(dir.path(), &[]);
     let (ga, ha) = (sites[0].address(), sites[1].address());
     let expected: Vec<String> = (0..IDS)
         .map(|i| format!("id-{i}"))
