@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the FATE suites in the FATE venv: the differential suite of KVTable ops
-# (python/tests/fate_differential.py), then FATE's own two-party jobs over our roll-sites
-# against FATE standalone (python/tests/fate_federation.py),
+# (python/tests/fate_differential.py), a small `eggroll bench --vs-fate` (which fails on a
+# wrong result on either side), then FATE's own two-party jobs over our roll-sites against
+# FATE standalone (python/tests/fate_federation.py),
 # making the venv first (scripts/fate-venv.sh). Where the venv cannot be made (its packages
 # cannot be downloaded), says why and exits 0, unless EGGROLL_REQUIRE_FATE=1.
 set -uo pipefail
@@ -17,4 +18,5 @@ fi
 (cd "$repo" && cargo build --release -p eggroll) || exit $?
 export EGGROLL_BIN="$repo/target/release/eggroll"
 "$python" "$repo/python/tests/fate_differential.py" || exit $?
+EGGROLL_FATE_PYTHON="$python" "$EGGROLL_BIN" bench --vs-fate --rows 20000 || exit $?
 exec "$python" "$repo/python/tests/fate_federation.py"

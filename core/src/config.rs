@@ -42,6 +42,13 @@ pub struct StorageConfig {
     pub batch_bytes: u64,
     /// Threads that run partition tasks (0: one per core).
     pub task_threads: u64,
+    /// A bulk load into an empty stored partition is sorted in runs of about this many bytes,
+    /// each written as a table file and ingested (0: bulk loads write batches like any put).
+    pub bulk_run_bytes: u64,
+    /// In-memory partitions of a process together hold at most about this many bytes; past
+    /// it, partitions spill to RocksDB in the data dir's scratch space (0: an eighth of the
+    /// machine's memory).
+    pub memory_budget_bytes: u64,
 }
 
 /// Session settings.
@@ -117,6 +124,8 @@ impl Default for StorageConfig {
             max_open_partitions: 512,
             batch_bytes: 4 << 20,
             task_threads: 0,
+            bulk_run_bytes: 64 << 20,
+            memory_budget_bytes: 0,
         }
     }
 }

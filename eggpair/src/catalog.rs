@@ -3,6 +3,7 @@
 //! through the handle cache); in-memory tables live in the process.
 
 use crate::error::{EggError, Result};
+use crate::memory_budget::{MemoryBudget, MemoryUsage};
 use crate::memory_tables::MemoryTables;
 use crate::open_partitions::OpenPartitions;
 use crate::store::PartitionStore;
@@ -51,8 +52,8 @@ impl Stores {
             data_dir: data_dir.to_path_buf(),
             // An egg waits for a partition that an egg of another session still holds.
             open: OpenPartitions::new(&config, lazy),
+            memory: MemoryTables::new(MemoryBudget::new(data_dir, &config)),
             config,
-            memory: MemoryTables::default(),
             lazy,
             described: Mutex::new(HashSet::new()),
         })
@@ -61,6 +62,11 @@ impl Stores {
     /// The data dir.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// The memory of in-memory tables against the process's budget, and what spilled.
+    pub fn memory_usage(&self) -> MemoryUsage {
+        self.memory.usage()
     }
 
     /// The storage settings.

@@ -62,15 +62,48 @@ impl Counts {
 
     /// Call before a write: forgets the count until the write is applied and counted again.
     pub fn writing(&self) -> Writing<'_> {
-        let mut s = self.state.lock();
-        s.known = None;
-        s.writes += 1;
-        s.in_flight += 1;
-        let delete_stored = std::mem::take(&mut s.stored);
+        let (delete_stored, _) = self.begin_write();
         Writing {
             counts: self,
             delete_stored,
         }
+    }
+
+    /// Begins a write that outlives a borrow (a bulk load): whether the stored copy must be
+    /// deleted, and the number of this write if no other write is in flight. Every call must
+    /// be matched by one of [`Self::end_write`] or [`Self::loaded`].
+    pub fn begin_write(&self) -> (bool, Option<u64>) {
+        let mut s = self.state.lock();
+        s.known = None;
+        s.writes += 1;
+        s.in_flight += 1;
+        let alone = s.in_flight == 1;
+        (std::mem::take(&mut s.stored), alone.then_some(s.writes))
+    }
+
+    /// Ends a write begun by [`Self::begin_write`].
+    pub fn end_write(&self) {
+        self.state.lock().in_flight -= 1;
+    }
+
+    /// Ends write `write` (a load into a partition that was empty when it began, numbered by
+    /// [`Self::begin_write`]) that left `n` pairs: `n` is the count if no other write ran
+    /// when it began, began since or runs still. `store` writes the copy kept with the data,
+    /// as for [`Self::scanned`].
+    pub fn loaded<E>(
+        &self,
+        write: Option<u64>,
+        n: u64,
+        store: impl FnOnce(u64) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut s = self.state.lock();
+        s.in_flight -= 1;
+        if write == Some(s.writes) && s.in_flight == 0 {
+            store(n)?;
+            s.known = Some(n);
+            s.stored = true;
+        }
+        Ok(())
     }
 
     /// Call before scanning to count.
@@ -142,6 +175,43 @@ mod tests {
         drop(c.writing());
         let scan = c.scanning();
         assert!(c.scanned(scan, 4, |_| Err("disk full")).is_err());
+        assert_eq!(c.known(), None);
+    }
+
+    #[test]
+    fn a_load_sets_the_count_only_when_it_was_the_only_write() {
+        let c = Counts::new(Some(0));
+        let (delete, write) = c.begin_write();
+        assert!(delete);
+        c.loaded(write, 7, |_| Ok::<(), ()>(())).unwrap();
+        assert_eq!(c.known(), Some(7));
+
+        // Another write ran when the load began: the load's figure may miss it.
+        let w = c.writing();
+        let (_, write) = c.begin_write();
+        assert_eq!(write, None);
+        drop(w);
+        c.loaded(write, 9, |_| Ok::<(), ()>(())).unwrap();
+        assert_eq!(c.known(), None);
+
+        // Another write began during the load: the load's figure misses it.
+        let (_, write) = c.begin_write();
+        drop(c.writing());
+        c.loaded(write, 9, |_| Ok::<(), ()>(())).unwrap();
+        assert_eq!(c.known(), None);
+
+        // Another write still in flight when the load ends: not kept either.
+        let w = c.writing();
+        let (_, write) = c.begin_write();
+        c.loaded(write, 9, |_| Ok::<(), ()>(())).unwrap();
+        assert_eq!(c.known(), None);
+        drop(w);
+
+        // An abandoned load forgets the count like any write.
+        let scan = c.scanning();
+        keep(&c, scan, 2);
+        let _ = c.begin_write();
+        c.end_write();
         assert_eq!(c.known(), None);
     }
 }

@@ -1,46 +1,181 @@
-//! In-memory partitions: intermediate results that die with their session.
+//! In-memory partitions: intermediate results that die with their session. A partition
+//! charges its pairs to the process's memory budget; once the process is past it, a partition
+//! that is written spills: its pairs move to a scratch RocksDB (see `memory_budget`), and
+//! every op goes on there.
 
 use crate::error::Result;
+use crate::memory_budget::{pair_bytes, MemoryBudget, SpillStore};
 use crate::store::{combine_values, KeyRange, Pair, PairIterator, PartitionStore, Visit};
 use eggroll_core::functions::ErasedFn;
 use eggroll_core::sync::RwLock;
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::{Arc, RwLockWriteGuard};
 
 /// Pairs handed out per lock taken while iterating, so writers are never starved.
 const PAGE: usize = 4096;
 /// The first page's size; pages double up to [`PAGE`], so a reader that wants only the
 /// head of a partition (take, first) copies a few pairs, not a whole page.
 const FIRST_PAGE: usize = 16;
+/// Pairs per write batch when a partition spills.
+const SPILL_BATCH: usize = 4096;
+
+/// Where a partition's pairs are.
+enum State {
+    /// In a sorted map, charged `bytes` to the budget.
+    Map {
+        map: BTreeMap<Vec<u8>, Vec<u8>>,
+        bytes: u64,
+    },
+    /// Spilled to disk, for good.
+    Spilled(Arc<SpillStore>),
+}
 
 /// A sorted in-memory partition.
-#[derive(Default)]
 pub struct MemStore {
-    map: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
+    state: RwLock<State>,
+    budget: Option<Arc<MemoryBudget>>,
+}
+
+impl Default for MemStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A partition's spilled store, or the lock on its map.
+enum Held<'a> {
+    Map(RwLockWriteGuard<'a, State>),
+    Spilled(Arc<SpillStore>),
+}
+
+/// The lowest key a range starting at `start` holds (an excluded key's first successor).
+fn start_key(start: &Bound<Vec<u8>>) -> Option<Vec<u8>> {
+    match start {
+        Bound::Included(k) => Some(k.clone()),
+        Bound::Excluded(k) => {
+            let mut k = k.clone();
+            k.push(0);
+            Some(k)
+        }
+        Bound::Unbounded => None,
+    }
 }
 
 impl MemStore {
-    /// A new empty partition.
+    /// A new empty partition with no budget: it never spills.
     pub fn new() -> Self {
-        Self::default()
+        Self::with_budget(None)
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Vec<u8>, Vec<u8>>> {
-        self.map.read()
+    /// A new empty partition charged to `budget`.
+    pub fn with_budget(budget: Option<Arc<MemoryBudget>>) -> Self {
+        Self {
+            state: RwLock::new(State::Map {
+                map: BTreeMap::new(),
+                bytes: 0,
+            }),
+            budget,
+        }
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Vec<u8>, Vec<u8>>> {
-        self.map.write()
+    /// The map locked for writing, or the spilled store (then no lock is held).
+    fn hold(&self) -> Held<'_> {
+        let guard = self.state.write();
+        match &*guard {
+            State::Spilled(s) => Held::Spilled(s.clone()),
+            State::Map { .. } => Held::Map(guard),
+        }
+    }
+
+    /// Charges `delta` bytes of a write to the map's figure and the budget, then spills the
+    /// partition if the process is past its budget.
+    fn charged(&self, mut guard: RwLockWriteGuard<'_, State>, delta: i64) -> Result<()> {
+        let State::Map { map, bytes } = &mut *guard else {
+            return Ok(());
+        };
+        *bytes = bytes.saturating_add_signed(delta);
+        let Some(budget) = &self.budget else {
+            return Ok(());
+        };
+        if delta >= 0 {
+            budget.grow(delta as u64);
+        } else {
+            budget.shrink(delta.unsigned_abs());
+        }
+        if !budget.should_spill(*bytes) {
+            return Ok(());
+        }
+        // Under the write lock: no reader sees a partly moved partition.
+        let spill = budget.spill_store(*bytes)?;
+        let store = spill.store()?;
+        let mut batch = Vec::with_capacity(SPILL_BATCH.min(map.len()));
+        for (k, v) in std::mem::take(map) {
+            batch.push((k, v));
+            if batch.len() == SPILL_BATCH {
+                store.put_batch(std::mem::take(&mut batch))?;
+            }
+        }
+        if !batch.is_empty() {
+            store.put_batch(batch)?;
+        }
+        budget.shrink(*bytes);
+        tracing::debug!(bytes = *bytes, "in-memory partition spilled to disk");
+        *guard = State::Spilled(spill);
+        Ok(())
+    }
+
+    /// Up to `n` pairs from `start` to `end`, in key order.
+    fn page(&self, start: &Bound<Vec<u8>>, end: &Option<Vec<u8>>, n: usize) -> Result<Vec<Pair>> {
+        let state = self.state.read();
+        match &*state {
+            State::Map { map, .. } => {
+                let end = end.clone().map(Bound::Excluded).unwrap_or(Bound::Unbounded);
+                Ok(map
+                    .range((start.clone(), end))
+                    .take(n)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect())
+            }
+            State::Spilled(s) => {
+                let s = s.clone();
+                drop(state);
+                let range = KeyRange {
+                    start: start_key(start),
+                    end: end.clone(),
+                };
+                let page = s.store()?.iter(range)?.take(n).collect();
+                page
+            }
+        }
+    }
+}
+
+impl Drop for MemStore {
+    fn drop(&mut self) {
+        if let (Some(budget), State::Map { bytes, .. }) = (&self.budget, &*self.state.read()) {
+            budget.shrink(*bytes);
+        }
     }
 }
 
 impl PartitionStore for MemStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.read().get(key).cloned())
+        match &*self.state.read() {
+            State::Map { map, .. } => Ok(map.get(key).cloned()),
+            State::Spilled(s) => s.store()?.get(key),
+        }
     }
 
     fn put_batch(&self, pairs: Vec<Pair>) -> Result<()> {
-        let mut map = self.write();
+        let mut guard = match self.hold() {
+            Held::Spilled(s) => return s.store()?.put_batch(pairs),
+            Held::Map(guard) => guard,
+        };
+        let State::Map { map, .. } = &mut *guard else {
+            return Ok(());
+        };
+        let mut delta = 0i64;
         // A partition written in key order (a map's output, a copy) arrives in sorted batches
         // past every key held: such a batch is built in bulk and appended, with no search per
         // pair. Appending rebuilds the whole tree, so only while the map is not much larger.
@@ -50,14 +185,18 @@ impl PartitionStore for MemStore {
                 _ => true,
             };
         if in_order && map.len() <= 4 * pairs.len() {
+            delta += pairs
+                .iter()
+                .map(|(k, v)| pair_bytes(k.len(), v.len()) as i64)
+                .sum::<i64>();
             let mut batch: BTreeMap<Vec<u8>, Vec<u8>> = pairs.into_iter().collect();
             map.append(&mut batch);
         } else {
             for (k, v) in pairs {
-                map.insert(k, v);
+                delta += insert(map, k, v);
             }
         }
-        Ok(())
+        self.charged(guard, delta)
     }
 
     fn put_packed(&self, packed: &[u8]) -> Result<u64> {
@@ -65,15 +204,35 @@ impl PartitionStore for MemStore {
         // default (unpack to pairs, then put_batch) makes two. Parsed first, so that a
         // corrupt batch writes nothing, as with a WriteBatch.
         let pairs = eggroll_core::pairs::iter(packed).collect::<eggroll_core::Result<Vec<_>>>()?;
-        let mut map = self.write();
+        let mut guard = match self.hold() {
+            Held::Spilled(s) => return s.store()?.put_packed(packed),
+            Held::Map(guard) => guard,
+        };
+        let State::Map { map, .. } = &mut *guard else {
+            return Ok(0);
+        };
+        let mut delta = 0i64;
         for (k, v) in &pairs {
-            map.insert(k.to_vec(), v.to_vec());
+            delta += insert(map, k.to_vec(), v.to_vec());
         }
+        self.charged(guard, delta)?;
         Ok(pairs.len() as u64)
     }
 
     fn delete(&self, key: &[u8]) -> Result<bool> {
-        Ok(self.write().remove(key).is_some())
+        let mut guard = match self.hold() {
+            Held::Spilled(s) => return s.store()?.delete(key),
+            Held::Map(guard) => guard,
+        };
+        let State::Map { map, .. } = &mut *guard else {
+            return Ok(false);
+        };
+        let Some(old) = map.remove(key) else {
+            return Ok(false);
+        };
+        let freed = pair_bytes(key.len(), old.len()) as i64;
+        self.charged(guard, -freed)?;
+        Ok(true)
     }
 
     fn iter(&self, range: KeyRange) -> Result<PairIterator<'_>> {
@@ -90,7 +249,11 @@ impl PartitionStore for MemStore {
     fn scan(&self, range: KeyRange, visit: &mut Visit) -> Result<()> {
         // A page at a time, packed into one buffer under the lock (a copy, but no allocation
         // per pair), then visited with the lock released: a visitor may be slow, or write.
-        let end = range.end.map(Bound::Excluded).unwrap_or(Bound::Unbounded);
+        let end_key = range.end;
+        let end = end_key
+            .clone()
+            .map(Bound::Excluded)
+            .unwrap_or(Bound::Unbounded);
         let mut start = range.start.map(Bound::Included).unwrap_or(Bound::Unbounded);
         let mut page = Vec::new();
         let mut page_size = FIRST_PAGE;
@@ -99,7 +262,21 @@ impl PartitionStore for MemStore {
             let mut taken = 0;
             // The last key, copied before the lock goes, is where the next page starts.
             let next_start = {
-                let map = self.read();
+                let state = self.state.read();
+                let map = match &*state {
+                    State::Map { map, .. } => map,
+                    State::Spilled(s) => {
+                        // Spilled meanwhile (perhaps by the visitor's own writes): the rest
+                        // is read from disk, with no lock held.
+                        let s = s.clone();
+                        drop(state);
+                        let rest = KeyRange {
+                            start: start_key(&start),
+                            end: end_key,
+                        };
+                        return s.store()?.scan(rest, visit);
+                    }
+                };
                 let mut last_key = None;
                 for (k, v) in map.range((start.clone(), end.clone())).take(page_size) {
                     eggroll_core::pairs::push(&mut page, k, v);
@@ -123,19 +300,38 @@ impl PartitionStore for MemStore {
     }
 
     fn count(&self) -> Result<u64> {
-        Ok(self.read().len() as u64)
+        match &*self.state.read() {
+            State::Map { map, .. } => Ok(map.len() as u64),
+            State::Spilled(s) => s.store()?.count(),
+        }
     }
 
     fn merge_batch(&self, pairs: Vec<Pair>, combine: &ErasedFn) -> Result<()> {
-        let mut map = self.write();
+        let mut guard = match self.hold() {
+            Held::Spilled(s) => return s.store()?.merge_batch(pairs, combine),
+            Held::Map(guard) => guard,
+        };
+        let State::Map { map, .. } = &mut *guard else {
+            return Ok(());
+        };
+        let mut delta = 0i64;
         for (k, v) in pairs {
             let merged = match map.get(&k) {
                 Some(old) => combine_values(combine, old, &v)?,
                 None => v,
             };
-            map.insert(k, merged);
+            delta += insert(map, k, merged);
         }
-        Ok(())
+        self.charged(guard, delta)
+    }
+}
+
+/// Inserts a pair; returns the change in bytes charged.
+fn insert(map: &mut BTreeMap<Vec<u8>, Vec<u8>>, k: Vec<u8>, v: Vec<u8>) -> i64 {
+    let (klen, vlen) = (k.len(), v.len());
+    match map.insert(k, v) {
+        Some(old) => vlen as i64 - old.len() as i64,
+        None => pair_bytes(klen, vlen) as i64,
     }
 }
 
@@ -159,18 +355,13 @@ impl Iterator for Pages<'_> {
         if self.done {
             return None;
         }
-        let end = self
-            .end
-            .clone()
-            .map(Bound::Excluded)
-            .unwrap_or(Bound::Unbounded);
-        let page: Vec<Pair> = self
-            .store
-            .read()
-            .range((self.next_start.clone(), end))
-            .take(self.page_size)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let page = match self.store.page(&self.next_start, &self.end, self.page_size) {
+            Ok(page) => page,
+            Err(e) => {
+                self.done = true;
+                return Some(Err(e));
+            }
+        };
         if page.len() < self.page_size {
             self.done = true;
         }

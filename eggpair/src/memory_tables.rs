@@ -3,6 +3,7 @@
 
 use crate::error::{EggError, Result};
 use crate::memory::MemStore;
+use crate::memory_budget::{MemoryBudget, MemoryUsage};
 use eggroll_core::sync::Mutex;
 use eggroll_proto::meta::StoreLocator;
 use std::collections::HashMap;
@@ -10,28 +11,42 @@ use std::sync::Arc;
 
 type Table = Arc<Vec<Arc<MemStore>>>;
 
-/// Every in-memory table of one process.
-#[derive(Default)]
+/// Every in-memory table of one process, charged to one memory budget.
 pub struct MemoryTables {
     tables: Mutex<HashMap<(String, String), Table>>,
+    budget: Arc<MemoryBudget>,
 }
 
 fn key(l: &StoreLocator) -> (String, String) {
     (l.namespace.clone(), l.name.clone())
 }
 
-fn empty(l: &StoreLocator) -> Table {
-    Arc::new(
-        (0..l.total_partitions)
-            .map(|_| Arc::new(MemStore::new()))
-            .collect(),
-    )
-}
-
 impl MemoryTables {
+    /// No tables yet; their partitions charged to `budget`.
+    pub fn new(budget: MemoryBudget) -> Self {
+        Self {
+            tables: Mutex::default(),
+            budget: Arc::new(budget),
+        }
+    }
+
+    /// The budget's figures now.
+    pub fn usage(&self) -> MemoryUsage {
+        self.budget.usage()
+    }
+
+    fn empty(&self, l: &StoreLocator) -> Table {
+        Arc::new(
+            (0..l.total_partitions)
+                .map(|_| Arc::new(MemStore::with_budget(Some(self.budget.clone()))))
+                .collect(),
+        )
+    }
+
     /// Makes table `l` empty, replacing one of that name.
     pub fn create(&self, l: &StoreLocator) {
-        self.tables.lock().insert(key(l), empty(l));
+        let table = self.empty(l);
+        self.tables.lock().insert(key(l), table);
     }
 
     /// Partition `p` of table `l`; with `create`, the table comes into being on first touch.
@@ -39,7 +54,10 @@ impl MemoryTables {
         let table = {
             let mut tables = self.tables.lock();
             if create {
-                tables.entry(key(l)).or_insert_with(|| empty(l)).clone()
+                tables
+                    .entry(key(l))
+                    .or_insert_with(|| self.empty(l))
+                    .clone()
             } else {
                 tables
                     .get(&key(l))

@@ -4,25 +4,33 @@
 
 use crate::counts::Counts;
 use crate::error::{EggError, Result};
-use crate::store::{combine_values, KeyRange, Pair, PairIterator, PartitionStore, Visit};
+use crate::sorted_runs::Run;
+use crate::store::{combine_values, BulkLoad, KeyRange, Pair, PairIterator, PartitionStore, Visit};
 use eggroll_core::config::StorageConfig;
 use eggroll_core::functions::ErasedFn;
 use eggroll_core::sync::Mutex;
 use rocksdb::{
-    BlockBasedOptions, Cache, DBCompressionType, Options, ReadOptions, WriteBatch,
-    WriteBufferManager, DB,
+    BlockBasedOptions, Cache, DBCompressionType, IngestExternalFileOptions, Options, ReadOptions,
+    WriteBatch, WriteBufferManager, WriteOptions, DB,
 };
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The column family of a partition's own metadata (never a user's pair).
 const META: &str = "meta";
 /// Key of the stored count in `META`: a u64, little-endian.
 const COUNT_KEY: &[u8] = b"count";
+/// The subdirectory of a partition where a bulk load writes its files before ingesting them.
+const BULK_DIR: &str = "bulk";
+/// A bulk load smaller than this is written as one batch, not as a file.
+const SMALL_LOAD_BYTES: usize = 1 << 20;
 
 /// What every RocksDB partition of a process shares.
 pub struct RocksEnv {
     cache: Cache,
     write_buffers: WriteBufferManager,
+    /// Run size of bulk loads (0: none).
+    bulk_run_bytes: usize,
 }
 
 impl RocksEnv {
@@ -38,6 +46,7 @@ impl RocksEnv {
         Self {
             cache,
             write_buffers,
+            bulk_run_bytes: cfg.bulk_run_bytes as usize,
         }
     }
 
@@ -60,18 +69,25 @@ impl RocksEnv {
 
     /// Opens (creating if missing) the partition at `path`.
     pub fn open(&self, path: &Path) -> Result<RocksStore> {
+        self.open_with(path, true)
+    }
+
+    /// Opens a scratch partition at `path`: written without a write-ahead log, as its data
+    /// need not survive the process (a spilled in-memory partition).
+    pub fn open_scratch(&self, path: &Path) -> Result<RocksStore> {
+        self.open_with(path, false)
+    }
+
+    fn open_with(&self, path: &Path, wal: bool) -> Result<RocksStore> {
         std::fs::create_dir_all(path)
             .map_err(EggError::io("cannot create partition directory", path))?;
         let corrupt = |source| EggError::Corrupt {
             path: path.to_path_buf(),
             source,
         };
-        let db = DB::open_cf(
-            &self.options(),
-            path,
-            [rocksdb::DEFAULT_COLUMN_FAMILY_NAME, META],
-        )
-        .map_err(corrupt)?;
+        let opts = self.options();
+        let db = DB::open_cf(&opts, path, [rocksdb::DEFAULT_COLUMN_FAMILY_NAME, META])
+            .map_err(corrupt)?;
         let meta = db.cf_handle(META).ok_or_else(|| EggError::BadMeta {
             path: path.to_path_buf(),
             reason: format!("its column family {META} is missing after open"),
@@ -84,6 +100,9 @@ impl RocksEnv {
             .map(u64::from_le_bytes);
         Ok(RocksStore {
             db,
+            opts,
+            wal,
+            bulk_run_bytes: self.bulk_run_bytes,
             path: path.to_path_buf(),
             merge_lock: Mutex::new(()),
             counts: Counts::new(stored),
@@ -94,6 +113,12 @@ impl RocksEnv {
 /// One partition in its own RocksDB.
 pub struct RocksStore {
     db: DB,
+    /// The options it was opened with, which a bulk load's files are written with.
+    opts: Options,
+    /// Whether writes go through the write-ahead log (not for scratch partitions).
+    wal: bool,
+    /// Run size of bulk loads (0: none).
+    bulk_run_bytes: usize,
     path: PathBuf,
     /// Serializes read-modify-write merges; plain writes do not take it.
     merge_lock: Mutex<()>,
@@ -143,7 +168,24 @@ impl RocksStore {
         if writing.delete_stored {
             batch.delete_cf(self.meta()?, COUNT_KEY);
         }
-        self.db.write(batch).map_err(self.err())
+        let mut opts = WriteOptions::default();
+        opts.disable_wal(!self.wal);
+        self.db.write_opt(batch, &opts).map_err(self.err())
+    }
+
+    /// Whether the partition holds no pair.
+    fn is_empty(&self) -> Result<bool> {
+        let it = self.raw_iter(KeyRange::all());
+        let empty = !it.valid();
+        it.status().map_err(self.err())?;
+        Ok(empty)
+    }
+
+    /// Writes `count`, a count just made, as the copy kept with the data.
+    fn store_count(&self, count: u64) -> Result<()> {
+        self.db
+            .put_cf(self.meta()?, COUNT_KEY, count.to_le_bytes())
+            .map_err(self.err())
     }
 
     /// Writes `puts` and removes `deletes` in one atomic batch.
@@ -242,12 +284,7 @@ impl PartitionStore for RocksStore {
             it.next();
         }
         it.status().map_err(self.err())?;
-        let meta = self.meta()?;
-        self.counts.scanned(scan, n, |n| {
-            self.db
-                .put_cf(meta, COUNT_KEY, n.to_le_bytes())
-                .map_err(self.err())
-        })?;
+        self.counts.scanned(scan, n, |n| self.store_count(n))?;
         Ok(n)
     }
 
@@ -261,6 +298,35 @@ impl PartitionStore for RocksStore {
         // A compaction follows a bulk load: count it now, so that `count` answers at once.
         self.count()?;
         Ok(())
+    }
+
+    fn bulk_load(self: Arc<Self>) -> Result<Option<Box<dyn BulkLoad>>> {
+        if self.bulk_run_bytes == 0 || !self.is_empty()? {
+            return Ok(None);
+        }
+        // Begun before checking again, so that a write racing the check shows at the end.
+        let (delete_stored, write) = self.counts.begin_write();
+        let run = Run::new(self.bulk_run_bytes);
+        let load = RocksLoad {
+            store: self,
+            run,
+            files: Vec::new(),
+            pairs: 0,
+            write,
+            ended: false,
+        };
+        if delete_stored {
+            let store = &load.store;
+            store
+                .db
+                .delete_cf(store.meta()?, COUNT_KEY)
+                .map_err(store.err())?;
+        }
+        if !load.store.is_empty()? {
+            // Dropping the load ends its write.
+            return Ok(None);
+        }
+        Ok(Some(Box::new(load)))
     }
 
     fn merge_batch(&self, pairs: Vec<Pair>, combine: &ErasedFn) -> Result<()> {
@@ -281,5 +347,95 @@ impl PartitionStore for RocksStore {
             batch.put(k, v);
         }
         self.apply(batch)
+    }
+}
+
+/// A bulk load into an empty partition: runs sorted and written as table files, which are
+/// ingested in the order written (a later pair of a key wins), with no write-ahead log.
+struct RocksLoad {
+    store: Arc<RocksStore>,
+    run: Run,
+    /// Files written so far, not yet ingested.
+    files: Vec<PathBuf>,
+    /// Pairs in those files (distinct keys within each file).
+    pairs: u64,
+    /// The load's number among the partition's writes, if it began alone (see
+    /// `Counts::begin_write`).
+    write: Option<u64>,
+    /// Whether the load's write was ended.
+    ended: bool,
+}
+
+impl RocksLoad {
+    fn write_run(&mut self) -> Result<()> {
+        let dir = self.store.path.join(BULK_DIR);
+        let (file, n) = self.run.write_sorted(&self.store.opts, &dir)?;
+        self.files.push(file);
+        self.pairs += n;
+        Ok(())
+    }
+}
+
+impl BulkLoad for RocksLoad {
+    fn put_packed(&mut self, packed: &[u8]) -> Result<u64> {
+        let n = self.run.add_packed(packed)?;
+        if self.run.is_full() {
+            self.write_run()?;
+        }
+        Ok(n)
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        let store = self.store.clone();
+        if self.files.is_empty() && self.run.bytes() < SMALL_LOAD_BYTES.min(store.bulk_run_bytes) {
+            // A small load: a file and its ingestion (two fsyncs) would cost more than one
+            // batch through the write-ahead log.
+            let mut batch = WriteBatch::default();
+            for (k, v) in self.run.pairs() {
+                batch.put(k, v);
+            }
+            let res = store.db.write(batch).map_err(store.err());
+            self.ended = true;
+            store.counts.end_write();
+            return res;
+        }
+        if !self.run.is_empty() {
+            self.write_run()?;
+        }
+        let mut opts = IngestExternalFileOptions::default();
+        // Linked into the DB rather than copied: the files are ours, on the same disk.
+        opts.set_move_files(true);
+        let files = std::mem::take(&mut self.files);
+        let written = files.len();
+        // One file per call, in order: files of one call may not overlap.
+        for file in files {
+            store
+                .db
+                .ingest_external_file_opts(&opts, vec![&file])
+                .map_err(store.err())?;
+            let _ = std::fs::remove_file(&file);
+        }
+        self.ended = true;
+        // Into an empty partition, a single file's pairs are the count; several files may
+        // share keys, so then the count is left to the next scan or compaction.
+        if written <= 1 {
+            store
+                .counts
+                .loaded(self.write, self.pairs, |n| store.store_count(n))
+        } else {
+            store.counts.end_write();
+            Ok(())
+        }
+    }
+}
+
+impl Drop for RocksLoad {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.store.counts.end_write();
+        }
+        for file in &self.files {
+            let _ = std::fs::remove_file(file);
+        }
     }
 }

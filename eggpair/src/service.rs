@@ -5,7 +5,7 @@
 use crate::error::EggError;
 use crate::executor::{Executor, LocalSink, ShuffleSink};
 use crate::push::{push_partition, PushError, RollsiteClients, TablePush};
-use crate::store::{KeyRange, Pair};
+use crate::store::{BulkLoad, KeyRange, Pair};
 use eggroll_core::functions::{lookup, ErasedFn};
 use eggroll_core::sync::Mutex;
 use eggroll_core::transfer::after_retries;
@@ -102,6 +102,17 @@ impl EggServer {
             )));
         }
         Ok(l)
+    }
+
+    /// Makes a bulk load's pairs part of its partition, off the async workers.
+    async fn finish_load(&self, load: Option<Box<dyn BulkLoad>>) -> Result<(), Status> {
+        let Some(load) = load else {
+            return Ok(());
+        };
+        tokio::task::spawn_blocking(move || load.finish())
+            .await
+            .map_err(|e| Status::internal(format!("write thread failed: {e}")))?
+            .map_err(|e| self.status(e))
     }
 
     fn status(&self, e: EggError) -> Status {
@@ -326,6 +337,10 @@ impl EggService for EggServer {
         let mut stream = request.into_inner();
         let mut written = 0u64;
         let mut target: Option<(StoreLocator, u32, Option<Arc<ErasedFn>>, Store)> = None;
+        // A stream into an empty stored partition loads it in bulk (see `BulkLoad`): its pairs
+        // become visible together when the stream ends, before the answer.
+        let mut load: Option<Box<dyn BulkLoad>> = None;
+        let mut first = false;
         // One message at a time: the next is not read until this one is stored, so HTTP/2
         // flow control holds the sender back.
         while let Some(msg) = stream.message().await? {
@@ -335,6 +350,7 @@ impl EggService for EggServer {
                 (None, _) => false,
             };
             if !same {
+                self.finish_load(load.take()).await?;
                 let l = self.check_owned(msg.store.as_ref(), msg.partition, "target")?;
                 let combiner = match &msg.combiner {
                     Some(f) => Some(Arc::new(
@@ -349,6 +365,7 @@ impl EggService for EggServer {
                     combiner,
                     msg.store.clone().unwrap_or_default(),
                 ));
+                first = true;
             }
             // The target's store (with every placement) stays here; the write needs less.
             let Some((l, p, combiner)) = target
@@ -366,35 +383,60 @@ impl EggService for EggServer {
                 )));
             }
             let stores = self.executor.stores().clone();
-            let res = tokio::task::spawn_blocking(move || -> crate::Result<u64> {
-                let store = stores.partition(&l, p)?;
-                let mut pairs: Vec<Pair> = batch.keys.into_iter().zip(batch.values).collect();
-                match combiner {
-                    None => {
-                        let mut n = pairs.len() as u64;
-                        if !pairs.is_empty() {
-                            store.put_batch(pairs)?;
-                        }
-                        if !batch.packed.is_empty() {
-                            n += store.put_packed(&batch.packed)?;
-                        }
-                        Ok(n)
+            let try_load = std::mem::take(&mut first) && combiner.is_none();
+            let mut held = load.take();
+            let res = tokio::task::spawn_blocking(
+                move || -> crate::Result<(u64, Option<Box<dyn BulkLoad>>)> {
+                    let store = stores.partition(&l, p)?;
+                    if try_load {
+                        held = store.clone().bulk_load()?;
                     }
-                    Some(c) => {
-                        for pair in eggroll_core::pairs::iter(&batch.packed) {
-                            let (k, v) = pair?;
-                            pairs.push((k.to_vec(), v.to_vec()));
+                    let n = match (&mut held, combiner) {
+                        (Some(load), _) => {
+                            let mut n = load.put_packed(&batch.packed)?;
+                            if !batch.keys.is_empty() {
+                                let mut packed = Vec::new();
+                                for (k, v) in batch.keys.iter().zip(&batch.values) {
+                                    eggroll_core::pairs::push(&mut packed, k, v);
+                                }
+                                n += load.put_packed(&packed)?;
+                            }
+                            n
                         }
-                        let n = pairs.len() as u64;
-                        store.merge_batch(pairs, &c)?;
-                        Ok(n)
-                    }
-                }
-            })
+                        (None, None) => {
+                            let pairs: Vec<Pair> =
+                                batch.keys.into_iter().zip(batch.values).collect();
+                            let mut n = pairs.len() as u64;
+                            if !pairs.is_empty() {
+                                store.put_batch(pairs)?;
+                            }
+                            if !batch.packed.is_empty() {
+                                n += store.put_packed(&batch.packed)?;
+                            }
+                            n
+                        }
+                        (None, Some(c)) => {
+                            let mut pairs: Vec<Pair> =
+                                batch.keys.into_iter().zip(batch.values).collect();
+                            for pair in eggroll_core::pairs::iter(&batch.packed) {
+                                let (k, v) = pair?;
+                                pairs.push((k.to_vec(), v.to_vec()));
+                            }
+                            let n = pairs.len() as u64;
+                            store.merge_batch(pairs, &c)?;
+                            n
+                        }
+                    };
+                    Ok((n, held))
+                },
+            )
             .await
             .map_err(|e| Status::internal(format!("write thread failed: {e}")))?;
-            written += res.map_err(|e| self.status(e))?;
+            let (n, held) = res.map_err(|e| self.status(e))?;
+            written += n;
+            load = held;
         }
+        self.finish_load(load).await?;
         Ok(Response::new(PutResponse { written }))
     }
 

@@ -97,6 +97,21 @@ pub trait PartitionStore: Send + Sync {
     fn sync(&self) -> Result<()> {
         Ok(())
     }
+    /// A bulk load into this partition, if it is empty and its store has a faster way to fill
+    /// it than batch writes; `None` otherwise (write batches as usual).
+    fn bulk_load(self: std::sync::Arc<Self>) -> Result<Option<Box<dyn BulkLoad>>> {
+        Ok(None)
+    }
+}
+
+/// A bulk load into a partition: pairs gathered, then made part of it at once by `finish`.
+/// Calls block, like a store's. One caller at a time: a later pair of a key wins.
+pub trait BulkLoad: Send {
+    /// Adds a packed batch; returns how many pairs it held.
+    fn put_packed(&mut self, packed: &[u8]) -> Result<u64>;
+    /// Makes every pair added part of the partition. Until then none is visible; a load
+    /// dropped unfinished adds nothing.
+    fn finish(self: Box<Self>) -> Result<()>;
 }
 
 /// Applies a binary function; errors if `f` has another shape.

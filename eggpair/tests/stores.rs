@@ -49,11 +49,17 @@ proptest! {
         deletes in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..6), 0..20),
         chunk in 1usize..80,
         most in 0usize..300,
+        budget in 1u64..3000,
     ) {
         let dir = tempfile::tempdir().unwrap();
         let stores = Stores::open(dir.path(), StorageConfig::default()).unwrap();
+        // In-memory partitions past a tiny budget: they spill at once or midway.
+        let spilling = Stores::open(&dir.path().join("spilling"), StorageConfig {
+            memory_budget_bytes: budget,
+            ..StorageConfig::default()
+        }).unwrap();
         let mut reference: BTreeMap<Vec<u8>, Vec<u8>> = pairs.iter().cloned().collect();
-        for t in [StoreType::InMemory, StoreType::PERSISTENT] {
+        for (stores, t) in [(&stores, StoreType::InMemory), (&stores, StoreType::PERSISTENT), (&spilling, StoreType::InMemory)] {
             let l = locator(t, "t", 1);
             stores.create(&l).unwrap();
             let s = stores.partition(&l, 0).unwrap();
@@ -169,6 +175,8 @@ fn packed_batches_land_whole_or_not_at_all_in_both_store_types() {
 #[derive(Clone, Debug)]
 enum Step {
     Put(Vec<(Vec<u8>, Vec<u8>)>),
+    /// Batches put as one bulk load where the partition is empty; finished or abandoned.
+    Load(Vec<Vec<(Vec<u8>, Vec<u8>)>>, bool),
     Delete(Vec<u8>),
     Compact,
     Reopen,
@@ -178,6 +186,7 @@ fn step() -> impl Strategy<Value = Step> {
     let key = proptest::collection::vec(0u8..4, 0..3);
     prop_oneof![
         4 => proptest::collection::vec((key.clone(), proptest::collection::vec(any::<u8>(), 0..8)), 0..12).prop_map(Step::Put),
+        3 => (proptest::collection::vec(proptest::collection::vec((key.clone(), proptest::collection::vec(any::<u8>(), 0..40)), 0..12), 0..6), proptest::bool::weighted(0.8)).prop_map(|(b, f)| Step::Load(b, f)),
         3 => key.prop_map(Step::Delete),
         1 => Just(Step::Compact),
         2 => Just(Step::Reopen),
@@ -187,15 +196,20 @@ fn step() -> impl Strategy<Value = Step> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
     /// A RocksDB partition keeps its count once counted (answered without a scan) and
-    /// forgets it on every write: after any mix of puts, deletes, compactions and reopens
-    /// (the copy kept with the data read back), `count` is the reference map's size.
+    /// forgets it on every write: after any mix of puts, bulk loads, deletes, compactions
+    /// and reopens (the copy kept with the data read back), `count` is the reference map's
+    /// size, and the pairs are the reference's. Bulk loads run in tiny runs, so that a load
+    /// makes several files (a later pair of a key winning across them) or one, or is small
+    /// enough to be written as a batch.
     #[test]
-    fn a_kept_count_stays_exact_through_writes_compactions_and_reopens(
+    fn a_kept_count_stays_exact_through_writes_loads_compactions_and_reopens(
         steps in proptest::collection::vec((step(), any::<bool>()), 1..30),
+        run_bytes in 1u64..400,
     ) {
         let dir = tempfile::tempdir().unwrap();
         let l = locator(StoreType::PERSISTENT, "counted", 1);
-        let mut stores = Some(Stores::open(dir.path(), StorageConfig::default()).unwrap());
+        let cfg = StorageConfig { bulk_run_bytes: run_bytes, ..StorageConfig::default() };
+        let mut stores = Some(Stores::open(dir.path(), cfg.clone()).unwrap());
         stores.as_ref().unwrap().create(&l).unwrap();
         let mut reference: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         for (s, count) in steps {
@@ -205,6 +219,43 @@ proptest! {
                     reference.extend(pairs.iter().cloned());
                     part.put_batch(pairs).unwrap();
                 }
+                Step::Load(batches, finish) => {
+                    let load = part.clone().bulk_load().unwrap();
+                    // Only an empty partition is loaded in bulk.
+                    prop_assert_eq!(load.is_some(), reference.is_empty());
+                    let packed: Vec<Vec<u8>> = batches.iter().map(|b| {
+                        let mut packed = Vec::new();
+                        for (k, v) in b {
+                            eggroll_core::pairs::push(&mut packed, k, v);
+                        }
+                        packed
+                    }).collect();
+                    match load {
+                        Some(mut load) => {
+                            for (b, p) in batches.iter().zip(&packed) {
+                                prop_assert_eq!(load.put_packed(p).unwrap(), b.len() as u64);
+                            }
+                            // Nothing is visible before the load finishes.
+                            prop_assert_eq!(collect(part.as_ref(), KeyRange::all()), vec![]);
+                            if finish {
+                                load.finish().unwrap();
+                                reference.extend(batches.into_iter().flatten());
+                            }
+                        }
+                        None => {
+                            for p in &packed {
+                                part.put_packed(p).unwrap();
+                            }
+                            reference.extend(batches.into_iter().flatten());
+                        }
+                    }
+                    // Files of the load are ingested or removed, never left behind.
+                    let bulk = stores.as_ref().unwrap().table_dir(&l).join("0").join("bulk");
+                    let left = std::fs::read_dir(&bulk).map(|d| d.count()).unwrap_or(0);
+                    prop_assert_eq!(left, 0, "files left in {}", bulk.display());
+                    let all: Vec<_> = reference.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                    prop_assert_eq!(collect(part.as_ref(), KeyRange::all()), all);
+                }
                 Step::Delete(k) => {
                     prop_assert_eq!(part.delete(&k).unwrap(), reference.remove(&k).is_some());
                 }
@@ -213,7 +264,7 @@ proptest! {
                     drop(part);
                     // The old handle closes its databases before the new one opens them.
                     drop(stores.take());
-                    stores = Some(Stores::open(dir.path(), StorageConfig::default()).unwrap());
+                    stores = Some(Stores::open(dir.path(), cfg.clone()).unwrap());
                     let l = stores.as_ref().unwrap().load(StoreType::PERSISTENT, "ns", "counted").unwrap();
                     let part = stores.as_ref().unwrap().partition(&l, 0).unwrap();
                     prop_assert_eq!(part.count().unwrap(), reference.len() as u64, "after a reopen");
@@ -228,4 +279,57 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn in_memory_tables_past_the_budget_spill_to_scratch_and_the_files_go_with_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = Stores::open(
+        dir.path(),
+        StorageConfig {
+            memory_budget_bytes: 64 << 10,
+            ..StorageConfig::default()
+        },
+    )
+    .unwrap();
+    let scratch = dir
+        .path()
+        .join(eggroll_eggpair::memory_budget::SCRATCH_DIR)
+        .join(std::process::id().to_string());
+    let l = locator(StoreType::InMemory, "big", 4);
+    stores.create(&l).unwrap();
+    let mut reference = BTreeMap::new();
+    for i in 0..20_000u32 {
+        let (k, v) = (i.to_be_bytes().to_vec(), vec![(i % 251) as u8; 40]);
+        let p = eggroll_core::partitioner::partition_of(&k, 4);
+        stores
+            .partition(&l, p)
+            .unwrap()
+            .put_batch(vec![(k.clone(), v.clone())])
+            .unwrap();
+        reference.insert(k, v);
+    }
+    let usage = stores.memory_usage();
+    assert!(usage.spilled_partitions >= 1, "{usage:?}");
+    assert!(usage.used <= 64 << 10, "{usage:?}");
+    assert!(std::fs::read_dir(&scratch).unwrap().count() >= 1);
+    // Every op still sees every pair: partitions in order, each sorted.
+    let mut got = BTreeMap::new();
+    for p in 0..4 {
+        let part = stores.partition(&l, p).unwrap();
+        let pairs = collect(part.as_ref(), KeyRange::all());
+        assert!(pairs.windows(2).all(|w| w[0].0 < w[1].0));
+        assert_eq!(part.count().unwrap(), pairs.len() as u64);
+        got.extend(pairs);
+    }
+    assert_eq!(got, reference);
+    // Dropping the table frees its memory and removes its spilled files.
+    stores.destroy(&l).unwrap();
+    assert_eq!(stores.memory_usage().used, 0);
+    assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
+    drop(stores);
+    assert!(
+        !scratch.exists(),
+        "the process's scratch dir outlived its stores"
+    );
 }

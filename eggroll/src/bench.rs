@@ -40,6 +40,10 @@ pub struct BenchArgs {
     /// Timed calls per op for --latency.
     #[arg(long, default_value_t = 200)]
     samples: usize,
+    /// Also run the same ops on FATE 2.2's standalone engine (with the project's FATE venv,
+    /// `make fate-venv`, or the Python in EGGROLL_FATE_PYTHON) and print the ratios.
+    #[arg(long, conflicts_with_all = ["federation", "latency"])]
+    vs_fate: bool,
 }
 
 impl BenchArgs {
@@ -208,6 +212,9 @@ pub fn run(args: BenchArgs, mut config: EggrollConfig) -> Result<(), Box<dyn std
         .collect::<Result<_, eggroll_core::CoreError>>()?;
     let raw_dir = dir.path().join("raw");
     let raw_write = baseline::write(&raw_dir, &encoded, 40_000)?;
+    // Runs of about 64 MiB, as a bulk load into a partition writes.
+    let run = (64usize << 20) / (args.value_bytes + 16).max(1);
+    let raw_ingest = baseline::write_ingested(&dir.path().join("raw-ingest"), &encoded, run)?;
     drop(encoded);
     let (raw_scan, scanned) = baseline::scan(&raw_dir)?;
     let raw_scan_write =
@@ -244,6 +251,40 @@ pub fn run(args: BenchArgs, mut config: EggrollConfig) -> Result<(), Box<dyn std
         None
     };
 
+    let fate = if args.vs_fate {
+        let python = crate::bench_fate::python().ok_or(
+            "--vs-fate needs FATE's venv: run `make fate-venv` in the repository, or set \
+             EGGROLL_FATE_PYTHON to a Python with pyfate 2.2 installed",
+        )?;
+        println!(
+            "FATE standalone ({}) on the same workload...",
+            python.display()
+        );
+        let times = crate::bench_fate::run(
+            &python,
+            n,
+            args.value_bytes,
+            args.partitions,
+            &dir.path().join("fate"),
+        )?;
+        let op = |name: &str| {
+            times
+                .get(name)
+                .copied()
+                .ok_or_else(|| format!("FATE standalone gave no time for {name}"))
+        };
+        Some(Timings {
+            put_all: op("put_all")?,
+            get_all: op("get_all")?,
+            count: op("count")?,
+            map_values: op("map_values")?,
+            reduce: op("reduce")?,
+            join: op("join")?,
+        })
+    } else {
+        None
+    };
+
     let ratio = |ours: Duration, base: Duration| base.as_secs_f64() / ours.as_secs_f64().max(1e-9);
     println!();
     print!(
@@ -253,15 +294,19 @@ pub fn run(args: BenchArgs, mut config: EggrollConfig) -> Result<(), Box<dyn std
     if cluster.is_some() {
         print!(" {:>15}  {:>6}", "cluster rows/s", "ratio");
     }
+    if fate.is_some() {
+        print!(" {:>12}  {:>6}", "FATE rows/s", "x FATE");
+    }
     println!("  target");
-    let rows: [Row; 6] = [
+    let rows: [Row; 7] = [
         (
             "put_all",
             |t| t.put_all,
             raw_write,
             "batch write",
-            ">= 0.6 standalone, >= 0.5 cluster",
+            ">= 1.5 standalone; >= 5 x FATE",
         ),
+        ("put_all", |t| t.put_all, raw_ingest, "sort+ingest", ""),
         (
             "get_all",
             |t| t.get_all,
@@ -295,6 +340,14 @@ pub fn run(args: BenchArgs, mut config: EggrollConfig) -> Result<(), Box<dyn std
         );
         if let Some(c) = &cluster {
             print!(" {:>15.0}  {:>6.2}", rate(n, pick(c)), ratio(pick(c), base));
+        }
+        if let Some(f) = &fate {
+            // Standalone against standalone: how many times FATE's time ours is.
+            print!(
+                " {:>12.0}  {:>6.2}",
+                rate(n, pick(f)),
+                ratio(pick(&local), pick(f))
+            );
         }
         println!("  {target}");
     }

@@ -4,6 +4,7 @@
 //! calls [`main`], and pointing `nodemanager.eggpair_executable` at that binary.
 
 mod bench;
+mod bench_fate;
 mod bench_federation;
 mod bench_latency;
 mod client;

@@ -19,6 +19,9 @@ pub struct ClusterSpec {
     pub heartbeat_interval_ms: u64,
     /// The egg-pair program (default: the program the daemons run).
     pub eggpair_executable: Option<PathBuf>,
+    /// Environment of the node managers (and so of their eggs), beside this process's own:
+    /// `EGGROLL_*` settings for the nodes only.
+    pub node_env: Vec<(String, String)>,
 }
 
 impl Default for ClusterSpec {
@@ -28,6 +31,7 @@ impl Default for ClusterSpec {
             heartbeat_timeout_ms: None,
             heartbeat_interval_ms: 500,
             eggpair_executable: None,
+            node_env: Vec::new(),
         }
     }
 }
@@ -68,10 +72,21 @@ pub struct LocalCluster {
 /// Starts the daemon `program <args> --exit-with-stdin`, logging to `log` (at `info` unless
 /// `EGGROLL_LOG` says otherwise), and reads the address from its "listening on" line.
 pub fn spawn(program: &Path, args: &[String], log: &Path) -> Result<(Child, String), String> {
+    spawn_with(program, args, log, &[])
+}
+
+/// [`spawn`] with `env` added to the daemon's environment.
+pub fn spawn_with(
+    program: &Path,
+    args: &[String],
+    log: &Path,
+    env: &[(String, String)],
+) -> Result<(Child, String), String> {
     let log_file =
         std::fs::File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
     let mut child = Command::new(program)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .arg("--exit-with-stdin")
         .env(
             "EGGROLL_LOG",
@@ -170,7 +185,7 @@ impl LocalCluster {
                 args.extend(["--eggpair-executable".into(), exe.display().to_string()]);
             }
             let log = self.root.join(format!("nodemanager{i}.log"));
-            let (child, address) = spawn(&self.program, &args, &log)?;
+            let (child, address) = spawn_with(&self.program, &args, &log, &self.spec.node_env)?;
             self.nodes.push(Daemon { child, address });
         }
         self.wait_nodes(self.spec.nodes)

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use eggroll_core::clock::epoch_millis;
 use eggroll_core::config::EggrollConfig;
 use eggroll_eggpair::executor::LocalSink;
-use eggroll_eggpair::{Executor, KeyRange, PartitionStore, Stores};
+use eggroll_eggpair::{BulkLoad, Executor, KeyRange, PartitionStore, Stores};
 use eggroll_proto::meta::{Job, StoreLocator, StoreType, Task, TaskResult};
 use rayon::prelude::*;
 use std::sync::mpsc;
@@ -125,8 +125,7 @@ impl Backend for Local {
         Ok(Box::new(LocalBatches {
             stores: self.stores().clone(),
             locator: l.clone(),
-            parts: vec![None; l.total_partitions as usize],
-            busy: vec![false; l.total_partitions as usize],
+            slots: (0..l.total_partitions).map(|_| Slot::Unopened).collect(),
             pool: self.pool.clone(),
             max_in_flight: self.pool.current_num_threads() * 2,
             in_flight: 0,
@@ -155,27 +154,53 @@ const SPAWN_BYTES: usize = 64 << 10;
 /// Writes batches on the task pool while the caller goes on encoding.
 ///
 /// One write per partition at a time, in the order sent, so that a later pair of a key wins
-/// over an earlier one as it does in a single batch.
+/// over an earlier one as it does in a single batch. A partition empty when its first batch
+/// comes is loaded in bulk where its store can (see `BulkLoad`), all loads finished together.
 struct LocalBatches {
     stores: Arc<Stores>,
     locator: StoreLocator,
-    /// Each partition opened by its first batch: a single `put` opens one.
-    parts: Vec<Option<Arc<dyn PartitionStore>>>,
-    /// Whether partition `p` has a write on the pool.
-    busy: Vec<bool>,
+    slots: Vec<Slot>,
     pool: Arc<rayon::ThreadPool>,
     /// Past this many writes in flight the caller writes itself, so memory stays bounded.
     max_in_flight: usize,
     in_flight: usize,
-    done_tx: mpsc::Sender<(usize, Result<u64>)>,
-    done: mpsc::Receiver<(usize, Result<u64>)>,
+    done_tx: mpsc::Sender<Done>,
+    done: mpsc::Receiver<Done>,
     written: u64,
+}
+
+/// A finished write on the pool: its partition, what it wrote, and the writer back.
+type Done = (usize, Result<u64>, Writer);
+
+/// Where one partition's batches go.
+enum Slot {
+    /// No batch yet: a single `put` opens one partition, not all.
+    Unopened,
+    /// Ready for the next batch.
+    Ready(Writer),
+    /// A write on the pool holds the writer.
+    Busy,
+}
+
+/// A partition's writer: its store, or a bulk load into it.
+enum Writer {
+    Store(Arc<dyn PartitionStore>),
+    Load(Box<dyn BulkLoad>),
+}
+
+impl Writer {
+    fn write(&mut self, packed: &[u8]) -> Result<u64> {
+        Ok(match self {
+            Writer::Store(part) => part.put_packed(packed)?,
+            Writer::Load(load) => load.put_packed(packed)?,
+        })
+    }
 }
 
 impl LocalBatches {
     /// Takes in one finished write, waiting for one with `wait`; false if none was there.
     fn collect(&mut self, wait: bool) -> Result<bool> {
-        let (p, r) = if wait {
+        let (p, r, writer) = if wait {
             // Every spawned write sends its result (rayon aborts the process on a panic in
             // a spawned job), so this fails only when none is out.
             self.done
@@ -188,39 +213,58 @@ impl LocalBatches {
             }
         };
         self.in_flight -= 1;
-        self.busy[p] = false;
+        self.slots[p] = Slot::Ready(writer);
         self.written += r?;
         Ok(true)
     }
 
-    fn partition(&mut self, p: usize) -> Result<Arc<dyn PartitionStore>> {
-        if let Some(part) = &self.parts[p] {
-            return Ok(part.clone());
-        }
+    /// A new writer of partition `p`.
+    fn open(&self, p: usize) -> Result<Writer> {
         let part = self.stores.partition(&self.locator, p as u32)?;
-        self.parts[p] = Some(part.clone());
-        Ok(part)
+        Ok(match part.clone().bulk_load()? {
+            Some(load) => Writer::Load(load),
+            None => Writer::Store(part),
+        })
+    }
+
+    /// The writer of partition `p`, taken out of its slot; waits for its write in flight.
+    fn take_writer(&mut self, p: usize) -> Result<Writer> {
+        while matches!(self.slots[p], Slot::Busy) {
+            self.collect(true)?;
+        }
+        match std::mem::replace(&mut self.slots[p], Slot::Busy) {
+            Slot::Ready(w) => Ok(w),
+            _ => {
+                let opened = self.open(p);
+                if opened.is_err() {
+                    self.slots[p] = Slot::Unopened;
+                }
+                opened
+            }
+        }
     }
 }
 
 impl BatchSink for LocalBatches {
     fn send(&mut self, p: u32, packed: Vec<u8>) -> Result<()> {
         let p = p as usize;
-        let part = self.partition(p)?;
+        if p >= self.slots.len() {
+            return Err(Error::Pool(format!("no partition {p} to write to")));
+        }
         while self.collect(false)? {}
         // The partition's previous batch first: a later pair of a key must win.
-        while self.busy[p] {
-            self.collect(true)?;
-        }
+        let mut writer = self.take_writer(p)?;
         if packed.len() < SPAWN_BYTES || self.in_flight >= self.max_in_flight {
-            self.written += part.put_packed(&packed)?;
+            let r = writer.write(&packed);
+            self.slots[p] = Slot::Ready(writer);
+            self.written += r?;
             return Ok(());
         }
         self.in_flight += 1;
-        self.busy[p] = true;
         let tx = self.done_tx.clone();
         self.pool.spawn(move || {
-            let _ = tx.send((p, part.put_packed(&packed).map_err(Error::from)));
+            let r = writer.write(&packed);
+            let _ = tx.send((p, r, writer));
         });
         Ok(())
     }
@@ -229,6 +273,16 @@ impl BatchSink for LocalBatches {
         while self.in_flight > 0 {
             self.collect(true)?;
         }
+        // Every load's last run is sorted and written, and ingested, partitions in parallel.
+        let loads: Vec<Box<dyn BulkLoad>> = std::mem::take(&mut self.slots)
+            .into_iter()
+            .filter_map(|slot| match slot {
+                Slot::Ready(Writer::Load(load)) => Some(load),
+                _ => None,
+            })
+            .collect();
+        self.pool
+            .install(|| loads.into_par_iter().try_for_each(|load| load.finish()))?;
         Ok(self.written)
     }
 }

@@ -28,13 +28,16 @@ pub fn binary() -> PathBuf {
     program
 }
 
-/// The spec of a test cluster: two nodes that heartbeat fast and are lost after 3 s.
+/// The spec of a test cluster: two nodes that heartbeat fast and are lost after 3 s, whose
+/// eggs load stored tables in tiny bulk-load runs, so that every put_all into a new stored
+/// table in a test goes through sorted files (or, when tiny, a batch).
 pub fn spec() -> ClusterSpec {
     ClusterSpec {
         nodes: 2,
         heartbeat_timeout_ms: Some(3000),
         heartbeat_interval_ms: 300,
         eggpair_executable: None,
+        node_env: vec![("EGGROLL_STORAGE_BULK_RUN_BYTES".into(), "2048".into())],
     }
 }
 

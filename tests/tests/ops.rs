@@ -3,6 +3,7 @@
 //! mode and on a real cluster (a cluster manager and two node managers as separate processes,
 //! with egg-pair processes per session), one cluster shared by the tests of this file.
 
+use eggroll_core::config::EggrollConfig;
 use eggroll_core::functions::builtin::{SumI64, SumU64};
 use eggroll_core::functions::{Function, MapValues, Reduce};
 use eggroll_core::partitioner::Partitioner;
@@ -16,6 +17,8 @@ use std::collections::{BTreeMap, HashMap};
 /// What keeps a back end alive while a test uses it.
 enum Backend {
     Standalone(tempfile::TempDir),
+    /// Standalone with a memory budget so small that in-memory partitions spill to disk.
+    Spilling(tempfile::TempDir),
     Cluster(&'static TestCluster),
 }
 
@@ -31,7 +34,21 @@ impl Backend {
     /// A new session on this back end.
     fn ctx(&self) -> RollPairContext {
         match self {
-            Backend::Standalone(dir) => RollPairContext::standalone(dir.path()).unwrap(),
+            Backend::Standalone(dir) => {
+                let mut config = EggrollConfig::load(None).unwrap();
+                config.data_dir = dir.path().to_path_buf();
+                // Tiny bulk-load runs: a put_all into a new stored table is sorted into
+                // several files (or, when tiny, written as a batch), so every op below also
+                // checks what bulk loads leave.
+                config.storage.bulk_run_bytes = 2048;
+                RollPairContext::standalone_with(&config).unwrap()
+            }
+            Backend::Spilling(dir) => {
+                let mut config = EggrollConfig::load(None).unwrap();
+                config.data_dir = dir.path().to_path_buf();
+                config.storage.memory_budget_bytes = 16 << 10;
+                RollPairContext::standalone_with(&config).unwrap()
+            }
             Backend::Cluster(c) => c.connect(),
         }
     }
@@ -39,14 +56,20 @@ impl Backend {
     fn name(&self) -> &'static str {
         match self {
             Backend::Standalone(_) => "standalone",
+            Backend::Spilling(_) => "standalone, spilling",
             Backend::Cluster(_) => "cluster",
         }
     }
 }
 
-/// Both back ends, standalone first.
+/// Every back end, standalone first: standalone, standalone past a tiny memory budget (in-memory
+/// partitions spill to disk), a cluster.
 fn backends() -> Vec<Backend> {
-    vec![Backend::standalone(), Backend::cluster()]
+    vec![
+        Backend::standalone(),
+        Backend::Spilling(tempfile::tempdir().unwrap()),
+        Backend::cluster(),
+    ]
 }
 
 fn all<
@@ -387,13 +410,15 @@ fn persistent_tables_survive(backend: &Backend) {
     assert_eq!(all(&c), data);
     assert_eq!(ctx.cleanup("ns", "tmp_*").unwrap(), 2);
     assert!(ctx.load::<u8, u8>("ns", "tmp_a").is_err());
-    if let Backend::Standalone(dir) = backend {
+    if let Backend::Standalone(dir) | Backend::Spilling(dir) = backend {
         assert!(dir.path().join("ROCKSDB/ns/kept/3").is_dir());
     }
     t.destroy().unwrap();
     assert!(ctx.load::<String, Vec<u8>>("ns", "kept").is_err());
     match backend {
-        Backend::Standalone(dir) => assert!(!dir.path().join("ROCKSDB/ns/kept").exists()),
+        Backend::Standalone(dir) | Backend::Spilling(dir) => {
+            assert!(!dir.path().join("ROCKSDB/ns/kept").exists())
+        }
         Backend::Cluster(c) => {
             for i in 0..2 {
                 let dir = c.root.path().join(format!("node{i}/ROCKSDB/ns/kept"));
@@ -794,4 +819,29 @@ fn byte_tables(ctx: &RollPairContext, backend: &str) {
         .expect("type 3")
         .to_string();
     assert!(err.contains("java-string-like"), "{backend}: {err}");
+}
+
+#[test]
+fn in_memory_tables_past_the_budget_spill_to_disk_and_go_with_their_session() {
+    let backend = Backend::Spilling(tempfile::tempdir().unwrap());
+    let Backend::Spilling(dir) = &backend else {
+        unreachable!()
+    };
+    let scratch = dir
+        .path()
+        .join("scratch")
+        .join(std::process::id().to_string());
+    let spilled = || std::fs::read_dir(&scratch).map_or(0, |d| d.count());
+    let ctx = backend.ctx();
+    let data: Vec<(i64, i64)> = (0..20_000).map(|i| (i * 7 % 20_011, i)).collect();
+    let reference: BTreeMap<i64, i64> = data.iter().cloned().collect();
+    let t = ctx.parallelize(data, Options::partitions(4)).unwrap();
+    assert!(spilled() >= 1, "nothing spilled past a 16 KiB budget");
+    let added = t.map_values(&AddTo { n: 5 }).unwrap();
+    let expect: BTreeMap<i64, i64> = reference.iter().map(|(k, v)| (*k, v + 5)).collect();
+    assert_eq!(all(&added), expect);
+    assert_eq!(all(&t), reference);
+    assert_eq!(t.count().unwrap(), reference.len() as u64);
+    ctx.stop().unwrap();
+    assert_eq!(spilled(), 0, "spilled partitions outlived their session");
 }
