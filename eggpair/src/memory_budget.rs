@@ -60,6 +60,20 @@ pub fn default_limit() -> u64 {
     total.map_or(2 << 30, |t| t / 8)
 }
 
+/// This process's resident set, from `/proc/self/status`; `None` where it cannot be read.
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kb * 1024)
+}
+
 impl MemoryBudget {
     /// The budget of `config.memory_budget_bytes` (0: [`default_limit`]), spilling under
     /// `data_dir`.

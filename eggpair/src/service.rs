@@ -13,8 +13,8 @@ use eggroll_proto::meta::egg_service_client::EggServiceClient;
 use eggroll_proto::meta::egg_service_server::EggService;
 use eggroll_proto::meta::PushToRollsite;
 use eggroll_proto::meta::{
-    job::Op, PairBatch, PointRequest, PointResponse, PutRequest, PutResponse, ScanRequest, Store,
-    StoreLocator, Task, TaskResult,
+    job::Op, EggUsage, PairBatch, PointRequest, PointResponse, PutRequest, PutResponse,
+    ScanRequest, Store, StoreLocator, Task, TaskResult, UsageRequest,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -269,6 +269,17 @@ impl ShuffleSink for RemoteSink {
 
 #[tonic::async_trait]
 impl EggService for EggServer {
+    async fn usage(&self, _: Request<UsageRequest>) -> Result<Response<EggUsage>, Status> {
+        let m = self.executor.stores().memory_usage();
+        Ok(Response::new(EggUsage {
+            memory_limit: m.limit,
+            memory_used: m.used,
+            spilled_bytes: m.spilled_bytes,
+            spilled_partitions: m.spilled_partitions,
+            rss_bytes: crate::memory_budget::resident_bytes().unwrap_or(0),
+        }))
+    }
+
     async fn run_task(&self, request: Request<Task>) -> Result<Response<TaskResult>, Status> {
         let task = request.into_inner();
         let job = task

@@ -3,7 +3,9 @@
 use crate::client::{self, ClusterFlags};
 use clap::{Args, Subcommand};
 use eggroll_core::config::EggrollConfig;
-use eggroll_proto::meta::{Ack, SessionId, SessionMeta};
+use eggroll_proto::meta::egg_service_client::EggServiceClient;
+use eggroll_proto::meta::{Ack, EggUsage, SessionId, SessionMeta, UsageRequest};
+use std::time::Duration;
 
 /// Arguments of `eggroll session`.
 #[derive(Args)]
@@ -57,9 +59,13 @@ pub fn run(args: SessionArgs, config: EggrollConfig) -> Result<(), Box<dyn std::
                 println!("{} session(s) at {address}", sessions.len());
             }
             // Each answers with the session as it is now.
-            SessionCommand::Show { id: s } => show(&single(cm.get_session(id(s)).await)?),
-            SessionCommand::Stop { id: s } => show(&single(cm.stop_session(id(s)).await)?),
-            SessionCommand::Kill { id: s } => show(&single(cm.kill_session(id(s)).await)?),
+            SessionCommand::Show { id: s } => {
+                let s = single(cm.get_session(id(s)).await)?;
+                let usages = usages(&s).await;
+                show(&s, &usages);
+            }
+            SessionCommand::Stop { id: s } => show(&single(cm.stop_session(id(s)).await)?, &[]),
+            SessionCommand::Kill { id: s } => show(&single(cm.kill_session(id(s)).await)?, &[]),
         }
         Ok(())
     })
@@ -71,7 +77,32 @@ fn single(
     Ok(reply.map_err(client::status)?.into_inner())
 }
 
-fn show(s: &SessionMeta) {
+/// Each processor's memory figures, asked of the egg itself; `None` where it did not answer
+/// within two seconds (gone, or busy past that).
+async fn usages(s: &SessionMeta) -> Vec<Option<EggUsage>> {
+    let mut out = Vec::new();
+    for p in &s.processors {
+        let ask = async {
+            let channel = eggroll_core::channel::endpoint(&p.command_endpoint)
+                .ok()?
+                .connect()
+                .await
+                .ok()?;
+            let mut egg = EggServiceClient::new(channel);
+            Some(egg.usage(UsageRequest {}).await.ok()?.into_inner())
+        };
+        out.push(
+            tokio::time::timeout(Duration::from_secs(2), ask)
+                .await
+                .ok()
+                .flatten(),
+        );
+    }
+    out
+}
+
+/// Prints a session and its processors, with each one's memory where `usages` has it.
+fn show(s: &SessionMeta, usages: &[Option<EggUsage>]) {
     println!("session   {}", s.id);
     if !s.name.is_empty() {
         println!("name      {}", s.name);
@@ -82,12 +113,29 @@ fn show(s: &SessionMeta) {
         println!("reason    {}", s.reason.replace('\n', "\n          "));
     }
     println!(
-        "\n{:<18} {:<18} {:<9} {:>8} ENDPOINT",
-        "PROCESSOR", "NODE", "STATUS", "PID"
+        "\n{:<18} {:<18} {:<9} {:>8} {:<22} {:>19} {:>21} {:>9}",
+        "PROCESSOR", "NODE", "STATUS", "PID", "ENDPOINT", "TABLES", "SPILLED", "RSS"
     );
-    for p in &s.processors {
+    for (i, p) in s.processors.iter().enumerate() {
+        // In-memory tables against the egg's budget; what spilled (bytes, partitions).
+        let (tables, spilled, rss) = match usages.get(i).and_then(Option::as_ref) {
+            Some(u) => (
+                format!(
+                    "{}/{}",
+                    client::bytes(u.memory_used),
+                    client::bytes(u.memory_limit)
+                ),
+                format!(
+                    "{} ({} parts)",
+                    client::bytes(u.spilled_bytes),
+                    u.spilled_partitions
+                ),
+                client::bytes(u.rss_bytes),
+            ),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
         println!(
-            "{:<18} {:<18} {:<9} {:>8} {}",
+            "{:<18} {:<18} {:<9} {:>8} {:<22} {tables:>19} {spilled:>21} {rss:>9}",
             p.id, p.server_node_id, p.status, p.pid, p.command_endpoint
         );
     }

@@ -398,11 +398,30 @@ fn operator_commands_show_nodes_sessions_and_tables() {
     .unwrap();
     let list = c.cli(&["session", "list"]);
     assert!(list.contains(&id) && list.contains("ACTIVE"), "{list}");
+    // An in-memory table, so that its eggs' memory shows.
+    let held = ctx
+        .parallelize(
+            (0..1000u32).map(|i| (i, vec![i as u8; 100])),
+            Options::partitions(4),
+        )
+        .unwrap();
     let show = c.cli(&["session", "show", &id]);
     assert!(
         show.contains("ACTIVE") && show.matches("RUNNING").count() == 4,
         "{show}"
     );
+    // Each egg answers with its memory: tables against the budget, spill, resident set.
+    let rows: Vec<&str> = show.lines().filter(|l| l.contains("RUNNING")).collect();
+    assert!(
+        rows.iter()
+            .all(|r| r.contains(" parts)") && r.ends_with("iB")),
+        "{show}"
+    );
+    assert!(
+        rows.iter().any(|r| !r.contains(" 0 B/")),
+        "no egg reports the in-memory table it holds:\n{show}"
+    );
+    drop(held);
     assert_eq!(c.cli(&["table", "count", "ops", "small"]).trim(), "10");
 
     let pids: Vec<u32> = c.session(&id).processors.iter().map(|p| p.pid).collect();
