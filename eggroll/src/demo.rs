@@ -45,7 +45,7 @@ fn curve_baseline(n: u64) -> Result<Duration, String> {
 }
 
 /// Runs the demo and prints the checked answer, each phase's time and the bytes exchanged.
-pub fn run(args: DemoArgs, _config: EggrollConfig) -> Result<(), Box<dyn std::error::Error>> {
+pub fn run(args: DemoArgs, config: EggrollConfig) -> Result<(), Box<dyn std::error::Error>> {
     let scratch = tempfile::tempdir()?;
     let root = args
         .data_dir
@@ -65,6 +65,9 @@ pub fn run(args: DemoArgs, _config: EggrollConfig) -> Result<(), Box<dyn std::er
             None
         },
         tls: None,
+        // The user's storage settings (from --config or EGGROLL_STORAGE_*), so that a memory
+        // budget set there holds for the parties.
+        storage: config.storage,
     };
     let job = format!("psi_demo_{}", eggroll_core::clock::epoch_millis());
     let parties = TwoParties::start(&root, &job, &setup).map_err(|e| e.to_string())?;

@@ -3,7 +3,7 @@
 //! cluster (standalone in this process, or a local cluster of daemons).
 
 use crate::local_cluster::{ClusterSpec, LocalCluster};
-use eggroll_core::config::EggrollConfig;
+use eggroll_core::config::{EggrollConfig, StorageConfig};
 use eggroll_federation::{BlockingFederation, FederationOptions, Party};
 use eggroll_psi::{PsiOutcome, Role};
 use eggroll_rollpair::{Options, RollPairContext, SessionOptions};
@@ -55,6 +55,8 @@ pub struct Setup {
     pub cluster: Option<PathBuf>,
     /// Mutual TLS between the roll-sites: (guest's files, host's files).
     pub tls: Option<(TlsFiles, TlsFiles)>,
+    /// Storage settings of standalone parties (the user's: memory budget, caches).
+    pub storage: StorageConfig,
 }
 
 /// Any error of setting up or running the parties.
@@ -120,7 +122,8 @@ impl TwoParties {
         for (i, (party, _, _)) in ids.iter().enumerate() {
             std::fs::create_dir_all(root.join(party))?;
             let tls = setup.tls.as_ref().map(|(g, h)| if i == 0 { g } else { h });
-            let c = rollsite_config(root, party, tls);
+            let mut c = rollsite_config(root, party, tls);
+            c.storage = setup.storage.clone();
             std::fs::write(&c.rollsite.route_table, r#"{"route_table": {}}"#)?;
             sites.push(rt.block_on(eggroll_rollsite::start(&c))?);
             configs.push(c);

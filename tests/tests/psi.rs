@@ -29,8 +29,8 @@ fn psi_over_mutual_tls_matches_the_plain_intersection() {
             .collect();
         let root = dir.path().join(format!("case{i}"));
         let setup = Setup {
-            cluster: None,
             tls: Some(tls.clone()),
+            ..Setup::default()
         };
         let parties = TwoParties::start(&root, &format!("psi_tls_{i}"), &setup).unwrap();
         assert!(
@@ -54,10 +54,7 @@ fn a_party_whose_psi_fails_makes_the_other_fail_at_once_with_its_reason() {
     use eggroll_psi::Role;
     use eggroll_rollpair::{Options, RollPair};
     let dir = tempfile::tempdir().unwrap();
-    let setup = Setup {
-        cluster: None,
-        tls: None,
-    };
+    let setup = Setup::default();
     let parties = TwoParties::start(dir.path(), "psi_abort", &setup).unwrap();
     let ids = |ctx: &eggroll_rollpair::RollPairContext| -> RollPair<String, ()> {
         ctx.parallelize(
@@ -103,4 +100,44 @@ fn a_party_whose_psi_fails_makes_the_other_fail_at_once_with_its_reason() {
         "guest: {err}\nhost: {host_err}"
     );
     parties.stop().unwrap();
+}
+
+#[test]
+fn a_psi_past_a_tiny_memory_budget_spills_its_tables_and_still_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup {
+        storage: eggroll_core::config::StorageConfig {
+            memory_budget_bytes: 64 << 10,
+            ..Default::default()
+        },
+        ..Setup::default()
+    };
+    let parties = TwoParties::start(dir.path(), "psi_spill", &setup).unwrap();
+    let guest: Vec<String> = (0..6000).map(|i| format!("id-{i}")).collect();
+    let host: Vec<String> = (4500..9000).map(|i| format!("id-{i}")).collect();
+    let expected: BTreeSet<String> = (4500..6000).map(|i| format!("id-{i}")).collect();
+    let none = |_: &str| -> Box<dyn eggroll_psi::Progress + Send> { Box::new(()) };
+    let (g, h) = parties
+        .psi(guest.into_iter(), host.into_iter(), 4, &none)
+        .unwrap();
+    let scratch = |party: &str| {
+        dir.path()
+            .join(party)
+            .join("data/scratch")
+            .join(std::process::id().to_string())
+    };
+    let spilled = |party: &str| std::fs::read_dir(scratch(party)).map_or(0, |d| d.count());
+    // The session's tables are still alive: their spilled partitions are on disk.
+    assert!(
+        spilled("9999") + spilled("10000") > 0,
+        "nothing spilled past a 64 KiB budget"
+    );
+    parties.stop().unwrap();
+    assert_eq!(g.intersection, expected.iter().cloned().collect::<Vec<_>>());
+    assert_eq!(h.intersection, g.intersection);
+    assert_eq!(
+        spilled("9999") + spilled("10000"),
+        0,
+        "spills outlived the session"
+    );
 }
