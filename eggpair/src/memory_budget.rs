@@ -51,21 +51,20 @@ pub fn pair_bytes(k: usize, v: usize) -> u64 {
 /// The default budget: an eighth of the machine's memory (several eggs share a node), or
 /// 2 GiB where the machine's memory cannot be read.
 pub fn default_limit() -> u64 {
-    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
-        s.lines()
-            .find_map(|l| l.strip_prefix("MemTotal:"))
-            .and_then(|l| l.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map(|kb| kb * 1024)
-    });
-    total.map_or(2 << 30, |t| t / 8)
+    proc_bytes("/proc/meminfo", "MemTotal:").map_or(2 << 30, |t| t / 8)
 }
 
 /// This process's resident set, from `/proc/self/status`; `None` where it cannot be read.
 pub fn resident_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb = status
+    proc_bytes("/proc/self/status", "VmRSS:")
+}
+
+/// The figure of line `field` (in kB) of the /proc file `file`, in bytes.
+fn proc_bytes(file: &str, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let kb = text
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .find_map(|l| l.strip_prefix(field))?
         .trim()
         .trim_end_matches("kB")
         .trim()

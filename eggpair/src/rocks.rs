@@ -394,7 +394,8 @@ impl BulkLoad for RocksLoad {
             for (k, v) in self.run.pairs() {
                 batch.put(k, v);
             }
-            let res = store.db.write(batch).map_err(store.err());
+            // Through `apply`, the one write path (the write-ahead log setting included).
+            let res = store.apply(batch);
             self.ended = true;
             store.counts.end_write();
             return res;

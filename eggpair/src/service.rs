@@ -13,8 +13,8 @@ use eggroll_proto::meta::egg_service_client::EggServiceClient;
 use eggroll_proto::meta::egg_service_server::EggService;
 use eggroll_proto::meta::PushToRollsite;
 use eggroll_proto::meta::{
-    job::Op, EggUsage, PairBatch, PointRequest, PointResponse, PutRequest, PutResponse,
-    ScanRequest, Store, StoreLocator, Task, TaskResult, UsageRequest,
+    job::Op, Ack, EggUsage, PairBatch, PointRequest, PointResponse, PutRequest, PutResponse,
+    ScanRequest, Store, StoreLocator, Task, TaskResult,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -269,7 +269,7 @@ impl ShuffleSink for RemoteSink {
 
 #[tonic::async_trait]
 impl EggService for EggServer {
-    async fn usage(&self, _: Request<UsageRequest>) -> Result<Response<EggUsage>, Status> {
+    async fn usage(&self, _: Request<Ack>) -> Result<Response<EggUsage>, Status> {
         let m = self.executor.stores().memory_usage();
         Ok(Response::new(EggUsage {
             memory_limit: m.limit,

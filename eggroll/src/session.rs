@@ -4,7 +4,7 @@ use crate::client::{self, ClusterFlags};
 use clap::{Args, Subcommand};
 use eggroll_core::config::EggrollConfig;
 use eggroll_proto::meta::egg_service_client::EggServiceClient;
-use eggroll_proto::meta::{Ack, EggUsage, SessionId, SessionMeta, UsageRequest};
+use eggroll_proto::meta::{Ack, EggUsage, SessionId, SessionMeta};
 use std::time::Duration;
 
 /// Arguments of `eggroll session`.
@@ -89,7 +89,7 @@ async fn usages(s: &SessionMeta) -> Vec<Option<EggUsage>> {
                 .await
                 .ok()?;
             let mut egg = EggServiceClient::new(channel);
-            Some(egg.usage(UsageRequest {}).await.ok()?.into_inner())
+            Some(egg.usage(Ack {}).await.ok()?.into_inner())
         };
         out.push(
             tokio::time::timeout(Duration::from_secs(2), ask)

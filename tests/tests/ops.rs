@@ -33,22 +33,21 @@ impl Backend {
 
     /// A new session on this back end.
     fn ctx(&self) -> RollPairContext {
-        match self {
-            Backend::Standalone(dir) => {
-                let mut config = EggrollConfig::load(None).unwrap();
-                config.data_dir = dir.path().to_path_buf();
-                // Tiny bulk-load runs: a put_all into a new stored table is sorted into
-                // several files (or, when tiny, written as a batch), so every op below also
-                // checks what bulk loads leave.
-                config.storage.bulk_run_bytes = 2048;
-                RollPairContext::standalone_with(&config).unwrap()
-            }
-            Backend::Spilling(dir) => {
-                let mut config = EggrollConfig::load(None).unwrap();
-                config.data_dir = dir.path().to_path_buf();
+        let standalone = |dir: &tempfile::TempDir, spilling: bool| {
+            let mut config = EggrollConfig::load(None).unwrap();
+            config.data_dir = dir.path().to_path_buf();
+            // Tiny bulk-load runs: a put_all into a new stored table is sorted into several
+            // files (or, when tiny, written as a batch), so every op below also checks what
+            // bulk loads leave.
+            config.storage.bulk_run_bytes = 2048;
+            if spilling {
                 config.storage.memory_budget_bytes = 16 << 10;
-                RollPairContext::standalone_with(&config).unwrap()
             }
+            RollPairContext::standalone_with(&config).unwrap()
+        };
+        match self {
+            Backend::Standalone(dir) => standalone(dir, false),
+            Backend::Spilling(dir) => standalone(dir, true),
             Backend::Cluster(c) => c.connect(),
         }
     }
