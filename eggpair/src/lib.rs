@@ -6,6 +6,7 @@
 pub mod baseline;
 pub mod catalog;
 pub mod channel;
+pub mod compact_map;
 pub mod counts;
 pub mod error;
 pub mod executor;

@@ -3,12 +3,12 @@
 //! that is written spills: its pairs move to a scratch RocksDB (see `memory_budget`), and
 //! every op goes on there.
 
-use crate::error::Result;
-use crate::memory_budget::{pair_bytes, MemoryBudget, SpillStore};
+use crate::compact_map::{CompactMap, MAX_LEN};
+use crate::error::{EggError, Result};
+use crate::memory_budget::{MemoryBudget, SpillStore};
 use crate::store::{combine_values, KeyRange, Pair, PairIterator, PartitionStore, Visit};
 use eggroll_core::functions::ErasedFn;
 use eggroll_core::sync::RwLock;
-use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Arc, RwLockWriteGuard};
 
@@ -22,11 +22,8 @@ const SPILL_BATCH: usize = 4096;
 
 /// Where a partition's pairs are.
 enum State {
-    /// In a sorted map, charged `bytes` to the budget.
-    Map {
-        map: BTreeMap<Vec<u8>, Vec<u8>>,
-        bytes: u64,
-    },
+    /// In a compact sorted map, charged `bytes` to the budget.
+    Map { map: CompactMap, bytes: u64 },
     /// Spilled to disk, for good.
     Spilled(Arc<SpillStore>),
 }
@@ -72,7 +69,7 @@ impl MemStore {
     pub fn with_budget(budget: Option<Arc<MemoryBudget>>) -> Self {
         Self {
             state: RwLock::new(State::Map {
-                map: BTreeMap::new(),
+                map: CompactMap::new(),
                 bytes: 0,
             }),
             budget,
@@ -88,39 +85,49 @@ impl MemStore {
         }
     }
 
-    /// Charges `delta` bytes of a write to the map's figure and the budget, then spills the
+    /// Charges what the map's writes added (or freed) to the budget, then spills the
     /// partition if the process is past its budget.
-    fn charged(&self, mut guard: RwLockWriteGuard<'_, State>, delta: i64) -> Result<()> {
+    fn charged(&self, mut guard: RwLockWriteGuard<'_, State>) -> Result<()> {
         let State::Map { map, bytes } = &mut *guard else {
             return Ok(());
         };
-        *bytes = bytes.saturating_add_signed(delta);
+        let (was, now) = (*bytes, map.heap_bytes());
+        *bytes = now;
         let Some(budget) = &self.budget else {
             return Ok(());
         };
-        if delta >= 0 {
-            budget.grow(delta as u64);
+        if now >= was {
+            budget.grow(now - was);
         } else {
-            budget.shrink(delta.unsigned_abs());
+            budget.shrink(was - now);
         }
-        if !budget.should_spill(*bytes) {
+        if !budget.should_spill(now) {
             return Ok(());
         }
         // Under the write lock: no reader sees a partly moved partition.
-        let spill = budget.spill_store(*bytes)?;
+        let spill = budget.spill_store(now)?;
         let store = spill.store()?;
         let mut batch = Vec::with_capacity(SPILL_BATCH.min(map.len()));
-        for (k, v) in std::mem::take(map) {
-            batch.push((k, v));
+        let mut failed = None;
+        map.walk(Bound::Unbounded, None, |k, v| {
+            batch.push((k.to_vec(), v.to_vec()));
             if batch.len() == SPILL_BATCH {
-                store.put_batch(std::mem::take(&mut batch))?;
+                if let Err(e) = store.put_batch(std::mem::take(&mut batch)) {
+                    failed = Some(e);
+                    return false;
+                }
             }
+            true
+        });
+        if let Some(e) = failed {
+            return Err(e);
         }
         if !batch.is_empty() {
             store.put_batch(batch)?;
         }
-        budget.shrink(*bytes);
-        tracing::debug!(bytes = *bytes, "in-memory partition spilled to disk");
+        *map = CompactMap::new();
+        budget.shrink(now);
+        tracing::debug!(bytes = now, "in-memory partition spilled to disk");
         *guard = State::Spilled(spill);
         Ok(())
     }
@@ -130,12 +137,12 @@ impl MemStore {
         let state = self.state.read();
         match &*state {
             State::Map { map, .. } => {
-                let end = end.clone().map(Bound::Excluded).unwrap_or(Bound::Unbounded);
-                Ok(map
-                    .range((start.clone(), end))
-                    .take(n)
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect())
+                let mut page = Vec::with_capacity(n.min(map.len()));
+                map.walk(as_ref(start), end.as_deref(), |k, v| {
+                    page.push((k.to_vec(), v.to_vec()));
+                    page.len() < n
+                });
+                Ok(page)
             }
             State::Spilled(s) => {
                 let s = s.clone();
@@ -162,7 +169,7 @@ impl Drop for MemStore {
 impl PartitionStore for MemStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         match &*self.state.read() {
-            State::Map { map, .. } => Ok(map.get(key).cloned()),
+            State::Map { map, .. } => Ok(map.get(key).map(<[u8]>::to_vec)),
             State::Spilled(s) => s.store()?.get(key),
         }
     }
@@ -175,28 +182,15 @@ impl PartitionStore for MemStore {
         let State::Map { map, .. } = &mut *guard else {
             return Ok(());
         };
-        let mut delta = 0i64;
-        // A partition written in key order (a map's output, a copy) arrives in sorted batches
-        // past every key held: such a batch is built in bulk and appended, with no search per
-        // pair. Appending rebuilds the whole tree, so only while the map is not much larger.
-        let in_order = pairs.windows(2).all(|w| w[0].0 < w[1].0)
-            && match (map.last_key_value(), pairs.first()) {
-                (Some((last, _)), Some((first, _))) => first > last,
-                _ => true,
-            };
-        if in_order && map.len() <= 4 * pairs.len() {
-            delta += pairs
-                .iter()
-                .map(|(k, v)| pair_bytes(k.len(), v.len()) as i64)
-                .sum::<i64>();
-            let mut batch: BTreeMap<Vec<u8>, Vec<u8>> = pairs.into_iter().collect();
-            map.append(&mut batch);
-        } else {
-            for (k, v) in pairs {
-                delta += insert(map, k, v);
-            }
+        // A batch in key order past every key held (a map's output, a copy) is appended to
+        // the map's packed buffer with no search (see `CompactMap::insert`).
+        for (k, v) in &pairs {
+            checked_len(k, v)?;
         }
-        self.charged(guard, delta)
+        for (k, v) in pairs {
+            map.insert(&k, &v);
+        }
+        self.charged(guard)
     }
 
     fn put_packed(&self, packed: &[u8]) -> Result<u64> {
@@ -204,6 +198,9 @@ impl PartitionStore for MemStore {
         // default (unpack to pairs, then put_batch) makes two. Parsed first, so that a
         // corrupt batch writes nothing, as with a WriteBatch.
         let pairs = eggroll_core::pairs::iter(packed).collect::<eggroll_core::Result<Vec<_>>>()?;
+        for (k, v) in &pairs {
+            checked_len(k, v)?;
+        }
         let mut guard = match self.hold() {
             Held::Spilled(s) => return s.store()?.put_packed(packed),
             Held::Map(guard) => guard,
@@ -211,11 +208,10 @@ impl PartitionStore for MemStore {
         let State::Map { map, .. } = &mut *guard else {
             return Ok(0);
         };
-        let mut delta = 0i64;
         for (k, v) in &pairs {
-            delta += insert(map, k.to_vec(), v.to_vec());
+            map.insert(k, v);
         }
-        self.charged(guard, delta)?;
+        self.charged(guard)?;
         Ok(pairs.len() as u64)
     }
 
@@ -227,11 +223,10 @@ impl PartitionStore for MemStore {
         let State::Map { map, .. } = &mut *guard else {
             return Ok(false);
         };
-        let Some(old) = map.remove(key) else {
+        if map.remove(key).is_none() {
             return Ok(false);
-        };
-        let freed = pair_bytes(key.len(), old.len()) as i64;
-        self.charged(guard, -freed)?;
+        }
+        self.charged(guard)?;
         Ok(true)
     }
 
@@ -249,19 +244,14 @@ impl PartitionStore for MemStore {
     fn scan(&self, range: KeyRange, visit: &mut Visit) -> Result<()> {
         // A page at a time, packed into one buffer under the lock (a copy, but no allocation
         // per pair), then visited with the lock released: a visitor may be slow, or write.
-        let end_key = range.end;
-        let end = end_key
-            .clone()
-            .map(Bound::Excluded)
-            .unwrap_or(Bound::Unbounded);
+        let end = range.end;
         let mut start = range.start.map(Bound::Included).unwrap_or(Bound::Unbounded);
         let mut page = Vec::new();
         let mut page_size = FIRST_PAGE;
         loop {
             page.clear();
             let mut taken = 0;
-            // The last key, copied before the lock goes, is where the next page starts.
-            let next_start = {
+            {
                 let state = self.state.read();
                 let map = match &*state {
                     State::Map { map, .. } => map,
@@ -272,27 +262,28 @@ impl PartitionStore for MemStore {
                         drop(state);
                         let rest = KeyRange {
                             start: start_key(&start),
-                            end: end_key,
+                            end,
                         };
                         return s.store()?.scan(rest, visit);
                     }
                 };
-                let mut last_key = None;
-                for (k, v) in map.range((start.clone(), end.clone())).take(page_size) {
+                map.walk(as_ref(&start), end.as_deref(), |k, v| {
                     eggroll_core::pairs::push(&mut page, k, v);
-                    last_key = Some(k);
                     taken += 1;
-                }
-                last_key.map(|k| Bound::Excluded(k.clone()))
-            };
+                    taken < page_size
+                });
+            }
+            // The page's last key is where the next page starts.
+            let mut last_key = None;
             for pair in eggroll_core::pairs::iter(&page) {
                 let (k, v) = pair?;
+                last_key = Some(k);
                 if !visit(k, v)? {
                     return Ok(());
                 }
             }
-            match next_start {
-                Some(s) if taken == page_size => start = s,
+            match last_key {
+                Some(k) if taken == page_size => start = Bound::Excluded(k.to_vec()),
                 _ => return Ok(()),
             }
             page_size = (page_size * 2).min(PAGE);
@@ -314,25 +305,37 @@ impl PartitionStore for MemStore {
         let State::Map { map, .. } = &mut *guard else {
             return Ok(());
         };
-        let mut delta = 0i64;
         for (k, v) in pairs {
             let merged = match map.get(&k) {
                 Some(old) => combine_values(combine, old, &v)?,
                 None => v,
             };
-            delta += insert(map, k, merged);
+            checked_len(&k, &merged)?;
+            map.insert(&k, &merged);
         }
-        self.charged(guard, delta)
+        self.charged(guard)
     }
 }
 
-/// Inserts a pair; returns the change in bytes charged.
-fn insert(map: &mut BTreeMap<Vec<u8>, Vec<u8>>, k: Vec<u8>, v: Vec<u8>) -> i64 {
-    let (klen, vlen) = (k.len(), v.len());
-    match map.insert(k, v) {
-        Some(old) => vlen as i64 - old.len() as i64,
-        None => pair_bytes(klen, vlen) as i64,
+/// A bound on a borrowed key.
+fn as_ref(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    match b {
+        Bound::Included(k) => Bound::Included(k),
+        Bound::Excluded(k) => Bound::Excluded(k),
+        Bound::Unbounded => Bound::Unbounded,
     }
+}
+
+/// Refuses a key or value too long for the in-memory layout.
+fn checked_len(k: &[u8], v: &[u8]) -> Result<()> {
+    if k.len() > MAX_LEN || v.len() > MAX_LEN {
+        return Err(EggError::InvalidTask(format!(
+            "a pair of {} key bytes and {} value bytes is too large for an in-memory table (at most {MAX_LEN} each); split the value",
+            k.len(),
+            v.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Iterates a partition a page at a time, re-seeking after the last key handed out.

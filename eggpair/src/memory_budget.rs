@@ -9,9 +9,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// What a pair costs in memory beside its bytes: two vector headers, the tree's slot, the
-/// allocator's rounding.
-pub const PAIR_OVERHEAD: u64 = 64;
 /// Past the budget, a partition spills once it holds this much (or a sixteenth of the budget,
 /// if less): tiny partitions are not worth a database each.
 const MIN_SPILL: u64 = 1 << 20;
@@ -41,11 +38,6 @@ pub struct MemoryUsage {
     pub spilled_bytes: u64,
     /// Partitions spilled so far.
     pub spilled_partitions: u64,
-}
-
-/// The bytes a pair of these lengths is charged.
-pub fn pair_bytes(k: usize, v: usize) -> u64 {
-    (k + v) as u64 + PAIR_OVERHEAD
 }
 
 /// The default budget: an eighth of the machine's memory (several eggs share a node), or

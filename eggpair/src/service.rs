@@ -5,7 +5,7 @@
 use crate::error::EggError;
 use crate::executor::{Executor, LocalSink, ShuffleSink};
 use crate::push::{push_partition, PushError, RollsiteClients, TablePush};
-use crate::store::{BulkLoad, KeyRange, Pair};
+use crate::store::{BulkLoad, KeyRange, Pair, PartitionStore};
 use eggroll_core::functions::{lookup, ErasedFn};
 use eggroll_core::sync::Mutex;
 use eggroll_core::transfer::after_retries;
@@ -402,42 +402,7 @@ impl EggService for EggServer {
                     if try_load {
                         held = store.clone().bulk_load()?;
                     }
-                    let n = match (&mut held, combiner) {
-                        (Some(load), _) => {
-                            let mut n = load.put_packed(&batch.packed)?;
-                            if !batch.keys.is_empty() {
-                                let mut packed = Vec::new();
-                                for (k, v) in batch.keys.iter().zip(&batch.values) {
-                                    eggroll_core::pairs::push(&mut packed, k, v);
-                                }
-                                n += load.put_packed(&packed)?;
-                            }
-                            n
-                        }
-                        (None, None) => {
-                            let pairs: Vec<Pair> =
-                                batch.keys.into_iter().zip(batch.values).collect();
-                            let mut n = pairs.len() as u64;
-                            if !pairs.is_empty() {
-                                store.put_batch(pairs)?;
-                            }
-                            if !batch.packed.is_empty() {
-                                n += store.put_packed(&batch.packed)?;
-                            }
-                            n
-                        }
-                        (None, Some(c)) => {
-                            let mut pairs: Vec<Pair> =
-                                batch.keys.into_iter().zip(batch.values).collect();
-                            for pair in eggroll_core::pairs::iter(&batch.packed) {
-                                let (k, v) = pair?;
-                                pairs.push((k.to_vec(), v.to_vec()));
-                            }
-                            let n = pairs.len() as u64;
-                            store.merge_batch(pairs, &c)?;
-                            n
-                        }
-                    };
+                    let n = write_batch(&*store, held.as_deref_mut(), batch, combiner)?;
                     Ok((n, held))
                 },
             )
@@ -533,5 +498,51 @@ impl EggService for EggServer {
         .await
         .map_err(|e| Status::internal(format!("storage thread failed: {e}")))?;
         res.map(Response::new).map_err(|e| self.status(e))
+    }
+}
+
+/// Writes one message's batch into a partition: through its bulk load when one is open, else
+/// combined with what is stored when the stream has a combiner, else as one batch. The
+/// message's key and value lists go before its packed pairs on every path, so a later pair of
+/// a key wins alike. Returns how many pairs the batch held. Blocks.
+fn write_batch(
+    store: &dyn PartitionStore,
+    load: Option<&mut (dyn BulkLoad + 'static)>,
+    batch: PairBatch,
+    combiner: Option<Arc<ErasedFn>>,
+) -> crate::Result<u64> {
+    match (load, combiner) {
+        (Some(load), _) => {
+            let mut n = 0;
+            if !batch.keys.is_empty() {
+                let mut packed = Vec::new();
+                for (k, v) in batch.keys.iter().zip(&batch.values) {
+                    eggroll_core::pairs::push(&mut packed, k, v);
+                }
+                n += load.put_packed(&packed)?;
+            }
+            Ok(n + load.put_packed(&batch.packed)?)
+        }
+        (None, None) => {
+            let pairs: Vec<Pair> = batch.keys.into_iter().zip(batch.values).collect();
+            let mut n = pairs.len() as u64;
+            if !pairs.is_empty() {
+                store.put_batch(pairs)?;
+            }
+            if !batch.packed.is_empty() {
+                n += store.put_packed(&batch.packed)?;
+            }
+            Ok(n)
+        }
+        (None, Some(c)) => {
+            let mut pairs: Vec<Pair> = batch.keys.into_iter().zip(batch.values).collect();
+            for pair in eggroll_core::pairs::iter(&batch.packed) {
+                let (k, v) = pair?;
+                pairs.push((k.to_vec(), v.to_vec()));
+            }
+            let n = pairs.len() as u64;
+            store.merge_batch(pairs, &c)?;
+            Ok(n)
+        }
     }
 }

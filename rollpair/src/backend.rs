@@ -8,6 +8,7 @@
 //! session's end.
 
 use crate::error::Result;
+use eggroll_eggpair::memory_budget::MemoryUsage;
 use eggroll_proto::meta::{Job, StoreLocator, TaskResult};
 
 /// Sees one encoded pair of a scan; returns false to stop.
@@ -69,6 +70,12 @@ pub(crate) trait Backend: Send + Sync {
     /// Ends the session (at once, without asking its eggs, with `kill`); its in-memory
     /// tables are gone, persistent ones stay.
     fn stop(&self, kill: bool) -> Result<()>;
+
+    /// This process's in-memory tables against its budget, where this process holds them
+    /// (standalone); `None` on a cluster, whose eggs answer for theirs.
+    fn memory_usage(&self) -> Option<MemoryUsage> {
+        None
+    }
 }
 
 /// Takes packed batches of pairs (the `eggroll_core::pairs` layout) for the partitions of one

@@ -66,6 +66,12 @@ impl RollPairContext {
         self.backend.is_distributed()
     }
 
+    /// In standalone mode, this process's in-memory tables against its memory budget and
+    /// what spilled; `None` on a cluster (`eggroll session show` asks its eggs).
+    pub fn memory_usage(&self) -> Option<eggroll_eggpair::memory_budget::MemoryUsage> {
+        self.backend.memory_usage()
+    }
+
     /// Where the session's tables live and its tasks run.
     pub(crate) fn backend(&self) -> &dyn Backend {
         &*self.backend

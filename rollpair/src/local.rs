@@ -47,6 +47,10 @@ impl Backend for Local {
         &self.session_id
     }
 
+    fn memory_usage(&self) -> Option<eggroll_eggpair::memory_budget::MemoryUsage> {
+        Some(self.stores().memory_usage())
+    }
+
     fn is_distributed(&self) -> bool {
         false
     }

@@ -127,10 +127,19 @@ fn a_psi_past_a_tiny_memory_budget_spills_its_tables_and_still_matches() {
             .join(std::process::id().to_string())
     };
     let spilled = |party: &str| std::fs::read_dir(scratch(party)).map_or(0, |d| d.count());
-    // The session's tables are still alive: their spilled partitions are on disk.
-    assert!(
-        spilled("9999") + spilled("10000") > 0,
-        "nothing spilled past a 64 KiB budget"
+    for (party, p) in [("guest", &parties.guest), ("host", &parties.host)] {
+        let usage = p.ctx.memory_usage().expect("a standalone party's memory");
+        assert!(
+            usage.spilled_partitions > 0,
+            "nothing of the {party}'s spilled past a 64 KiB budget: {usage:?}"
+        );
+        // The PSI destroys each table once done with it, spilled or not.
+        assert_eq!(usage.used, 0, "the {party}'s tables outlived its PSI");
+    }
+    assert_eq!(
+        spilled("9999") + spilled("10000"),
+        0,
+        "spills outlived their tables"
     );
     parties.stop().unwrap();
     assert_eq!(g.intersection, expected.iter().cloned().collect::<Vec<_>>());

@@ -157,6 +157,15 @@ pub fn run(
     }
 }
 
+/// Destroys a table the protocol is done with. A failure only costs memory until the session
+/// ends, so it is logged, not raised.
+fn discard<K, V>(t: RollPair<K, V>) {
+    let name = t.name().to_string();
+    if let Err(e) = t.destroy() {
+        tracing::warn!(table = %name, "could not destroy an intermediate table: {e}");
+    }
+}
+
 /// The protocol's steps, in `run`'s phases; the ids of the intersection.
 fn run_protocol(
     run: &mut Run,
@@ -173,13 +182,16 @@ fn run_protocol(
     })?;
     let points = own.map_values(&Forget)?;
 
-    // Both parties send their blinded ids first; the roles differ from then on.
+    // Both parties send their blinded ids first; the roles differ from then on. Each table is
+    // destroyed as soon as the protocol is done with it: at a million ids a table is tens of
+    // megabytes, and a party would otherwise hold all eight at once.
     run.phase("exchange blinded ids");
     let (mine, peers) = match role {
         Role::Guest => ("guest_blinded", "host_blinded"),
         Role::Host => ("host_blinded", "guest_blinded"),
     };
     run.send(&points, mine)?;
+    discard(points);
     let theirs: RollPair<Point, ()> = run.receive(ctx, peers)?;
 
     let intersection = match role {
@@ -188,17 +200,23 @@ fn run_protocol(
             let theirs_double = theirs.flat_map(&BlindKey {
                 secret: secret.clone(),
             })?;
+            discard(theirs);
             run.phase("receive own points blinded by the host");
             let own_double: RollPair<Point, Point> = run.receive(ctx, "guest_double")?;
             run.phase("join");
-            let mine = own
-                .join(&own_double, &WithDouble)?
-                .map(&KeyByDouble)?
-                .join(&theirs_double, &KeepId)?;
+            let with_double = own.join(&own_double, &WithDouble)?;
+            discard(own);
+            discard(own_double);
+            let keyed = with_double.map(&KeyByDouble)?;
+            discard(with_double);
+            let mine = keyed.join(&theirs_double, &KeepId)?;
+            discard(keyed);
+            discard(theirs_double);
             let mut found: Vec<String> = mine
                 .get_all()?
                 .map(|r| r.map(|(_, id)| id))
                 .collect::<Result<_, _>>()?;
+            discard(mine);
             found.sort_unstable();
             run.phase("send the intersection");
             let sent = fed.remote_bytes(
@@ -211,11 +229,14 @@ fn run_protocol(
             found
         }
         Role::Host => {
+            discard(own);
             run.phase("blind the guest's points");
             let doubled = theirs.flat_map(&BlindValue {
                 secret: secret.clone(),
             })?;
+            discard(theirs);
             run.send(&doubled, "guest_double")?;
+            discard(doubled);
             run.phase("receive the intersection");
             let bytes = fed.get_bytes("intersection", "psi", &run.peer)?;
             let bytes = bytes
@@ -231,7 +252,10 @@ fn run_protocol(
                 found.iter().map(|id| (id.clone(), ())),
                 eggroll_rollpair::Options::partitions(ids.partitions()),
             )?;
-            let unknown = named.subtract_by_key(ids)?.count()?;
+            let unknown_ids = named.subtract_by_key(ids)?;
+            discard(named);
+            let unknown = unknown_ids.count()?;
+            discard(unknown_ids);
             if unknown > 0 {
                 return Err(PsiError::Other(format!(
                     "the guest's intersection names {unknown} ids that this party does not hold; the guest is faulty"
