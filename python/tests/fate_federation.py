@@ -388,21 +388,6 @@ def check_egg_killed(root, parties):
     return errors
 
 
-# How many more standalone runs of SecureBoost may be made to find one whose scores ours
-# equal (see `check`).
-SBT_MORE_STANDALONE_RUNS = 3
-
-
-def more_standalone(job, root, cache):
-    """Yields the guest's results of more standalone runs of `job` (each made once, when first
-    asked for, and kept in `cache`)."""
-    runs = cache.setdefault(job, [])
-    for i in range(SBT_MORE_STANDALONE_RUNS):
-        if i == len(runs):
-            runs.append(standalone(job, root)[0])
-        yield runs[i]
-
-
 def psi_expected(n):
     sys.path.insert(0, HERE)
     from fate_jobs import psi_ids
@@ -410,9 +395,8 @@ def psi_expected(n):
     return sorted(set(psi_ids("guest", n)) & set(psi_ids("host", n)))
 
 
-def check(job, layout, got, ref, more_refs=lambda: []):
-    """Compares a job's results on eggroll-rs with standalone's; returns what differs.
-    `more_refs()` gives the guest's results of more standalone runs, made as they are asked for."""
+def check(job, layout, got, ref):
+    """Compares a job's results on eggroll-rs with standalone's; returns what differs."""
     (g, h), (rg, rh) = got, ref
     errors = []
     if job == "psi":
@@ -429,33 +413,13 @@ def check(job, layout, got, ref, more_refs=lambda: []):
             n = sum(a != b for a, b in zip(g["predict_result"], rg["predict_result"]))
             errors.append(f"sbt: {n} of the guest's predicted labels differ from standalone's")
         elif g["predict_score"] != rg["predict_score"]:
-            # Values of a key are folded in standalone's order, so our floats are standalone's.
-            # But FATE standalone is not repeatable itself: runs of this job have differed in 2
-            # or in 200 of 569 scores (a tie broken another way: FATE breaks some in the order
-            # it meets strings in sets, which each process's hash seed decides). So ours must
-            # be bit for bit one of standalone's outcomes (it runs again, up to 3 more times,
-            # until one matches), or no further from its first run than its own reruns are.
-            def differing(a, b):
-                return sum(x != y for x, y in zip(a["predict_score"], b["predict_score"]))
-
-            spread = 0
-            for n, other in enumerate(more_refs(), 1):
-                if g["predict_score"] == other["predict_score"]:
-                    print(f"note: [{layout}] sbt: scores identical to standalone's run {n + 1} (its "
-                          f"first run broke a tie another way)", flush=True)
-                    break
-                spread = max(spread, differing(other, rg))
-            else:
-                ours = differing(g, rg)
-                d = max(abs(a - b) for a, b in zip(g["predict_score"], rg["predict_score"]))
-                if ours > spread:
-                    errors.append(f"sbt: {ours} of the guest's {len(g['predict_score'])} scores differ "
-                                  f"from standalone's (max |d| {d:.3g}); its own {SBT_MORE_STANDALONE_RUNS} "
-                                  f"reruns differed from its first run in at most {spread}")
-                else:
-                    print(f"note: [{layout}] sbt: {ours} scores differ from standalone's first run (max "
-                          f"|d| {d:.3g}), and standalone's own reruns differed from it in up to {spread}; "
-                          f"labels identical", flush=True)
+            # Bit for bit: values of a key are folded in standalone's order, so our floats are
+            # standalone's, and the job fixes the host's shuffle seeds (see fate_jobs.run_sbt),
+            # so ties between equal gains break the same way in both runs.
+            n = sum(a != b for a, b in zip(g["predict_score"], rg["predict_score"]))
+            d = max(abs(a - b) for a, b in zip(g["predict_score"], rg["predict_score"]))
+            errors.append(f"sbt: {n} of the guest's {len(g['predict_score'])} scores differ from "
+                          f"standalone's (max |d| {d:.3g})")
     elif job == "sshe-lr":
         for who, a, b in (("guest", g, rg), ("host", h, rh)):
             pa, pb = a["param"], b["param"]
@@ -493,7 +457,7 @@ def main():
     layouts = [l for l in args.layouts.split(",") if l]
     root = tempfile.mkdtemp(prefix="eggroll-rs-fate-fed-")
     print(f"work dir {root}")
-    refs, rows, errors, extra = {}, [], [], {}
+    refs, rows, errors = {}, [], []
     errors += check_failed_push(root)
     print(f"failed push: {'ok' if not errors else errors}", flush=True)
     for job in jobs:
@@ -539,7 +503,7 @@ def main():
             sys.exit(f"unknown layout {layout!r}: two-parties, two-parties-tls or one-site")
         for job, lay, g, h, wall in rows[-len(jobs):]:
             rg, rh, ref_wall = refs[job]
-            errors += check(job, lay, (g, h), (rg, rh), lambda job=job: more_standalone(job, root, extra))
+            errors += check(job, lay, (g, h), (rg, rh))
             calls, top = op_summary(g)
             print(f"{job:8} {lay:12} eggroll-rs {wall:7.2f} s   standalone/eggroll-rs {ref_wall / wall:5.2f}   "
                   f"({calls} ops: {top})", flush=True)

@@ -127,6 +127,11 @@ def run_sbt(ctx, args):
     from fate.ml.ensemble import HeteroSecureBoostGuest, HeteroSecureBoostHost
 
     data = intersect(ctx, frame(ctx, breast_cancer(args.role), label=args.role == "guest"))
+    # The host shuffles its histograms' bins before sending them, with seeds from os.urandom
+    # unless told otherwise, and the guest takes the first of equal gains: two runs of one job
+    # can then pick different splits. FATE's own switch fixes the seeds, so a run on eggroll-rs
+    # must equal the one on FATE standalone bit for bit.
+    ctx.cipher.set_allow_custom_random_seed(True)
     if args.role == "guest":
         ctx.cipher.set_phe(ctx.device, {"kind": "paillier", "key_length": 1024})
         booster = HeteroSecureBoostGuest(num_trees=3, max_depth=3)
