@@ -107,15 +107,18 @@ impl MemStore {
         // Under the write lock: no reader sees a partly moved partition.
         let spill = budget.spill_store(now)?;
         let store = spill.store()?;
-        let mut batch = Vec::with_capacity(SPILL_BATCH.min(map.len()));
-        let mut failed = None;
+        // Packed batches, as a put stream sends them: one buffer, not two allocations a pair.
+        let (mut batch, mut in_batch, mut failed) = (Vec::new(), 0, None);
         map.walk(Bound::Unbounded, None, |k, v| {
-            batch.push((k.to_vec(), v.to_vec()));
-            if batch.len() == SPILL_BATCH {
-                if let Err(e) = store.put_batch(std::mem::take(&mut batch)) {
+            eggroll_core::pairs::push(&mut batch, k, v);
+            in_batch += 1;
+            if in_batch == SPILL_BATCH {
+                in_batch = 0;
+                if let Err(e) = store.put_packed(&batch) {
                     failed = Some(e);
                     return false;
                 }
+                batch.clear();
             }
             true
         });
@@ -123,7 +126,7 @@ impl MemStore {
             return Err(e);
         }
         if !batch.is_empty() {
-            store.put_batch(batch)?;
+            store.put_packed(&batch)?;
         }
         *map = CompactMap::new();
         budget.shrink(now);
@@ -197,10 +200,8 @@ impl PartitionStore for MemStore {
         // Straight from the packed bytes into the map: one copy per key and value, where the
         // default (unpack to pairs, then put_batch) makes two. Parsed first, so that a
         // corrupt batch writes nothing, as with a WriteBatch.
+        // (The packed layout's lengths are u32, as the map's are: no pair here is too long.)
         let pairs = eggroll_core::pairs::iter(packed).collect::<eggroll_core::Result<Vec<_>>>()?;
-        for (k, v) in &pairs {
-            checked_len(k, v)?;
-        }
         let mut guard = match self.hold() {
             Held::Spilled(s) => return s.store()?.put_packed(packed),
             Held::Map(guard) => guard,

@@ -57,8 +57,8 @@ impl KeyRange {
 pub trait PartitionStore: Send + Sync {
     /// The value of `key`, if any.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
-    /// Writes pairs in one batch; a later pair of the same key wins. Takes them by value,
-    /// so that a store that keeps them (in memory) moves them rather than copying.
+    /// Writes pairs in one batch; a later pair of the same key wins. Takes them by value: the
+    /// caller is done with them, and a store may keep or reuse their buffers.
     fn put_batch(&self, pairs: Vec<Pair>) -> Result<()>;
     /// Writes a packed batch (see `eggroll_core::packed`) in one batch; returns how many.
     fn put_packed(&self, packed: &[u8]) -> Result<u64> {

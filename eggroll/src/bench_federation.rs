@@ -146,7 +146,7 @@ use tokio_stream::StreamExt;
 pub fn run(sizes: (u64, u64, usize, u32), mut config: EggrollConfig) -> Res<()> {
     let (object_mib, rows, value_bytes, partitions) = sizes;
     // As `eggroll rollsite` does: the roll-sites run in this process.
-    crate::rollsite::tune_allocator();
+    crate::allocator::tune_for_packets();
     let dir = tempfile::tempdir()?;
     config.data_dir = dir.path().join("eggroll");
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -3,6 +3,7 @@
 //! A crate of your own functions gets into the eggs by linking it into a binary whose `main`
 //! calls [`main`], and pointing `nodemanager.eggpair_executable` at that binary.
 
+mod allocator;
 mod bench;
 mod bench_fate;
 mod bench_federation;
@@ -62,24 +63,9 @@ enum Command {
     Demo(demo::DemoArgs),
 }
 
-/// Caps glibc's malloc arenas at the machine's core count (its default is eight per core):
-/// each arena keeps what its threads freed, and with a task thread per partition that kept
-/// memory was a fifth of the demo's peak (1M ids: 608 MB, 495 MB with two arenas on two
-/// cores, at the same speed). `MALLOC_ARENA_MAX`, when set, still decides.
-fn cap_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        // SAFETY: mallopt only changes an allocator setting; called before any thread starts.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, cores.min(64) as i32);
-        }
-    }
-}
-
 /// Parses the command line and runs the subcommand; the whole `eggroll` program.
 pub fn main() -> ExitCode {
-    cap_malloc_arenas();
+    allocator::cap_arenas();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("EGGROLL_LOG")

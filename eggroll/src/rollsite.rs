@@ -45,19 +45,6 @@ pub struct RollsiteArgs {
     exit_with_stdin: bool,
 }
 
-/// Keeps packet-sized buffers (megabytes) in glibc's heap instead of a fresh `mmap` each:
-/// page-faulting new pages for every packet cost a roll-site more CPU than moving the bytes.
-/// Freed memory above 256 MiB still goes back to the system.
-pub fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator thresholds; called before other threads start.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
-        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
-    }
-}
-
 /// Runs the roll-site until Ctrl-C or SIGTERM.
 pub fn run(
     args: RollsiteArgs,
@@ -84,7 +71,7 @@ pub fn run(
         println!("route table {} is valid", routes.table().source());
         return Ok(());
     }
-    tune_allocator();
+    crate::allocator::tune_for_packets();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("rollsite")
