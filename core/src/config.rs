@@ -76,6 +76,9 @@ pub struct ClusterManagerConfig {
     /// The address eggs dial to report to the cluster manager when `host` is a wildcard
     /// such as 0.0.0.0; empty: `host`.
     pub advertise_host: String,
+    /// HTTP port of `/healthz`, `/readyz`, Prometheus `/metrics` and the status page `/`,
+    /// on `host`; 0 picks a free one (printed on start).
+    pub http_port: u16,
 }
 
 /// Node manager settings.
@@ -100,6 +103,9 @@ pub struct NodeManagerConfig {
     /// The modules a warm Python egg imports while it waits, comma-separated (a module that
     /// is missing is skipped): what FATE's functions import.
     pub python_preload: String,
+    /// HTTP port of `/healthz`, `/readyz` and Prometheus `/metrics`, on `host`; 0 picks a
+    /// free one (printed on start). Its eggs serve theirs on ports the OS picks.
+    pub http_port: u16,
 }
 
 impl Default for EggrollConfig {
@@ -147,6 +153,7 @@ impl Default for ClusterManagerConfig {
             port: 4670,
             heartbeat_timeout_ms: 15_000,
             advertise_host: String::new(),
+            http_port: 4690,
         }
     }
 }
@@ -163,6 +170,7 @@ impl Default for NodeManagerConfig {
             python_preload: "fate.arch.dataframe, fate.arch.protocol.psi, fate.ml.ensemble, \
                              fate.ml.glm"
                 .into(),
+            http_port: 4691,
         }
     }
 }
@@ -251,6 +259,9 @@ pub struct RollsiteConfig {
     /// Distributed mode: the cluster manager (`host:port`) whose eggs receive the tables
     /// pushed to this party, on arrival; empty: they stay in the receive buffer until a get.
     pub cluster_manager: String,
+    /// HTTP port of `/healthz`, `/readyz`, Prometheus `/metrics` and the status page `/`,
+    /// on `host`; 0 picks a free one (printed on start). Serve it to the party only.
+    pub http_port: u16,
 }
 
 impl Default for RollsiteConfig {
@@ -288,6 +299,7 @@ impl Default for RollsiteConfig {
             local_clients: "127.0.0.1,::1".into(),
             connect_timeout_ms: 5000,
             cluster_manager: String::new(),
+            http_port: 9380,
         }
     }
 }
