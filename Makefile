@@ -12,6 +12,8 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # build-essential: g++ for RocksDB's C++, and make. protoc is vendored by the build.
 # python3 with venv: the project's virtual environment for the tests' Python peers.
 # openssl: the systemd rehearsal makes its certificates with it. flock: scripts/venv.sh.
+# prometheus (with promtool) and chromium: the observability test scrapes every daemon with a
+# real Prometheus and loads the status pages in a real headless browser.
 deps:
 	@missing=""; \
 	{ dpkg -s libclang-dev >/dev/null 2>&1 || ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1; } \
@@ -22,12 +24,14 @@ deps:
 	python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	command -v flock >/dev/null 2>&1 || missing="$$missing util-linux"; \
+	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		command -v apt-get >/dev/null 2>&1 \
 			|| { echo "error: please install:$$missing (no apt-get on this machine)"; exit 1; }; \
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update \
-			&& $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+			&& $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	fi
 	@command -v cargo >/dev/null 2>&1 \
 		|| { echo "error: cargo not found. Install Rust from https://rustup.rs, then rerun make."; exit 1; }

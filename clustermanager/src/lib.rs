@@ -10,6 +10,7 @@ pub mod nodes;
 pub mod service;
 pub mod session;
 pub mod session_entry;
+pub mod status_page;
 pub mod stores;
 
 pub use cluster::Cluster;
@@ -34,6 +35,20 @@ pub async fn serve(
         .await
         .map_err(|e| CmError::Internal(format!("start-up thread failed: {e}")))??;
     let cluster = Arc::new(cluster);
+    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let host = cluster.config.clustermanager.host.clone();
+    let http_port = cluster.config.clustermanager.http_port;
+    eggroll_core::ops_http::serve(
+        "clustermanager",
+        &host,
+        http_port,
+        Arc::new(status_page::ClusterView(cluster.clone())),
+        async move {
+            let _ = http_stopped.await;
+        },
+    )
+    .await
+    .map_err(|e| CmError::Internal(e.to_string()))?;
     let watcher = cluster.clone();
     // Failure detection and lease expiry, twice a second.
     let watch = tokio::spawn(async move {
@@ -50,5 +65,6 @@ pub async fn serve(
         .serve_with_incoming_shutdown(eggroll_core::channel::incoming(listener), shutdown)
         .await;
     watch.abort();
+    let _ = http_stop.send(());
     res.map_err(|e| CmError::Internal(format!("server failed: {e}")))
 }

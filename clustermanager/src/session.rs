@@ -20,6 +20,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
+/// The processor option that holds where an egg serves its metrics ("host:port").
+pub const HTTP_ENDPOINT: &str = "http_endpoint";
+
 /// A processor waits for its egg.
 const NEW: &str = "NEW";
 /// A processor's egg is serving.
@@ -205,7 +208,7 @@ impl Cluster {
         }
     }
 
-    /// An egg reports its endpoint; the session turns ACTIVE when every egg has.
+    /// An egg reports its endpoints; the session turns ACTIVE when every egg has.
     pub async fn report_ready(&self, r: ProcessorReady) -> Result<()> {
         {
             let mut sessions = self.sessions();
@@ -234,6 +237,10 @@ impl Cluster {
             p.transfer_endpoint = r.endpoint.clone();
             p.pid = r.pid;
             p.status = RUNNING.into();
+            if !r.http_endpoint.is_empty() {
+                p.options
+                    .insert(HTTP_ENDPOINT.into(), r.http_endpoint.clone());
+            }
             if entry.meta.processors.iter().all(|p| p.status == RUNNING) {
                 entry.meta.set_status(SessionStatus::Active);
                 tracing::info!(session = %r.session_id, "session active");

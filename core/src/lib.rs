@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod functions;
 pub mod names;
+pub mod ops_http;
 pub mod pairs;
 pub mod partitioner;
 pub mod placement;

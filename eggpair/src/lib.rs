@@ -14,6 +14,7 @@ pub mod kv;
 pub mod memory;
 pub mod memory_budget;
 pub mod memory_tables;
+pub mod metrics;
 pub mod open_partitions;
 pub mod process;
 pub mod push;

@@ -4,6 +4,7 @@
 
 use crate::catalog::Stores;
 use crate::executor::Executor;
+use crate::metrics::{EggMetrics, EggView};
 use crate::service::{EggServer, MAX_MESSAGE_BYTES};
 use eggroll_core::config::StorageConfig;
 use eggroll_proto::meta::cluster_manager_client::ClusterManagerClient;
@@ -80,10 +81,25 @@ async fn serve(args: EggArgs) -> Result<Ended, String> {
         .map_err(|e| format!("cannot read the bound address: {e}"))?
         .port();
     let endpoint = format!("{}:{port}", args.host);
+    let metrics = Arc::new(EggMetrics::new(&args.session_id, args.processor_id));
+    // Metrics on a port of their own, which the cluster manager lists for Prometheus.
+    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let view = Arc::new(EggView {
+        metrics: metrics.clone(),
+        stores: stores.clone(),
+    });
+    let http = listen_http(&args.host, view, async move {
+        let _ = http_stopped.await;
+    })
+    .await;
+    let http_endpoint = http
+        .map(|a| format!("{}:{}", args.host, a.port()))
+        .unwrap_or_default();
     let service = EggServiceServer::new(EggServer::new(
         executor,
         args.processor_id,
         endpoint.clone(),
+        metrics,
     ))
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -108,12 +124,13 @@ async fn serve(args: EggArgs) -> Result<Ended, String> {
             .add_service(service)
             .serve_with_incoming_shutdown(eggroll_core::channel::incoming(listener), shutdown),
     );
-    report_ready(&args, &endpoint).await?;
+    report_ready(&args, &endpoint, &http_endpoint).await?;
     tracing::info!(%endpoint, "egg-pair serving");
     server
         .await
         .map_err(|e| format!("server task failed: {e}"))?
         .map_err(|e| format!("server failed: {e}"))?;
+    let _ = http_stop.send(());
     let ended = ended_rx.await.unwrap_or(Ended::Stopped);
     if ended == Ended::Released && !settled(&stores).await {
         // A task of the session still runs (in a user's function): this process must not
@@ -122,6 +139,25 @@ async fn serve(args: EggArgs) -> Result<Ended, String> {
         return Ok(Ended::Stopped);
     }
     Ok(ended)
+}
+
+/// Serves the egg's metrics on a free port of `host`; an egg without them still serves its
+/// tasks, so a failure is logged, not fatal.
+async fn listen_http(
+    host: &str,
+    view: Arc<EggView>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Option<std::net::SocketAddr> {
+    let listener = match tokio::net::TcpListener::bind((host, 0)).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!("the egg cannot serve its metrics on {host}: {e}");
+            return None;
+        }
+    };
+    let addr = listener.local_addr().ok()?;
+    eggroll_core::ops_http::serve_on(listener, view, stop);
+    Some(addr)
 }
 
 /// Waits briefly until nothing but the caller holds `stores` (every task has returned).
@@ -137,7 +173,7 @@ async fn settled(stores: &Arc<Stores>) -> bool {
 
 /// Tells the cluster manager where this egg serves; retried briefly, since the cluster
 /// manager may be busy starting the rest of the session.
-async fn report_ready(args: &EggArgs, endpoint: &str) -> Result<(), String> {
+async fn report_ready(args: &EggArgs, endpoint: &str, http_endpoint: &str) -> Result<(), String> {
     let mut last = String::new();
     for attempt in 0..10 {
         if attempt > 0 {
@@ -156,6 +192,7 @@ async fn report_ready(args: &EggArgs, endpoint: &str) -> Result<(), String> {
             processor_id: args.processor_id,
             endpoint: endpoint.to_string(),
             pid: std::process::id(),
+            http_endpoint: http_endpoint.to_string(),
         };
         match client.report_ready(report).await {
             Ok(_) => return Ok(()),

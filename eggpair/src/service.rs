@@ -4,6 +4,7 @@
 
 use crate::error::EggError;
 use crate::executor::{Executor, LocalSink, ShuffleSink};
+use crate::metrics::{op_name, EggMetrics};
 use crate::push::{push_partition, PushError, RollsiteClients, TablePush};
 use crate::store::{BulkLoad, KeyRange, Pair, PartitionStore};
 use eggroll_core::functions::{lookup, ErasedFn};
@@ -58,15 +59,22 @@ pub struct EggServer {
     endpoint: String,
     clients: EggClients,
     rollsites: RollsiteClients,
+    metrics: Arc<EggMetrics>,
 }
 
 impl EggServer {
     /// A server for processor `processor_id`, reachable at `endpoint`.
-    pub fn new(executor: Arc<Executor>, processor_id: u64, endpoint: String) -> Self {
+    pub fn new(
+        executor: Arc<Executor>,
+        processor_id: u64,
+        endpoint: String,
+        metrics: Arc<EggMetrics>,
+    ) -> Self {
         Self {
             executor,
             processor_id,
             endpoint,
+            metrics,
             clients: EggClients::default(),
             rollsites: RollsiteClients::default(),
         }
@@ -267,20 +275,8 @@ impl ShuffleSink for RemoteSink {
     }
 }
 
-#[tonic::async_trait]
-impl EggService for EggServer {
-    async fn usage(&self, _: Request<Ack>) -> Result<Response<EggUsage>, Status> {
-        let m = self.executor.stores().memory_usage();
-        Ok(Response::new(EggUsage {
-            memory_limit: m.limit,
-            memory_used: m.used,
-            spilled_bytes: m.spilled_bytes,
-            spilled_partitions: m.spilled_partitions,
-            rss_bytes: crate::memory_budget::resident_bytes().unwrap_or(0),
-        }))
-    }
-
-    async fn run_task(&self, request: Request<Task>) -> Result<Response<TaskResult>, Status> {
+impl EggServer {
+    async fn run_task_inner(&self, request: Request<Task>) -> Result<Response<TaskResult>, Status> {
         let task = request.into_inner();
         let job = task
             .job
@@ -341,7 +337,7 @@ impl EggService for EggServer {
         result.map(Response::new).map_err(|e| self.status(e))
     }
 
-    async fn put_batches(
+    async fn put_batches_inner(
         &self,
         request: Request<Streaming<PutRequest>>,
     ) -> Result<Response<PutResponse>, Status> {
@@ -393,6 +389,9 @@ impl EggService for EggServer {
                     batch.values.len()
                 )));
             }
+            let size = batch.packed.len() as u64
+                + batch.keys.iter().map(|k| k.len() as u64).sum::<u64>()
+                + batch.values.iter().map(|v| v.len() as u64).sum::<u64>();
             let stores = self.executor.stores().clone();
             let try_load = std::mem::take(&mut first) && combiner.is_none();
             let mut held = load.take();
@@ -409,6 +408,7 @@ impl EggService for EggServer {
             .await
             .map_err(|e| Status::internal(format!("write thread failed: {e}")))?;
             let (n, held) = res.map_err(|e| self.status(e))?;
+            self.metrics.written_bytes.inc_by(size);
             written += n;
             load = held;
         }
@@ -416,12 +416,10 @@ impl EggService for EggServer {
         Ok(Response::new(PutResponse { written }))
     }
 
-    type GetBatchesStream = ReceiverStream<Result<PairBatch, Status>>;
-
-    async fn get_batches(
+    async fn get_batches_inner(
         &self,
         request: Request<ScanRequest>,
-    ) -> Result<Response<Self::GetBatchesStream>, Status> {
+    ) -> Result<Response<ReceiverStream<Result<PairBatch, Status>>>, Status> {
         let req = request.into_inner();
         let l = self.check_owned(req.store.as_ref(), req.partition, "source")?;
         let stores = self.executor.stores().clone();
@@ -434,6 +432,7 @@ impl EggService for EggServer {
         // Two batches in flight: the scan runs ahead of the network by at most that much.
         let (tx, rx) = mpsc::channel(2);
         let who = format!("processor {} at {}", self.processor_id, self.endpoint);
+        let read = self.metrics.read_bytes.clone();
         tokio::task::spawn_blocking(move || {
             let mut packed = Vec::with_capacity(limit + limit / 8);
             let mut closed = false;
@@ -445,6 +444,7 @@ impl EggService for EggServer {
                     if packed.len() >= limit {
                         let full =
                             std::mem::replace(&mut packed, Vec::with_capacity(limit + limit / 8));
+                        read.inc_by(full.len() as u64);
                         let batch = PairBatch {
                             packed: full,
                             ..Default::default()
@@ -460,6 +460,7 @@ impl EggService for EggServer {
             if closed {
                 return;
             }
+            read.inc_by(packed.len() as u64);
             let last = match res {
                 Ok(()) => Ok(PairBatch {
                     packed,
@@ -470,6 +471,45 @@ impl EggService for EggServer {
             let _ = tx.blocking_send(last);
         });
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+#[tonic::async_trait]
+impl EggService for EggServer {
+    async fn usage(&self, _: Request<Ack>) -> Result<Response<EggUsage>, Status> {
+        let m = self.executor.stores().memory_usage();
+        Ok(Response::new(EggUsage {
+            memory_limit: m.limit,
+            memory_used: m.used,
+            spilled_bytes: m.spilled_bytes,
+            spilled_partitions: m.spilled_partitions,
+            rss_bytes: crate::memory_budget::resident_bytes().unwrap_or(0),
+        }))
+    }
+
+    async fn run_task(&self, request: Request<Task>) -> Result<Response<TaskResult>, Status> {
+        let started = std::time::Instant::now();
+        let op = op_name(request.get_ref().job.as_ref().and_then(|j| j.op.as_ref()));
+        let result = self.run_task_inner(request).await;
+        self.metrics
+            .task(op, result.is_ok(), started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn put_batches(
+        &self,
+        request: Request<Streaming<PutRequest>>,
+    ) -> Result<Response<PutResponse>, Status> {
+        self.put_batches_inner(request).await
+    }
+
+    type GetBatchesStream = ReceiverStream<Result<PairBatch, Status>>;
+
+    async fn get_batches(
+        &self,
+        request: Request<ScanRequest>,
+    ) -> Result<Response<Self::GetBatchesStream>, Status> {
+        self.get_batches_inner(request).await
     }
 
     async fn point(

@@ -17,6 +17,10 @@ pub struct DaemonFlags {
     /// Port to listen on; 0 picks a free one (printed on start).
     #[arg(long)]
     port: Option<u16>,
+    /// HTTP port of /healthz, /readyz and /metrics (and the cluster manager's status page);
+    /// 0 picks a free one, printed on standard error.
+    #[arg(long)]
+    http_port: Option<u16>,
     /// Data dir.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -126,6 +130,9 @@ pub fn clustermanager(args: ClusterManagerArgs, mut config: EggrollConfig) -> Cl
     if let Some(p) = args.flags.port {
         config.clustermanager.port = p;
     }
+    if let Some(p) = args.flags.http_port {
+        config.clustermanager.http_port = p;
+    }
     if let Some(t) = args.heartbeat_timeout_ms {
         config.clustermanager.heartbeat_timeout_ms = t;
     }
@@ -171,6 +178,9 @@ pub fn nodemanager(args: NodeManagerArgs, mut config: EggrollConfig) -> CliResul
     }
     if let Some(p) = args.flags.port {
         config.nodemanager.port = p;
+    }
+    if let Some(p) = args.flags.http_port {
+        config.nodemanager.http_port = p;
     }
     if let Some(addr) = &args.cluster_manager {
         let (host, port) = addr

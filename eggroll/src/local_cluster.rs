@@ -154,6 +154,8 @@ impl LocalCluster {
             "clustermanager".into(),
             "--port".into(),
             "0".into(),
+            "--http-port".into(),
+            "0".into(),
             "--data-dir".into(),
             Self::dir(root, "cm"),
             "--logs-dir".into(),
@@ -171,6 +173,8 @@ impl LocalCluster {
             let mut args: Vec<String> = vec![
                 "nodemanager".into(),
                 "--port".into(),
+                "0".into(),
+                "--http-port".into(),
                 "0".into(),
                 "--cluster-manager".into(),
                 self.cm.address.clone(),

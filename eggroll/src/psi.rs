@@ -130,6 +130,13 @@ pub fn run(args: PsiArgs, config: EggrollConfig) -> Result<(), Box<dyn std::erro
         n as f64 / elapsed.as_secs_f64().max(1e-9),
         crate::client::bytes(outcome.bytes_sent)
     );
+    // Exact figures, for checks against the roll-sites' metrics.
+    println!(
+        "{}: sent {} transfers, {} bytes of data",
+        role.name(),
+        outcome.transfers_sent,
+        outcome.bytes_sent
+    );
     let found = outcome.intersection.len() as u64;
     if let Some(path) = &args.output {
         std::fs::write(path, outcome.intersection.join("\n"))?;

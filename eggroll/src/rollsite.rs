@@ -37,6 +37,9 @@ pub struct RollsiteArgs {
     /// host:port of an exchange to receive through a polling stream (no inbound port needed).
     #[arg(long)]
     polling_exchange: Option<String>,
+    /// HTTP port of /healthz, /readyz, /metrics and the status page (default 9380; 0: any).
+    #[arg(long)]
+    http_port: Option<u16>,
     /// Check the route table, print where each party goes, and exit.
     #[arg(long)]
     check: bool,
@@ -64,7 +67,8 @@ pub fn run(
         tls_cert,
         tls_key,
         tls_ca,
-        polling_exchange
+        polling_exchange,
+        http_port
     );
     if args.check {
         let routes = eggroll_rollsite::route::Routes::load(&rs.route_table)?;

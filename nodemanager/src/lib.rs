@@ -3,6 +3,7 @@
 //! session on it.
 
 pub mod node_id;
+pub mod ops;
 pub mod processes;
 pub mod resources;
 pub mod spares;
@@ -13,6 +14,8 @@ use eggroll_proto::meta::node_manager_server::{NodeManager, NodeManagerServer};
 use eggroll_proto::meta::{Ack, NodeHeartbeat, NodeRegistration, StartProcessors, StopProcessors};
 use processes::{EggLauncher, Supervisor};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
@@ -87,12 +90,36 @@ pub async fn serve(
         cpus: resources::cpus(),
         memory_bytes: resources::memory().0,
         data_dir: data_dir.display().to_string(),
+        http_port: 0,
+    };
+    let registered = Arc::new(AtomicBool::new(false));
+    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let view = Arc::new(ops::NodeView {
+        supervisor: supervisor.clone(),
+        node_id,
+        registered: registered.clone(),
+    });
+    let http = eggroll_core::ops_http::serve(
+        "nodemanager",
+        &advertised.0,
+        config.nodemanager.http_port,
+        view,
+        async move {
+            let _ = http_stopped.await;
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let registration = NodeRegistration {
+        http_port: u32::from(http.port()),
+        ..registration
     };
     tracing::info!(node = node_id, "node manager starting");
     let beat = tokio::spawn(heartbeat_loop(
         config.clone(),
         registration,
         supervisor.clone(),
+        registered,
     ));
     let service = NodeManagerServer::new(NodeService {
         supervisor: supervisor.clone(),
@@ -102,6 +129,7 @@ pub async fn serve(
         .serve_with_incoming_shutdown(eggroll_core::channel::incoming(listener), shutdown)
         .await;
     beat.abort();
+    let _ = http_stop.send(());
     // Give the eggs their moment to end before this process (and their pipes) go. (Polling
     // `count` would not do: `stop` takes them off the running map at once.)
     supervisor
@@ -117,6 +145,7 @@ async fn heartbeat_loop(
     config: EggrollConfig,
     registration: NodeRegistration,
     supervisor: Supervisor,
+    ready: Arc<AtomicBool>,
 ) {
     let cm = config.clustermanager.address();
     let mut interval = Duration::from_millis(config.nodemanager.heartbeat_interval_ms.max(50));
@@ -134,6 +163,7 @@ async fn heartbeat_loop(
                     match client.register_node(registration.clone()).await {
                         Ok(ack) => {
                             registered = true;
+                            ready.store(true, Ordering::Relaxed);
                             let ms = ack.into_inner().heartbeat_interval_ms;
                             if ms > 0 {
                                 interval = interval.min(Duration::from_millis(ms));
@@ -163,6 +193,7 @@ async fn heartbeat_loop(
                                 "the cluster manager no longer knows this node; registering again"
                             );
                             registered = false;
+                            ready.store(false, Ordering::Relaxed);
                         }
                         Err(s) => {
                             tracing::warn!("heartbeat failed: {}", s.message());

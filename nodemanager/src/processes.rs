@@ -90,6 +90,9 @@ pub struct Supervisor {
     launcher: Arc<EggLauncher>,
     running: Arc<Mutex<Running>>,
     spares: Arc<Spares>,
+    /// The process id of every egg alive, by (session, processor id): for its CPU and
+    /// memory figures, until its watcher sees it end or go back to the spares.
+    pids: Arc<Mutex<HashMap<(String, u64), u32>>>,
 }
 
 impl Supervisor {
@@ -105,6 +108,7 @@ impl Supervisor {
             launcher: Arc::new(launcher),
             running: Default::default(),
             spares: Arc::new(spares),
+            pids: Default::default(),
         }
     }
 
@@ -126,6 +130,18 @@ impl Supervisor {
     /// How many eggs run now.
     pub fn count(&self) -> usize {
         self.running().len()
+    }
+
+    /// Every egg alive: (session, processor id, process id), in that order.
+    pub fn eggs(&self) -> Vec<(String, u64, u32)> {
+        let mut out: Vec<_> = self
+            .pids
+            .lock()
+            .iter()
+            .map(|((s, p), pid)| (s.clone(), *p, *pid))
+            .collect();
+        out.sort();
+        out
     }
 
     /// Starts one egg per processor; each reports to `cluster_manager` when it serves.
@@ -225,6 +241,9 @@ impl Supervisor {
                 warm = warm.is_some(), "egg started");
             let (tx, rx) = oneshot::channel();
             self.running().insert(key.clone(), tx);
+            if let Some(pid) = child.id() {
+                self.pids.lock().insert(key.clone(), pid);
+            }
             let this = self.clone();
             let cm = cluster_manager.to_string();
             tokio::spawn(async move {
@@ -277,6 +296,7 @@ impl Supervisor {
                                 "egg not released (it did not say ready): ended"),
                         }
                         self.running().remove(&key);
+                        self.pids.lock().remove(&key);
                         return;
                     }
                 }
@@ -297,6 +317,7 @@ impl Supervisor {
             }
         };
         self.running().remove(&key);
+        self.pids.lock().remove(&key);
         let Some(status) = status else {
             tracing::info!(session = %key.0, processor = key.1, "egg stopped");
             return;

@@ -81,7 +81,7 @@ class Rollsite:
                    "--tls-key", self.tls["key"], "--tls-ca", self.tls["ca"]]
         self._proc = subprocess.Popen(
             [eggroll_binary(), "rollsite", "--party-id", self.party, "--host", "127.0.0.1",
-             "--port", str(self.port), "--route-table", self.routes, "--exit-with-stdin", *tls],
+             "--port", str(self.port), "--http-port", "0", "--route-table", self.routes, "--exit-with-stdin", *tls],
             stdin=subprocess.PIPE, stdout=log, stderr=subprocess.PIPE, env=env,
         )
         line = self._proc.stderr.readline().decode()

@@ -56,11 +56,7 @@ pub fn client(channel: Channel, max_message: usize) -> DataTransferServiceClient
 fn hop_error(route: &Route, hop: &str, s: Status) -> Error {
     let mut e = Error::hop(hop, s);
     if let Error::Hop(HopFailed { status, .. }) = &mut e {
-        let transport = matches!(
-            status.code(),
-            tonic::Code::Unknown | tonic::Code::Unavailable | tonic::Code::Cancelled
-        );
-        if route.use_ssl && transport {
+        if route.use_ssl && is_transport(status) {
             let msg = format!(
                 "{} (TLS route: check that this party's certificate is signed by a CA the peer \
                  trusts, and that the peer's certificate chains to rollsite.tls_ca and names \
@@ -71,6 +67,32 @@ fn hop_error(route: &Route, hop: &str, s: Status) -> Error {
         }
     }
     e
+}
+
+/// Whether a next hop's failure is of the link (not reached, or the connection broke), not
+/// an answer of the hop itself.
+pub fn is_transport(s: &Status) -> bool {
+    matches!(
+        s.code(),
+        tonic::Code::Unknown | tonic::Code::Unavailable | tonic::Code::Cancelled
+    )
+}
+
+/// Whether a next hop's failure is a TLS handshake that failed: rustls' words for a
+/// certificate refused by either side, as the status spells out its causes.
+pub fn is_tls_failure(s: &Status) -> bool {
+    let m = s.message().to_ascii_lowercase();
+    is_transport(s)
+        && [
+            "invalid peer certificate",
+            "fatal alert",
+            "handshake",
+            "peer sent no certificates",
+            "unknownissuer",
+            "badcertificate",
+        ]
+        .iter()
+        .any(|w| m.contains(w))
 }
 
 /// The hop counter header value for the next hop.

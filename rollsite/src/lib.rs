@@ -13,6 +13,7 @@ pub mod forward;
 pub mod inbox;
 pub mod liveness;
 mod local;
+pub mod metrics;
 pub mod peer;
 pub mod poller;
 pub mod polling;
@@ -20,6 +21,7 @@ pub mod route;
 pub mod service;
 pub mod site;
 pub mod spares;
+pub mod status_page;
 pub mod tls;
 
 /// Roll-site packets: the transfer key, headers and table batch format (shared with eggs).
@@ -61,6 +63,24 @@ impl RollSite {
     /// Its state (routes, buffer), for inspection.
     pub fn site(&self) -> &Arc<Site> {
         &self.site
+    }
+
+    /// Serves `/healthz`, `/readyz`, `/metrics` and the status page on `host:http_port`
+    /// (0: a free port) until the roll-site stops; returns the bound address.
+    pub async fn serve_http(&self, http_port: u16) -> Result<SocketAddr> {
+        let mut stop = self.stop.subscribe();
+        let view = Arc::new(status_page::SiteView(self.site.clone()));
+        eggroll_core::ops_http::serve(
+            "rollsite",
+            &self.site.config.host,
+            http_port,
+            view,
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        )
+        .await
+        .map_err(Error::Core)
     }
 
     /// Stops serving and waits until its storage is closed, so it can be reopened.
@@ -112,15 +132,15 @@ fn spawn_server(
         .initial_connection_window_size(forward::CONNECTION_WINDOW)
         .max_frame_size(forward::MAX_FRAME)
         .http2_keepalive_interval(Some(Duration::from_secs(30)));
-    if secure {
+    let acceptor = if secure {
         let files = site
             .tls
             .as_ref()
             .ok_or_else(|| Error::Config("a TLS listener needs a certificate".into()))?;
-        builder = builder
-            .tls_config(files.server()?)
-            .map_err(|e| Error::Tls(format!("server TLS settings: {e}")))?;
-    }
+        Some(files.acceptor()?)
+    } else {
+        None
+    };
     let router = builder
         .add_service(
             DataTransferServiceServer::new(svc.clone())
@@ -128,6 +148,17 @@ fn spawn_server(
                 .max_encoding_message_size(max),
         )
         .add_service(RouteServiceServer::new(svc));
+    let signal = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    if let Some(acceptor) = acceptor {
+        let incoming = tls_handshakes(listener, acceptor, site);
+        return Ok(tokio::spawn(async move {
+            if let Err(e) = router.serve_with_incoming_shutdown(incoming, signal).await {
+                tracing::error!(error = %e, "roll-site TLS server failed");
+            }
+        }));
+    }
     let incoming = TcpListenerStream::new(listener).map(|s| {
         if let Ok(s) = &s {
             let _ = s.set_nodelay(true);
@@ -135,13 +166,60 @@ fn spawn_server(
         s
     });
     Ok(tokio::spawn(async move {
-        let signal = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
         if let Err(e) = router.serve_with_incoming_shutdown(incoming, signal).await {
             tracing::error!(error = %e, "roll-site server failed");
         }
     }))
+}
+
+/// How long a peer may take to complete its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The TLS connections of `listener`, each handshake on a task of its own so that a slow or
+/// refused peer holds up no other; a failed one is counted, logged with the peer's address
+/// and dropped.
+fn tls_handshakes(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    site: Arc<Site>,
+) -> tokio_stream::wrappers::ReceiverStream<
+    std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>,
+> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, addr) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of descriptors and the like: wait rather than spin.
+                        tracing::warn!(error = %e, "cannot accept a TLS connection");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                _ = tx.closed() => return,
+            };
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, tx, site) = (acceptor.clone(), tx.clone(), site.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(tls)).await;
+                    }
+                    Ok(Err(e)) => {
+                        site.metrics.tls_failure("inbound");
+                        tracing::warn!(peer = %addr, error = %e, "TLS handshake refused");
+                    }
+                    Err(_) => {
+                        site.metrics.tls_failure("inbound");
+                        tracing::warn!(peer = %addr, "TLS handshake timed out");
+                    }
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
 /// Starts a roll-site as `config` says and returns once it listens.
@@ -186,7 +264,20 @@ pub async fn start(config: &EggrollConfig) -> Result<RollSite> {
                 _ = stop_watch.wait_for(|s| *s) => return,
             }
             let Some(site) = weak.upgrade() else { return };
-            let _ = tokio::task::spawn_blocking(move || site.routes.reload_if_changed()).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                let before = site.routes.last_error();
+                if site.routes.reload_if_changed() {
+                    site.metrics.route_reload(true);
+                } else if let Some(e) = site
+                    .routes
+                    .last_error()
+                    .filter(|e| Some(e) != before.as_ref())
+                {
+                    tracing::debug!("route reload refused: {e}");
+                    site.metrics.route_reload(false);
+                }
+            })
+            .await;
         }
     }));
     if rs.buffer_expiry_hours > 0 {
@@ -250,6 +341,11 @@ pub async fn serve(config: &EggrollConfig) -> Result<()> {
             .map(|a| format!(" (mutual TLS on {a})"))
             .unwrap_or_default()
     );
+    // After the line above: the processes that start roll-sites wait for it first.
+    if let Err(e) = rs.serve_http(config.rollsite.http_port).await {
+        rs.shutdown().await;
+        return Err(e);
+    }
     #[cfg(unix)]
     {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -232,6 +232,15 @@ impl RouteTable {
         })
     }
 
+    /// Every route, as (party, role, endpoints), in party order.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &str, &[Route])> {
+        self.routes.iter().flat_map(|(party, roles)| {
+            roles
+                .iter()
+                .map(move |(role, list)| (party.as_str(), role.as_str(), list.as_slice()))
+        })
+    }
+
     /// Where the table came from.
     pub fn source(&self) -> &str {
         &self.source

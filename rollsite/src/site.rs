@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::forward::{Forwarder, MAX_HOPS};
 use crate::inbox::{Inbox, NAMESPACE};
 use crate::liveness::Liveness;
+use crate::metrics::{Direction, RollsiteMetrics, Transfer};
 use crate::packet::{
     check_batch_size, destination, rollsite_header, TransferKey, EGG_TABLE_OPTION, FINISH,
     INTERVAL_OPTION, MAX_ABORT_REASON, OP_CLEAR, OP_HEARTBEAT, TABLE,
@@ -25,6 +26,11 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::Status;
+
+/// Bytes of data a packet carries.
+fn body_len(p: &Packet) -> u64 {
+    p.body.as_ref().map_or(0, |d| d.value.len() as u64)
+}
 
 /// Batches are written to storage in groups of about this many bytes.
 const WRITE_GROUP_BYTES: usize = 8 << 20;
@@ -54,6 +60,8 @@ pub struct Site {
     pub inbox: Option<Arc<Inbox>>,
     /// The other parties' last signs of life, by session.
     pub liveness: Liveness,
+    /// Counts for Prometheus and the status page.
+    pub metrics: Arc<RollsiteMetrics>,
 }
 
 impl Site {
@@ -136,6 +144,7 @@ impl Site {
                 .filter(|a| !a.is_empty())
                 .map(|a| Arc::new(Inbox::new(a, rs.party_id.trim()))),
             liveness: Liveness::new(Duration::from_millis(rs.liveness_timeout_ms)),
+            metrics: Arc::new(RollsiteMetrics::new(rs.party_id.trim())),
             config: rs,
         })
     }
@@ -226,15 +235,81 @@ impl Site {
             }
             Ok(())
         };
-        match self.routes.table().resolve(&self.party_id, &party, &role)? {
-            Hop::Local => self.deliver(first, stream).await,
-            Hop::Remote(route) => {
-                let hop = self.hop_name(&route, &party)?;
-                self.forwarder
-                    .push(&route, &hop, peer.hops, first, stream, same_dst)
-                    .await
+        let hop = self.routes.table().resolve(&self.party_id, &party, &role)?;
+        let transfer = self.begin(&first, &party, &hop, &peer);
+        transfer.add_bytes(body_len(&first));
+        let counter = transfer.bytes_counter();
+        let stream = stream.map(move |r| {
+            if let Ok(p) = &r {
+                counter.fetch_add(body_len(p), std::sync::atomic::Ordering::Relaxed);
             }
-            Hop::Polling(p) => self.hub.push(&p, first, stream, same_dst).await,
+            r
+        });
+        let result = match &hop {
+            Hop::Local => self.deliver(first, stream).await,
+            Hop::Remote(route) => match self.hop_name(route, &party) {
+                Ok(name) => {
+                    self.forwarder
+                        .push(route, &name, peer.hops, first, stream, same_dst)
+                        .await
+                }
+                Err(e) => Err(e),
+            },
+            Hop::Polling(p) => self.hub.push(p, first, stream, same_dst).await,
+        };
+        self.end(Some(transfer), &party, &hop, result.as_ref().map(|_| ()));
+        result
+    }
+
+    /// Starts counting a transfer to `party` that goes to `hop`.
+    fn begin(&self, first: &Packet, party: &str, hop: &Hop, peer: &Peer) -> Transfer {
+        let src = first
+            .header
+            .as_ref()
+            .and_then(|h| h.src.as_ref())
+            .map(|t| t.party_id.as_str())
+            .unwrap_or("");
+        let key = first
+            .header
+            .as_ref()
+            .and_then(|m| rollsite_header(m).ok())
+            .and_then(|h| TransferKey::from_header(&h).ok())
+            .map(|k| k.rs_key())
+            .unwrap_or_default();
+        let (other, direction) = match hop {
+            Hop::Local => (src, Direction::In),
+            _ if src.is_empty() || src == self.party_id => (party, Direction::Out),
+            _ => (party, Direction::Relay),
+        };
+        if direction == Direction::In {
+            self.metrics.contact(src, peer.secure, true);
+        }
+        self.metrics.start(other, direction, &key)
+    }
+
+    /// Ends the count of a transfer to `party` through `hop`.
+    fn end(
+        &self,
+        transfer: Option<Transfer>,
+        party: &str,
+        hop: &Hop,
+        result: std::result::Result<(), &Error>,
+    ) {
+        match hop {
+            Hop::Remote(route) => {
+                let reached = !matches!(result, Err(Error::Hop(h)) if crate::forward::is_transport(&h.status));
+                self.metrics.contact(party, route.use_ssl, reached);
+                if let Err(Error::Hop(h)) = result {
+                    if route.use_ssl && crate::forward::is_tls_failure(&h.status) {
+                        self.metrics.tls_failure("outbound");
+                    }
+                }
+            }
+            Hop::Polling(_) => self.metrics.contact(party, false, result.is_ok()),
+            Hop::Local => {}
+        }
+        if let Some(t) = transfer {
+            t.finish(result.map_err(|e| e.to_string()));
         }
     }
 
@@ -277,25 +352,36 @@ impl Site {
                     .map(Duration::from_millis)
                     .unwrap_or_default();
                 self.liveness.heard(&key.session, &key.src_party, interval);
+                self.metrics.contact(&key.src_party, peer.secure, true);
                 Ok(Packet {
                     header: Some(meta),
                     body: None,
                 })
             }
-            Hop::Local => {
-                let ack = self
-                    .deliver(p, tokio_stream::empty::<Result<Packet, Status>>())
-                    .await?;
-                Ok(Packet {
-                    header: Some(ack),
-                    body: None,
-                })
+            hop => {
+                // A heartbeat is a sign of life passing through, not a transfer.
+                let transfer =
+                    (meta.operator != OP_HEARTBEAT).then(|| self.begin(&p, &party, &hop, &peer));
+                if let Some(t) = &transfer {
+                    t.add_bytes(body_len(&p));
+                }
+                let result = match &hop {
+                    Hop::Local => self
+                        .deliver(p, tokio_stream::empty::<Result<Packet, Status>>())
+                        .await
+                        .map(|ack| Packet {
+                            header: Some(ack),
+                            body: None,
+                        }),
+                    Hop::Remote(route) => match self.hop_name(route, &party) {
+                        Ok(name) => self.forwarder.unary(route, &name, peer.hops, p).await,
+                        Err(e) => Err(e),
+                    },
+                    Hop::Polling(polled) => self.hub.unary(polled, p).await,
+                };
+                self.end(transfer, &party, &hop, result.as_ref().map(|_| ()));
+                result
             }
-            Hop::Remote(route) => {
-                let hop = self.hop_name(&route, &party)?;
-                self.forwarder.unary(&route, &hop, peer.hops, p).await
-            }
-            Hop::Polling(party) => self.hub.unary(&party, p).await,
         }
     }
 
@@ -316,6 +402,9 @@ impl Site {
             )));
         }
         let rk = key.rs_key();
+        if self.buffer.progress(&rk).last_error().is_some() {
+            self.metrics.retried(&key.src_party);
+        }
         let mut group: Vec<Batch> = Vec::new();
         let (mut group_bytes, mut count, mut bytes) = (0usize, 0i64, 0u64);
         let mut pending: Option<tokio::task::JoinHandle<Result<()>>> = None;

@@ -2,7 +2,8 @@
 
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use std::sync::Arc;
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 /// A party's certificate, key and the CA it trusts (PEM files).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,12 +62,42 @@ impl TlsFiles {
         )?))
     }
 
-    /// Server side: present our certificate, require a client certificate from our CA.
-    pub fn server(&self) -> Result<ServerTlsConfig> {
-        Ok(ServerTlsConfig::new()
-            .identity(self.identity()?)
-            .client_ca_root(self.ca_cert()?)
-            .client_auth_optional(false))
+    /// Server side as a rustls acceptor of our own, so that every failed handshake is seen
+    /// (counted and logged with the peer's address), which tonic's built-in TLS hides:
+    /// present our certificate, require a client certificate from our CA, speak HTTP/2.
+    pub fn acceptor(&self) -> Result<tokio_rustls::TlsAcceptor> {
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        use tokio_rustls::rustls::{self, server::WebPkiClientVerifier, RootCertStore};
+        let bad = |what: &str, path: &Path, e: &dyn std::fmt::Display| {
+            Error::Tls(format!("the {what} {} cannot be used: {e}", path.display()))
+        };
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(&Self::read(&self.cert, "certificate")?)
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| bad("certificate", &self.cert, &e))?;
+        let key = PrivateKeyDer::from_pem_slice(&Self::read(&self.key, "private key")?)
+            .map_err(|e| bad("private key", &self.key, &e))?;
+        let mut roots = RootCertStore::empty();
+        for ca in CertificateDer::pem_slice_iter(&Self::read(&self.ca, "CA certificate")?) {
+            let ca = ca.map_err(|e| bad("CA certificate", &self.ca, &e))?;
+            roots
+                .add(ca)
+                .map_err(|e| bad("CA certificate", &self.ca, &e))?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| bad("CA certificate", &self.ca, &e))?;
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Tls(format!("TLS protocol versions: {e}")))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(certs, key)
+            .map_err(|e| bad("certificate and key", &self.cert, &e))?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
     }
 
     /// Client side: trust our CA, present our certificate, verify the peer as `domain`.

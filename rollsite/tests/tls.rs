@@ -25,6 +25,17 @@ fn tls_route(addr: std::net::SocketAddr) -> serde_json::Value {
     json!({"default": [{"ip": "127.0.0.1", "port": addr.port(), "use_ssl": true}]})
 }
 
+/// A roll-site's count of failed TLS handshakes on `side`.
+fn tls_failures(s: &eggroll_rollsite::RollSite, side: &str) -> f64 {
+    let text = s.site().metrics.encode();
+    let prefix = format!("eggroll_rollsite_tls_handshake_failures_total{{side=\"{side}\"");
+    text.lines()
+        .find(|l| l.starts_with(&prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn trusted_parties_talk_and_untrusted_or_plaintext_ones_are_refused() {
     let dir = dir();
@@ -79,6 +90,16 @@ async fn trusted_parties_talk_and_untrusted_or_plaintext_ones_are_refused() {
     assert!(
         err.contains("10000") && err.contains("certificate"),
         "{err}"
+    );
+    // Both sides count the refused handshake, and the rogue's status page says why.
+    assert!(tls_failures(&h, "inbound") >= 1.0);
+    assert!(tls_failures(&r, "outbound") >= 1.0);
+    assert_eq!(tls_failures(&g, "inbound"), 0.0);
+    let page = eggroll_rollsite::status_page::render(r.site());
+    let failures = page.split("Recent failures").nth(1).unwrap_or_default();
+    assert!(
+        failures.contains("10000") && failures.contains("certificate"),
+        "{page}"
     );
     let mut quick = options();
     quick.get_idle_timeout = Duration::from_millis(300);

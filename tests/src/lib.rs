@@ -5,11 +5,13 @@
 //! - [`certs`]: a CA and party certificates for mutual TLS;
 //! - [`rollsites`]: two roll-sites on free ports that route to each other;
 //! - [`rollsite_processes`]: roll-sites as `eggroll rollsite` processes, to kill and restart;
+//! - [`ops`]: daemons' HTTP ports (health, metrics, status pages), Prometheus and Chromium;
 //! - [`functions`]: the suite's user functions, which the egg program `eggroll-suite-egg` links.
 
 pub mod certs;
 pub mod cluster;
 pub mod functions;
+pub mod ops;
 pub mod rollsite_processes;
 pub mod rollsites;
 

@@ -65,6 +65,11 @@ impl RollsiteProcess {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Where its log goes.
     pub fn log(&self) -> PathBuf {
         self.data.with_extension("log")
@@ -88,6 +93,7 @@ impl RollsiteProcess {
         let mut child = Command::new(binary())
             .args(["rollsite", "--party-id", &self.party])
             .args(["--port", &self.port.to_string()])
+            .args(["--http-port", "0"])
             .arg("--route-table")
             .arg(&self.routes)
             .env("EGGROLL_DATA_DIR", &self.data)

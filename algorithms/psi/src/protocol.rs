@@ -58,6 +58,8 @@ pub struct PsiOutcome {
     pub phases: Vec<(&'static str, Duration)>,
     /// Bytes this party pushed to the other (blinded points and the result).
     pub bytes_sent: u64,
+    /// Transfers (tables and objects) this party pushed to the other.
+    pub transfers_sent: u64,
 }
 
 /// Reports phases as they start, for progress display.
@@ -78,6 +80,7 @@ struct Run<'a> {
     current: &'static str,
     progress: &'a dyn Progress,
     bytes_sent: u64,
+    transfers_sent: u64,
 }
 
 impl Run<'_> {
@@ -100,6 +103,7 @@ impl Run<'_> {
     {
         let sent = self.fed.remote_table(t, name, "psi", &self.peer)?;
         self.bytes_sent += sent;
+        self.transfers_sent += 1;
         Ok(())
     }
 
@@ -137,6 +141,7 @@ pub fn run(
         current: "",
         progress,
         bytes_sent: 0,
+        transfers_sent: 0,
     };
     match run_protocol(&mut run, role, ids) {
         Ok(intersection) => {
@@ -145,6 +150,7 @@ pub fn run(
                 intersection,
                 phases: run.phases,
                 bytes_sent: run.bytes_sent,
+                transfers_sent: run.transfers_sent,
             })
         }
         Err(e) => {
@@ -226,6 +232,7 @@ fn run_protocol(
                 &run.peer,
             )?;
             run.bytes_sent += sent;
+            run.transfers_sent += 1;
             found
         }
         Role::Host => {
