@@ -91,7 +91,11 @@ pub fn compose_file(party: &PartyFile) -> Value {
         });
         job["volumes"] = json!([format!("./conf:{CONF_DIR}:ro")]);
         job["networks"] = json!({"party": {}});
-        job.as_object_mut().map(|j| j.remove("restart"));
+        if let Some(j) = job.as_object_mut() {
+            j.remove("restart");
+            // A job is the user's program: it may write where it runs.
+            j.remove("read_only");
+        }
         services.insert("job".into(), job);
     }
     let mut party_net = json!({"internal": true});
@@ -117,7 +121,8 @@ fn base(party: &PartyFile) -> Value {
         "read_only": true,
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges:true"],
-        "tmpfs": ["/tmp", LOGS_DIR],
+        // Scratch dirs in memory, writable by the daemons' user (docker's default is root's).
+        "tmpfs": ["/tmp:mode=1777".to_string(), format!("{LOGS_DIR}:uid={UID},gid={UID},mode=0750")],
         "entrypoint": ["/eggroll"],
         // A daemon that exits is started again; one stopped with docker stop/kill stays.
         "restart": "unless-stopped",

@@ -104,7 +104,7 @@ pub(crate) fn to_yaml(value: &serde_json::Value) -> Result<String, DeployError> 
     serde_yaml_ng::to_string(&ordered(value)).map_err(|e| DeployError::Render(format!("YAML: {e}")))
 }
 
-const FIRST_KEYS: [&str; 14] = [
+const FIRST_KEYS: [&str; 15] = [
     "apiVersion",
     "kind",
     "metadata",
@@ -119,6 +119,7 @@ const FIRST_KEYS: [&str; 14] = [
     "args",
     "type",
     "spec",
+    "services",
 ];
 
 fn ordered(value: &serde_json::Value) -> serde_yaml_ng::Value {
