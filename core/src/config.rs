@@ -252,7 +252,8 @@ pub struct RollsiteConfig {
     pub polling_idle_s: u64,
     /// As a poller: give up on a stream that brought no call for this many seconds.
     pub polling_no_data_s: u64,
-    /// Comma-separated client addresses allowed to pull and clear received data.
+    /// Comma-separated client addresses or CIDR networks (`10.244.0.0/16`) allowed to pull
+    /// and clear received data.
     pub local_clients: String,
     /// How long connecting to a next hop may take, in milliseconds.
     pub connect_timeout_ms: u64,

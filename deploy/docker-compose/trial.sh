@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The two-party trial, end to end, on this docker host:
-#   bundles from parties.conf → image from a local eggroll binary (nothing pulled) → both
+#   bundles rendered from the party files (eggroll deploy render) → image from a local eggroll binary (nothing pulled) → both
 #   parties up → wait until every node manager is ALIVE → the PSI job between the parties,
 #   checked → the PSI job again, killing one of party 9999's node managers while it runs:
 #   it must complete with the right answer or fail with a clear error, within a bound →
@@ -15,7 +15,9 @@
 #   EGGROLL_TRIAL_KILL_DELAY=2    seconds after the guest's session is ACTIVE to kill it
 #   EGGROLL_TRIAL_JOBS=1          0: only bring the parties up, check them, bring them down
 #   EGGROLL_TRIAL_KEEP=1          leave the parties running afterwards (prints how to stop them)
-#   EGGROLL_TRIAL_PARTIES=FILE    another parties file (default: parties.conf beside this script)
+#   EGGROLL_TRIAL_GUEST=FILE      the guest's party file (default: party-9999.yaml beside this script)
+#   EGGROLL_TRIAL_HOST=FILE       the host's party file (default: party-10000.yaml)
+#   EGGROLL_TRIAL_TLS=1           0: the roll-sites talk plaintext on 9370 (rendered with --set)
 #   EGGROLL_IMAGE=TAG             image tag to build, run and keep (default: a tag of this
 #                                 run's own, removed at the end like everything else)
 # Exit status: 0 when every check passed, 1 otherwise (the reason is printed last).
@@ -35,7 +37,9 @@ job_timeout="${EGGROLL_TRIAL_TIMEOUT:-240}"
 fault="${EGGROLL_TRIAL_FAULT:-1}"
 keep="${EGGROLL_TRIAL_KEEP:-0}"
 jobs="${EGGROLL_TRIAL_JOBS:-1}"
-parties_conf="${EGGROLL_TRIAL_PARTIES:-$here/parties.conf}"
+guest_file="${EGGROLL_TRIAL_GUEST:-$here/party-9999.yaml}"
+host_file="${EGGROLL_TRIAL_HOST:-$here/party-10000.yaml}"
+tls="${EGGROLL_TRIAL_TLS:-1}"
 # The image this run builds and removes at the end; empty when the caller named one to keep.
 own_image=""
 
@@ -51,7 +55,9 @@ elif command -v docker-compose >/dev/null && docker-compose version >/dev/null 2
 else die "neither 'docker compose' nor 'docker-compose' works; install one (Debian: apt-get install docker-compose)"; fi
 command -v timeout >/dev/null || die "timeout (coreutils) is missing"
 [ -x "$binary" ] || die "no eggroll binary at $binary; build it (cargo build --release -p eggroll) or pass its path"
-[ -r "$parties_conf" ] || die "cannot read the parties file $parties_conf"
+for f in "$guest_file" "$host_file"; do [ -r "$f" ] || die "cannot read the party file $f"; done
+[ "$tls" = 0 ] || command -v openssl >/dev/null \
+    || die "the trial's TLS certificates need openssl (Debian: apt-get install openssl), or run with EGGROLL_TRIAL_TLS=0"
 
 # ---- one unique name and free subnets per run, so runs never collide ---------------------
 run_id="$(date +%H%M%S)-$$"
@@ -61,7 +67,6 @@ if [ -z "${EGGROLL_IMAGE:-}" ]; then own_image="eggroll-rs:$prefix"; EGGROLL_IMA
 export EGGROLL_IMAGE
 used_subnets="$( { docker network ls -q | xargs -r docker network inspect -f '{{range .IPAM.Config}}{{.Subnet}} {{end}}'
                    command -v ip >/dev/null && ip -4 route | awk '{print $1}'; } 2>/dev/null | tr ' ' '\n')"
-# Not subnet_base: sourcing parties.conf below would overwrite that.
 trial_subnets=""
 for second in $(shuf -i 100-249 2>/dev/null || seq 100 249); do
     if ! grep -q "^10\.$second\." <<<"$used_subnets"; then trial_subnets="10.$second"; break; fi
@@ -70,12 +75,31 @@ done
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/eggroll-trial.XXXXXX")"
 bundles="$work/bundles"
-parties=() nodemanagers=() roles=()
+parties=() nodemanagers=()
 started=0
 
 compose_in() { # <party> <compose args...>: compose for one party's bundle
     local party="$1"; shift
     (cd "$bundles/party-$party" && "${compose[@]}" -p "$prefix-$party" "$@")
+}
+# A CA and a roll-site certificate per party, as each party makes its own (GUIDE.md, "TLS
+# certificates"), naming the party's name on the exchange network (rollsite-<id>). Never
+# committed: made afresh in this run's work dir, removed with it.
+make_tls() { # <party id> <dir>
+    local id="$1" dir="$2"
+    mkdir -p "$dir"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+        -keyout "$dir/ca.key" -out "$dir/ca.crt" -subj "/O=party $id/CN=eggroll trial CA $id" \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+        >/dev/null 2>&1 || die "openssl could not make the CA of party $id (needs OpenSSL 1.1.1 or later)"
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$dir/party.key" \
+        -out "$dir/party.csr" -subj "/O=party $id/CN=rollsite $id" >/dev/null 2>&1 \
+        || die "openssl could not make the key of party $id"
+    printf '%s\n' "subjectAltName=DNS:rollsite-$id" 'basicConstraints=critical,CA:FALSE' \
+        'keyUsage=critical,digitalSignature' 'extendedKeyUsage=serverAuth,clientAuth' >"$dir/party.ext"
+    openssl x509 -req -in "$dir/party.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" \
+        -CAcreateserial -days 30 -extfile "$dir/party.ext" -out "$dir/party.crt" >/dev/null 2>&1 \
+        || die "openssl could not sign the certificate of party $id"
 }
 container() { # <party> <service>: id of its running container
     compose_in "$1" ps -q "$2" 2>/dev/null | head -n1
@@ -117,17 +141,42 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---- bundles and image --------------------------------------------------------------------
-say "generating the party bundles from $parties_conf (subnets $trial_subnets.*, project $prefix)"
-EGGROLL_SUBNET_BASE="$trial_subnets" EGGROLL_EXCHANGE_NETWORK="$exchange" \
-    "$here/generate.sh" "$parties_conf" "$bundles" | sed 's/^/  /'
-# shellcheck source-path=SCRIPTDIR source=parties.conf
-. "$parties_conf"
-parties=("${partylist[@]}") nodemanagers=("${nodemanagers[@]}") roles=("${partyroles[@]}")
-[ ${#parties[@]} -eq 2 ] || die "the trial runs two parties; parties.conf lists ${#parties[@]}"
-[ "${#partyiplist[@]}" -eq 0 ] || die "the trial runs every party on this host: empty partyiplist in parties.conf"
+# The same renderer and party files as Kubernetes (eggroll deploy render); what this run
+# changes is given with --set: the subnets it picked, the exchange network's name, plaintext.
+say "rendering the party bundles from $(basename "$guest_file") and $(basename "$host_file") (subnets $trial_subnets.*, project $prefix)"
+n=0
+for f in "$guest_file" "$host_file"; do
+    n=$((n + 1))
+    subnet="$trial_subnets.$n.0/24"
+    sets=(--set "compose.subnet=$subnet" --set "rollsite.localClients=[$subnet]"
+          --set "compose.exchangeNetwork=$exchange")
+    if [ "$tls" = 0 ]; then sets+=(--set rollsite.enableTLS=false --set "rollsite.partyList[0].partyPort=9370"); fi
+    out="$bundles/render-$n"
+    "$binary" deploy render --party "$f" --target compose --out "$out" "${sets[@]}" 2>&1 | sed 's/^/  /'
+    [ -f "$out/conf/rollsite.toml" ] || die "rendering $f made no bundle (error above)"
+    id="$(sed -n 's/^party_id = "\(.*\)"$/\1/p' "$out/conf/rollsite.toml")"
+    [ -n "$id" ] || die "no party_id in the bundle of $f"
+    [ ! -e "$bundles/party-$id" ] || die "both party files have party id $id"
+    mv "$out" "$bundles/party-$id"
+    parties+=("$id")
+    nodemanagers+=("$(grep -c '^  nodemanager-[0-9][0-9]*:$' "$bundles/party-$id/docker-compose.yml" || true)")
+done
 guest="${parties[0]}" host="${parties[1]}"
-[ "${roles[0]}" = guest ] || die "the trial expects the first party of parties.conf to be the guest"
-[ "${nodemanagers[0]}" -ge 2 ] || die "the fault run stops one node manager of party $guest: give it at least 2"
+[ "${nodemanagers[0]}" -ge 2 ] || die "the fault run stops one node manager of party $guest: give it at least 2 (nodemanager.replicas)"
+if [ "$tls" != 0 ]; then
+    for p in "${parties[@]}"; do make_tls "$p" "$work/tls/party-$p"; done
+    for p in "${parties[@]}"; do
+        dir="$bundles/party-$p/conf/tls"
+        mkdir -p "$dir"
+        cp "$work/tls/party-$p/party.crt" "$work/tls/party-$p/party.key" "$dir/"
+        # Each party trusts the other's CA only; the CAs' keys stay out of the bundles.
+        for q in "${parties[@]}"; do [ "$q" = "$p" ] || cat "$work/tls/party-$q/ca.crt"; done >"$dir/trusted-cas.pem"
+        # The daemons run as uid 10001: the key must be readable by it and no one else.
+        # Without root, fall back to world-readable (a trial key on this host).
+        if chown 10001 "$dir/party.key" 2>/dev/null; then chmod 0400 "$dir/party.key"
+        else chmod 0644 "$dir/party.key"; fi
+    done
+fi
 
 say "building image $EGGROLL_IMAGE from $binary (FROM scratch; nothing is pulled)"
 "$here/build-image.sh" "$binary" "$EGGROLL_IMAGE" | sed 's/^/  /'
@@ -230,7 +279,7 @@ say "run 1: PASSED: $expected_line"
 
 # ---- the job again, losing a node manager while it runs ----------------------------------
 if [ "$fault" = 1 ]; then
-    victim="nodemanager-${nodemanagers[0]}"
+    victim="nodemanager-$((nodemanagers[0] - 1))"
     victim_id="$(container "$guest" "$victim")"
     cm="$(container "$guest" clustermanager)"
     run_both "trial-$run_id-fault" "run 2"
@@ -271,7 +320,7 @@ if [ "$fault" = 1 ]; then
     lost=""
     for _ in $(seq 1 30); do
         lost="$(docker exec "$cm" /eggroll node list --cluster-manager clustermanager:4670 2>/dev/null \
-                | awk -v h="$victim:" 'index($2, h) == 1 {print $3}')"
+                | awk -v h="$victim.nodemanager:" 'index($2, h) == 1 {print $3}')"
         [ "$lost" != ALIVE ] && break
         sleep 1
     done

@@ -11,6 +11,7 @@ mod bench_latency;
 mod client;
 mod daemons;
 mod demo;
+mod deploy;
 pub mod local_cluster;
 mod node;
 mod progress;
@@ -61,6 +62,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Run the main job: a private set intersection between two parties on this machine.
     Demo(demo::DemoArgs),
+    /// Deployment: render a party file into Kubernetes manifests or a docker-compose bundle.
+    Deploy(deploy::DeployArgs),
 }
 
 /// Parses the command line and runs the subcommand; the whole `eggroll` program.
@@ -99,6 +102,7 @@ pub fn main() -> ExitCode {
         Command::Table(args) => table::run(args, config),
         Command::Bench(args) => bench::run(args, config),
         Command::Demo(args) => demo::run(args, config),
+        Command::Deploy(args) => deploy::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

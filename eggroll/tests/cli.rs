@@ -18,6 +18,7 @@ fn help_lists_subcommands() {
         "table",
         "bench",
         "demo",
+        "deploy",
     ] {
         assert!(text.contains(sub), "{text}");
     }

@@ -51,7 +51,7 @@ pub struct Site {
     pub hub: Hub,
     /// Our identity, if TLS is configured.
     pub tls: Option<TlsFiles>,
-    local_clients: Vec<IpAddr>,
+    local_clients: Vec<ClientNet>,
     /// Where we listen, to refuse routes that point back at us.
     pub listen: OnceLock<Vec<SocketAddr>>,
     /// Turns true when the roll-site shuts down.
@@ -107,9 +107,10 @@ impl Site {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(|s| {
-                s.parse::<IpAddr>().map_err(|_| {
+                ClientNet::parse(s).ok_or_else(|| {
                     Error::Config(format!(
-                        "rollsite.local_clients has {s:?}, which is not an IP address"
+                        "rollsite.local_clients has {s:?}, which is neither an IP address nor \
+                         a CIDR such as 10.244.0.0/16"
                     ))
                 })
             })
@@ -155,7 +156,7 @@ impl Site {
             return Ok(());
         }
         match peer.addr {
-            Some(a) if self.local_clients.contains(&a.ip()) => Ok(()),
+            Some(a) if self.local_clients.iter().any(|n| n.contains(a.ip())) => Ok(()),
             other => Err(Error::Refused(format!(
                 "{what} is for this party's own clients; {} is not in rollsite.local_clients",
                 other
@@ -723,4 +724,73 @@ pub fn request_header(m: &Metadata) -> Result<RollSiteHeader> {
             "Metadata.ext is not a serialized RollSiteHeader: {e}"
         ))
     })
+}
+
+/// One entry of `rollsite.local_clients`: an address, or a network in CIDR notation (pods
+/// get new addresses when they restart, so a Kubernetes party lists its pod network).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ClientNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl ClientNet {
+    fn parse(s: &str) -> Option<Self> {
+        let (ip, prefix) = match s.split_once('/') {
+            None => {
+                let addr: IpAddr = s.parse().ok()?;
+                let bits = if addr.is_ipv4() { 32 } else { 128 };
+                return Some(Self { addr, prefix: bits });
+            }
+            Some((ip, bits)) => (ip.parse::<IpAddr>().ok()?, bits.parse::<u8>().ok()?),
+        };
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        (prefix <= max).then_some(Self { addr: ip, prefix })
+    }
+
+    fn contains(&self, ip: IpAddr) -> bool {
+        // A v4 client seen on a dual-stack socket arrives as ::ffff:a.b.c.d.
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod client_net_tests {
+    use super::ClientNet;
+
+    #[test]
+    fn addresses_and_networks() {
+        let ip = |s: &str| s.parse().unwrap();
+        let one = ClientNet::parse("10.0.0.7").unwrap();
+        assert!(one.contains(ip("10.0.0.7")));
+        assert!(!one.contains(ip("10.0.0.8")));
+        let pods = ClientNet::parse("10.244.0.0/16").unwrap();
+        assert!(pods.contains(ip("10.244.3.9")));
+        assert!(pods.contains(ip("::ffff:10.244.3.9")));
+        assert!(!pods.contains(ip("10.245.0.1")));
+        assert!(!pods.contains(ip("fd00::1")));
+        let all = ClientNet::parse("0.0.0.0/0").unwrap();
+        assert!(all.contains(ip("192.0.2.1")));
+        let v6 = ClientNet::parse("fd00:10::/32").unwrap();
+        assert!(v6.contains(ip("fd00:10::5")));
+        assert!(!v6.contains(ip("fd00:11::5")));
+        assert!(ClientNet::parse("::1").unwrap().contains(ip("::1")));
+        for bad in ["10.0.0.0/33", "pods", "10.0.0.0/x", "fd00::/129", ""] {
+            assert_eq!(ClientNet::parse(bad), None, "{bad}");
+        }
+    }
 }
