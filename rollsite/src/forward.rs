@@ -74,7 +74,9 @@ fn hop_error(route: &Route, hop: &str, s: Status) -> Error {
 }
 
 /// The hop counter header value for the next hop.
-fn hop_count(hops: u32) -> Result<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> {
+pub(crate) fn hop_count(
+    hops: u32,
+) -> Result<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> {
     (hops + 1)
         .to_string()
         .parse()
@@ -101,7 +103,7 @@ impl Forwarder {
     }
 
     /// The channel to `route`, made on first use with the route's TLS settings.
-    fn channel(&self, route: &Route) -> Result<Channel> {
+    pub(crate) fn channel(&self, route: &Route) -> Result<Channel> {
         let files = if route.use_ssl {
             let base = self.tls.as_ref();
             let files = TlsFiles {

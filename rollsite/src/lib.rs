@@ -14,6 +14,7 @@ pub mod inbox;
 pub mod liveness;
 mod local;
 pub mod peer;
+pub mod ping;
 pub mod poller;
 pub mod polling;
 pub mod route;
