@@ -378,20 +378,30 @@ struct Advice<'a> {
     tls: Option<(String, String)>,
     /// The name the peer's certificate must carry.
     name: &'a str,
+    /// The hop is this party's own roll-site, called by `eggroll ping` itself.
+    local: bool,
 }
 
 impl Advice<'_> {
-    fn check(&self, reason: Reason, address: &str, budget: Duration) -> String {
+    fn check(&self, reason: Reason, address: &str) -> String {
         match reason {
+            Reason::Refused if self.local => format!(
+                "no roll-site listens at {address}: start this party's roll-site (`eggroll \
+                 rollsite`), or give its address with --rollsite (or rollsite.host and \
+                 rollsite.port in the config)"
+            ),
             Reason::Refused => format!(
                 "nothing listens at {address}: check that the roll-site there is running and \
                  listens on that port, and {}",
                 self.route
             ),
+            Reason::TimedOut if self.local => format!(
+                "{address} gave no answer: is it this party's roll-site, and is it overloaded? \
+                 (raise --timeout-ms for a slow route)"
+            ),
             Reason::TimedOut => format!(
-                "{address} gave no answer within {} ms: a firewall that drops the packets, a \
-                 wrong address in {}, or a roll-site there that hangs",
-                budget.as_millis(),
+                "{address} gave no answer: a firewall that drops the packets, a wrong address \
+                 in {}, or a roll-site there that hangs (raise --timeout-ms for a slow route)",
                 self.route
             ),
             Reason::TlsRejected => match &self.tls {
@@ -433,12 +443,15 @@ where
     next.ms = millis(started.elapsed());
     match answer {
         Err(_) => {
-            let check = advice.check(Reason::TimedOut, &next.address, budget);
-            let detail = format!("no answer within {} ms", budget.as_millis());
+            let check = advice.check(Reason::TimedOut, &next.address);
+            let detail = format!(
+                "no answer within {} ms (this hop's share of the ping's time)",
+                budget.as_millis()
+            );
             unreached(me, next, Reason::TimedOut, detail, check)
         }
         Ok(Err(CallFailure::Link(reason, detail))) => {
-            let check = advice.check(reason, &next.address, budget);
+            let check = advice.check(reason, &next.address);
             unreached(me, next, reason, detail, check)
         }
         Ok(Err(CallFailure::Answered(s))) => {
@@ -664,6 +677,7 @@ impl Site {
                 })
                 .flatten(),
             name,
+            local: false,
         };
         if let Err(e) = self.hop_name(route, party) {
             return Report::failed(
@@ -685,7 +699,7 @@ impl Site {
                 } else {
                     Reason::Unreachable
                 };
-                let check = advice.check(reason, &next.address, budget);
+                let check = advice.check(reason, &next.address);
                 return unreached(me, next, reason, e.to_string(), check);
             }
         };
@@ -730,6 +744,7 @@ impl Site {
             ),
             tls: None,
             name: party,
+            local: false,
         };
         let call = async move {
             self.hub.unary(party, p).await.map_err(|e| match e {
@@ -761,6 +776,7 @@ pub async fn ping(rollsite: &str, party: &str, role: &str, timeout: Duration) ->
             .into(),
         tls: None,
         name: rollsite,
+        local: true,
     };
     let channel = match crate::forward::channel(rollsite, None, timeout) {
         Ok(c) => c,
@@ -769,7 +785,7 @@ pub async fn ping(rollsite: &str, party: &str, role: &str, timeout: Duration) ->
                 next,
                 Reason::Unreachable,
                 e.to_string(),
-                advice.check(Reason::Unreachable, rollsite, timeout),
+                advice.check(Reason::Unreachable, rollsite),
             );
             report.hops[0].reached = false;
             return report;
