@@ -43,6 +43,9 @@ pub const OP_CLEAR: &str = "rs_clear";
 /// `Metadata.operator` of a federation context's sign of life, sent while it lives to the
 /// parties it exchanges with: a get waiting on a party whose signs stopped fails early.
 pub const OP_HEARTBEAT: &str = "rs_heartbeat";
+/// `Metadata.operator` of `eggroll ping`: every roll-site on the route answers with its own
+/// record and its next hop's, and none stores it (`eggroll_rollsite::ping`).
+pub const OP_PING: &str = "rs_ping";
 /// Name of the transfer key a heartbeat is addressed by (it is routed, never stored).
 pub const HEARTBEAT_NAME: &str = "__heartbeat__";
 /// Header option of a heartbeat: how often its sender sends them, in milliseconds.

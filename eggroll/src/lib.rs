@@ -14,6 +14,7 @@ mod demo;
 mod deploy;
 pub mod local_cluster;
 mod node;
+mod ping;
 mod progress;
 mod psi;
 mod rollsite;
@@ -53,6 +54,9 @@ enum Command {
     Session(session::SessionArgs),
     /// Run the roll-site, the federation gateway of one party (EggRoll's wire protocol).
     Rollsite(rollsite::RollsiteArgs),
+    /// Check the route to another party hop by hop: each roll-site's address, TLS and round
+    /// trip, and the hop that fails and why.
+    Ping(ping::PingArgs),
     /// One party's side of a two-party private set intersection, through its roll-site.
     Psi(psi::PsiArgs),
     /// Inspect the tables of a cluster or of a standalone data dir.
@@ -98,6 +102,7 @@ pub fn main() -> ExitCode {
         Command::Node(args) => node::run(args, config),
         Command::Session(args) => session::run(args, config),
         Command::Rollsite(args) => rollsite::run(args, config),
+        Command::Ping(args) => ping::run(args, config),
         Command::Psi(args) => psi::run(args, config),
         Command::Table(args) => table::run(args, config),
         Command::Bench(args) => bench::run(args, config),

@@ -78,25 +78,16 @@ pub fn is_transport(s: &Status) -> bool {
     )
 }
 
-/// Whether a next hop's failure is a TLS handshake that failed: rustls' words for a
-/// certificate refused by either side, as the status spells out its causes.
+/// Whether a next hop's failure is a TLS handshake that failed, as the status spells out
+/// its causes.
 pub fn is_tls_failure(s: &Status) -> bool {
-    let m = s.message().to_ascii_lowercase();
-    is_transport(s)
-        && [
-            "invalid peer certificate",
-            "fatal alert",
-            "handshake",
-            "peer sent no certificates",
-            "unknownissuer",
-            "badcertificate",
-        ]
-        .iter()
-        .any(|w| m.contains(w))
+    is_transport(s) && crate::tls::is_handshake_failure(s.message())
 }
 
 /// The hop counter header value for the next hop.
-fn hop_count(hops: u32) -> Result<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> {
+pub(crate) fn hop_count(
+    hops: u32,
+) -> Result<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> {
     (hops + 1)
         .to_string()
         .parse()
@@ -123,7 +114,7 @@ impl Forwarder {
     }
 
     /// The channel to `route`, made on first use with the route's TLS settings.
-    fn channel(&self, route: &Route) -> Result<Channel> {
+    pub(crate) fn channel(&self, route: &Route) -> Result<Channel> {
         let files = if route.use_ssl {
             let base = self.tls.as_ref();
             let files = TlsFiles {

@@ -15,6 +15,7 @@ pub mod liveness;
 mod local;
 pub mod metrics;
 pub mod peer;
+pub mod ping;
 pub mod poller;
 pub mod polling;
 pub mod route;

@@ -9,7 +9,7 @@ use crate::liveness::Liveness;
 use crate::metrics::{Direction, RollsiteMetrics, Transfer};
 use crate::packet::{
     check_batch_size, destination, rollsite_header, TransferKey, EGG_TABLE_OPTION, FINISH,
-    INTERVAL_OPTION, MAX_ABORT_REASON, OP_CLEAR, OP_HEARTBEAT, TABLE,
+    INTERVAL_OPTION, MAX_ABORT_REASON, OP_CLEAR, OP_HEARTBEAT, OP_PING, TABLE,
 };
 pub use crate::peer::Peer;
 use crate::polling::Hub;
@@ -166,7 +166,7 @@ impl Site {
         }
     }
 
-    fn check_hops_and_tls(&self, p: &Packet, peer: &Peer) -> Result<()> {
+    pub(crate) fn check_hops_and_tls(&self, p: &Packet, peer: &Peer) -> Result<()> {
         if peer.hops >= MAX_HOPS {
             return Err(Error::Refused(format!(
                 "the packet has passed {} roll-sites: the route tables form a loop",
@@ -192,7 +192,7 @@ impl Site {
         Ok(())
     }
 
-    fn hop_name(&self, route: &crate::route::Route, party: &str) -> Result<String> {
+    pub(crate) fn hop_name(&self, route: &crate::route::Route, party: &str) -> Result<String> {
         if let (Ok(addr), Some(listen)) = (route.address().parse::<SocketAddr>(), self.listen.get())
         {
             if listen.contains(&addr) {
@@ -317,6 +317,10 @@ impl Site {
     /// Handles a unary call: a local control request, a one-packet delivery, or a relay.
     pub async fn unary(&self, p: Packet, peer: Peer) -> Result<Packet> {
         let meta = p.header.clone().unwrap_or_default();
+        if meta.operator == OP_PING {
+            // Answered at every hop, never delivered: see crate::ping.
+            return self.ping(p, peer).await;
+        }
         if meta.operator == OP_CLEAR {
             self.check_local_client(&peer, "clearing a received transfer")?;
             let h = request_header(&meta)?;

@@ -5,6 +5,24 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
+/// Whether an error's text is rustls' for a TLS handshake that failed: a certificate refused
+/// by either side, or a peer that speaks no TLS.
+pub fn is_handshake_failure(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "invalid peer certificate",
+        "fatal alert",
+        "handshake",
+        "peer sent no certificates",
+        "unknownissuer",
+        "unknown ca",
+        "badcertificate",
+        "corrupt message",
+    ]
+    .iter()
+    .any(|w| m.contains(w))
+}
+
 /// A party's certificate, key and the CA it trusts (PEM files).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsFiles {
