@@ -152,6 +152,30 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// The same outcome with its hop number mapped by `f` (a report seen from another hop).
+    fn renumbered(self, f: impl FnOnce(usize) -> usize) -> Self {
+        match self {
+            Outcome::Reached => Outcome::Reached,
+            Outcome::Failed {
+                hop,
+                reason,
+                detail,
+                check,
+            } => Outcome::Failed {
+                hop: f(hop),
+                reason,
+                detail,
+                check,
+            },
+            Outcome::NotEggrollRs { hop, answer } => Outcome::NotEggrollRs {
+                hop: f(hop),
+                answer,
+            },
+        }
+    }
+}
+
 /// A ping's answer: the hops from the roll-site that answered to where the ping ended.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -178,24 +202,7 @@ impl Report {
 
     /// `me` followed by the report of the hop after it.
     fn behind(me: HopRecord, next: Report) -> Self {
-        let outcome = match next.outcome {
-            Outcome::Reached => Outcome::Reached,
-            Outcome::Failed {
-                hop,
-                reason,
-                detail,
-                check,
-            } => Outcome::Failed {
-                hop: hop + 1,
-                reason,
-                detail,
-                check,
-            },
-            Outcome::NotEggrollRs { hop, answer } => Outcome::NotEggrollRs {
-                hop: hop + 1,
-                answer,
-            },
-        };
+        let outcome = next.outcome.renumbered(|hop| hop + 1);
         let mut hops = vec![me];
         hops.extend(next.hops);
         Self { hops, outcome }
@@ -796,24 +803,7 @@ pub async fn ping(rollsite: &str, party: &str, role: &str, timeout: Duration) ->
     // Drop the record of this machine: the report starts at the local roll-site.
     let Report { mut hops, outcome } = report;
     hops.remove(0);
-    let outcome = match outcome {
-        Outcome::Reached => Outcome::Reached,
-        Outcome::Failed {
-            hop,
-            reason,
-            detail,
-            check,
-        } => Outcome::Failed {
-            hop: hop - 1,
-            reason,
-            detail,
-            check,
-        },
-        Outcome::NotEggrollRs { hop, answer } => Outcome::NotEggrollRs {
-            hop: hop - 1,
-            answer,
-        },
-    };
+    let outcome = outcome.renumbered(|hop| hop.saturating_sub(1));
     Report { hops, outcome }
 }
 
