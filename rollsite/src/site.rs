@@ -27,6 +27,14 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::Status;
 
+/// The party a packet says it comes from ("" when it says none).
+fn source_party(p: &Packet) -> &str {
+    p.header
+        .as_ref()
+        .and_then(|h| h.src.as_ref())
+        .map_or("", |t| t.party_id.as_str())
+}
+
 /// Bytes of data a packet carries.
 fn body_len(p: &Packet) -> u64 {
     p.body.as_ref().map_or(0, |d| d.value.len() as u64)
@@ -173,12 +181,7 @@ impl Site {
                 peer.hops
             )));
         }
-        let src = p
-            .header
-            .as_ref()
-            .and_then(|h| h.src.as_ref())
-            .map(|t| t.party_id.as_str())
-            .unwrap_or("");
+        let src = source_party(p);
         if !peer.secure
             && !src.is_empty()
             && src != self.party_id
@@ -264,12 +267,7 @@ impl Site {
 
     /// Starts counting a transfer to `party` that goes to `hop`.
     fn begin(&self, first: &Packet, party: &str, hop: &Hop, peer: &Peer) -> Transfer {
-        let src = first
-            .header
-            .as_ref()
-            .and_then(|h| h.src.as_ref())
-            .map(|t| t.party_id.as_str())
-            .unwrap_or("");
+        let src = source_party(first);
         let key = first
             .header
             .as_ref()
