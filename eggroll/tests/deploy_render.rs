@@ -511,7 +511,7 @@ fn manifests_on_stdout_and_errors_that_say_what_to_do() {
     let bad = dir.path().join("bad.yaml");
     std::fs::write(
         &bad,
-        "name: p\nnamespace: p\npartyId: 1\nrollsite:\n  localClients: [10.0.0.0/8]\n  \
+        "name: p\nnamespace: p\npartyId: 1\nrollsite:\n  localClients: [127.0.0.0/8]\n  \
          polling: {enabled: true, type: client}\n",
     )
     .unwrap();
