@@ -10,7 +10,9 @@ use crate::cluster::Cluster;
 use crate::error::{CmError, Result};
 use crate::session_entry::SessionEntry;
 use eggroll_core::clock::epoch_millis as now_ms;
+use eggroll_core::config::SessionConfig;
 use eggroll_core::names::validate_name;
+use eggroll_core::processor;
 use eggroll_proto::meta::{
     CreateSessionRequest, Processor, ProcessorExited, ProcessorReady, SessionMeta, SessionStatus,
     StartProcessors, StopProcessors,
@@ -30,6 +32,36 @@ const RUNNING: &str = "RUNNING";
 /// A processor's egg exited or was stopped.
 const STOPPED: &str = "STOPPED";
 
+/// The most egg processes a session may ask for per node.
+const MAX_PROCESSORS_PER_NODE: u32 = 256;
+
+/// How many eggs of `processor_type` a session that asked for `asked` per node (0: the
+/// default) gets on a node of `cpus` CPUs: Python eggs default to one per CPU (or
+/// `session.python_processors_per_node`), Rust eggs to `session.processors_per_node`.
+fn processors_on(
+    asked: u32,
+    processor_type: &str,
+    defaults: &SessionConfig,
+    cpus: u32,
+) -> Result<u32> {
+    let (n, from) = match asked {
+        0 if processor_type == processor::PYTHON_EGG_PAIR => {
+            match defaults.python_processors_per_node {
+                0 => (u64::from(cpus.max(1)), "the node's CPU count"),
+                n => (n, "session.python_processors_per_node"),
+            }
+        }
+        0 => (defaults.processors_per_node, "session.processors_per_node"),
+        n => (u64::from(n), "processors_per_node"),
+    };
+    match u32::try_from(n) {
+        Ok(n) if (1..=MAX_PROCESSORS_PER_NODE).contains(&n) => Ok(n),
+        _ => Err(CmError::Invalid(format!(
+            "{from} must be between 1 and {MAX_PROCESSORS_PER_NODE}, not {n}"
+        ))),
+    }
+}
+
 impl Cluster {
     /// Starts a session and waits until it is ACTIVE; an error with the reason otherwise.
     pub async fn create_session(
@@ -37,15 +69,6 @@ impl Cluster {
         req: CreateSessionRequest,
     ) -> Result<SessionMeta> {
         let defaults = &self.config.session;
-        let ppn = match req.processors_per_node {
-            0 => defaults.processors_per_node as u32,
-            n => n,
-        };
-        if !(1..=256).contains(&ppn) {
-            return Err(CmError::Invalid(format!(
-                "processors_per_node must be between 1 and 256, not {ppn}"
-            )));
-        }
         let timeout = Duration::from_millis(match req.start_timeout_ms {
             0 => defaults.start_timeout_ms,
             t => t,
@@ -74,7 +97,13 @@ impl Cluster {
             eggroll_core::processor::from_options(&req.options).map_err(CmError::Invalid)?;
         let mut processors = Vec::new();
         for node in &nodes {
-            for _ in 0..ppn {
+            let per_node = processors_on(
+                req.processors_per_node,
+                processor_type,
+                defaults,
+                node.registration.cpus,
+            )?;
+            for _ in 0..per_node {
                 processors.push(Processor {
                     id: self.next_processor.fetch_add(1, Ordering::Relaxed),
                     server_node_id: node.registration.node_id,
@@ -112,7 +141,7 @@ impl Cluster {
         async {
             tracing::info!(
                 nodes = nodes.len(),
-                processors_per_node = ppn,
+                processors = meta.processors.len(),
                 "starting session"
             );
 
@@ -431,5 +460,48 @@ impl Cluster {
         if let Err(e) = self.meta.put("session", id, &meta).await {
             tracing::error!(session = %id, "cannot record the session: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_eggs_default_to_one_per_cpu_and_rust_eggs_to_the_configured_count() {
+        let on = |asked, ty, d: &SessionConfig, cpus| processors_on(asked, ty, d, cpus).unwrap();
+        let mut d = SessionConfig::default();
+        assert_eq!(on(0, processor::PYTHON_EGG_PAIR, &d, 2), 2);
+        assert_eq!(on(0, processor::PYTHON_EGG_PAIR, &d, 16), 16);
+        // A node that reports no CPUs still gets an egg.
+        assert_eq!(on(0, processor::PYTHON_EGG_PAIR, &d, 0), 1);
+        assert_eq!(on(0, processor::EGG_PAIR, &d, 2), 4);
+        // What a session asks for wins over either default.
+        assert_eq!(on(3, processor::PYTHON_EGG_PAIR, &d, 2), 3);
+        assert_eq!(on(3, processor::EGG_PAIR, &d, 2), 3);
+        d.python_processors_per_node = 5;
+        d.processors_per_node = 7;
+        assert_eq!(on(0, processor::PYTHON_EGG_PAIR, &d, 2), 5);
+        assert_eq!(on(0, processor::EGG_PAIR, &d, 2), 7);
+    }
+
+    #[test]
+    fn a_count_out_of_range_is_refused_naming_where_it_came_from() {
+        let mut d = SessionConfig::default();
+        let e = processors_on(300, processor::EGG_PAIR, &d, 2).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("processors_per_node must be between 1 and 256, not 300"),
+            "{e}"
+        );
+        d.processors_per_node = 0;
+        let e = processors_on(0, processor::EGG_PAIR, &d, 2).unwrap_err();
+        assert!(e.to_string().contains("session.processors_per_node"), "{e}");
+        d.python_processors_per_node = 1 << 40;
+        let e = processors_on(0, processor::PYTHON_EGG_PAIR, &d, 2).unwrap_err();
+        assert!(
+            e.to_string().contains("session.python_processors_per_node"),
+            "{e}"
+        );
     }
 }

@@ -57,6 +57,11 @@ pub struct StorageConfig {
 pub struct SessionConfig {
     /// Egg-pair processes per node (`eggroll.session.processors.per.node`).
     pub processors_per_node: u64,
+    /// Python egg processes per node, for sessions of Python eggs (FATE's) that do not ask
+    /// for a count; 0: one per CPU of each node. A Python egg runs one function at a time
+    /// and FATE's heavy ones (torch, Paillier) use a core each: more eggs than cores only
+    /// makes them take turns.
+    pub python_processors_per_node: u64,
     /// How long a session may take to start (`eggroll.session.start.timeout.ms`).
     pub start_timeout_ms: u64,
     /// A session whose client stops renewing it for this long is stopped, and its eggs exit.
@@ -140,6 +145,7 @@ impl Default for SessionConfig {
     fn default() -> Self {
         Self {
             processors_per_node: 4,
+            python_processors_per_node: 0,
             start_timeout_ms: 180_000,
             lease_ms: 60_000,
         }

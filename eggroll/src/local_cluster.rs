@@ -311,8 +311,8 @@ pub struct LocalClusterArgs {
     #[arg(long, env = "EGGROLL_NODEMANAGER_PYTHON_EXECUTABLE")]
     python: Option<PathBuf>,
     /// Warm Python eggs per node (modules imported, waiting for a session); with `--python`,
-    /// two sessions' worth by default (2 × session.processors_per_node). Startup waits until
-    /// they are warm.
+    /// two sessions' worth by default (2 × session.python_processors_per_node, one per CPU
+    /// unless set). Startup waits until they are warm.
     #[arg(long, env = "EGGROLL_NODEMANAGER_PYTHON_SPARES")]
     python_spares: Option<u32>,
     /// Exit when standard input closes: for tests and scripts that hold a pipe to it.
@@ -328,8 +328,13 @@ pub fn run(args: LocalClusterArgs) -> Result<(), Box<dyn std::error::Error>> {
         // The node managers read it from their environment.
         std::env::set_var("EGGROLL_NODEMANAGER_PYTHON_EXECUTABLE", python);
         // Two sessions' worth: a job takes a session's eggs while the next session's wait.
-        let per_session = eggroll_core::config::EggrollConfig::load(None)
-            .map_or(4, |c| c.session.processors_per_node) as u32;
+        // A Python session's eggs per node: one per CPU, as the cluster manager gives them.
+        let per_session = match eggroll_core::config::EggrollConfig::load(None)
+            .map_or(0, |c| c.session.python_processors_per_node)
+        {
+            0 => eggroll_nodemanager::resources::cpus(),
+            n => n as u32,
+        };
         spares = args.python_spares.unwrap_or(2 * per_session);
         std::env::set_var("EGGROLL_NODEMANAGER_PYTHON_SPARES", spares.to_string());
     }

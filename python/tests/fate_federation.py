@@ -25,7 +25,7 @@ host killed mid-job (both parties fail naming the processor: the host's op fails
 abort reaches the guest). Before the jobs, a push the peer's roll-site
 refuses (the peer's pull fails at once).
 
-    python fate_federation.py [--jobs psi,sbt,sshe-lr] [--layouts two-parties,one-site]
+    python fate_federation.py [--jobs psi,sbt,sshe-lr] [--layouts two-parties,one-site] [--repeat N]
 """
 
 import argparse
@@ -33,6 +33,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -437,6 +438,19 @@ def check(job, layout, got, ref):
     return [f"[{layout}] {e}" for e in errors]
 
 
+def run_jobs(args, jobs, root, layout, parties, refs):
+    """Runs each job `args.repeat` times on `layout`; rows of (job, layout, guest result, host
+    result, wall seconds, the standalone run it is compared with). With one run, that is the
+    standalone run made before the layouts; with more, each run has its own, made just before
+    it, so that both see the same moment of a shared machine."""
+    rows = []
+    for job in jobs:
+        for n in range(args.repeat):
+            ref = refs[job] if args.repeat == 1 else standalone(job, root)
+            rows.append((job, layout, *eggroll_rs(job, root, layout, parties, args.show), ref))
+    return rows
+
+
 def op_summary(result):
     ops = result.get("ops", {})
     calls = sum(v["count"] for v in ops.values())
@@ -452,7 +466,12 @@ def main():
     ap.add_argument("--show", action="store_true", help="print the guest's FATE log as each job runs")
     ap.add_argument("--no-faults", dest="faults", action="store_false",
                     help="skip the fault cases (a party's job process killed, an egg killed)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="runs of each job per layout, each beside a fresh standalone run of it; "
+                         "the ratio printed last is their median (a shared machine's noise)")
     args = ap.parse_args()
+    if args.repeat < 1:
+        ap.error(f"--repeat must be at least 1, not {args.repeat}")
     jobs = [j for j in args.jobs.split(",") if j]
     layouts = [l for l in args.layouts.split(",") if l]
     root = tempfile.mkdtemp(prefix="eggroll-rs-fate-fed-")
@@ -460,7 +479,7 @@ def main():
     refs, rows, errors = {}, [], []
     errors += check_failed_push(root)
     print(f"failed push: {'ok' if not errors else errors}", flush=True)
-    for job in jobs:
+    for job in jobs if args.repeat == 1 else ():
         if args.show:
             print(f"=== {job} on FATE's standalone back end ===", flush=True)
         g, h, wall = standalone(job, root, args.show)
@@ -475,8 +494,7 @@ def main():
             with LocalCluster(nodes=1, spares=None) as cg, LocalCluster(nodes=1, spares=None) as ch, \
                     Rollsite(root, GUEST, pg, route_to(HOST, ph), env=LIVENESS_ENV) as sg, \
                     Rollsite(root, HOST, ph, route_to(GUEST, pg), env=LIVENESS_ENV) as sh:
-                for job in jobs:
-                    rows.append((job, layout, *eggroll_rs(job, root, layout, ((cg, sg), (ch, sh)), args.show)))
+                rows += run_jobs(args, jobs, root, layout, ((cg, sg), (ch, sh)), refs)
                 if args.faults:
                     for check_fault in (check_job_killed, check_egg_killed):
                         found = check_fault(root, ((cg, sg), (ch, sh)))
@@ -491,22 +509,26 @@ def main():
             with LocalCluster(nodes=1, spares=None) as cg, LocalCluster(nodes=1, spares=None) as ch, \
                     Rollsite(root, GUEST, pg, route_to(HOST, th, tls=True), tls=g_tls) as sg, \
                     Rollsite(root, HOST, ph, route_to(GUEST, tg, tls=True), tls=h_tls) as sh:
-                for job in jobs:
-                    rows.append((job, layout, *eggroll_rs(job, root, layout, ((cg, sg), (ch, sh)), args.show)))
+                rows += run_jobs(args, jobs, root, layout, ((cg, sg), (ch, sh)), refs)
         elif layout == "one-site":
             p = free_port()
             routes = {"route_table": {}, "self_party": [GUEST, HOST], "permission": {"default_allow": True}}
             with LocalCluster(nodes=2, spares=None) as c, Rollsite(root, GUEST, p, routes) as s:
-                for job in jobs:
-                    rows.append((job, layout, *eggroll_rs(job, root, layout, ((c, s), (c, s)), args.show)))
+                rows += run_jobs(args, jobs, root, layout, ((c, s), (c, s)), refs)
         else:
             sys.exit(f"unknown layout {layout!r}: two-parties, two-parties-tls or one-site")
-        for job, lay, g, h, wall in rows[-len(jobs):]:
-            rg, rh, ref_wall = refs[job]
-            errors += check(job, lay, (g, h), (rg, rh))
-            calls, top = op_summary(g)
-            print(f"{job:8} {lay:12} eggroll-rs {wall:7.2f} s   standalone/eggroll-rs {ref_wall / wall:5.2f}   "
-                  f"({calls} ops: {top})", flush=True)
+        for job in jobs:
+            runs = [r for r in rows if r[0] == job and r[1] == layout]
+            for _, lay, g, h, wall, (rg, rh, ref_wall) in runs:
+                errors += check(job, lay, (g, h), (rg, rh))
+                calls, top = op_summary(g)
+                print(f"{job:8} {lay:12} eggroll-rs {wall:7.2f} s   standalone {ref_wall:7.2f} s   "
+                      f"standalone/eggroll-rs {ref_wall / wall:5.2f}   ({calls} ops: {top})", flush=True)
+            if len(runs) > 1:
+                ratios = sorted(r[5][2] / r[4] for r in runs)
+                print(f"{job:8} {layout:12} median standalone/eggroll-rs of {len(runs)} runs: "
+                      f"{statistics.median(ratios):.2f} (each: {', '.join(f'{x:.2f}' for x in ratios)})",
+                      flush=True)
     if errors:
         print("FAILED:\n" + "\n".join(errors))
         print(f"logs in {root}")
