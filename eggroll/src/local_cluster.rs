@@ -327,14 +327,24 @@ pub fn run(args: LocalClusterArgs) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(python) = &args.python {
         // The node managers read it from their environment.
         std::env::set_var("EGGROLL_NODEMANAGER_PYTHON_EXECUTABLE", python);
-        // Two sessions' worth: a job takes a session's eggs while the next session's wait.
-        // A Python session's eggs per node: one per CPU, as the cluster manager gives them.
+        // A Python session's eggs per node: one per CPU, as the cluster manager gives them;
+        // here every node is on this machine, so each gets its share of the CPUs (told to
+        // the cluster manager through its environment, as the spares are to the nodes).
         let per_session = match eggroll_core::config::EggrollConfig::load(None)
             .map_or(0, |c| c.session.python_processors_per_node)
         {
-            0 => eggroll_nodemanager::resources::cpus(),
+            0 => {
+                let share =
+                    (eggroll_nodemanager::resources::cpus() / args.nodes.max(1) as u32).max(1);
+                std::env::set_var(
+                    "EGGROLL_SESSION_PYTHON_PROCESSORS_PER_NODE",
+                    share.to_string(),
+                );
+                share
+            }
             n => n as u32,
         };
+        // Two sessions' worth: a job takes a session's eggs while the next session's wait.
         spares = args.python_spares.unwrap_or(2 * per_session);
         std::env::set_var("EGGROLL_NODEMANAGER_PYTHON_SPARES", spares.to_string());
     }
