@@ -111,6 +111,9 @@ pub struct NodeManagerConfig {
     /// HTTP port of `/healthz`, `/readyz` and Prometheus `/metrics`, on `host`; 0 picks a
     /// free one (printed on start). Its eggs serve theirs on ports the OS picks.
     pub http_port: u16,
+    /// The CPUs this node offers its sessions (0: the machine's). A session of Python eggs
+    /// gets one per CPU; node managers that share a machine each offer their share.
+    pub cpus: u32,
 }
 
 impl Default for EggrollConfig {
@@ -177,6 +180,7 @@ impl Default for NodeManagerConfig {
                              fate.ml.glm"
                 .into(),
             http_port: 4691,
+            cpus: 0,
         }
     }
 }

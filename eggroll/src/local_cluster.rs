@@ -327,21 +327,14 @@ pub fn run(args: LocalClusterArgs) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(python) = &args.python {
         // The node managers read it from their environment.
         std::env::set_var("EGGROLL_NODEMANAGER_PYTHON_EXECUTABLE", python);
-        // A Python session's eggs per node: one per CPU, as the cluster manager gives them;
-        // here every node is on this machine, so each gets its share of the CPUs (told to
-        // the cluster manager through its environment, as the spares are to the nodes).
+        // Every node is on this machine: each offers its share of the CPUs, and a Python
+        // session gets one egg per CPU a node offers (unless configured otherwise).
+        let share = (eggroll_nodemanager::resources::cpus() / args.nodes.max(1) as u32).max(1);
+        std::env::set_var("EGGROLL_NODEMANAGER_CPUS", share.to_string());
         let per_session = match eggroll_core::config::EggrollConfig::load(None)
             .map_or(0, |c| c.session.python_processors_per_node)
         {
-            0 => {
-                let share =
-                    (eggroll_nodemanager::resources::cpus() / args.nodes.max(1) as u32).max(1);
-                std::env::set_var(
-                    "EGGROLL_SESSION_PYTHON_PROCESSORS_PER_NODE",
-                    share.to_string(),
-                );
-                share
-            }
+            0 => share,
             n => n as u32,
         };
         // Two sessions' worth: a job takes a session's eggs while the next session's wait.

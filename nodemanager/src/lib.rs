@@ -87,7 +87,10 @@ pub async fn serve(
         node_id,
         host: advertised.0.clone(),
         port: advertised.1 as u32,
-        cpus: resources::cpus(),
+        cpus: match config.nodemanager.cpus {
+            0 => resources::cpus(),
+            n => n,
+        },
         memory_bytes: resources::memory().0,
         data_dir: data_dir.display().to_string(),
         http_port: 0,
