@@ -170,6 +170,13 @@ impl Drop for MemStore {
 }
 
 impl PartitionStore for MemStore {
+    fn bytes_in_memory(&self) -> Option<u64> {
+        match &*self.state.read() {
+            State::Map { bytes, .. } => Some(*bytes),
+            State::Spilled(_) => None,
+        }
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         match &*self.state.read() {
             State::Map { map, .. } => Ok(map.get(key).map(<[u8]>::to_vec)),

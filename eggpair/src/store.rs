@@ -97,6 +97,11 @@ pub trait PartitionStore: Send + Sync {
     fn sync(&self) -> Result<()> {
         Ok(())
     }
+    /// The bytes the partition holds when all of them are in memory; `None` for one on disk
+    /// (a caller that only wants to know whether the partition is small need not scan it).
+    fn bytes_in_memory(&self) -> Option<u64> {
+        None
+    }
     /// A bulk load into this partition, if it is empty and its store has a faster way to fill
     /// it than batch writes; `None` otherwise (write batches as usual).
     fn bulk_load(self: std::sync::Arc<Self>) -> Result<Option<Box<dyn BulkLoad>>> {

@@ -16,7 +16,10 @@ intersection equals the plain set intersection; SecureBoost's guest labels are i
 scores those of one of standalone's runs, or no further from them than standalone's own reruns
 (see `check`);
 SSHE-LR's coefficients and losses are within 1e-6; no egg of a job is left on either
-cluster. It prints each job's wall time beside standalone's, and the ops FATE called.
+cluster. It prints each job's time beside standalone's, and the ops FATE called: the job's
+span, from the first party's start to the last one's end, after the interpreters' start and
+FATE's imports (the same on both back ends), and also the whole processes' wall time.
+`--compare` prints each party's per-op times beside standalone's.
 
 Faults, on `two-parties` (a SecureBoost job each): the host's job process killed mid-job (the
 guest fails once the host's signs of life have stopped for the liveness bound, long before its
@@ -26,6 +29,7 @@ abort reaches the guest). Before the jobs, a push the peer's roll-site
 refuses (the peer's pull fails at once).
 
     python fate_federation.py [--jobs psi,sbt,sshe-lr] [--layouts two-parties,one-site] [--repeat N]
+        [--compare]
 """
 
 import argparse
@@ -451,6 +455,33 @@ def run_jobs(args, jobs, root, layout, parties, refs):
     return rows
 
 
+def job_span(guest, host):
+    """Seconds from the first party's job start to the last one's end: both parties' jobs,
+    without their interpreters' start and FATE's imports, which no back end changes."""
+    return max(guest["ended"], host["ended"]) - min(guest["began"], host["began"])
+
+
+def compare_ops(label, ours, theirs):
+    """Per op of one party: calls, summed and median seconds on eggroll-rs beside standalone,
+    the ops that took longest first; then the phases."""
+    def by_op(result):
+        out = {}
+        for op, seconds in result.get("calls", []):
+            out.setdefault(op, []).append(seconds)
+        return out
+
+    a, b = by_op(ours), by_op(theirs)
+    lines = [f"  {label}: {'op':<34} {'calls':>5} {'sum s rs/sa':>15} {'median ms rs/sa':>17}"]
+    for op in sorted(set(a) | set(b), key=lambda o: -max(sum(a.get(o, [0])), sum(b.get(o, [0])))):
+        xa, xb = a.get(op, []), b.get(op, [])
+        med = lambda x: statistics.median(x) * 1e3 if x else float("nan")
+        lines.append(f"  {label}: {op:<34} {len(xa):>5} {sum(xa):>7.2f}/{sum(xb):<7.2f} "
+                     f"{med(xa):>8.1f}/{med(xb):<8.1f}")
+    phases = lambda r: " ".join(f"{k} {v:.2f}" for k, v in r.get("phases", {}).items())
+    lines.append(f"  {label}: phases eggroll-rs: {phases(ours)}; standalone: {phases(theirs)}")
+    return "\n".join(lines)
+
+
 def op_summary(result):
     ops = result.get("ops", {})
     calls = sum(v["count"] for v in ops.values())
@@ -466,6 +497,8 @@ def main():
     ap.add_argument("--show", action="store_true", help="print the guest's FATE log as each job runs")
     ap.add_argument("--no-faults", dest="faults", action="store_false",
                     help="skip the fault cases (a party's job process killed, an egg killed)")
+    ap.add_argument("--compare", action="store_true",
+                    help="print each party's per-op calls and times beside standalone's")
     ap.add_argument("--repeat", type=int, default=1,
                     help="runs of each job per layout, each beside a fresh standalone run of it; "
                          "the ratio printed last is their median (a shared machine's noise)")
@@ -484,8 +517,8 @@ def main():
             print(f"=== {job} on FATE's standalone back end ===", flush=True)
         g, h, wall = standalone(job, root, args.show)
         refs[job] = (g, h, wall)
-        print(f"{job:8} standalone            {wall:7.2f} s   ({op_summary(g)[0]} ops: {op_summary(g)[1]})",
-              flush=True)
+        print(f"{job:8} standalone            job {job_span(g, h):6.2f} s, with imports {wall:6.2f} s   "
+              f"({op_summary(g)[0]} ops: {op_summary(g)[1]})", flush=True)
     for layout in layouts:
         if args.show:
             print(f"=== {', '.join(jobs)} on eggroll-rs ({layout}) ===", flush=True)
@@ -522,13 +555,21 @@ def main():
             for _, lay, g, h, wall, (rg, rh, ref_wall) in runs:
                 errors += check(job, lay, (g, h), (rg, rh))
                 calls, top = op_summary(g)
-                print(f"{job:8} {lay:12} eggroll-rs {wall:7.2f} s   standalone {ref_wall:7.2f} s   "
-                      f"standalone/eggroll-rs {ref_wall / wall:5.2f}   ({calls} ops: {top})", flush=True)
-            if len(runs) > 1:
-                ratios = sorted(r[5][2] / r[4] for r in runs)
-                print(f"{job:8} {layout:12} median standalone/eggroll-rs of {len(runs)} runs: "
-                      f"{statistics.median(ratios):.2f} (each: {', '.join(f'{x:.2f}' for x in ratios)})",
+                ours, theirs = job_span(g, h), job_span(rg, rh)
+                print(f"{job:8} {lay:12} job: eggroll-rs {ours:6.2f} s, standalone {theirs:6.2f} s, "
+                      f"standalone/eggroll-rs {theirs / ours:5.2f}; with the processes' start and imports: "
+                      f"{wall:6.2f} s, {ref_wall:6.2f} s, {ref_wall / wall:5.2f}   ({calls} ops: {top})",
                       flush=True)
+                if args.compare:
+                    for role, ours_r, theirs_r in (("guest", g, rg), ("host", h, rh)):
+                        print(compare_ops(f"{job} {lay} {role}", ours_r, theirs_r), flush=True)
+            if len(runs) > 1:
+                for what, ratio in (("job", lambda r: job_span(*r[5][:2]) / job_span(r[2], r[3])),
+                                    ("with imports", lambda r: r[5][2] / r[4])):
+                    ratios = sorted(ratio(r) for r in runs)
+                    print(f"{job:8} {layout:12} median standalone/eggroll-rs of {len(runs)} runs ({what}): "
+                          f"{statistics.median(ratios):.2f} (each: {', '.join(f'{x:.2f}' for x in ratios)})",
+                          flush=True)
     if errors:
         print("FAILED:\n" + "\n".join(errors))
         print(f"logs in {root}")

@@ -376,6 +376,27 @@ fn put_get_delete_and_swap(ctx: &RollPairContext) {
 }
 
 #[test]
+fn an_in_memory_tables_name_can_be_made_again_right_after_its_destroy() {
+    for backend in backends() {
+        made_again_after_destroy(&backend.ctx(), backend.name());
+    }
+}
+
+/// A cluster session sends an in-memory table's destroy without waiting for it: a table made
+/// again under the same name must not lose the pairs written to it to that destroy.
+fn made_again_after_destroy(ctx: &RollPairContext, backend: &str) {
+    for round in 0..20i64 {
+        let mut opts = Options::partitions(4);
+        opts.name = Some("made-again".into());
+        let t: RollPair<i64, i64> = ctx.create(opts).unwrap();
+        t.put_all((0..50).map(|i| (i, i + round))).unwrap();
+        let expect: BTreeMap<i64, i64> = (0..50).map(|i| (i, i + round)).collect();
+        assert_eq!(all(&t), expect, "{backend}: round {round}");
+        t.destroy().unwrap();
+    }
+}
+
+#[test]
 fn persistent_tables_survive_a_new_session_and_cleanup_globs() {
     for backend in backends() {
         persistent_tables_survive(&backend);
