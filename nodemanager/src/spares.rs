@@ -44,6 +44,8 @@ pub struct Spares {
     logs_dir: PathBuf,
     waiting: Mutex<VecDeque<Spare>>,
     started: AtomicU64,
+    /// Whether an egg of the node serves a session now: no spare starts then.
+    busy: Box<dyn Fn() -> bool + Send + Sync>,
 }
 
 /// What a spare is told when it becomes an egg: the arguments of `python -m eggroll.egg`, and
@@ -91,7 +93,15 @@ impl Spares {
             logs_dir,
             waiting: Mutex::new(VecDeque::new()),
             started: AtomicU64::new(0),
+            busy: Box::new(|| false),
         }
+    }
+
+    /// The same spares, started only while `busy` says that no egg of the node serves a
+    /// session: a spare's imports take seconds of CPU from a running job.
+    pub fn unless_busy(mut self, busy: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        self.busy = Box::new(busy);
+        self
     }
 
     /// Takes a spare that is still alive, a ready one first; None when there is none.
@@ -129,11 +139,11 @@ impl Spares {
         (waiting.len(), ready)
     }
 
-    /// Starts a spare when fewer than `wanted` wait and none is still importing; each one,
-    /// once ready, starts the next. A spare that cannot start is logged, not retried. Call it
-    /// on a tokio runtime.
+    /// Starts a spare when fewer than `wanted` wait, none is still importing and no egg
+    /// serves a session; each one, once ready, starts the next. A spare that cannot start is
+    /// logged, not retried. Call it on a tokio runtime.
     pub fn refill(self: &Arc<Self>) {
-        if self.wanted == 0 {
+        if self.wanted == 0 || (self.busy)() {
             return;
         }
         let dir = self.logs_dir.join("spares");
@@ -270,6 +280,41 @@ mod tests {
         // Refilled back to three.
         spares.refill();
         until("refilled", || spares.counts() == (3, 3)).await;
+    }
+
+    #[tokio::test]
+    async fn no_spare_starts_while_an_egg_serves_a_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let busy = Arc::new(AtomicBool::new(true));
+        let flag = busy.clone();
+        let spares = Arc::new(
+            Spares::new(
+                fake_python(dir.path(), "0.3"),
+                "m",
+                3,
+                dir.path().join("logs"),
+            )
+            .unless_busy(move || flag.load(Ordering::Acquire)),
+        );
+        spares.refill();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(spares.counts(), (0, 0), "a spare started on a busy node");
+        // Idle: one starts; a session begins while it warms, so the chain stops at it.
+        busy.store(false, Ordering::Release);
+        spares.refill();
+        assert_eq!(spares.counts(), (1, 0));
+        busy.store(true, Ordering::Release);
+        until("the first is ready", || spares.counts() == (1, 1)).await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert_eq!(
+            spares.counts(),
+            (1, 1),
+            "the next spare started during a session"
+        );
+        // The session is over: the rest warm.
+        busy.store(false, Ordering::Release);
+        spares.refill();
+        until("three are ready", || spares.counts() == (3, 3)).await;
     }
 
     #[tokio::test]
