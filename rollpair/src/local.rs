@@ -70,8 +70,8 @@ impl Local {
 
 /// Jobs over at most this many bytes run on the calling thread: for a few pairs, waking the
 /// pool's threads (and, for Python functions, handing Python's lock from one to another)
-/// costs more than running their partitions one after another. A FATE op on a 10-row table
-/// took 0.43 ms on the pool, 0.1 ms here.
+/// costs more than running their partitions one after another. A map of a Python function
+/// over 10 pairs in 4 partitions took 0.43 ms on the pool, 0.05 ms here.
 const SMALL_JOB_BYTES: u64 = 64 << 10;
 
 impl Backend for Local {
