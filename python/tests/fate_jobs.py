@@ -22,13 +22,13 @@ JOBS = ("psi", "sbt", "sshe-lr")
 # What each job imports of FATE and its libraries, whichever back end runs it. They are
 # imported before the job's clock starts: loading torch or sklearn is not the back end's
 # work. The back ends' own modules are not listed, so their imports count.
-_COMMON = ["pandas", "sklearn.datasets", "fate.arch.context", "fate.arch.federation",
-           "fate.arch.dataframe", "fate.arch.protocol.psi"]
+_PSI = ["pandas", "fate.arch.context", "fate.arch.federation", "fate.arch.dataframe",
+        "fate.arch.protocol.psi"]
 JOB_MODULES = {
-    "psi": _COMMON,
-    "sbt": _COMMON + ["fate.ml.ensemble"],
-    "sshe-lr": _COMMON + ["torch", "fate.arch.protocol.mpc", "fate.arch.context._metrics",
-                          "fate.ml.glm.hetero.sshe"],
+    "psi": _PSI,
+    "sbt": _PSI + ["sklearn.datasets", "fate.ml.ensemble"],
+    "sshe-lr": _PSI + ["sklearn.datasets", "torch", "fate.arch.protocol.mpc",
+                       "fate.arch.context._metrics", "fate.ml.glm.hetero.sshe"],
 }
 
 
