@@ -255,15 +255,43 @@ impl Executor {
             Op::Take(t) => {
                 let store = self.stores.partition(&input, p)?;
                 let mut batch = PairBatch::default();
+                let (mut n, mut bytes) = (0u64, 0u64);
                 for pair in store.iter(KeyRange::all())?.take(t.limit as usize) {
                     let (k, v) = pair?;
-                    batch.keys.push(k);
-                    if !t.keys_only {
-                        batch.values.push(v);
+                    let v = if t.keys_only { Vec::new() } else { v };
+                    bytes += (k.len() + v.len()) as u64;
+                    if t.max_bytes > 0 && bytes > t.max_bytes {
+                        result.more = true;
+                        break;
+                    }
+                    n += 1;
+                    if t.packed {
+                        eggroll_core::pairs::push(&mut batch.packed, &k, &v);
+                    } else {
+                        batch.keys.push(k);
+                        if !t.keys_only {
+                            batch.values.push(v);
+                        }
                     }
                 }
-                result.count = batch.keys.len() as u64;
+                result.count = n;
                 result.pairs = Some(batch);
+            }
+            Op::MapToCaller(m) => {
+                let mapper = function(m.mapper.as_ref().ok_or_else(|| {
+                    EggError::InvalidTask("map_to_caller needs a mapper".into())
+                })?)?;
+                let store = self.stores.partition(&input, p)?;
+                let mut packed = Vec::new();
+                map_partition(store.as_ref(), p, Some(&mapper), &mut |k, v| {
+                    eggroll_core::pairs::push(&mut packed, &k, &v);
+                    result.count += 1;
+                    Ok(())
+                })?;
+                result.pairs = Some(PairBatch {
+                    packed,
+                    ..Default::default()
+                });
             }
             Op::Count(_) => {
                 result.count = self.stores.partition(&input, p)?.count()?;
@@ -354,33 +382,7 @@ impl Executor {
                 }
                 Ok(())
             };
-            let emit: &mut Emit = &mut emit;
-            let mut pairs = StorePairs::new(store.as_ref());
-            match mapper {
-                None => {
-                    for pair in pairs {
-                        let (k, v) = pair?;
-                        emit(k, v)?;
-                    }
-                }
-                Some(ErasedFn::PerPair(f)) => {
-                    for pair in pairs {
-                        let (k, v) = pair?;
-                        f(&k, &v, emit)?;
-                    }
-                }
-                Some(ErasedFn::PerPartition(f)) => f(p, &mut pairs, emit)?,
-                Some(ErasedFn::Binary(_)) => {
-                    return Err(EggError::InvalidTask(
-                        "a two-value function (reduce/join) cannot map a partition".into(),
-                    ))
-                }
-                Some(ErasedFn::PartitionPair(_)) => {
-                    return Err(EggError::InvalidTask(
-                        "a function of two partitions cannot map one partition; use a merge of kind PARTITIONS".into(),
-                    ))
-                }
-            }
+            map_partition(store.as_ref(), p, mapper, &mut emit)?;
         }
         for (slot, b) in batchers.iter_mut().enumerate() {
             let rest = b.take();
@@ -503,6 +505,41 @@ impl Executor {
         }
         Ok(written)
     }
+}
+
+/// Calls `mapper` (none: the identity) on partition `p` of `store`, in key order.
+fn map_partition(
+    store: &dyn PartitionStore,
+    p: u32,
+    mapper: Option<&ErasedFn>,
+    emit: &mut Emit,
+) -> Result<()> {
+    let mut pairs = StorePairs::new(store);
+    match mapper {
+        None => {
+            for pair in pairs {
+                let (k, v) = pair?;
+                emit(k, v)?;
+            }
+        }
+        Some(ErasedFn::PerPair(f)) => {
+            for pair in pairs {
+                let (k, v) = pair?;
+                f(&k, &v, emit)?;
+            }
+        }
+        Some(ErasedFn::PerPartition(f)) => f(p, &mut pairs, emit)?,
+        Some(ErasedFn::Binary(_)) => {
+            return Err(EggError::InvalidTask(
+                "a two-value function (reduce/join) cannot map a partition".into(),
+            ))
+        }
+        Some(ErasedFn::PartitionPair(_)) => return Err(EggError::InvalidTask(
+            "a function of two partitions cannot map one partition; use a merge of kind PARTITIONS"
+                .into(),
+        )),
+    }
+    Ok(())
 }
 
 /// A partition's pairs for a function: iterated (owned) from the store's iterator, made on

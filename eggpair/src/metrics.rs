@@ -35,6 +35,7 @@ pub fn op_name(op: Option<&Op>) -> &'static str {
         Some(Op::Destroy(_)) => "destroy",
         Some(Op::Compact(_)) => "compact",
         Some(Op::Push(_)) => "push_to_rollsite",
+        Some(Op::MapToCaller(_)) => "map_to_caller",
         None => "none",
     }
 }

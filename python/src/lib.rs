@@ -303,7 +303,7 @@ impl Table {
 
     /// Every pair in the byte order of the keys across partitions (FATE standalone's
     /// order); the first `limit` only, if given. The partitions are read at once, each
-    /// packed in one buffer.
+    /// packed in one buffer (see `ByteTable::partitions_packed`).
     #[pyo3(signature = (limit=None))]
     fn get_all_sorted<'py>(
         &self,
@@ -311,19 +311,7 @@ impl Table {
         limit: Option<usize>,
     ) -> PyResult<Bound<'py, PyList>> {
         let t = self.table()?;
-        let runs = py
-            .allow_threads(|| {
-                std::thread::scope(|s| {
-                    let readers: Vec<_> = (0..t.partitions())
-                        .map(|p| s.spawn(move || t.partition_packed(p)))
-                        .collect();
-                    readers
-                        .into_iter()
-                        .map(|r| r.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                        .collect::<eggroll_rollpair::Result<Vec<Vec<u8>>>>()
-                })
-            })
-            .map_err(err)?;
+        let runs = py.allow_threads(|| t.partitions_packed()).map_err(err)?;
         let iters = runs
             .iter()
             .map(|run| {
@@ -451,6 +439,16 @@ impl Table {
         let combiner = combiner.map(|c| functions::functor(functions::TWO_VALUES, c));
         py.allow_threads(|| t.map_reduce(mapper, shuffle, combiner, o))
             .map_err(err)
+    }
+
+    /// Runs the pickled `f(index, pairs) -> pairs` on each partition, in the eggs, and
+    /// returns what it gave, in partition order then the order it gave them; no table is
+    /// made (for small results, such as a reduce's partials).
+    fn map_to_caller<'py>(&self, py: Python<'py>, mapper: Vec<u8>) -> PyResult<Bound<'py, PyList>> {
+        let t = self.table()?;
+        let mapper = functions::functor(functions::MAP_PARTITIONS, mapper);
+        let parts = py.allow_threads(|| t.map_to_caller(mapper)).map_err(err)?;
+        list_of(py, parts.into_iter().flatten().collect())
     }
 
     /// Runs the pickled `f(index, left pairs, right pairs) -> pairs` on each pair of

@@ -70,6 +70,10 @@ impl RollPairContext {
     }
 }
 
+/// A partition of up to this many bytes comes back whole from the Take job of
+/// [`ByteTable::partitions_packed`]; a larger one is scanned in batches.
+pub const WHOLE_BYTES: u64 = 1 << 20;
+
 impl ByteTable {
     /// Refuses a store that does not hold raw bytes.
     fn check(l: &StoreLocator) -> Result<()> {
@@ -156,6 +160,30 @@ impl ByteTable {
         Ok(out)
     }
 
+    /// Every partition's pairs in key byte order, each packed in one buffer, indexed by
+    /// partition. One Take job brings back the partitions of at most [`WHOLE_BYTES`] in
+    /// one round trip; larger ones are then scanned in batches, at once.
+    pub fn partitions_packed(&self) -> Result<Vec<Vec<u8>>> {
+        let taken = self.inner.partitions_packed_up_to(WHOLE_BYTES)?;
+        std::thread::scope(|s| {
+            let scans: Vec<_> = taken
+                .into_iter()
+                .enumerate()
+                .map(|(p, got)| match got {
+                    Some(packed) => Ok(packed),
+                    None => Err(s.spawn(move || self.partition_packed(p as u32))),
+                })
+                .collect();
+            scans
+                .into_iter()
+                .map(|r| match r {
+                    Ok(packed) => Ok(packed),
+                    Err(scan) => scan.join().unwrap_or_else(|e| std::panic::resume_unwind(e)),
+                })
+                .collect()
+        })
+    }
+
     /// The first `n` pairs of partition `p`, in key byte order.
     pub fn head(&self, p: u32, n: usize) -> Result<Vec<BytePair>> {
         let mut out = Vec::new();
@@ -173,6 +201,12 @@ impl ByteTable {
     /// indexed by partition.
     pub fn heads(&self, n: u64) -> Result<Vec<Vec<BytePair>>> {
         self.inner.heads_encoded(n)
+    }
+
+    /// The output of `mapper` on every partition, sent back by the eggs instead of stored;
+    /// indexed by partition.
+    pub fn map_to_caller(&self, mapper: Functor) -> Result<Vec<Vec<BytePair>>> {
+        self.inner.map_to_caller_encoded(mapper)
     }
 
     /// Writes pairs into partition `p` as they are: the caller vouches that their keys

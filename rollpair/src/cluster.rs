@@ -53,10 +53,16 @@ type TaskCall = std::pin::Pin<
 >;
 
 /// Runs a job's task calls at once; their results in partition order, or the first failure
-/// (the other calls are then dropped).
+/// (the other calls are then dropped). A few calls are polled by the waiting thread itself:
+/// spawning each onto the runtime's workers cost more thread wake-ups than a small task's
+/// whole round trip. Many are spawned, where polling every one at each wake-up would not
+/// scale.
 async fn join_tasks(
     calls: Vec<TaskCall>,
 ) -> std::result::Result<Vec<TaskResult>, (Partition, Status)> {
+    if calls.len() <= POLLED_HERE {
+        return join_here(calls).await;
+    }
     let mut set = tokio::task::JoinSet::new();
     let n = calls.len();
     for (i, c) in calls.into_iter().enumerate() {
@@ -75,6 +81,38 @@ async fn join_tasks(
             }
         }
     }
+    Ok(out.into_iter().flatten().collect())
+}
+
+/// Calls up to this many are polled by the waiting thread (see `join_tasks`).
+const POLLED_HERE: usize = 64;
+
+/// Polls every call still pending at each wake-up, in the caller's task.
+async fn join_here(
+    calls: Vec<TaskCall>,
+) -> std::result::Result<Vec<TaskResult>, (Partition, Status)> {
+    use std::task::Poll;
+    let mut out = vec![None; calls.len()];
+    let mut pending: Vec<(usize, TaskCall)> = calls.into_iter().enumerate().collect();
+    std::future::poll_fn(|cx| {
+        let mut i = 0;
+        while i < pending.len() {
+            match pending[i].1.as_mut().poll(cx) {
+                Poll::Ready(Ok(r)) => {
+                    out[pending[i].0] = Some(r);
+                    drop(pending.swap_remove(i));
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => i += 1,
+            }
+        }
+        if pending.is_empty() {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    })
+    .await?;
     Ok(out.into_iter().flatten().collect())
 }
 

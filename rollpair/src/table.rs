@@ -12,8 +12,8 @@ use eggroll_core::functions::{
 };
 use eggroll_core::partitioner::Partitioner;
 use eggroll_proto::meta::{
-    job::Op, Aggregate, Compact, Count, Functor, Job, MapReducePartitions, MergeKind, PairBatch,
-    PushToRollsite, SortedMerge, Store, StoreLocator, StoreType, Take,
+    job::Op, Aggregate, Compact, Count, Functor, Job, MapReducePartitions, MapToCaller, MergeKind,
+    PairBatch, PushToRollsite, SortedMerge, Store, StoreLocator, StoreType, Take,
 };
 use serde::{de::DeserializeOwned, Serialize};
 use std::marker::PhantomData;
@@ -274,6 +274,7 @@ impl<K, V> RollPair<K, V> {
             Op::Take(Take {
                 limit: n,
                 keys_only,
+                ..Default::default()
             }),
         );
         let mut out = PairBatch::default();
@@ -287,6 +288,53 @@ impl<K, V> RollPair<K, V> {
         Ok(out)
     }
 
+    /// The output of the caller's `mapper` on every partition, as encoded pairs indexed by
+    /// partition, returned by the eggs in one job with no store in between (for small
+    /// results, such as a reduce's partials).
+    pub fn map_to_caller_encoded(&self, mapper: Functor) -> Result<Vec<EncodedPairs>> {
+        let job = self.job(
+            &[],
+            None,
+            Op::MapToCaller(MapToCaller {
+                mapper: Some(mapper),
+            }),
+        );
+        let mut out = vec![Vec::new(); self.partitions() as usize];
+        for r in self.ctx.run_job(job, self.partitions())? {
+            let batch = r.pairs.unwrap_or_default();
+            let pairs = eggroll_core::pairs::iter(&batch.packed)
+                .map(|pair| pair.map(|(k, v)| (k.to_vec(), v.to_vec())))
+                .collect::<eggroll_core::Result<Vec<_>>>()?;
+            if let Some(slot) = out.get_mut(r.partition as usize) {
+                *slot = pairs;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every partition's pairs in key order, packed (`eggroll_core::pairs`), by one Take
+    /// job; None for a partition of more than `max_bytes`, which the caller then reads by
+    /// a scan. Indexed by partition.
+    pub fn partitions_packed_up_to(&self, max_bytes: u64) -> Result<Vec<Option<Vec<u8>>>> {
+        let job = self.job(
+            &[],
+            None,
+            Op::Take(Take {
+                limit: u64::MAX,
+                max_bytes,
+                packed: true,
+                ..Default::default()
+            }),
+        );
+        let mut out = vec![None; self.partitions() as usize];
+        for r in self.ctx.run_job(job, self.partitions())? {
+            if let (false, Some(slot)) = (r.more, out.get_mut(r.partition as usize)) {
+                *slot = Some(r.pairs.unwrap_or_default().packed);
+            }
+        }
+        Ok(out)
+    }
+
     /// The first `n` pairs of every partition in key order, as encoded bytes, by one Take
     /// job (each partition's share read where it lives); indexed by partition.
     pub fn heads_encoded(&self, n: u64) -> Result<Vec<EncodedPairs>> {
@@ -295,7 +343,7 @@ impl<K, V> RollPair<K, V> {
             None,
             Op::Take(Take {
                 limit: n,
-                keys_only: false,
+                ..Default::default()
             }),
         );
         let mut heads = vec![Vec::new(); self.partitions() as usize];
@@ -638,6 +686,23 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> RollPair<
             None,
             self.partitions(),
         )
+    }
+
+    /// What `f` gives on every partition, sent back by the eggs with no table made, in
+    /// partition order then the order `f` gave it: for a small result per partition.
+    pub fn map_partitions_to_caller<F>(&self, f: &F) -> Result<Vec<(F::K2, F::V2)>>
+    where
+        F: MapPartitions<K = K, V = V>,
+        F::K2: DeserializeOwned,
+        F::V2: DeserializeOwned,
+    {
+        let parts = self.map_to_caller_encoded(functor(f, "map_partitions")?)?;
+        let what = self.what("a mapped pair");
+        parts
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| decode_pair(&k, &v, &what))
+            .collect()
     }
 
     /// Maps whole partitions and combines the values of equal output keys with `r`.

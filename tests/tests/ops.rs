@@ -155,6 +155,13 @@ fn check_all_ops(
     }
     assert_eq!(buckets, expect);
 
+    // The same map, its output sent back rather than stored: every pair's, none combined.
+    let mut returned = t.map_partitions_to_caller(&Buckets).unwrap();
+    returned.sort_unstable();
+    let mut expect: Vec<(i64, i64)> = reference.values().map(|v| (v.rem_euclid(5), 1)).collect();
+    expect.sort_unstable();
+    assert_eq!(returned, expect);
+
     let collapsed = all(&t.collapse_partitions(&SumPartition).unwrap());
     assert!(collapsed.len() <= parts as usize);
     assert_eq!(
@@ -781,6 +788,21 @@ fn byte_tables(ctx: &RollPairContext, backend: &str) {
                 got == want,
                 "{what}, {n} partitions: not the reference's pairs or order"
             );
+            // Read whole by one Take job, except the partition with the 1 MiB value, which
+            // is past the job's bound and scanned instead.
+            let packed = t.partitions_packed().unwrap();
+            assert_eq!(packed.len(), n as usize, "{what}");
+            let mut got = Vec::new();
+            for run in &packed {
+                for pair in eggroll_core::pairs::iter(run) {
+                    let (k, v) = pair.unwrap();
+                    got.push((k.to_vec(), v.to_vec()));
+                }
+            }
+            assert!(
+                got == want,
+                "{what}, {n} partitions: packed partitions differ"
+            );
             assert_eq!(t.count().unwrap(), want.len() as u64, "{what}");
             assert_eq!(t.take(5).unwrap(), want[..5].to_vec(), "{what}");
             assert_eq!(
@@ -812,6 +834,10 @@ fn byte_tables(ctx: &RollPairContext, backend: &str) {
         .unwrap();
     assert_eq!(empty.count().unwrap(), 0);
     assert_eq!(empty.get_all().unwrap().count(), 0);
+    assert_eq!(
+        empty.partitions_packed().unwrap(),
+        vec![Vec::<u8>::new(); 2]
+    );
     assert!(empty.take(3).unwrap().is_empty());
     let typed = ctx
         .parallelize(

@@ -291,9 +291,8 @@ class RollPair:
     def reduce(self, func):
         """Folds the values with `func`: each partition in key order in its egg, then the
         partitions' results in partition order here; None for an empty table."""
-        partials = self.map_reduce_partitions_with_index(FoldPartition(func), None, shuffle=False)
+        # The partials come back with the job's answer: no table to make, read and drop.
         acc = None
-        for n, (_, v) in enumerate(partials.get_all()):
+        for n, (_, v) in enumerate(self._t.map_to_caller(cloudpickle.dumps(FoldPartition(func)))):
             acc = v if n == 0 else func(acc, v)
-        partials.destroy()
         return acc
