@@ -17,6 +17,10 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// The most a `MapToCaller` task sends back: well under the eggs' largest message, so that
+/// a map that gives too much fails saying so rather than in the transport.
+pub const MAX_TO_CALLER_BYTES: usize = 256 << 20;
+
 /// Where a shuffle's output goes: partition `dst` of the job's output store.
 pub trait ShuffleSink: Sync {
     /// Delivers pairs; with a combiner, values of keys already there are combined.
@@ -93,7 +97,7 @@ impl Batcher {
 }
 
 /// Length of the tag `Sequence::Add` puts before a key: source partition and emission index.
-const TAG_LEN: usize = 4 + 8;
+pub const TAG_LEN: usize = 4 + 8;
 
 /// `key` tagged with where it came from, so that key order is FATE standalone's fold order.
 fn tag(source: u32, index: u64, key: &[u8]) -> Vec<u8> {
@@ -286,6 +290,13 @@ impl Executor {
                 map_partition(store.as_ref(), p, Some(&mapper), &mut |k, v| {
                     eggroll_core::pairs::push(&mut packed, &k, &v);
                     result.count += 1;
+                    if packed.len() > MAX_TO_CALLER_BYTES {
+                        return Err(eggroll_core::CoreError::InvalidArgument(format!(
+                            "partition {p}'s map gave more than {} MiB to send back to the \
+                             caller; map into a table instead",
+                            MAX_TO_CALLER_BYTES >> 20
+                        )));
+                    }
                     Ok(())
                 })?;
                 result.pairs = Some(PairBatch {

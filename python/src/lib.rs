@@ -451,6 +451,23 @@ impl Table {
         list_of(py, parts.into_iter().flatten().collect())
     }
 
+    /// Shuffles the output of the pickled `mapper` into `out`, each key's values folded by
+    /// the pickled `fold(index, tagged pairs) -> pairs` in FATE standalone's order (see
+    /// `ByteTable::map_reduce_folding`).
+    fn map_reduce_folding(
+        &self,
+        py: Python<'_>,
+        mapper: Vec<u8>,
+        fold: Vec<u8>,
+        out: &Table,
+    ) -> PyResult<()> {
+        let (t, o) = (self.table()?, out.table()?);
+        let mapper = functions::functor(functions::MAP_PARTITIONS, mapper);
+        let fold = functions::functor(functions::MAP_PARTITIONS, fold);
+        py.allow_threads(|| t.map_reduce_folding(mapper, fold, o))
+            .map_err(err)
+    }
+
     /// Runs the pickled `f(index, left pairs, right pairs) -> pairs` on each pair of
     /// partitions of this table and `other`, into `out`.
     fn merge_partitions(
@@ -496,6 +513,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Table>()?;
     m.add_class::<federation::Federation>()?;
     m.add_function(wrap_pyfunction!(partition_of, m)?)?;
+    m.add(
+        "SEQUENCE_TAG_BYTES",
+        eggroll_rollpair::byte_table::SEQUENCE_TAG_BYTES,
+    )?;
     m.add_function(wrap_pyfunction!(egg::serve_egg, m)?)?;
     m.add_class::<packed::PackedPairs>()?;
     m.add_function(wrap_pyfunction!(packed::read_packed, m)?)?;

@@ -70,6 +70,10 @@ impl RollPairContext {
     }
 }
 
+/// The bytes of the tag before each key that an ordered fold's function gets (see
+/// [`ByteTable::map_reduce_folding`]): the source partition and the emission index.
+pub const SEQUENCE_TAG_BYTES: usize = eggroll_eggpair::executor::TAG_LEN;
+
 /// A partition of up to this many bytes comes back whole from the Take job of
 /// [`ByteTable::partitions_packed`]; a larger one is scanned in batches.
 pub const WHOLE_BYTES: u64 = 1 << 20;
@@ -293,7 +297,12 @@ impl ByteTable {
             ))));
         }
         if let (true, Some(combiner)) = (shuffle, &combiner) {
-            return self.map_reduce_in_order(mapper, combiner.clone(), out);
+            let fold = MapReducePartitions {
+                combiner: Some(combiner.clone()),
+                sequence: Sequence::Strip as i32,
+                ..Default::default()
+            };
+            return self.map_reduce_in_order(mapper, fold, out);
         }
         let op = MapReducePartitions {
             mapper: Some(mapper),
@@ -310,11 +319,12 @@ impl ByteTable {
     /// folds them (source partition, then the order the mapper gave them), whatever order
     /// the eggs deliver them in: FATE's reducers add floats, where another order gives other
     /// bits, and SecureBoost's splits then differ. The shuffle writes tagged keys into a
-    /// staging table placed like `out`; a second job folds each partition in key order.
+    /// staging table placed like `out`; a second job, `fold`, folds each partition in key
+    /// order.
     fn map_reduce_in_order(
         &self,
         mapper: Functor,
-        combiner: Functor,
+        fold: MapReducePartitions,
         out: &ByteTable,
     ) -> Result<()> {
         let staged = out.create_like(Options::partitions(out.partitions()), out.types())?;
@@ -328,18 +338,31 @@ impl ByteTable {
             staged.locator().clone(),
         );
         let folded = shuffled.and_then(|_| {
-            staged.inner.map_reduce_functors::<Raw, Raw>(
-                MapReducePartitions {
-                    combiner: Some(combiner),
-                    sequence: Sequence::Strip as i32,
-                    ..Default::default()
-                },
-                out.locator().clone(),
-            )
+            staged
+                .inner
+                .map_reduce_functors::<Raw, Raw>(fold, out.locator().clone())
         });
         let dropped = staged.destroy();
         folded?;
         dropped
+    }
+
+    /// The shuffle with a fold of [`ByteTable::map_reduce`], the fold done by `fold`: a
+    /// function of a whole partition, which gets the partition's pairs in fold order, each
+    /// key behind a tag of [`SEQUENCE_TAG_BYTES`] bytes, and gives each key once with its
+    /// values folded. For a combiner too costly to call pair by pair from Rust, as a Python
+    /// one is (a call takes Python's lock).
+    pub fn map_reduce_folding(
+        &self,
+        mapper: Functor,
+        fold: Functor,
+        out: &ByteTable,
+    ) -> Result<()> {
+        let fold = MapReducePartitions {
+            mapper: Some(fold),
+            ..Default::default()
+        };
+        self.map_reduce_in_order(mapper, fold, out)
     }
 
     /// Calls the caller's two-partition function on each pair of partitions of this table and

@@ -33,3 +33,23 @@ class FoldPartition:
             acc = v if first else reduce(acc, v)
             first = False
         return [] if first else [(index.to_bytes(4, "big"), acc)]
+
+
+class FoldTagged:
+    """The fold of an ordered shuffle (`Table.map_reduce_folding`): a partition's pairs come
+    in FATE standalone's fold order (source partition, then the order the map gave them),
+    each key behind a tag of `tag_bytes`; each key's values are folded left to right, as
+    that engine folds them, in one call per partition rather than one per pair."""
+
+    def __init__(self, reducer, tag_bytes):
+        self.reducer = reducer
+        self.tag_bytes = tag_bytes
+
+    def __call__(self, index, pairs):
+        folded = {}
+        reduce, tag = self.reducer, self.tag_bytes
+        for tagged, v in pairs:
+            k = tagged[tag:]
+            acc = folded.get(k)
+            folded[k] = v if acc is None else reduce(acc, v)
+        return folded.items()
