@@ -9,7 +9,7 @@ use eggroll_core::{pairs, CoreError, Result};
 use memmap2::Mmap;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList};
+use pyo3::types::PyBytes;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 
@@ -112,28 +112,6 @@ impl Partition {
 impl PackedPairs {
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
         slf
-    }
-
-    /// The next pairs, up to `n` of them, as a list of `(bytes, bytes)`; empty at the end.
-    /// Iterating the lists (with `itertools.chain`) costs Python a C call per pair instead
-    /// of a call into Rust per pair.
-    fn chunk<'py>(&mut self, py: Python<'py>, n: usize) -> PyResult<Bound<'py, PyList>> {
-        let list = PyList::empty(py);
-        let mut pairs_left = pairs::iter(&self.buf[self.at..]);
-        for _ in 0..n {
-            match pairs_left.next() {
-                None => break,
-                Some(Ok((k, v))) => {
-                    self.at += pairs::encoded_len(k.len(), v.len());
-                    list.append((PyBytes::new(py, k), PyBytes::new(py, v)))?;
-                }
-                Some(Err(e)) => {
-                    self.at = self.buf.len();
-                    return Err(PyValueError::new_err(e.to_string()));
-                }
-            }
-        }
-        Ok(list)
     }
 
     fn __next__<'py>(
