@@ -13,7 +13,7 @@ use eggroll_core::functions::{
 use eggroll_core::partitioner::Partitioner;
 use eggroll_proto::meta::{
     job::Op, Aggregate, Compact, Count, Functor, Job, MapReducePartitions, MapToCaller, MergeKind,
-    PairBatch, PushToRollsite, SortedMerge, Store, StoreLocator, StoreType, Take,
+    PairBatch, PushToRollsite, SortedMerge, Store, StoreLocator, StoreType, Take, TaskResult,
 };
 use serde::{de::DeserializeOwned, Serialize};
 use std::marker::PhantomData;
@@ -288,72 +288,69 @@ impl<K, V> RollPair<K, V> {
         Ok(out)
     }
 
+    /// Runs `op` over this table with no output store and gives each task's result to
+    /// `read`; what it makes, indexed by partition.
+    fn per_partition<T: Clone + Default>(
+        &self,
+        op: Op,
+        mut read: impl FnMut(TaskResult) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut out = vec![T::default(); self.partitions() as usize];
+        for r in self
+            .ctx
+            .run_job(self.job(&[], None, op), self.partitions())?
+        {
+            let p = r.partition as usize;
+            let got = read(r)?;
+            if let Some(slot) = out.get_mut(p) {
+                *slot = got;
+            }
+        }
+        Ok(out)
+    }
+
     /// The output of the caller's `mapper` on every partition, as encoded pairs indexed by
     /// partition, returned by the eggs in one job with no store in between (for small
     /// results, such as a reduce's partials).
     pub fn map_to_caller_encoded(&self, mapper: Functor) -> Result<Vec<EncodedPairs>> {
-        let job = self.job(
-            &[],
-            None,
-            Op::MapToCaller(MapToCaller {
-                mapper: Some(mapper),
-            }),
-        );
-        let mut out = vec![Vec::new(); self.partitions() as usize];
-        for r in self.ctx.run_job(job, self.partitions())? {
+        let op = Op::MapToCaller(MapToCaller {
+            mapper: Some(mapper),
+        });
+        self.per_partition(op, |r| {
             let batch = r.pairs.unwrap_or_default();
             let pairs = eggroll_core::pairs::iter(&batch.packed)
                 .map(|pair| pair.map(|(k, v)| (k.to_vec(), v.to_vec())))
                 .collect::<eggroll_core::Result<Vec<_>>>()?;
-            if let Some(slot) = out.get_mut(r.partition as usize) {
-                *slot = pairs;
-            }
-        }
-        Ok(out)
+            Ok(pairs)
+        })
     }
 
     /// Every partition's pairs in key order, packed (`eggroll_core::pairs`), by one Take
     /// job; None for a partition of more than `max_bytes`, which the caller then reads by
     /// a scan. Indexed by partition.
     pub fn partitions_packed_up_to(&self, max_bytes: u64) -> Result<Vec<Option<Vec<u8>>>> {
-        let job = self.job(
-            &[],
-            None,
-            Op::Take(Take {
-                limit: u64::MAX,
-                max_bytes,
-                packed: true,
-                ..Default::default()
-            }),
-        );
-        let mut out = vec![None; self.partitions() as usize];
-        for r in self.ctx.run_job(job, self.partitions())? {
-            if let (false, Some(slot)) = (r.more, out.get_mut(r.partition as usize)) {
-                *slot = Some(r.pairs.unwrap_or_default().packed);
-            }
-        }
-        Ok(out)
+        let op = Op::Take(Take {
+            limit: u64::MAX,
+            max_bytes,
+            packed: true,
+            ..Default::default()
+        });
+        self.per_partition(op, |r| {
+            Ok((!r.more).then(|| r.pairs.unwrap_or_default().packed))
+        })
     }
 
     /// The first `n` pairs of every partition in key order, as encoded bytes, by one Take
     /// job (each partition's share read where it lives); indexed by partition.
     pub fn heads_encoded(&self, n: u64) -> Result<Vec<EncodedPairs>> {
-        let job = self.job(
-            &[],
-            None,
-            Op::Take(Take {
-                limit: n,
-                ..Default::default()
-            }),
-        );
-        let mut heads = vec![Vec::new(); self.partitions() as usize];
-        for r in self.ctx.run_job(job, self.partitions())? {
+        let op = Op::Take(Take {
+            limit: n,
+            ..Default::default()
+        });
+        self.per_partition(op, |r| {
             let batch = r.pairs.unwrap_or_default();
-            if let Some(h) = heads.get_mut(r.partition as usize) {
-                *h = batch.keys.into_iter().zip(batch.values).collect();
-            }
-        }
-        Ok(heads)
+            Ok(batch.keys.into_iter().zip(batch.values).collect())
+        })
     }
 
     /// The first `n` pairs as their encoded bytes, for tools that do not know the types.
