@@ -482,6 +482,28 @@ fn a_session_whose_client_goes_away_is_closed_and_its_eggs_exit() {
 }
 
 #[test]
+fn an_idle_client_keeps_its_session_past_its_lease() {
+    let c = TestCluster::shared();
+    let ctx = c.connect_with(SessionOptions {
+        processors_per_node: 1,
+        lease_ms: 1500,
+        ..Default::default()
+    });
+    let t = ctx
+        .parallelize((0..100i64).map(|i| (i, i * 2)), Options::partitions(4))
+        .unwrap();
+    // No call for more than twice the lease: the renewals run on their own thread, not on
+    // the client's runtime, which runs only while a call waits.
+    std::thread::sleep(Duration::from_millis(3500));
+    let meta = c.session(ctx.session_id());
+    assert_eq!(meta.status(), SessionStatus::Active, "{meta:?}");
+    let mut got: Vec<(i64, i64)> = t.get_all().unwrap().map(|p| p.unwrap()).collect();
+    got.sort();
+    assert_eq!(got, (0..100i64).map(|i| (i, i * 2)).collect::<Vec<_>>());
+    ctx.stop().unwrap();
+}
+
+#[test]
 fn a_session_of_an_unknown_processor_type_is_refused_by_name() {
     let c = TestCluster::shared();
     let err = RollPairContext::connect(
