@@ -449,14 +449,19 @@ fn operator_commands_show_nodes_sessions_and_tables() {
     assert!(err.contains("cannot reach the cluster manager"), "{err}");
 }
 
-#[test]
-fn a_session_whose_client_goes_away_is_closed_and_its_eggs_exit() {
-    let c = TestCluster::shared();
-    let ctx = c.connect_with(SessionOptions {
+/// One egg per node and a lease of 1.5 s, for the tests of leases.
+fn short_lease() -> SessionOptions {
+    SessionOptions {
         processors_per_node: 1,
         lease_ms: 1500,
         ..Default::default()
-    });
+    }
+}
+
+#[test]
+fn a_session_whose_client_goes_away_is_closed_and_its_eggs_exit() {
+    let c = TestCluster::shared();
+    let ctx = c.connect_with(short_lease());
     let id = ctx.session_id().to_string();
     let pids: Vec<u32> = c.session(&id).processors.iter().map(|p| p.pid).collect();
     assert_eq!(pids.len(), 2);
@@ -484,11 +489,7 @@ fn a_session_whose_client_goes_away_is_closed_and_its_eggs_exit() {
 #[test]
 fn an_idle_client_keeps_its_session_past_its_lease() {
     let c = TestCluster::shared();
-    let ctx = c.connect_with(SessionOptions {
-        processors_per_node: 1,
-        lease_ms: 1500,
-        ..Default::default()
-    });
+    let ctx = c.connect_with(short_lease());
     let t = ctx
         .parallelize((0..100i64).map(|i| (i, i * 2)), Options::partitions(4))
         .unwrap();
