@@ -10,7 +10,7 @@ use eggroll_core::functions::{lookup, visit_owned, Emit, ErasedFn, PairSource, V
 use eggroll_core::partitioner::Partitioner;
 use eggroll_proto::meta::{
     job::Op, Functor, MapReducePartitions, MergeKind, PairBatch, Sequence, Store, StoreLocator,
-    Task, TaskResult,
+    Take, Task, TaskResult,
 };
 use std::cmp::Ordering;
 use std::collections::hash_map::Entry;
@@ -20,6 +20,10 @@ use std::sync::Arc;
 /// The most a `MapToCaller` task sends back: well under the eggs' largest message, so that
 /// a map that gives too much fails saying so rather than in the transport.
 pub const MAX_TO_CALLER_BYTES: usize = 256 << 20;
+
+/// The largest in-memory partition a Take reads in `run_now`: copying this much is
+/// cheaper than the two thread hand-offs of the blocking pool.
+const NOW_BYTES: u64 = 64 << 10;
 
 /// Where a shuffle's output goes: partition `dst` of the job's output store.
 pub trait ShuffleSink: Sync {
@@ -151,6 +155,38 @@ fn locator(stores: &[Store], i: usize, what: &str) -> Result<StoreLocator> {
         .ok_or_else(|| EggError::InvalidTask(format!("the job has no {what} store")))
 }
 
+/// A Take over one partition's pairs: the first `t.limit` (keys only, packed, or up to
+/// `t.max_bytes`, as `t` asks) into `result`.
+fn take(
+    pairs: impl Iterator<Item = Result<Pair>>,
+    t: &Take,
+    result: &mut TaskResult,
+) -> Result<()> {
+    let mut batch = PairBatch::default();
+    let (mut n, mut bytes) = (0u64, 0u64);
+    for pair in pairs.take(t.limit as usize) {
+        let (k, v) = pair?;
+        let v = if t.keys_only { Vec::new() } else { v };
+        bytes += (k.len() + v.len()) as u64;
+        if t.max_bytes > 0 && bytes > t.max_bytes {
+            result.more = true;
+            break;
+        }
+        n += 1;
+        if t.packed {
+            eggroll_core::pairs::push(&mut batch.packed, &k, &v);
+        } else {
+            batch.keys.push(k);
+            if !t.keys_only {
+                batch.values.push(v);
+            }
+        }
+    }
+    result.count = n;
+    result.pairs = Some(batch);
+    Ok(())
+}
+
 impl Executor {
     /// An executor over `stores`.
     pub fn new(stores: Arc<Stores>) -> Self {
@@ -177,6 +213,32 @@ impl Executor {
             partition: p,
             source: Box::new(source),
         })
+    }
+
+    /// Runs a task that needs neither disk nor waiting (a Count, or a Take of a small
+    /// partition, in memory and not being written), so that the caller may run it on an
+    /// async worker; `None` for any other (or on any error), which then goes through `run`.
+    pub fn run_now(&self, task: &Task) -> Option<TaskResult> {
+        let job = task.job.as_ref()?;
+        let input = job.inputs.first()?.locator.as_ref()?;
+        if input.store_type().is_persistent() {
+            return None;
+        }
+        let p = task.partition;
+        let store = self.stores.partition(input, p).ok()?;
+        let mut result = TaskResult {
+            partition: p,
+            ..Default::default()
+        };
+        match job.op.as_ref()? {
+            Op::Count(_) => result.count = store.count_now()?,
+            Op::Take(t) => {
+                let pairs = store.pairs_now(NOW_BYTES)?;
+                take(pairs.into_iter().map(Ok), t, &mut result).ok()?;
+            }
+            _ => return None,
+        }
+        Some(result)
     }
 
     fn run_op(
@@ -258,28 +320,7 @@ impl Executor {
             }
             Op::Take(t) => {
                 let store = self.stores.partition(&input, p)?;
-                let mut batch = PairBatch::default();
-                let (mut n, mut bytes) = (0u64, 0u64);
-                for pair in store.iter(KeyRange::all())?.take(t.limit as usize) {
-                    let (k, v) = pair?;
-                    let v = if t.keys_only { Vec::new() } else { v };
-                    bytes += (k.len() + v.len()) as u64;
-                    if t.max_bytes > 0 && bytes > t.max_bytes {
-                        result.more = true;
-                        break;
-                    }
-                    n += 1;
-                    if t.packed {
-                        eggroll_core::pairs::push(&mut batch.packed, &k, &v);
-                    } else {
-                        batch.keys.push(k);
-                        if !t.keys_only {
-                            batch.values.push(v);
-                        }
-                    }
-                }
-                result.count = n;
-                result.pairs = Some(batch);
+                take(store.iter(KeyRange::all())?, t, &mut result)?;
             }
             Op::MapToCaller(m) => {
                 let mapper = function(m.mapper.as_ref().ok_or_else(|| {

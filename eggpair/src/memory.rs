@@ -177,6 +177,29 @@ impl PartitionStore for MemStore {
         }
     }
 
+    fn count_now(&self) -> Option<u64> {
+        match &*self.state.try_read()? {
+            State::Map { map, .. } => Some(map.len() as u64),
+            State::Spilled(_) => None,
+        }
+    }
+
+    fn pairs_now(&self, max_bytes: u64) -> Option<Vec<Pair>> {
+        let state = self.state.try_read()?;
+        let State::Map { map, bytes } = &*state else {
+            return None;
+        };
+        if *bytes > max_bytes {
+            return None;
+        }
+        let mut out = Vec::with_capacity(map.len());
+        map.walk(Bound::Unbounded, None, |k, v| {
+            out.push((k.to_vec(), v.to_vec()));
+            true
+        });
+        Some(out)
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         match &*self.state.read() {
             State::Map { map, .. } => Ok(map.get(key).map(<[u8]>::to_vec)),

@@ -322,6 +322,11 @@ impl EggServer {
             None => return Err(Status::invalid_argument("the job names no operation")),
             _ => {}
         }
+        // A count or a small take in memory: answered here, without the two hand-offs to
+        // and from the blocking pool (a FATE action on a small table is mostly those).
+        if let Some(result) = self.executor.run_now(&task) {
+            return Ok(Response::new(result));
+        }
         let sink = RemoteSink {
             local: LocalSink::new(self.executor.stores().clone()),
             output: output.unwrap_or_default(),

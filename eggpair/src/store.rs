@@ -102,6 +102,17 @@ pub trait PartitionStore: Send + Sync {
     fn bytes_in_memory(&self) -> Option<u64> {
         None
     }
+    /// How many pairs it holds, when that is known at once: no disk read, no wait for a
+    /// writer (an egg then answers on its async worker); `None` otherwise.
+    fn count_now(&self) -> Option<u64> {
+        None
+    }
+    /// A copy of every pair in key order, when it can be made at once: all in memory, at
+    /// most `max_bytes`, no writer holding the partition; `None` otherwise.
+    fn pairs_now(&self, max_bytes: u64) -> Option<Vec<Pair>> {
+        let _ = max_bytes;
+        None
+    }
     /// A bulk load into this partition, if it is empty and its store has a faster way to fill
     /// it than batch writes; `None` otherwise (write batches as usual).
     fn bulk_load(self: std::sync::Arc<Self>) -> Result<Option<Box<dyn BulkLoad>>> {
