@@ -15,7 +15,7 @@ use eggroll_proto::meta::egg_service_server::EggService;
 use eggroll_proto::meta::PushToRollsite;
 use eggroll_proto::meta::{
     job::Op, Ack, EggUsage, PairBatch, PointRequest, PointResponse, PutRequest, PutResponse,
-    ScanRequest, Store, StoreLocator, Task, TaskResult,
+    ScanRequest, Store, StoreLocator, Task, TaskResult, TaskResults, Tasks,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -53,6 +53,7 @@ impl EggClients {
 }
 
 /// Serves one processor's partitions.
+#[derive(Clone)]
 pub struct EggServer {
     executor: Arc<Executor>,
     processor_id: u64,
@@ -499,6 +500,41 @@ impl EggService for EggServer {
         self.metrics
             .task(op, result.is_ok(), started.elapsed().as_secs_f64());
         result
+    }
+
+    async fn run_tasks(&self, request: Request<Tasks>) -> Result<Response<TaskResults>, Status> {
+        let Tasks { job, partitions } = request.into_inner();
+        let mut seen = std::collections::HashSet::new();
+        if let Some(p) = partitions.iter().find(|p| !seen.insert(**p)) {
+            return Err(Status::invalid_argument(format!(
+                "partition {p} is listed twice in one RunTasks call; list each once"
+            )));
+        }
+        let task = |partition| {
+            Request::new(Task {
+                job: job.clone(),
+                partition,
+            })
+        };
+        if let [p] = partitions[..] {
+            let result = self.run_task(task(p)).await?.into_inner();
+            return Ok(Response::new(TaskResults {
+                results: vec![result],
+            }));
+        }
+        // Each on a task of its own, so that they run at once on the runtime's workers.
+        let mut set = tokio::task::JoinSet::new();
+        for (i, &p) in partitions.iter().enumerate() {
+            let (server, task) = (self.clone(), task(p));
+            set.spawn(async move { (i, server.run_task(task).await) });
+        }
+        let mut results = vec![TaskResult::default(); partitions.len()];
+        while let Some(joined) = set.join_next().await {
+            let (i, result) =
+                joined.map_err(|e| Status::internal(format!("a task's call failed: {e}")))?;
+            results[i] = result?.into_inner();
+        }
+        Ok(Response::new(TaskResults { results }))
     }
 
     async fn put_batches(

@@ -19,7 +19,7 @@ use eggroll_proto::meta::egg_service_client::EggServiceClient;
 use eggroll_proto::meta::{
     job::Op, CreateSessionRequest, Job, PairBatch, Partition, PointRequest, Processor, PutRequest,
     PutResponse, ScanRequest, SessionId, SessionMeta, SessionStatus, Store, StoreLocator,
-    StoreQuery, StoreRequest, StoreType, Task, TaskResult,
+    StoreQuery, StoreRequest, StoreType, TaskResult, Tasks,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -46,43 +46,45 @@ pub(crate) struct ClusterSession {
     destroying: Mutex<HashMap<(String, String), tokio::task::JoinHandle<()>>>,
 }
 
-/// One task's call to its egg: its result, or the partition and the egg's status.
+/// One egg's call for its partitions' tasks: their results, or a partition of that egg and
+/// its status.
 type TaskCall = std::pin::Pin<
     Box<
-        dyn std::future::Future<Output = std::result::Result<TaskResult, (Partition, Status)>>
+        dyn std::future::Future<Output = std::result::Result<Vec<TaskResult>, (Partition, Status)>>
             + Send,
     >,
 >;
 
-/// Runs a job's task calls at once; their results in partition order, or the first failure
+/// Runs a job's calls at once; their results in partition order, or the first failure
 /// (the other calls are then dropped). A few calls are polled together in the waiting
 /// future; many are spawned as tasks, where polling every one at each wake-up would not
 /// scale.
 async fn join_tasks(
     calls: Vec<TaskCall>,
 ) -> std::result::Result<Vec<TaskResult>, (Partition, Status)> {
-    if calls.len() <= POLLED_HERE {
-        return join_here(calls).await;
-    }
-    let mut set = tokio::task::JoinSet::new();
-    let n = calls.len();
-    for (i, c) in calls.into_iter().enumerate() {
-        set.spawn(async move { (i, c.await) });
-    }
-    let mut out = vec![None; n];
-    while let Some(joined) = set.join_next().await {
-        match joined {
-            Ok((i, Ok(r))) => out[i] = Some(r),
-            Ok((_, Err(e))) => return Err(e),
-            Err(e) => {
-                return Err((
-                    Default::default(),
-                    Status::internal(format!("task call panicked: {e}")),
-                ))
+    let mut results = if calls.len() <= POLLED_HERE {
+        join_here(calls).await?
+    } else {
+        let mut set = tokio::task::JoinSet::new();
+        for c in calls {
+            set.spawn(c);
+        }
+        let mut results = Vec::new();
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok(r) => results.extend(r?),
+                Err(e) => {
+                    return Err((
+                        Default::default(),
+                        Status::internal(format!("task call panicked: {e}")),
+                    ))
+                }
             }
         }
-    }
-    Ok(out.into_iter().flatten().collect())
+        results
+    };
+    results.sort_by_key(|r| r.partition);
+    Ok(results)
 }
 
 /// Calls up to this many are polled by the waiting thread (see `join_tasks`).
@@ -90,17 +92,16 @@ const POLLED_HERE: usize = 64;
 
 /// Polls every call still pending at each wake-up, in the caller's task.
 async fn join_here(
-    calls: Vec<TaskCall>,
+    mut pending: Vec<TaskCall>,
 ) -> std::result::Result<Vec<TaskResult>, (Partition, Status)> {
     use std::task::Poll;
-    let mut out = vec![None; calls.len()];
-    let mut pending: Vec<(usize, TaskCall)> = calls.into_iter().enumerate().collect();
+    let mut out = Vec::new();
     std::future::poll_fn(|cx| {
         let mut i = 0;
         while i < pending.len() {
-            match pending[i].1.as_mut().poll(cx) {
+            match pending[i].as_mut().poll(cx) {
                 Poll::Ready(Ok(r)) => {
-                    out[pending[i].0] = Some(r);
+                    out.extend(r);
                     drop(pending.swap_remove(i));
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -114,7 +115,7 @@ async fn join_here(
         }
     })
     .await?;
-    Ok(out.into_iter().flatten().collect())
+    Ok(out)
 }
 
 /// A runtime driven only by the threads that wait on it.
@@ -301,35 +302,56 @@ impl ClusterSession {
         Ok(())
     }
 
-    /// The calls of a job's tasks, one per partition to its egg, every store's placement
-    /// filled in; nothing is sent until they are awaited.
+    /// The calls of a job's tasks: one to each egg, for all its partitions, every store's
+    /// placement filled in; nothing is sent until they are awaited.
     fn task_calls(&self, mut job: Job, partitions: u32) -> Result<Vec<TaskCall>> {
         for s in job.inputs.iter_mut().chain(job.outputs.iter_mut()) {
             let l = s.locator.clone().unwrap_or_default();
             *s = self.store(&l)?;
         }
         let input = job.inputs.first().cloned().unwrap_or_default();
-        let job = Arc::new(job);
-        let calls = (0..partitions).map(|p| {
+        // Partitions by the egg that serves them, in the order of their first partition.
+        let mut eggs: Vec<(Partition, Vec<u32>)> = Vec::new();
+        for p in 0..partitions {
             let part = input
                 .partitions
                 .get(p as usize)
                 .cloned()
                 .unwrap_or_default();
+            match eggs.iter_mut().find(|(e, _)| e.endpoint == part.endpoint) {
+                Some((_, ps)) => ps.push(p),
+                None => eggs.push((part, vec![p])),
+            }
+        }
+        let job = Arc::new(job);
+        let calls = eggs.into_iter().map(|(part, partitions)| {
             let client = self.egg(&part.endpoint);
-            let span = tracing::debug_span!("task", session = %job.session_id, job = %job.id, partition = p);
+            let span = tracing::debug_span!("tasks", session = %job.session_id, job = %job.id,
+                processor = part.processor_id, partitions = ?partitions);
             let job = job.clone();
             let call = async move {
                 let mut client = client.map_err(|s| (part.clone(), s))?;
-                let task = Task {
+                let asked = partitions.len();
+                let tasks = Tasks {
                     job: Some((*job).clone()),
-                    partition: p,
+                    partitions,
                 };
-                client
-                    .run_task(task)
+                let results = client
+                    .run_tasks(tasks)
                     .await
-                    .map(|r| r.into_inner())
-                    .map_err(|s| (part, s))
+                    .map_err(|s| (part.clone(), s))?
+                    .into_inner()
+                    .results;
+                if results.len() != asked {
+                    return Err((
+                        part,
+                        Status::internal(format!(
+                            "the egg answered {} results for {asked} tasks; client and egg versions differ",
+                            results.len()
+                        )),
+                    ));
+                }
+                Ok(results)
             }
             .instrument(span);
             Box::pin(call) as TaskCall

@@ -7,6 +7,7 @@ use eggroll_proto::meta::node_manager_client::NodeManagerClient;
 use eggroll_proto::meta::{
     job::Op, Count, CreateSessionRequest, Functor, Job, MapReducePartitions, PairBatch, Partition,
     PutRequest, SessionId, SessionStatus, StartProcessors, Store, StoreLocator, StoreType, Task,
+    Tasks,
 };
 use eggroll_rollpair::{Options, RollPair, RollPairContext, SessionOptions};
 use eggroll_tests::cluster::{binary, spec, ClusterSpec, TestCluster};
@@ -330,6 +331,26 @@ fn bad_requests_get_clear_errors_and_the_daemons_keep_serving() {
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound);
     assert!(e.message().contains("nobody::Registered"), "{e}");
+    // Several partitions' tasks in one call: a partition listed twice, and one this egg does
+    // not serve, are refused as a single task would be.
+    let tasks = |store: Store, partitions: Vec<u32>| Tasks {
+        job: task(store, Op::Count(Count {})).job,
+        partitions,
+    };
+    let e = rt
+        .block_on(egg.run_tasks(tasks(owned_by(b), vec![0, 0])))
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("partition 0 is listed twice"), "{e}");
+    let e = rt
+        .block_on(egg.run_tasks(tasks(owned_by(a), vec![0])))
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+    let done = rt
+        .block_on(egg.run_tasks(tasks(owned_by(b), vec![])))
+        .unwrap()
+        .into_inner();
+    assert!(done.results.is_empty());
     // A batch whose keys and values do not pair up.
     let bad = PutRequest {
         store: Some(owned_by(b)),
