@@ -46,22 +46,19 @@ pub(crate) struct ClusterSession {
     destroying: Mutex<HashMap<(String, String), tokio::task::JoinHandle<()>>>,
 }
 
-/// One egg's call for its partitions' tasks: their results, or a partition of that egg and
-/// its status.
+/// A failed call to an egg: where it went, for which partitions, and its status.
+type CallError = (Partition, Vec<u32>, Status);
+
+/// One egg's call for its partitions' tasks: their results, or why it failed.
 type TaskCall = std::pin::Pin<
-    Box<
-        dyn std::future::Future<Output = std::result::Result<Vec<TaskResult>, (Partition, Status)>>
-            + Send,
-    >,
+    Box<dyn std::future::Future<Output = std::result::Result<Vec<TaskResult>, CallError>> + Send>,
 >;
 
 /// Runs a job's calls at once; their results in partition order, or the first failure
 /// (the other calls are then dropped). A few calls are polled together in the waiting
 /// future; many are spawned as tasks, where polling every one at each wake-up would not
 /// scale.
-async fn join_tasks(
-    calls: Vec<TaskCall>,
-) -> std::result::Result<Vec<TaskResult>, (Partition, Status)> {
+async fn join_tasks(calls: Vec<TaskCall>) -> std::result::Result<Vec<TaskResult>, CallError> {
     let mut results = if calls.len() <= POLLED_HERE {
         join_here(calls).await?
     } else {
@@ -76,6 +73,7 @@ async fn join_tasks(
                 Err(e) => {
                     return Err((
                         Default::default(),
+                        Vec::new(),
                         Status::internal(format!("task call panicked: {e}")),
                     ))
                 }
@@ -91,9 +89,7 @@ async fn join_tasks(
 const POLLED_HERE: usize = 64;
 
 /// Polls every call still pending at each wake-up, in the caller's task.
-async fn join_here(
-    mut pending: Vec<TaskCall>,
-) -> std::result::Result<Vec<TaskResult>, (Partition, Status)> {
+async fn join_here(mut pending: Vec<TaskCall>) -> std::result::Result<Vec<TaskResult>, CallError> {
     use std::task::Poll;
     let mut out = Vec::new();
     std::future::poll_fn(|cx| {
@@ -312,15 +308,19 @@ impl ClusterSession {
         let input = job.inputs.first().cloned().unwrap_or_default();
         // Partitions by the egg that serves them, in the order of their first partition.
         let mut eggs: Vec<(Partition, Vec<u32>)> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
         for p in 0..partitions {
             let part = input
                 .partitions
                 .get(p as usize)
                 .cloned()
                 .unwrap_or_default();
-            match eggs.iter_mut().find(|(e, _)| e.endpoint == part.endpoint) {
-                Some((_, ps)) => ps.push(p),
-                None => eggs.push((part, vec![p])),
+            match index.get(&part.endpoint) {
+                Some(&i) => eggs[i].1.push(p),
+                None => {
+                    index.insert(part.endpoint.clone(), eggs.len());
+                    eggs.push((part, vec![p]));
+                }
             }
         }
         let job = Arc::new(job);
@@ -330,26 +330,24 @@ impl ClusterSession {
                 processor = part.processor_id, partitions = ?partitions);
             let job = job.clone();
             let call = async move {
-                let mut client = client.map_err(|s| (part.clone(), s))?;
-                let asked = partitions.len();
+                let failed = |s| (part.clone(), partitions.clone(), s);
+                let mut client = client.map_err(failed)?;
                 let tasks = Tasks {
                     job: Some((*job).clone()),
-                    partitions,
+                    partitions: partitions.clone(),
                 };
                 let results = client
                     .run_tasks(tasks)
                     .await
-                    .map_err(|s| (part.clone(), s))?
+                    .map_err(failed)?
                     .into_inner()
                     .results;
-                if results.len() != asked {
-                    return Err((
-                        part,
-                        Status::internal(format!(
-                            "the egg answered {} results for {asked} tasks; client and egg versions differ",
-                            results.len()
-                        )),
-                    ));
+                if results.len() != partitions.len() {
+                    return Err(failed(Status::internal(format!(
+                        "the egg answered {} results for {} tasks; client and egg versions differ",
+                        results.len(),
+                        partitions.len()
+                    ))));
                 }
                 Ok(results)
             }
@@ -378,6 +376,11 @@ impl ClusterSession {
     /// Explains a failed call to an egg: which partition, which processor, and, when the
     /// session has failed meanwhile, the cluster manager's reason.
     fn egg_error(&self, part: &Partition, s: Status) -> Error {
+        self.egg_error_on(part, &[part.id], s)
+    }
+
+    /// As `egg_error`, for a call on `partitions` of that egg.
+    fn egg_error_on(&self, part: &Partition, partitions: &[u32], s: Status) -> Error {
         // An egg's own errors begin with its name; the transport's do not.
         let who = format!("processor {} at {}", part.processor_id, part.endpoint);
         let detail = s.message();
@@ -385,7 +388,14 @@ impl ClusterSession {
             .strip_prefix(&who)
             .map(|rest| rest.trim_start_matches(':').trim_start())
             .unwrap_or(detail);
-        let mut msg = format!("partition {} on {who} failed: {detail}", part.id);
+        let which = match partitions {
+            [p] => format!("partition {p}"),
+            ps => format!(
+                "partitions {}",
+                ps.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+            ),
+        };
+        let mut msg = format!("{which} on {who} failed: {detail}");
         if matches!(
             s.code(),
             tonic::Code::Unavailable
@@ -539,7 +549,7 @@ impl Backend for ClusterSession {
         self.forget(l)?;
         let (session, table) = (self.meta.id.clone(), format!("{}/{}", l.namespace, l.name));
         let handle = self.runtime.spawn(async move {
-            if let Err((part, s)) = join_tasks(calls).await {
+            if let Err((part, _, s)) = join_tasks(calls).await {
                 tracing::warn!(session = %session, table = %table, processor = part.processor_id,
                     "destroying an in-memory table failed: {}", s.message());
             }
@@ -564,7 +574,7 @@ impl Backend for ClusterSession {
         let calls = self.task_calls(job, partitions)?;
         self.runtime
             .block_on(join_tasks(calls))
-            .map_err(|(part, s)| self.egg_error(&part, s))
+            .map_err(|(part, partitions, s)| self.egg_error_on(&part, &partitions, s))
     }
 
     fn get(&self, l: &StoreLocator, p: u32, k: Vec<u8>) -> Result<Option<Vec<u8>>> {
