@@ -7,7 +7,7 @@ back ends) is a few microseconds. At the end, a summary per mode and size: the l
 and the ops under the targets (1 everywhere; 10 for the overhead).
 
     .venv-fate/bin/python python/tests/fate_bench.py [--rows 10 1000 100000 1000000] [--runs 3]
-        [--modes embedded cluster]
+        [--modes embedded cluster] [--partitions 4] [--ops count mapValues ...]
 
 `make fate-bench` runs it with the defaults.
 """
@@ -29,10 +29,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from local_cluster import LocalCluster  # noqa: E402
 
 
-def ops(rows):
+def ops(rows, partitions):
     data = [(i, {"x": i, "y": [i % 7] * 4}) for i in range(rows)]
     return [
-        ("parallelize", lambda s, t: s.parallelize(data, include_key=True, partition=4)),
+        ("parallelize", lambda s, t: s.parallelize(data, include_key=True, partition=partitions)),
         # FATE's KVTable keeps a table's count after its first call: forget it, or this
         # would time FATE's own cache on both back ends.
         ("count", lambda s, t: (setattr(t, "_count_cache", None), t.count())),
@@ -74,12 +74,13 @@ def median_time(fn, runs):
 OVERHEAD_ROWS = 100
 
 
-def bench(label, ours, theirs, rows_list, runs, only=None):
-    """Times each op on both back ends; returns {rows: {op: ratio}}."""
+def bench(label, ours, theirs, rows_list, runs, only=None, partitions=4):
+    """Times each op on both back ends, on tables of `partitions` partitions; returns
+    {rows: {op: ratio}}."""
     ratios = {}
     for rows in rows_list:
-        table_ops, data = ops(rows)
-        tables = [s.parallelize(data, include_key=True, partition=4) for s in (ours, theirs)]
+        table_ops, data = ops(rows, partitions)
+        tables = [s.parallelize(data, include_key=True, partition=partitions) for s in (ours, theirs)]
         n = runs if rows < 1_000_000 else 1
         # Small tables' times are a few ms, and one scheduling hiccup is as long: many more
         # runs steady their medians (9 runs moved a ratio by 30% from one run to the next).
@@ -113,19 +114,25 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--modes", nargs="*", default=["embedded", "cluster"])
     ap.add_argument("--ops", nargs="*", help="only these ops (as printed)")
+    ap.add_argument("--partitions", type=int, default=4,
+                    help="partitions of every table (FATE's DataFrame reader makes 4)")
     args = ap.parse_args()
+    if args.partitions < 1:
+        ap.error(f"--partitions must be at least 1, not {args.partitions}")
     theirs = StandaloneSession("bench_standalone", data_dir=tempfile.mkdtemp(prefix="fate-standalone-"))
     print(f"{'mode':<9} {'op':<20} {'rows':>8} {'eggroll-rs ms':>14} {'standalone ms':>14} {'ratio':>7}")
     results = {}
     if "embedded" in args.modes:
         ours = EggrollSession("bench_eggroll")
-        results["embedded"] = bench("embedded", ours, theirs, args.rows, args.runs, args.ops)
+        results["embedded"] = bench("embedded", ours, theirs, args.rows, args.runs, args.ops,
+                                     args.partitions)
         ours.destroy()
     if "cluster" in args.modes:
         with LocalCluster(nodes=1) as cluster:
             ours = EggrollSession("bench_cluster", host=cluster.host, port=cluster.port,
                                   options={"eggroll.session.processors.per.node": 2})
-            results["cluster"] = bench("cluster", ours, theirs, args.rows, args.runs, args.ops)
+            results["cluster"] = bench("cluster", ours, theirs, args.rows, args.runs, args.ops,
+                                    args.partitions)
             ours.destroy()
     theirs.destroy()
     print()
