@@ -233,7 +233,9 @@ impl Executor {
         match job.op.as_ref()? {
             Op::Count(_) => result.count = store.count_now()?,
             Op::Take(t) => {
-                let pairs = store.pairs_now(NOW_BYTES)?;
+                // Only the pairs the take may return are copied (one for a `first`).
+                let pairs =
+                    store.pairs_now(NOW_BYTES, usize::try_from(t.limit).unwrap_or(usize::MAX))?;
                 take(pairs.into_iter().map(Ok), t, &mut result).ok()?;
             }
             _ => return None,

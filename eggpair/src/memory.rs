@@ -184,7 +184,7 @@ impl PartitionStore for MemStore {
         }
     }
 
-    fn pairs_now(&self, max_bytes: u64) -> Option<Vec<Pair>> {
+    fn pairs_now(&self, max_bytes: u64, limit: usize) -> Option<Vec<Pair>> {
         let state = self.state.try_read()?;
         let State::Map { map, bytes } = &*state else {
             return None;
@@ -192,11 +192,13 @@ impl PartitionStore for MemStore {
         if *bytes > max_bytes {
             return None;
         }
-        let mut out = Vec::with_capacity(map.len());
-        map.walk(Bound::Unbounded, None, |k, v| {
-            out.push((k.to_vec(), v.to_vec()));
-            true
-        });
+        let mut out = Vec::with_capacity(map.len().min(limit));
+        if limit > 0 {
+            map.walk(Bound::Unbounded, None, |k, v| {
+                out.push((k.to_vec(), v.to_vec()));
+                out.len() < limit
+            });
+        }
         Some(out)
     }
 

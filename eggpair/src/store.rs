@@ -107,10 +107,10 @@ pub trait PartitionStore: Send + Sync {
     fn count_now(&self) -> Option<u64> {
         None
     }
-    /// A copy of every pair in key order, when it can be made at once: all in memory, at
-    /// most `max_bytes`, no writer holding the partition; `None` otherwise.
-    fn pairs_now(&self, max_bytes: u64) -> Option<Vec<Pair>> {
-        let _ = max_bytes;
+    /// A copy of the first `limit` pairs in key order, when it can be made at once: all in
+    /// memory, at most `max_bytes` held, no writer holding the partition; `None` otherwise.
+    fn pairs_now(&self, max_bytes: u64, limit: usize) -> Option<Vec<Pair>> {
+        let _ = (max_bytes, limit);
         None
     }
     /// A bulk load into this partition, if it is empty and its store has a faster way to fill

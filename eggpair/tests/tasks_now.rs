@@ -52,6 +52,16 @@ fn table(stores: &Stores, t: StoreType, name: &str, n: u32, value_len: usize) ->
     l
 }
 
+/// Stores under `dir`, with an executor and a local sink over them.
+fn open(dir: &std::path::Path, config: StorageConfig) -> (Arc<Stores>, Executor, LocalSink) {
+    let stores = Arc::new(Stores::open(dir, config).unwrap());
+    (
+        stores.clone(),
+        Executor::new(stores.clone()),
+        LocalSink::new(stores),
+    )
+}
+
 fn ops() -> Vec<Op> {
     let take = |limit, keys_only, packed, max_bytes| {
         Op::Take(Take {
@@ -75,9 +85,7 @@ fn ops() -> Vec<Op> {
 #[test]
 fn small_in_memory_tasks_answer_now_and_equal_the_pooled_answer() {
     let dir = tempfile::tempdir().unwrap();
-    let stores = Arc::new(Stores::open(dir.path(), StorageConfig::default()).unwrap());
-    let executor = Executor::new(stores.clone());
-    let sink = LocalSink::new(stores.clone());
+    let (stores, executor, sink) = open(dir.path(), StorageConfig::default());
     for (name, n, len) in [
         ("empty", 0, 0),
         ("one", 1, 10),
@@ -96,9 +104,7 @@ fn small_in_memory_tasks_answer_now_and_equal_the_pooled_answer() {
 #[test]
 fn tasks_that_could_wait_are_left_to_the_pool() {
     let dir = tempfile::tempdir().unwrap();
-    let stores = Arc::new(Stores::open(dir.path(), StorageConfig::default()).unwrap());
-    let executor = Executor::new(stores.clone());
-    let sink = LocalSink::new(stores.clone());
+    let (stores, executor, sink) = open(dir.path(), StorageConfig::default());
     // Past the 64 KiB a take copies on the async worker: the count still answers now.
     let big = table(&stores, StoreType::InMemory, "big", 2_000, 100);
     let count = task(&big, Op::Count(Count {}));
@@ -114,22 +120,17 @@ fn tasks_that_could_wait_are_left_to_the_pool() {
         assert_eq!(executor.run_now(&task(&disk, op)), None);
     }
     // Spilled past the memory budget: on disk too.
-    let spilling = Arc::new(
-        Stores::open(
-            &dir.path().join("spilling"),
-            StorageConfig {
-                memory_budget_bytes: 1_000,
-                ..StorageConfig::default()
-            },
-        )
-        .unwrap(),
+    let (spilling, executor, sink) = open(
+        &dir.path().join("spilling"),
+        StorageConfig {
+            memory_budget_bytes: 1_000,
+            ..StorageConfig::default()
+        },
     );
     let spilled = table(&spilling, StoreType::InMemory, "spilled", 200, 100);
-    let executor = Executor::new(spilling.clone());
     for op in ops() {
         assert_eq!(executor.run_now(&task(&spilled, op)), None);
     }
-    let sink = LocalSink::new(spilling);
     let t = task(&spilled, Op::Count(Count {}));
     assert_eq!(executor.run(&t, &sink).unwrap().count, 200);
 }

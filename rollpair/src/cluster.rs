@@ -306,25 +306,21 @@ impl ClusterSession {
             *s = self.store(&l)?;
         }
         let input = job.inputs.first().cloned().unwrap_or_default();
-        // Partitions by the egg that serves them, in the order of their first partition.
-        let mut eggs: Vec<(Partition, Vec<u32>)> = Vec::new();
-        let mut index: HashMap<String, usize> = HashMap::new();
+        // Partitions by the egg that serves them (`join_tasks` puts the results in order).
+        let mut eggs: HashMap<String, (Partition, Vec<u32>)> = HashMap::new();
         for p in 0..partitions {
             let part = input
                 .partitions
                 .get(p as usize)
                 .cloned()
                 .unwrap_or_default();
-            match index.get(&part.endpoint) {
-                Some(&i) => eggs[i].1.push(p),
-                None => {
-                    index.insert(part.endpoint.clone(), eggs.len());
-                    eggs.push((part, vec![p]));
-                }
-            }
+            eggs.entry(part.endpoint.clone())
+                .or_insert_with(|| (part, Vec::new()))
+                .1
+                .push(p);
         }
         let job = Arc::new(job);
-        let calls = eggs.into_iter().map(|(part, partitions)| {
+        let calls = eggs.into_values().map(|(part, partitions)| {
             let client = self.egg(&part.endpoint);
             let span = tracing::debug_span!("tasks", session = %job.session_id, job = %job.id,
                 processor = part.processor_id, partitions = ?partitions);
