@@ -2,6 +2,7 @@
 //! which gives FATE's eggroll computing back end the module it imports. Every call into
 //! eggroll-rs (RocksDB, gRPC to the eggs) runs with Python's lock released.
 
+mod collect;
 mod egg;
 mod federation;
 mod functions;
@@ -10,6 +11,7 @@ mod packed;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use collect::MergedPairs;
 use eggroll_proto::meta::StoreType;
 use eggroll_rollpair::{ByteTable, FateTypes, Options, RollPairContext, SessionOptions};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -302,31 +304,11 @@ impl Table {
     }
 
     /// Every pair in the byte order of the keys across partitions (FATE standalone's
-    /// order); the first `limit` only, if given. The partitions are read at once, each
-    /// packed in one buffer (see `ByteTable::partitions_packed`).
+    /// order); the first `limit` only, if given, made as the caller iterates (see
+    /// `collect`).
     #[pyo3(signature = (limit=None))]
-    fn get_all_sorted<'py>(
-        &self,
-        py: Python<'py>,
-        limit: Option<usize>,
-    ) -> PyResult<Bound<'py, PyList>> {
-        let t = self.table()?;
-        let runs = py.allow_threads(|| t.partitions_packed()).map_err(err)?;
-        let iters = runs
-            .iter()
-            .map(|run| {
-                eggroll_core::pairs::iter(run)
-                    .collect::<eggroll_core::Result<Vec<_>>>()
-                    .map(Vec::into_iter)
-            })
-            .collect::<eggroll_core::Result<Vec<_>>>()
-            .map_err(err)?;
-        let merged = merge_sorted(iters, limit.unwrap_or(usize::MAX));
-        let items = merged
-            .into_iter()
-            .map(|(k, v)| PyTuple::new(py, [PyBytes::new(py, k), PyBytes::new(py, v)]))
-            .collect::<PyResult<Vec<_>>>()?;
-        PyList::new(py, items)
+    fn get_all_sorted(&self, py: Python<'_>, limit: Option<usize>) -> PyResult<MergedPairs> {
+        MergedPairs::start(py, self.table()?, limit.unwrap_or(usize::MAX))
     }
 
     /// The first `n` pairs in the byte order of the keys across partitions.
@@ -519,6 +501,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add_function(wrap_pyfunction!(egg::serve_egg, m)?)?;
     m.add_class::<packed::PackedPairs>()?;
+    m.add_class::<MergedPairs>()?;
     m.add_function(wrap_pyfunction!(packed::read_packed, m)?)?;
     m.add_function(wrap_pyfunction!(packed::write_packed, m)?)?;
     Ok(())

@@ -75,7 +75,7 @@ impl RollPairContext {
 pub const SEQUENCE_TAG_BYTES: usize = eggroll_eggpair::executor::TAG_LEN;
 
 /// A partition of up to this many bytes comes back whole from the Take job of
-/// [`ByteTable::partitions_packed`]; a larger one is scanned in batches.
+/// [`ByteTable::small_partitions_packed`]; a larger one is scanned in batches.
 pub const WHOLE_BYTES: u64 = 1 << 20;
 
 impl ByteTable {
@@ -162,6 +162,37 @@ impl ByteTable {
             Ok(true)
         })?;
         Ok(out)
+    }
+
+    /// Partition `p`'s pairs in key byte order, handed to `send` packed in chunks of about
+    /// `chunk_bytes` (whole pairs each, none empty) as the scan reads them; stops early when
+    /// `send` answers false.
+    pub fn scan_packed(
+        &self,
+        p: u32,
+        chunk_bytes: usize,
+        send: &mut dyn FnMut(Vec<u8>) -> bool,
+    ) -> Result<()> {
+        let capacity = chunk_bytes.min(1 << 20);
+        let mut chunk = Vec::with_capacity(capacity);
+        let mut open = true;
+        self.inner.scan_encoded(p, &mut |k, v| {
+            eggroll_core::pairs::push(&mut chunk, k, v);
+            if chunk.len() >= chunk_bytes {
+                open = send(std::mem::replace(&mut chunk, Vec::with_capacity(capacity)));
+            }
+            Ok(open)
+        })?;
+        if open && !chunk.is_empty() {
+            send(chunk);
+        }
+        Ok(())
+    }
+
+    /// Every partition of at most [`WHOLE_BYTES`], packed, by one Take job; None for a
+    /// larger one (read it with [`Self::scan_packed`]). Indexed by partition.
+    pub fn small_partitions_packed(&self) -> Result<Vec<Option<Vec<u8>>>> {
+        self.inner.partitions_packed_up_to(WHOLE_BYTES)
     }
 
     /// Every partition's pairs in key byte order, each packed in one buffer, indexed by

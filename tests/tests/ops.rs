@@ -803,6 +803,45 @@ fn byte_tables(ctx: &RollPairContext, backend: &str) {
                 got == want,
                 "{what}, {n} partitions: packed partitions differ"
             );
+            // The one Take job leaves out just the partition past its bound; a scan in small
+            // chunks gives each partition's bytes again, cut at pairs, and stops when asked.
+            let small = t.small_partitions_packed().unwrap();
+            for (p, run) in packed.iter().enumerate() {
+                let whole = run.len() as u64 <= eggroll_rollpair::byte_table::WHOLE_BYTES;
+                assert_eq!(
+                    small[p].as_ref(),
+                    whole.then_some(run),
+                    "{what}, partition {p}"
+                );
+                let mut chunks = Vec::new();
+                t.scan_packed(p as u32, 100, &mut |c| {
+                    chunks.push(c);
+                    true
+                })
+                .unwrap();
+                assert!(
+                    chunks.iter().all(|c| !c.is_empty()),
+                    "{what}: an empty chunk"
+                );
+                for c in &chunks {
+                    eggroll_core::pairs::collect(c).unwrap();
+                }
+                assert!(
+                    chunks.concat() == *run,
+                    "{what}, partition {p}: chunks differ"
+                );
+                let mut first = 0;
+                t.scan_packed(p as u32, 100, &mut |_| {
+                    first += 1;
+                    false
+                })
+                .unwrap();
+                assert_eq!(
+                    first,
+                    chunks.len().min(1),
+                    "{what}: the scan went on after no"
+                );
+            }
             assert_eq!(t.count().unwrap(), want.len() as u64, "{what}");
             assert_eq!(t.take(5).unwrap(), want[..5].to_vec(), "{what}");
             assert_eq!(
