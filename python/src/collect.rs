@@ -4,6 +4,7 @@
 //! their own while the caller consumes earlier pairs: a collect neither waits for the whole
 //! table nor holds a second copy of every pair beside what the caller builds.
 
+use crate::packed::PyPair;
 use eggroll_core::sync::Mutex;
 use eggroll_core::{pairs, Result};
 use eggroll_rollpair::ByteTable;
@@ -146,10 +147,7 @@ impl MergedPairs {
         slf
     }
 
-    fn __next__<'py>(
-        &mut self,
-        py: Python<'py>,
-    ) -> PyResult<Option<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)>> {
+    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<PyPair<'py>>> {
         if self.left == 0 {
             return Ok(None);
         }

@@ -30,6 +30,9 @@ impl std::ops::Deref for Buffer {
     }
 }
 
+/// A pair as Python gets it: `(bytes, bytes)`.
+pub type PyPair<'py> = (Bound<'py, PyBytes>, Bound<'py, PyBytes>);
+
 /// An iterator of `(bytes, bytes)` over a packed batch, made one pair at a time.
 #[pyclass(module = "eggroll._native")]
 pub struct PackedPairs {
@@ -114,10 +117,7 @@ impl PackedPairs {
         slf
     }
 
-    fn __next__<'py>(
-        &mut self,
-        py: Python<'py>,
-    ) -> PyResult<Option<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)>> {
+    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<PyPair<'py>>> {
         let rest = &self.buf[self.at..];
         match pairs::iter(rest).next() {
             None => Ok(None),
@@ -201,9 +201,7 @@ fn io_error(what: &str, source: std::io::Error) -> CoreError {
 }
 
 /// An item a function gave as its key and value bytes, or an error saying what is wrong.
-pub fn output_pair<'py>(
-    item: &Bound<'py, PyAny>,
-) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+pub fn output_pair<'py>(item: &Bound<'py, PyAny>) -> PyResult<PyPair<'py>> {
     let (k, v): (Bound<'py, PyAny>, Bound<'py, PyAny>) = item
         .extract()
         .map_err(|_| PyTypeError::new_err("the function must give (key, value) pairs of bytes"))?;
