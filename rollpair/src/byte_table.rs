@@ -153,17 +153,6 @@ impl ByteTable {
         Ok(out)
     }
 
-    /// The pairs of partition `p`, in key byte order, packed in one buffer
-    /// (`eggroll_core::pairs`): one allocation, not two per pair.
-    pub fn partition_packed(&self, p: u32) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        self.inner.scan_encoded(p, &mut |k, v| {
-            eggroll_core::pairs::push(&mut out, k, v);
-            Ok(true)
-        })?;
-        Ok(out)
-    }
-
     /// Partition `p`'s pairs in key byte order, handed to `send` packed in chunks of about
     /// `chunk_bytes` (whole pairs each, none empty) as the scan reads them; stops early when
     /// `send` answers false.
@@ -193,30 +182,6 @@ impl ByteTable {
     /// larger one (read it with [`Self::scan_packed`]). Indexed by partition.
     pub fn small_partitions_packed(&self) -> Result<Vec<Option<Vec<u8>>>> {
         self.inner.partitions_packed_up_to(WHOLE_BYTES)
-    }
-
-    /// Every partition's pairs in key byte order, each packed in one buffer, indexed by
-    /// partition. One Take job brings back the partitions of at most [`WHOLE_BYTES`] in
-    /// one round trip; larger ones are then scanned in batches, at once.
-    pub fn partitions_packed(&self) -> Result<Vec<Vec<u8>>> {
-        let taken = self.inner.partitions_packed_up_to(WHOLE_BYTES)?;
-        std::thread::scope(|s| {
-            let scans: Vec<_> = taken
-                .into_iter()
-                .enumerate()
-                .map(|(p, got)| match got {
-                    Some(packed) => Ok(packed),
-                    None => Err(s.spawn(move || self.partition_packed(p as u32))),
-                })
-                .collect();
-            scans
-                .into_iter()
-                .map(|r| match r {
-                    Ok(packed) => Ok(packed),
-                    Err(scan) => scan.join().unwrap_or_else(|e| std::panic::resume_unwind(e)),
-                })
-                .collect()
-        })
     }
 
     /// The first `n` pairs of partition `p`, in key byte order.
