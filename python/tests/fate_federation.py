@@ -19,7 +19,9 @@ SSHE-LR's coefficients and losses are within 1e-6; no egg of a job is left on ei
 cluster. It prints each job's time beside standalone's, and the ops FATE called: the job's
 span, from the first party's start to the last one's end, after the interpreters' start and
 FATE's imports (the same on both back ends), and also the whole processes' wall time.
-`--compare` prints each party's per-op times beside standalone's.
+`--compare` prints each party's per-op times beside standalone's, and the CPU seconds the
+job's processes spent by kind (FATE's drivers, where the functions ran, eggroll-rs's daemons)
+with how idle the machine was (`cpu_use`).
 
 Faults, on `two-parties` (a SecureBoost job each): the host's job process killed mid-job (the
 guest fails once the host's signs of life have stopped for the liveness bound, long before its
@@ -48,10 +50,13 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+from cpu_use import CpuUse  # noqa: E402
 from local_cluster import LocalCluster, eggroll_binary, eggs_of, processor_of, wait_until  # noqa: E402
 
 GUEST, HOST = "9999", "10000"
 JOB_TIMEOUT = 900
+# Whether `run_pair` counts the CPU seconds of the job's processes (`--compare`).
+MEASURE_CPU = False
 
 
 def free_port():
@@ -136,9 +141,12 @@ def party_tls(root, party):
 
 def run_pair(job, backend, root, fed_id, guest_args, host_args, show=False):
     """Runs both parties of `job`; returns (guest result, host result, wall seconds). With
-    `show`, the guest's FATE log goes to this terminal as it runs."""
+    `show`, the guest's FATE log goes to this terminal as it runs. With `MEASURE_CPU`, the
+    guest's result also holds `cpu`: the CPU seconds by kind of process over the run and the
+    machine's idle share (see `cpu_use`)."""
     py = sys.executable
     outs, procs = {}, []
+    cpu = CpuUse(eggroll_binary()).start() if MEASURE_CPU else None
     started = time.perf_counter()
     for role, extra in (("guest", guest_args), ("host", host_args)):
         out = os.path.join(root, f"{fed_id}-{role}.json")
@@ -149,6 +157,8 @@ def run_pair(job, backend, root, fed_id, guest_args, host_args, show=False):
             proc = subprocess.Popen([*cmd, "--verbose"])
         else:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        if cpu:
+            cpu.add_job(proc.pid)
         procs.append((role, proc, log.name))
         outs[role] = out
     failed = []
@@ -163,12 +173,15 @@ def run_pair(job, backend, root, fed_id, guest_args, host_args, show=False):
                 tail = f.read()[-3000:].decode(errors="replace")
             failed.append(f"{role} of {job} on {backend} exited with {rc}; its log ends:\n{tail}")
     wall = time.perf_counter() - started
+    used = cpu.stop() if cpu else None
     if failed:
         raise AssertionError("\n".join(failed))
     results = []
     for role in ("guest", "host"):
         with open(outs[role]) as f:
             results.append(json.load(f))
+    if used:
+        results[0]["cpu"] = {"seconds": used[0], "idle": used[1]}
     return results[0], results[1], wall
 
 
@@ -482,6 +495,19 @@ def compare_ops(label, ours, theirs):
     return "\n".join(lines)
 
 
+def compare_cpu(label, ours, theirs):
+    """Both parties' CPU seconds over the whole run (imports included), by kind of process,
+    on eggroll-rs beside standalone, and how idle the machine was: a job that keeps the cores
+    busy is as fast as its processes' CPU seconds allow."""
+    a, b = ours.get("cpu"), theirs.get("cpu")
+    if not a or not b:
+        return f"  {label}: (no CPU figures)"
+    kinds = " ".join(f"{k} {a['seconds'][k]:.2f}/{b['seconds'][k]:.2f}" for k in ("job", "functions", "daemons"))
+    total = lambda c: sum(c["seconds"].values())
+    return (f"  {label}: CPU s rs/sa: {kinds}, all {total(a):.2f}/{total(b):.2f}; "
+            f"machine idle {a['idle'] * 100:.0f}%/{b['idle'] * 100:.0f}%")
+
+
 def op_summary(result):
     ops = result.get("ops", {})
     calls = sum(v["count"] for v in ops.values())
@@ -498,11 +524,14 @@ def main():
     ap.add_argument("--no-faults", dest="faults", action="store_false",
                     help="skip the fault cases (a party's job process killed, an egg killed)")
     ap.add_argument("--compare", action="store_true",
-                    help="print each party's per-op calls and times beside standalone's")
+                    help="print each party's per-op calls and times beside standalone's, and the "
+                         "CPU seconds of the job's processes by kind")
     ap.add_argument("--repeat", type=int, default=1,
                     help="runs of each job per layout, each beside a fresh standalone run of it; "
                          "the ratio printed last is their median (a shared machine's noise)")
     args = ap.parse_args()
+    global MEASURE_CPU
+    MEASURE_CPU = args.compare
     if args.repeat < 1:
         ap.error(f"--repeat must be at least 1, not {args.repeat}")
     jobs = [j for j in args.jobs.split(",") if j]
@@ -563,6 +592,7 @@ def main():
                 if args.compare:
                     for role, ours_r, theirs_r in (("guest", g, rg), ("host", h, rh)):
                         print(compare_ops(f"{job} {lay} {role}", ours_r, theirs_r), flush=True)
+                    print(compare_cpu(f"{job} {lay} both parties", g, rg), flush=True)
             if len(runs) > 1:
                 for what, ratio in (("job", lambda r: job_span(*r[5][:2]) / job_span(r[2], r[3])),
                                     ("with imports", lambda r: r[5][2] / r[4])):
