@@ -93,6 +93,24 @@ impl MergedPairs {
                 },
             })
             .collect();
+        Self::merging(py, runs, limit)
+    }
+
+    /// The merge of partitions already read, each packed (`eggroll_core::pairs`) in key
+    /// order: the first `limit` pairs.
+    pub fn of_packed(py: Python<'_>, partitions: Vec<Vec<u8>>, limit: usize) -> PyResult<Self> {
+        let runs = partitions
+            .into_iter()
+            .map(|chunk| Run {
+                chunk,
+                at: 0,
+                more: None,
+            })
+            .collect();
+        Self::merging(py, runs, limit)
+    }
+
+    fn merging(py: Python<'_>, runs: Vec<Run>, limit: usize) -> PyResult<Self> {
         let mut merged = Self {
             runs,
             order: Vec::new(),
@@ -126,28 +144,9 @@ impl MergedPairs {
         self.order.insert(lo, r);
         Ok(())
     }
-}
 
-/// Scans partition `p` of `table` on a thread of its own, its chunks sent as they are read;
-/// the scan stops once the receiver is gone.
-fn stream(table: ByteTable, p: u32) -> Chunks {
-    let (tx, rx) = sync_channel(AHEAD);
-    std::thread::spawn(move || {
-        let done = table.scan_packed(p, CHUNK_BYTES, &mut |chunk| tx.send(Ok(chunk)).is_ok());
-        if let Err(e) = done {
-            let _ = tx.send(Err(e));
-        }
-    });
-    rx
-}
-
-#[pymethods]
-impl MergedPairs {
-    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<PyPair<'py>>> {
+    /// The next pair in key order, or None after the last (or the limit).
+    pub fn next_pair<'py>(&mut self, py: Python<'py>) -> PyResult<Option<PyPair<'py>>> {
         if self.left == 0 {
             return Ok(None);
         }
@@ -178,5 +177,29 @@ impl MergedPairs {
         }
         self.left -= 1;
         Ok(Some((pair.0, pair.1)))
+    }
+}
+
+/// Scans partition `p` of `table` on a thread of its own, its chunks sent as they are read;
+/// the scan stops once the receiver is gone.
+fn stream(table: ByteTable, p: u32) -> Chunks {
+    let (tx, rx) = sync_channel(AHEAD);
+    std::thread::spawn(move || {
+        let done = table.scan_packed(p, CHUNK_BYTES, &mut |chunk| tx.send(Ok(chunk)).is_ok());
+        if let Err(e) = done {
+            let _ = tx.send(Err(e));
+        }
+    });
+    rx
+}
+
+#[pymethods]
+impl MergedPairs {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<PyPair<'py>>> {
+        self.next_pair(py)
     }
 }

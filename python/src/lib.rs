@@ -209,37 +209,6 @@ fn pairs_of(items: &Bound<'_, PyAny>) -> PyResult<Vec<(Vec<u8>, Vec<u8>)>> {
     Ok(out)
 }
 
-/// The first `limit` pairs of the key-sorted `runs` (a table's partitions), in key order.
-fn merge_sorted<K: Ord, V>(
-    mut runs: Vec<impl Iterator<Item = (K, V)>>,
-    limit: usize,
-) -> Vec<(K, V)> {
-    use std::cmp::Reverse;
-    let mut out = Vec::new();
-    // The heap holds each run's next key (keys of different partitions never tie), and
-    // `values` that key's value.
-    let mut heap = std::collections::BinaryHeap::new();
-    let mut values: Vec<Option<V>> = Vec::with_capacity(runs.len());
-    for (i, run) in runs.iter_mut().enumerate() {
-        values.push(run.next().map(|(k, v)| {
-            heap.push(Reverse((k, i)));
-            v
-        }));
-    }
-    while out.len() < limit {
-        let Some(Reverse((k, i))) = heap.pop() else {
-            break;
-        };
-        let Some(v) = values[i].take() else { break };
-        out.push((k, v));
-        values[i] = runs[i].next().map(|(k, v)| {
-            heap.push(Reverse((k, i)));
-            v
-        });
-    }
-    out
-}
-
 /// A Python list of `(bytes, bytes)` tuples.
 fn list_of<'py>(py: Python<'py>, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> PyResult<Bound<'py, PyList>> {
     let items: Vec<Bound<'py, PyTuple>> = pairs
@@ -311,19 +280,32 @@ impl Table {
         MergedPairs::start(py, self.table()?, limit.unwrap_or(usize::MAX))
     }
 
-    /// The first `n` pairs in the byte order of the keys across partitions.
+    /// The first `n` pairs in the byte order of the keys across partitions: each
+    /// partition's first `n` in one round trip, merged as a collect's are.
     fn take_sorted<'py>(&self, py: Python<'py>, n: usize) -> PyResult<Bound<'py, PyList>> {
         let t = self.table()?;
-        let pairs = py
+        let heads = py
             .allow_threads(|| {
-                let heads = t.heads(n as u64)?;
-                Ok::<_, eggroll_rollpair::Error>(merge_sorted(
-                    heads.into_iter().map(Vec::into_iter).collect(),
-                    n,
-                ))
+                t.heads(n as u64).map(|parts| {
+                    parts
+                        .into_iter()
+                        .map(|pairs| {
+                            let mut packed = Vec::new();
+                            for (k, v) in &pairs {
+                                eggroll_core::pairs::push(&mut packed, k, v);
+                            }
+                            packed
+                        })
+                        .collect()
+                })
             })
             .map_err(err)?;
-        list_of(py, pairs)
+        let mut merged = MergedPairs::of_packed(py, heads, n)?;
+        let mut pairs = Vec::new();
+        while let Some(pair) = merged.next_pair(py)? {
+            pairs.push(pair);
+        }
+        PyList::new(py, pairs)
     }
 
     /// The value of `key`, or None.
