@@ -284,22 +284,7 @@ impl Table {
     /// partition's first `n` in one round trip, merged as a collect's are.
     fn take_sorted<'py>(&self, py: Python<'py>, n: usize) -> PyResult<Bound<'py, PyList>> {
         let t = self.table()?;
-        let heads = py
-            .allow_threads(|| {
-                t.heads(n as u64).map(|parts| {
-                    parts
-                        .into_iter()
-                        .map(|pairs| {
-                            let mut packed = Vec::new();
-                            for (k, v) in &pairs {
-                                eggroll_core::pairs::push(&mut packed, k, v);
-                            }
-                            packed
-                        })
-                        .collect()
-                })
-            })
-            .map_err(err)?;
+        let heads = py.allow_threads(|| t.heads_packed(n as u64)).map_err(err)?;
         let mut merged = MergedPairs::of_packed(py, heads, n)?;
         let mut pairs = Vec::new();
         while let Some(pair) = merged.next_pair(py)? {

@@ -181,7 +181,7 @@ impl ByteTable {
     /// Every partition of at most [`WHOLE_BYTES`], packed, by one Take job; None for a
     /// larger one (read it with [`Self::scan_packed`]). Indexed by partition.
     pub fn small_partitions_packed(&self) -> Result<Vec<Option<Vec<u8>>>> {
-        self.inner.partitions_packed_up_to(WHOLE_BYTES)
+        self.inner.heads_packed(u64::MAX, WHOLE_BYTES)
     }
 
     /// The first `n` pairs of partition `p`, in key byte order.
@@ -197,10 +197,11 @@ impl ByteTable {
         Ok(out)
     }
 
-    /// The first `n` pairs of every partition, each in key byte order, read in one job;
-    /// indexed by partition.
-    pub fn heads(&self, n: u64) -> Result<Vec<Vec<BytePair>>> {
-        self.inner.heads_encoded(n)
+    /// The first `n` pairs of every partition, each in key byte order and packed
+    /// (`eggroll_core::pairs`), read in one job; indexed by partition.
+    pub fn heads_packed(&self, n: u64) -> Result<Vec<Vec<u8>>> {
+        let heads = self.inner.heads_packed(n, 0)?;
+        Ok(heads.into_iter().map(Option::unwrap_or_default).collect())
     }
 
     /// The output of `mapper` on every partition, sent back by the eggs instead of stored;

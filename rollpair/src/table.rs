@@ -325,31 +325,18 @@ impl<K, V> RollPair<K, V> {
         })
     }
 
-    /// Every partition's pairs in key order, packed (`eggroll_core::pairs`), by one Take
-    /// job; None for a partition of more than `max_bytes`, which the caller then reads by
-    /// a scan. Indexed by partition.
-    pub fn partitions_packed_up_to(&self, max_bytes: u64) -> Result<Vec<Option<Vec<u8>>>> {
+    /// Every partition's first `limit` pairs in key order, packed (`eggroll_core::pairs`),
+    /// by one Take job; None for a partition whose share is over `max_bytes` (0: no bound),
+    /// which the caller then reads by a scan. Indexed by partition.
+    pub fn heads_packed(&self, limit: u64, max_bytes: u64) -> Result<Vec<Option<Vec<u8>>>> {
         let op = Op::Take(Take {
-            limit: u64::MAX,
+            limit,
             max_bytes,
             packed: true,
             ..Default::default()
         });
         self.per_partition(op, |r| {
             Ok((!r.more).then(|| r.pairs.unwrap_or_default().packed))
-        })
-    }
-
-    /// The first `n` pairs of every partition in key order, as encoded bytes, by one Take
-    /// job (each partition's share read where it lives); indexed by partition.
-    pub fn heads_encoded(&self, n: u64) -> Result<Vec<EncodedPairs>> {
-        let op = Op::Take(Take {
-            limit: n,
-            ..Default::default()
-        });
-        self.per_partition(op, |r| {
-            let batch = r.pairs.unwrap_or_default();
-            Ok(batch.keys.into_iter().zip(batch.values).collect())
         })
     }
 

@@ -793,6 +793,9 @@ fn byte_tables(ctx: &RollPairContext, backend: &str) {
             // partition, cut at pairs, and stops when asked.
             let small = t.small_partitions_packed().unwrap();
             assert_eq!(small.len(), n as usize, "{what}");
+            // Each partition's first three pairs, packed, as its scan gives them.
+            let heads = t.heads_packed(3).unwrap();
+            assert_eq!(heads.len(), n as usize, "{what}");
             let mut got = Vec::new();
             for (p, whole) in small.iter().enumerate() {
                 let mut chunks = Vec::new();
@@ -812,6 +815,19 @@ fn byte_tables(ctx: &RollPairContext, backend: &str) {
                     }
                 }
                 let run = chunks.concat();
+                let first_three: Vec<u8> = eggroll_core::pairs::iter(&run)
+                    .take(3)
+                    .flat_map(|pair| {
+                        let (k, v) = pair.unwrap();
+                        let mut one = Vec::new();
+                        eggroll_core::pairs::push(&mut one, k, v);
+                        one
+                    })
+                    .collect();
+                assert!(
+                    heads[p] == first_three,
+                    "{what}, partition {p}: its head is not its first three pairs"
+                );
                 let past = run.len() as u64 > eggroll_rollpair::byte_table::WHOLE_BYTES;
                 assert_eq!(whole.is_none(), past, "{what}, partition {p}");
                 if let Some(whole) = whole {
