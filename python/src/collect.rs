@@ -70,29 +70,25 @@ pub struct MergedPairs {
 }
 
 impl MergedPairs {
-    /// Starts the merge of `table`'s partitions: small ones read in one round trip, each
-    /// larger one scanned on a thread of its own.
+    /// Starts the merge of `table`'s partitions: each one's first chunk read in one round
+    /// trip for all, the rest of a larger one scanned on a thread of its own after it.
     pub fn start(py: Python<'_>, table: &ByteTable, limit: usize) -> PyResult<Self> {
         let t = table.clone();
-        let small = py
-            .allow_threads(|| t.small_partitions_packed())
-            .map_err(crate::err)?;
-        let runs = small
-            .into_iter()
-            .enumerate()
-            .map(|(p, got)| match got {
-                Some(chunk) => Run {
-                    chunk,
-                    at: 0,
-                    more: None,
-                },
-                None => Run {
-                    chunk: Vec::new(),
-                    at: 0,
-                    more: Some(Mutex::new(stream(table.clone(), p as u32))),
-                },
-            })
-            .collect();
+        let firsts = py.allow_threads(|| t.first_chunks()).map_err(crate::err)?;
+        let mut runs = Vec::with_capacity(firsts.len());
+        for (p, first) in firsts.into_iter().enumerate() {
+            let more = if first.more {
+                let after = last_key(&first.packed).map_err(crate::err)?;
+                Some(Mutex::new(stream(table.clone(), p as u32, after)))
+            } else {
+                None
+            };
+            runs.push(Run {
+                chunk: first.packed,
+                at: 0,
+                more,
+            });
+        }
         Self::merging(py, runs, limit)
     }
 
@@ -180,12 +176,24 @@ impl MergedPairs {
     }
 }
 
-/// Scans partition `p` of `table` on a thread of its own, its chunks sent as they are read;
-/// the scan stops once the receiver is gone.
-fn stream(table: ByteTable, p: u32) -> Chunks {
+/// The last key of a packed chunk, or None for an empty one.
+fn last_key(packed: &[u8]) -> Result<Option<Vec<u8>>> {
+    let mut last = None;
+    for pair in pairs::iter(packed) {
+        last = Some(pair?.0);
+    }
+    Ok(last.map(<[u8]>::to_vec))
+}
+
+/// Scans partition `p` of `table` after the key `after` (from its first key without one)
+/// on a thread of its own, its chunks sent as they are read; the scan stops once the
+/// receiver is gone.
+fn stream(table: ByteTable, p: u32, after: Option<Vec<u8>>) -> Chunks {
     let (tx, rx) = sync_channel(AHEAD);
     std::thread::spawn(move || {
-        let done = table.scan_packed(p, CHUNK_BYTES, &mut |chunk| tx.send(Ok(chunk)).is_ok());
+        let done = table.scan_packed(p, after.as_deref(), CHUNK_BYTES, &mut |chunk| {
+            tx.send(Ok(chunk)).is_ok()
+        });
         if let Err(e) = done {
             let _ = tx.send(Err(e));
         }

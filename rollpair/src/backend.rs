@@ -53,8 +53,9 @@ pub(crate) trait Backend: Send + Sync {
     /// Removes the encoded key `k` from partition `p` of `l`; true if it was there.
     fn delete(&self, l: &StoreLocator, p: u32, k: Vec<u8>) -> Result<bool>;
 
-    /// Calls `visit` on every pair of partition `p` in key order; it returns false to stop.
-    fn scan(&self, l: &StoreLocator, p: u32, visit: &mut Visit) -> Result<()>;
+    /// Calls `visit` on the pairs of partition `p` in key order from the first key at or
+    /// after `start` (empty: from the first); it returns false to stop.
+    fn scan(&self, l: &StoreLocator, p: u32, start: &[u8], visit: &mut Visit) -> Result<()>;
 
     /// Opens the sink that packed batches of pairs for `l` go to (see `writer::PairWriter`).
     fn batches<'a>(&'a self, l: &StoreLocator) -> Result<Box<dyn BatchSink + 'a>>;

@@ -7,7 +7,7 @@
 use crate::context::RollPairContext;
 use crate::error::{Error, Result};
 use crate::options::{FateTypes, Options, StoreTags};
-use crate::table::RollPair;
+use crate::table::{Head, RollPair};
 use eggroll_core::partitioner::Partitioner;
 use eggroll_core::CoreError;
 use eggroll_proto::meta::{
@@ -74,8 +74,8 @@ impl RollPairContext {
 /// [`ByteTable::map_reduce_folding`]): the source partition and the emission index.
 pub const SEQUENCE_TAG_BYTES: usize = eggroll_eggpair::executor::TAG_LEN;
 
-/// A partition of up to this many bytes comes back whole from the Take job of
-/// [`ByteTable::small_partitions_packed`]; a larger one is scanned in batches.
+/// A partition's first chunk from the Take job of [`ByteTable::first_chunks`] holds up to
+/// this many bytes of pairs: a small partition whole; a larger one's rest is scanned.
 pub const WHOLE_BYTES: u64 = 1 << 20;
 
 impl ByteTable {
@@ -153,19 +153,22 @@ impl ByteTable {
         Ok(out)
     }
 
-    /// Partition `p`'s pairs in key byte order, handed to `send` packed in chunks of about
-    /// `chunk_bytes` (whole pairs each, none empty) as the scan reads them; stops early when
-    /// `send` answers false.
+    /// Partition `p`'s pairs in key byte order, those after the key `after` when given,
+    /// handed to `send` packed in chunks of about `chunk_bytes` (whole pairs each, none
+    /// empty) as the scan reads them; stops early when `send` answers false.
     pub fn scan_packed(
         &self,
         p: u32,
+        after: Option<&[u8]>,
         chunk_bytes: usize,
         send: &mut dyn FnMut(Vec<u8>) -> bool,
     ) -> Result<()> {
+        // Keys compare as bytes, so the first key past `after` is `after` and a zero byte.
+        let start = after.map_or_else(Vec::new, |k| [k, &[0]].concat());
         let capacity = chunk_bytes.min(1 << 20);
         let mut chunk = Vec::with_capacity(capacity);
         let mut open = true;
-        self.inner.scan_encoded(p, &mut |k, v| {
+        self.inner.scan_encoded_from(p, &start, &mut |k, v| {
             eggroll_core::pairs::push(&mut chunk, k, v);
             if chunk.len() >= chunk_bytes {
                 open = send(std::mem::replace(&mut chunk, Vec::with_capacity(capacity)));
@@ -178,9 +181,10 @@ impl ByteTable {
         Ok(())
     }
 
-    /// Every partition of at most [`WHOLE_BYTES`], packed, by one Take job; None for a
-    /// larger one (read it with [`Self::scan_packed`]). Indexed by partition.
-    pub fn small_partitions_packed(&self) -> Result<Vec<Option<Vec<u8>>>> {
+    /// Every partition's first pairs, up to [`WHOLE_BYTES`] of them, by one Take job: a
+    /// small partition whole, a larger one's rest read by [`Self::scan_packed`] after its
+    /// head's last key. Indexed by partition.
+    pub fn first_chunks(&self) -> Result<Vec<Head>> {
         self.inner.heads_packed(u64::MAX, WHOLE_BYTES)
     }
 
@@ -201,7 +205,7 @@ impl ByteTable {
     /// (`eggroll_core::pairs`), read in one job; indexed by partition.
     pub fn heads_packed(&self, n: u64) -> Result<Vec<Vec<u8>>> {
         let heads = self.inner.heads_packed(n, 0)?;
-        Ok(heads.into_iter().map(Option::unwrap_or_default).collect())
+        Ok(heads.into_iter().map(|h| h.packed).collect())
     }
 
     /// The output of `mapper` on every partition, sent back by the eggs instead of stored;

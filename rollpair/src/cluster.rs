@@ -583,14 +583,14 @@ impl Backend for ClusterSession {
     }
 
     /// Fetches the pairs in batches from the egg.
-    fn scan(&self, l: &StoreLocator, p: u32, visit: &mut Visit) -> Result<()> {
+    fn scan(&self, l: &StoreLocator, p: u32, start: &[u8], visit: &mut Visit) -> Result<()> {
         let store = self.store(l)?;
         let part = self.partition(&store, p)?;
         let mut client = self.egg_of(&part)?;
         let req = ScanRequest {
             store: Some(store),
             partition: p,
-            start_key: Vec::new(),
+            start_key: start.to_vec(),
             end_key: Vec::new(),
         };
         let mut stream = self

@@ -143,11 +143,15 @@ impl Backend for Local {
         Ok(self.stores().partition(l, p)?.delete(&k)?)
     }
 
-    fn scan(&self, l: &StoreLocator, p: u32, visit: &mut Visit) -> Result<()> {
+    fn scan(&self, l: &StoreLocator, p: u32, start: &[u8], visit: &mut Visit) -> Result<()> {
         let part = self.stores().partition(l, p)?;
+        let range = KeyRange {
+            start: (!start.is_empty()).then(|| start.to_vec()),
+            end: None,
+        };
         // The store's scan fails only with its own error type: carry the visitor's out.
         let mut failed = None;
-        part.scan(KeyRange::all(), &mut |k, v| match visit(k, v) {
+        part.scan(range, &mut |k, v| match visit(k, v) {
             Ok(more) => Ok(more),
             Err(e) => {
                 failed = Some(e);

@@ -21,6 +21,15 @@ use std::marker::PhantomData;
 /// Pairs as their encoded bytes.
 pub type EncodedPairs = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// The first pairs of a partition, packed (`eggroll_core::pairs`) in key order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Head {
+    /// The pairs.
+    pub packed: Vec<u8>,
+    /// Whether the partition holds more after them.
+    pub more: bool,
+}
+
 /// A table of `K` keys and `V` values, partitioned by the encoded key.
 pub struct RollPair<K, V> {
     ctx: RollPairContext,
@@ -138,8 +147,14 @@ impl<K, V> RollPair<K, V> {
 
     /// Calls `visit` on the encoded pairs of partition `p` in key order; it returns false to stop.
     pub fn scan_encoded(&self, p: u32, visit: &mut Visit) -> Result<()> {
+        self.scan_encoded_from(p, &[], visit)
+    }
+
+    /// [`Self::scan_encoded`] from the first encoded key at or after `start` (empty: from
+    /// the first key).
+    pub fn scan_encoded_from(&self, p: u32, start: &[u8], visit: &mut Visit) -> Result<()> {
         self.check_partition(p)?;
-        self.ctx.backend().scan(&self.locator, p, visit)
+        self.ctx.backend().scan(&self.locator, p, start, visit)
     }
 
     /// Writes encoded pairs, whose keys must hash to partition `p`, into it; returns how many.
@@ -188,7 +203,7 @@ impl<K, V> RollPair<K, V> {
             // channel, and it stops as soon as the consumer drops the iterator.
             let produce = move |tx: &SyncSender<Batch<T>>| -> Result<()> {
                 let (mut batch, mut bytes, mut open) = (Vec::new(), 0usize, true);
-                ctx.backend().scan(&locator, p, &mut |k, v| {
+                ctx.backend().scan(&locator, p, &[], &mut |k, v| {
                     bytes += k.len() + v.len() + 16;
                     batch.push(read(k, v, &what)?);
                     if bytes >= limit {
@@ -326,9 +341,10 @@ impl<K, V> RollPair<K, V> {
     }
 
     /// Every partition's first `limit` pairs in key order, packed (`eggroll_core::pairs`),
-    /// by one Take job; None for a partition whose share is over `max_bytes` (0: no bound),
-    /// which the caller then reads by a scan. Indexed by partition.
-    pub fn heads_packed(&self, limit: u64, max_bytes: u64) -> Result<Vec<Option<Vec<u8>>>> {
+    /// by one Take job, each cut before it would pass `max_bytes` (0: no bound) and then
+    /// marked as having more, which the caller reads by a scan after the head's last key.
+    /// Indexed by partition.
+    pub fn heads_packed(&self, limit: u64, max_bytes: u64) -> Result<Vec<Head>> {
         let op = Op::Take(Take {
             limit,
             max_bytes,
@@ -336,7 +352,10 @@ impl<K, V> RollPair<K, V> {
             ..Default::default()
         });
         self.per_partition(op, |r| {
-            Ok((!r.more).then(|| r.pairs.unwrap_or_default().packed))
+            Ok(Head {
+                packed: r.pairs.unwrap_or_default().packed,
+                more: r.more,
+            })
         })
     }
 

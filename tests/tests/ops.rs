@@ -789,17 +789,17 @@ fn byte_tables(ctx: &RollPairContext, backend: &str) {
                 "{what}, {n} partitions: not the reference's pairs or order"
             );
             // Read whole by one Take job, except the partition with the 1 MiB value, which
-            // is past the job's bound and left out; a scan in small chunks gives every
-            // partition, cut at pairs, and stops when asked.
-            let small = t.small_partitions_packed().unwrap();
-            assert_eq!(small.len(), n as usize, "{what}");
+            // is past the job's bound and cut before it; a scan in small chunks gives every
+            // partition, cut at pairs, goes on after a key, and stops when asked.
+            let firsts = t.first_chunks().unwrap();
+            assert_eq!(firsts.len(), n as usize, "{what}");
             // Each partition's first three pairs, packed, as its scan gives them.
             let heads = t.heads_packed(3).unwrap();
             assert_eq!(heads.len(), n as usize, "{what}");
             let mut got = Vec::new();
-            for (p, whole) in small.iter().enumerate() {
+            for (p, head) in firsts.iter().enumerate() {
                 let mut chunks = Vec::new();
-                t.scan_packed(p as u32, 100, &mut |c| {
+                t.scan_packed(p as u32, None, 100, &mut |c| {
                     chunks.push(c);
                     true
                 })
@@ -829,15 +829,41 @@ fn byte_tables(ctx: &RollPairContext, backend: &str) {
                     "{what}, partition {p}: its head is not its first three pairs"
                 );
                 let past = run.len() as u64 > eggroll_rollpair::byte_table::WHOLE_BYTES;
-                assert_eq!(whole.is_none(), past, "{what}, partition {p}");
-                if let Some(whole) = whole {
+                assert_eq!(head.more, past, "{what}, partition {p}");
+                assert!(
+                    run.starts_with(&head.packed) && (past || head.packed == run),
+                    "{what}, partition {p}: the Take job's bytes differ from the scan's"
+                );
+                // After a key (a few of them, the last ones included), the rest of the run.
+                let keys: Vec<Vec<u8>> = eggroll_core::pairs::iter(&run)
+                    .map(|pair| pair.unwrap().0.to_vec())
+                    .collect();
+                let mut offsets = vec![0];
+                for pair in eggroll_core::pairs::iter(&run) {
+                    let (k, v) = pair.unwrap();
+                    let end = offsets.last().unwrap()
+                        + eggroll_core::pairs::encoded_len(k.len(), v.len());
+                    offsets.push(end);
+                }
+                let step = (keys.len() / 5).max(1);
+                let picked = (0..keys.len())
+                    .step_by(step)
+                    .chain(keys.len().saturating_sub(2)..keys.len());
+                for i in picked {
+                    let key = &keys[i];
+                    let mut rest = Vec::new();
+                    t.scan_packed(p as u32, Some(key), 1 << 20, &mut |c| {
+                        rest.extend(c);
+                        true
+                    })
+                    .unwrap();
                     assert!(
-                        *whole == run,
-                        "{what}, partition {p}: the Take job's bytes differ"
+                        rest == run[offsets[i + 1]..],
+                        "{what}, partition {p}: the scan after key {i} is not the rest"
                     );
                 }
                 let mut first = 0;
-                t.scan_packed(p as u32, 100, &mut |_| {
+                t.scan_packed(p as u32, None, 100, &mut |_| {
                     first += 1;
                     false
                 })
@@ -884,8 +910,8 @@ fn byte_tables(ctx: &RollPairContext, backend: &str) {
     assert_eq!(empty.count().unwrap(), 0);
     assert_eq!(empty.get_all().unwrap().count(), 0);
     assert_eq!(
-        empty.small_partitions_packed().unwrap(),
-        vec![Some(Vec::<u8>::new()); 2]
+        empty.first_chunks().unwrap(),
+        vec![eggroll_rollpair::table::Head::default(); 2]
     );
     assert!(empty.take(3).unwrap().is_empty());
     let typed = ctx
