@@ -13,6 +13,7 @@ pub mod byte_table;
 mod cluster;
 pub mod context;
 pub mod error;
+mod idle_driver;
 mod local;
 pub mod options;
 pub mod table;

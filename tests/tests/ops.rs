@@ -403,6 +403,62 @@ fn made_again_after_destroy(ctx: &RollPairContext, backend: &str) {
     }
 }
 
+/// The destroy tasks of `session` its eggs have done, from their metrics (found through the
+/// cluster manager's targets at `cm_http`).
+fn destroys_done(cm_http: &str, session: &str) -> f64 {
+    use eggroll_tests::ops::get;
+    let (_, targets) = get(cm_http, "/targets");
+    let groups: serde_json::Value = serde_json::from_str(&targets).unwrap();
+    let mut done = 0.0;
+    for g in groups.as_array().unwrap() {
+        if g["labels"]["role"] != "egg" || g["labels"]["session"] != session {
+            continue;
+        }
+        let (_, metrics) = get(g["targets"][0].as_str().unwrap(), "/metrics");
+        done += metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("eggroll_egg_tasks_total{")
+                    && l.contains("op=\"destroy\"")
+                    && l.contains("outcome=\"ok\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    done
+}
+
+/// A cluster session's in-memory table's destroy goes out even while the client makes no
+/// further call (before, it went out only with the next call, however late).
+#[test]
+fn an_in_memory_tables_destroy_goes_out_without_a_next_call() {
+    let cluster = TestCluster::shared();
+    let cm_http = eggroll_tests::ops::http_address(
+        &cluster.root.path().join("clustermanager.log"),
+        "clustermanager",
+    );
+    let ctx = cluster.connect();
+    let session = ctx.session_id().to_string();
+    let t = ctx
+        .parallelize((0..100i64).map(|i| (i, i)), Options::partitions(4))
+        .unwrap();
+    let before = destroys_done(&cm_http, &session);
+    t.destroy().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let done = destroys_done(&cm_http, &session);
+        if done >= before + 4.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the eggs did 4 destroy tasks of {session} only when asked again: {before} -> {done}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    ctx.stop().unwrap();
+}
+
 #[test]
 fn persistent_tables_survive_a_new_session_and_cleanup_globs() {
     for backend in backends() {
