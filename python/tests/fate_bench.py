@@ -3,8 +3,12 @@ and on a local cluster of Python eggs) beside FATE's standalone back end, in the
 Prints, per op and size, each back end's median time and the ratio standalone / eggroll-rs
 (above 1: eggroll-rs is faster). The 10-row table measures each op's fixed cost, its overhead:
 there the rows' own work (FATE unpickling, calling and pickling each value, the same on both
-back ends) is a few microseconds. At the end, a summary per mode and size: the lowest ratio
-and the ops under the targets (1 everywhere; 10 for the overhead).
+back ends) is a few microseconds. There, FATE's own layers above any back end (its KVTable
+wrappers, serdes lookups, tracing) are timed too, on the same tables with their back-end
+calls answering at once: the last column is the ratio of what each back end adds above them.
+The back ends' runs alternate (one run of each, then again). At the end, a summary per
+mode and size: the lowest ratio and the ops under the targets (1 everywhere; 10 for the
+overhead).
 
     .venv-fate/bin/python python/tests/fate_bench.py [--rows 10 1000 100000 1000000] [--runs 3]
         [--modes embedded cluster] [--partitions 4] [--ops count mapValues ...]
@@ -59,19 +63,40 @@ SHORT_SECONDS = 0.05
 SHORT_RUNS = 30
 
 
-def median_time(fn, runs):
-    times = []
-    while len(times) < runs or (len(times) < SHORT_RUNS and max(times) < SHORT_SECONDS):
-        # The garbage of the previous op (a collect of a million pairs) is not this op's time.
-        gc.collect()
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+def median_times(fns, runs):
+    """The median time of each of `fns`, run in turn (one run of each, then again), so that
+    a slow spell of the machine falls on all of them alike."""
+    times = [[] for _ in fns]
+    while len(times[0]) < runs or (len(times[0]) < SHORT_RUNS and max(map(max, times)) < SHORT_SECONDS):
+        for fn, took in zip(fns, times):
+            # The garbage of the previous op (a collect of a million pairs) is not this op's time.
+            gc.collect()
+            started = time.perf_counter()
+            fn()
+            took.append(time.perf_counter() - started)
+    return [statistics.median(took) for took in times]
 
 
 # Rows up to which a table measures the ops' overhead, where the target ratio is 10.
 OVERHEAD_ROWS = 100
+
+
+# {mode: {rows: {op: standalone's time above FATE's own layers / eggroll-rs's}}}
+ABOVE = {}
+
+
+def fate_layers(table):
+    """`table` (of either back end) with every back-end primitive FATE's KVTable lowers its ops
+    onto answering at once with what it gave before: an op on it costs FATE's own layers alone."""
+    pairs = list(table._collect())
+    table._impl_map_reduce_partitions_with_index = lambda **kw: table
+    table._binary_sorted_map_partitions_with_index = lambda *a, **kw: table
+    table._count = lambda: len(pairs)
+    table._take = lambda n=1, **kw: pairs[:n]
+    table._collect = lambda: iter(pairs)
+    table._reduce = lambda func: pairs[0][1] if pairs else None
+    table._sample = lambda **kw: table
+    return table
 
 
 def bench(label, ours, theirs, rows_list, runs, only=None, partitions=4):
@@ -81,6 +106,9 @@ def bench(label, ours, theirs, rows_list, runs, only=None, partitions=4):
     for rows in rows_list:
         table_ops, data = ops(rows, partitions)
         tables = [s.parallelize(data, include_key=True, partition=partitions) for s in (ours, theirs)]
+        # The same tables again, their back ends answering at once: FATE's layers alone.
+        layers = ([fate_layers(s.parallelize(data, include_key=True, partition=partitions)) for s in (ours, theirs)]
+                  if rows <= OVERHEAD_ROWS else None)
         n = runs if rows < 1_000_000 else 1
         # Small tables' times are a few ms, and one scheduling hiccup is as long: many more
         # runs steady their medians (9 runs moved a ratio by 30% from one run to the next).
@@ -89,12 +117,23 @@ def bench(label, ours, theirs, rows_list, runs, only=None, partitions=4):
             if only and name not in only:
                 continue
             # Back end after back end, each run on the same table; results dropped at once.
-            t_ours = median_time(lambda: op(ours, tables[0]), n)
-            t_theirs = median_time(lambda: op(theirs, tables[1]), n)
+            fns = [lambda: op(ours, tables[0]), lambda: op(theirs, tables[1])]
+            timed_layers = layers is not None and name != "parallelize"
+            if timed_layers:
+                fns += [lambda: op(ours, layers[0]), lambda: op(theirs, layers[1])]
+            t_ours, t_theirs, *t_fate = median_times(fns, n)
             ratios.setdefault(rows, {})[name] = t_theirs / t_ours
-            print(f"{label:<9} {name:<20} {rows:>8} {t_ours * 1e3:>14.2f} {t_theirs * 1e3:>14.2f} {t_theirs / t_ours:>7.2f}",
-                  flush=True)
-        del tables
+            line = f"{label:<9} {name:<20} {rows:>8} {t_ours * 1e3:>14.2f} {t_theirs * 1e3:>14.2f} {t_theirs / t_ours:>7.2f}"
+            if timed_layers:
+                # What each back end adds above FATE's layers over it; within 0.05 ms of
+                # them, a back end's share is below what this machine can time.
+                ours_own = max(t_ours - t_fate[0], 5e-5)
+                above = (t_theirs - t_fate[1]) / ours_own
+                ABOVE.setdefault(label, {}).setdefault(rows, {})[name] = above
+                bound = ">" if ours_own <= 5e-5 else " "
+                line += f" {t_fate[0] * 1e3:>6.2f}/{t_fate[1] * 1e3:<5.2f} {bound}{above:>8.2f}"
+            print(line, flush=True)
+        del tables, layers
     return ratios
 
 
@@ -106,6 +145,12 @@ def summary(label, ratios):
         what = "overhead" if rows <= OVERHEAD_ROWS else "time"
         print(f"{label:<9} {rows:>8} rows: {what} ratio at least {by_op[low]:.2f} ({low}); "
               f"under {target}: {', '.join(under) or 'none'}")
+        above = ABOVE.get(label, {}).get(rows)
+        if above:
+            low = min(above, key=above.get)
+            under = [f"{op} {r:.2f}" for op, r in sorted(above.items(), key=lambda kv: kv[1]) if r < target]
+            print(f"{label:<9} {rows:>8} rows: above FATE's own layers, at least {above[low]:.2f} ({low}); "
+                  f"under {target}: {', '.join(under) or 'none'}")
 
 
 def main():
@@ -120,7 +165,9 @@ def main():
     if args.partitions < 1:
         ap.error(f"--partitions must be at least 1, not {args.partitions}")
     theirs = StandaloneSession("bench_standalone", data_dir=tempfile.mkdtemp(prefix="fate-standalone-"))
-    print(f"{'mode':<9} {'op':<20} {'rows':>8} {'eggroll-rs ms':>14} {'standalone ms':>14} {'ratio':>7}")
+    print(f"{'mode':<9} {'op':<20} {'rows':>8} {'eggroll-rs ms':>14} {'standalone ms':>14} {'ratio':>7}"
+          f" {'FATE alone ms':>12} {'above it':>9}")
+    print(f"{'':<68} {'rs/standalone':>12}")
     results = {}
     if "embedded" in args.modes:
         ours = EggrollSession("bench_eggroll")
