@@ -26,7 +26,8 @@ pub type EncodedPairs = Vec<(Vec<u8>, Vec<u8>)>;
 pub struct Head {
     /// The pairs.
     pub packed: Vec<u8>,
-    /// Whether the partition holds more after them.
+    /// Whether the Take stopped at its byte bound with pairs left (a stop at its count of
+    /// pairs does not set it).
     pub more: bool,
 }
 

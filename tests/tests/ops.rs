@@ -871,17 +871,18 @@ fn byte_tables(ctx: &RollPairContext, backend: &str) {
                     }
                 }
                 let run = chunks.concat();
-                let first_three: Vec<u8> = eggroll_core::pairs::iter(&run)
-                    .take(3)
-                    .flat_map(|pair| {
-                        let (k, v) = pair.unwrap();
-                        let mut one = Vec::new();
-                        eggroll_core::pairs::push(&mut one, k, v);
-                        one
-                    })
-                    .collect();
+                // Each pair's key and where it ends in the run.
+                let mut keys = Vec::new();
+                let mut ends = vec![0];
+                for pair in eggroll_core::pairs::iter(&run) {
+                    let (k, v) = pair.unwrap();
+                    keys.push(k.to_vec());
+                    ends.push(
+                        ends[ends.len() - 1] + eggroll_core::pairs::encoded_len(k.len(), v.len()),
+                    );
+                }
                 assert!(
-                    heads[p] == first_three,
+                    heads[p] == run[..ends[keys.len().min(3)]],
                     "{what}, partition {p}: its head is not its first three pairs"
                 );
                 let past = run.len() as u64 > eggroll_rollpair::byte_table::WHOLE_BYTES;
@@ -891,16 +892,6 @@ fn byte_tables(ctx: &RollPairContext, backend: &str) {
                     "{what}, partition {p}: the Take job's bytes differ from the scan's"
                 );
                 // After a key (a few of them, the last ones included), the rest of the run.
-                let keys: Vec<Vec<u8>> = eggroll_core::pairs::iter(&run)
-                    .map(|pair| pair.unwrap().0.to_vec())
-                    .collect();
-                let mut offsets = vec![0];
-                for pair in eggroll_core::pairs::iter(&run) {
-                    let (k, v) = pair.unwrap();
-                    let end = offsets.last().unwrap()
-                        + eggroll_core::pairs::encoded_len(k.len(), v.len());
-                    offsets.push(end);
-                }
                 let step = (keys.len() / 5).max(1);
                 let picked = (0..keys.len())
                     .step_by(step)
@@ -914,7 +905,7 @@ fn byte_tables(ctx: &RollPairContext, backend: &str) {
                     })
                     .unwrap();
                     assert!(
-                        rest == run[offsets[i + 1]..],
+                        rest == run[ends[i + 1]..],
                         "{what}, partition {p}: the scan after key {i} is not the rest"
                     );
                 }
