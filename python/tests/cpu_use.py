@@ -61,6 +61,9 @@ class CpuUse:
         self._last = {}  # pid -> CPU seconds when last seen
         self._done = threading.Event()
         self._thread = None
+        # (wall time, {kind: CPU seconds so far}, machine (idle, all)) at each sample: what a
+        # window of the run (a job's span) spent is read off it.
+        self.timeline = []
 
     def add_job(self, pid):
         self.jobs.add(pid)
@@ -102,6 +105,12 @@ class CpuUse:
                     continue
                 self._first[pid] = cpu if first else 0.0
             self._last[pid] = cpu
+        by = {"job": 0.0, "functions": 0.0, "daemons": 0.0}
+        for pid, kind in self._kind.items():
+            if kind is not None and pid in self._last:
+                by[kind] += self._last[pid] - self._first[pid]
+        self.timeline.append((time.time(), by, _machine()))
+        return by
 
     def _run(self):
         while not self._done.wait(PERIOD):
@@ -118,11 +127,17 @@ class CpuUse:
         """{kind: CPU seconds} and the machine's idle share (0-1) over the run."""
         self._done.set()
         self._thread.join()
-        self._sample(first=False)
+        by = self._sample(first=False)
         idle0, all0 = self._machine
         idle1, all1 = _machine()
-        by = {"job": 0.0, "functions": 0.0, "daemons": 0.0}
-        for pid, kind in self._kind.items():
-            if kind is not None and pid in self._last:
-                by[kind] += self._last[pid] - self._first[pid]
         return by, (idle1 - idle0) / max(all1 - all0, 1e-9)
+
+    def within(self, began, ended):
+        """{kind: CPU seconds} and the machine's idle share (0-1) from wall time `began` to
+        `ended`, from the samples nearest them (a sample every `PERIOD` seconds)."""
+        def at(t):
+            return min(self.timeline, key=lambda s: abs(s[0] - t))
+
+        _, by0, (idle0, all0) = at(began)
+        _, by1, (idle1, all1) = at(ended)
+        return {k: by1[k] - by0[k] for k in by1}, (idle1 - idle0) / max(all1 - all0, 1e-9)

@@ -261,11 +261,16 @@ def main():
     began = time.time()
     started = time.perf_counter()
     phases = {"imports": started - PROCESS_START}
+    # This process's CPU seconds (all its threads) by phase: FATE's driver work, and the
+    # back end's client in it.
+    cpu = {"imports": time.process_time()}
     ctx, cs = context(args)
     phases["context"] = time.perf_counter() - started
+    cpu["context"] = time.process_time() - sum(cpu.values())
     try:
         result = {"psi": run_psi, "sbt": run_sbt, "sshe-lr": run_sshe_lr}[args.job](ctx, args)
         phases["job"] = time.perf_counter() - started - phases["context"]
+        cpu["job"] = time.process_time() - sum(cpu.values())
     finally:
         t = time.perf_counter()
         ctx.destroy()
@@ -273,10 +278,12 @@ def main():
         t = time.perf_counter()
         cs.stop()
         phases["stop"] = time.perf_counter() - t
+    cpu["end"] = time.process_time() - sum(cpu.values())
     result["seconds"] = time.perf_counter() - started
     # Wall-clock ends of this party's job (imports excluded), to span both parties' jobs.
     result["began"], result["ended"] = began, time.time()
     result["phases"] = {k: round(v, 3) for k, v in phases.items()}
+    result["cpu_phases"] = {k: round(v, 3) for k, v in cpu.items()}
     result["ops"] = {k: {"count": v[0], "seconds": round(v[1], 4)} for k, v in sorted(counter.ops.items())}
     result["calls"] = counter.calls
     tmp = args.out + ".tmp"
