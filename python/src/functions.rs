@@ -8,6 +8,7 @@
 //! through a roll-site is ever run.
 
 use crate::packed::{self, Partition, SharedFile};
+use crate::thread_state;
 use eggroll_core::functions::{inventory, Emit, ErasedFn, FnKind, PairIter, Registration};
 use eggroll_core::pairs;
 use eggroll_core::sync::Mutex;
@@ -63,7 +64,7 @@ fn raised(py: Python<'_>, e: PyErr) -> CoreError {
 }
 
 fn unpickle(params: &[u8]) -> Result<Py<PyAny>> {
-    Python::with_gil(|py| {
+    thread_state::with_gil(|py| {
         py.import("cloudpickle")
             .and_then(|cp| cp.call_method1("loads", (PyBytes::new(py, params),)))
             .map(Bound::unbind)
@@ -97,9 +98,9 @@ fn drain(
     start: impl FnOnce(Python<'_>) -> PyResult<Py<PyIterator>>,
     emit: &mut Emit,
 ) -> Result<()> {
-    let it = Python::with_gil(|py| start(py).map_err(|e| raised(py, e)))?;
+    let it = thread_state::with_gil(|py| start(py).map_err(|e| raised(py, e)))?;
     let mut batch = Vec::new();
-    while Python::with_gil(|py| next_batch(py, &it, &mut batch).map_err(|e| raised(py, e)))? {
+    while thread_state::with_gil(|py| next_batch(py, &it, &mut batch).map_err(|e| raised(py, e)))? {
         for pair in pairs::iter(&batch) {
             let (k, v) = pair?;
             emit(k.to_vec(), v.to_vec())?;
@@ -122,7 +123,7 @@ fn runner(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
 /// None where functions run in this process; in an embedded session, the size in packed
 /// bytes up to which a partition still runs here rather than in the worker pool.
 fn inline_limit() -> Result<Option<usize>> {
-    Python::with_gil(|py| {
+    thread_state::with_gil(|py| {
         runner(py)
             .and_then(|r| r.call_method0("inline_limit"))
             .and_then(|b| b.extract::<Option<usize>>())
@@ -177,7 +178,7 @@ fn run_pooled(
 ) -> Result<()> {
     let what = format!("partition {p}'s output");
     let out = SharedFile::new(&what)?;
-    Python::with_gil(|py| {
+    thread_state::with_gil(|py| {
         // The call waits for the worker with Python's lock released.
         runner(py)
             .and_then(|m| {
@@ -221,7 +222,7 @@ fn two_partitions(params: &[u8]) -> Result<ErasedFn> {
 fn two_values(params: &[u8]) -> Result<ErasedFn> {
     let f = unpickle(params)?;
     Ok(ErasedFn::Binary(Box::new(move |a, b| {
-        Python::with_gil(|py| {
+        thread_state::with_gil(|py| {
             f.call1(py, (PyBytes::new(py, a), PyBytes::new(py, b)))
                 .and_then(|v| bytes_of(v.bind(py), "value"))
                 .map_err(|e| raised(py, e))

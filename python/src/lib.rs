@@ -7,6 +7,7 @@ mod egg;
 mod federation;
 mod functions;
 mod packed;
+mod thread_state;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -219,6 +219,25 @@ def unreferenced_tables_are_destroyed(session):
     return native.destroyed, kept._rp._t.destroyed, kept.count()
 
 
+def thread_state_is_kept(session, rounds=3):
+    """The most calls of a function that one task thread of an egg saw with the same Python
+    thread state, over `rounds` mapPartitions on 8 partitions. A thread keeps one state from
+    call to call (eggroll-rs's `thread_state.rs`): made and deleted at each call, it cost an
+    unmap that interrupted every core, and a `threading.local` value would last one call."""
+
+    def calls_on_this_thread(kvs):
+        import threading
+
+        # Kept on a module, as the function itself is unpickled anew for each partition.
+        local = threading.__dict__.setdefault("_eggroll_rs_thread_state_probe", threading.local())
+        local.calls = getattr(local, "calls", 0) + 1
+        return [(k, local.calls) for k, _ in list(kvs)[:1]]
+
+    table = session.parallelize([(i, i) for i in range(64)], include_key=True, partition=8)
+    return max(v for _ in range(rounds)
+               for _, v in table.mapPartitions(calls_on_this_thread, use_previous_behavior=False).collect())
+
+
 def outcome(run, session, table):
     """What `run` gives, or the type of what it raised: both back ends must fail alike."""
     try:
@@ -290,6 +309,8 @@ def main():
             ours = EggrollSession("differential_cluster", host=cluster.host, port=cluster.port,
                                   options={"eggroll.session.processors.per.node": 2})
             same_as_standalone(tally, "cluster", ours, theirs)
+            tally.check("cluster: a task thread keeps its Python thread state from one function to the next",
+                        outcome(lambda s, t: thread_state_is_kept(s) > 1, ours, None), True)
             fate_faults.check_all(tally, ours, cluster)
             ours.destroy()
         with LocalCluster(nodes=1, spares=2) as cluster:
