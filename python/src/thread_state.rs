@@ -37,7 +37,7 @@ thread_local! {
 /// Gives this thread a thread state that lasts as long as it does, once; later
 /// `with_gil`s on it find that state instead of making their own. Does nothing on a thread
 /// that has one already (Python's own threads, and any thread within a `with_gil`).
-pub fn keep() {
+fn keep() {
     KEPT.with(|kept| {
         let Ok(mut kept) = kept.try_borrow_mut() else {
             return;

@@ -520,6 +520,10 @@ def compare_cpu(label, ours, theirs, theirs_span):
         # cores: at the CPU eggroll-rs spent, no wait removed could make it faster than this.
         cores = os.cpu_count() or 1
         floor = sum(a["span"].values()) / cores
+        if floor <= 0:
+            # Both ends of a span shorter than a sampling period fall on one sample.
+            lines.append(f"  {label}: the job's span was too short for its CPU to be sampled")
+            return "\n".join(lines)
         lines.append(f"  {label}: eggroll-rs's span CPU over {cores} cores is {floor:.2f} s; "
                      f"standalone's span over that: {theirs_span / floor:.2f} (the most this CPU allows)")
     return "\n".join(lines)
