@@ -17,8 +17,9 @@ scores those of one of standalone's runs, or no further from them than standalon
 (see `check`);
 SSHE-LR's coefficients and losses are within 1e-6; no egg of a job is left on either
 cluster. It prints each job's time beside standalone's, and the ops FATE called: the job's
-span, from the first party's start to the last one's end, after the interpreters' start and
-FATE's imports (the same on both back ends), and also the whole processes' wall time.
+span, from both parties' start (each waits, once it has imported FATE and what the job uses,
+until the other has too: the same imports on both back ends) to the last one's end, and also
+the whole processes' wall time.
 `--compare` prints each party's per-op times beside standalone's, and the CPU seconds the
 job's processes spent by kind (FATE's drivers, where the functions ran, eggroll-rs's daemons)
 with how idle the machine was (`cpu_use`).
@@ -148,11 +149,13 @@ def run_pair(job, backend, root, fed_id, guest_args, host_args, show=False):
     outs, procs = {}, []
     cpu = CpuUse(eggroll_binary()).start() if MEASURE_CPU else None
     started = time.perf_counter()
+    go = os.path.join(root, f"{fed_id}-start")
     for role, extra in (("guest", guest_args), ("host", host_args)):
         out = os.path.join(root, f"{fed_id}-{role}.json")
         log = open(os.path.join(root, f"{fed_id}-{role}.log"), "wb")
         cmd = [py, os.path.join(HERE, "fate_jobs.py"), "--job", job, "--role", role, "--guest", GUEST,
-               "--host", HOST, "--federation-id", fed_id, "--backend", backend, "--out", out, *extra]
+               "--host", HOST, "--federation-id", fed_id, "--backend", backend, "--out", out,
+               "--start-when", go, *extra]
         if show and role == "guest":
             proc = subprocess.Popen([*cmd, "--verbose"])
         else:
@@ -161,6 +164,7 @@ def run_pair(job, backend, root, fed_id, guest_args, host_args, show=False):
             cpu.add_job(proc.pid)
         procs.append((role, proc, log.name))
         outs[role] = out
+    start_together(go, procs)
     failed = []
     for role, p, log in procs:
         try:
@@ -184,6 +188,18 @@ def run_pair(job, backend, root, fed_id, guest_args, host_args, show=False):
         span = cpu.within(min(r["began"] for r in results), max(r["ended"] for r in results))
         results[0]["cpu"] = {"seconds": used[0], "idle": used[1], "span": span[0], "span_idle": span[1]}
     return results[0], results[1], wall
+
+
+def start_together(go, procs):
+    """Creates `go` once every party has imported what its job uses (or one has ended), so
+    that the job's span starts with both parties ready."""
+    deadline = time.monotonic() + JOB_TIMEOUT
+    while time.monotonic() < deadline:
+        if all(os.path.exists(f"{go}.{role}.ready") or p.poll() is not None for role, p, _ in procs):
+            break
+        time.sleep(0.001)
+    with open(go, "w"):
+        pass
 
 
 def standalone(job, root, show=False):
