@@ -164,11 +164,12 @@ def run_pair(job, backend, root, fed_id, guest_args, host_args, show=False):
             cpu.add_job(proc.pid)
         procs.append((role, proc, log.name))
         outs[role] = out
-    start_together(go, procs)
+    deadline = time.monotonic() + JOB_TIMEOUT
+    start_together(go, procs, deadline)
     failed = []
     for role, p, log in procs:
         try:
-            rc = p.wait(timeout=JOB_TIMEOUT)
+            rc = p.wait(timeout=max(1.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             p.kill()
             rc = "timeout"
@@ -190,10 +191,9 @@ def run_pair(job, backend, root, fed_id, guest_args, host_args, show=False):
     return results[0], results[1], wall
 
 
-def start_together(go, procs):
-    """Creates `go` once every party has imported what its job uses (or one has ended), so
-    that the job's span starts with both parties ready."""
-    deadline = time.monotonic() + JOB_TIMEOUT
+def start_together(go, procs, deadline):
+    """Creates `go` once every party has imported what its job uses (or one has ended, or
+    `deadline` passed), so that the job's span starts with both parties ready."""
     while time.monotonic() < deadline:
         if all(os.path.exists(f"{go}.{role}.ready") or p.poll() is not None for role, p, _ in procs):
             break
