@@ -53,6 +53,7 @@ sys.path.insert(0, HERE)
 
 from cpu_use import CpuUse  # noqa: E402
 from local_cluster import LocalCluster, eggroll_binary, eggs_of, processor_of, wait_until  # noqa: E402
+from fate_jobs import START_POLL_SECONDS, psi_ids, ready_file  # noqa: E402
 
 GUEST, HOST = "9999", "10000"
 JOB_TIMEOUT = 900
@@ -194,10 +195,9 @@ def run_pair(job, backend, root, fed_id, guest_args, host_args, show=False):
 def start_together(go, procs, deadline):
     """Creates `go` once every party has imported what its job uses (or one has ended, or
     `deadline` passed), so that the job's span starts with both parties ready."""
-    while time.monotonic() < deadline:
-        if all(os.path.exists(f"{go}.{role}.ready") or p.poll() is not None for role, p, _ in procs):
-            break
-        time.sleep(0.001)
+    wait_until(lambda: all(os.path.exists(ready_file(go, role)) or p.poll() is not None
+                           for role, p, _ in procs),
+               deadline - time.monotonic(), every=START_POLL_SECONDS)
     with open(go, "w"):
         pass
 
@@ -425,7 +425,6 @@ def check_egg_killed(root, parties):
 
 def psi_expected(n):
     sys.path.insert(0, HERE)
-    from fate_jobs import psi_ids
 
     return sorted(set(psi_ids("guest", n)) & set(psi_ids("host", n)))
 

@@ -239,17 +239,26 @@ class OpCounter:
             setattr(cls, name, timed)
 
 
+def ready_file(path, role):
+    """The file by which `role` tells the harness waiting at `path` that it has imported."""
+    return f"{path}.{role}.ready"
+
+
+# How often a party and the harness look for each other's file: the most the parties'
+# starts can differ by.
+START_POLL_SECONDS = 0.001
+
+
 def wait_for_start(path, role, limit=600):
     """Says this party is ready and waits for the harness's go: without it, the party whose
     imports ended first would wait in its first pull for the other's, and that skew (up to a
     second on a loaded machine) would count as the job's time on either back end."""
-    with open(f"{path}.{role}.ready", "w"):
+    from local_cluster import wait_until
+
+    with open(ready_file(path, role), "w"):
         pass
-    deadline = time.monotonic() + limit
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            sys.exit(f"no start signal at {path} after {limit} s")
-        time.sleep(0.001)
+    if not wait_until(lambda: os.path.exists(path), limit, every=START_POLL_SECONDS):
+        sys.exit(f"no start signal at {path} after {limit} s")
 
 
 def main():
@@ -275,14 +284,15 @@ def main():
     for module in JOB_MODULES[args.job]:
         importlib.import_module(module)
     imported = time.perf_counter()
-    if args.start_when:
-        wait_for_start(args.start_when, args.role)
-    began = time.time()
-    started = time.perf_counter()
-    phases = {"imports": imported - PROCESS_START, "wait": started - imported}
     # This process's CPU seconds (all its threads) by phase: FATE's driver work, and the
     # back end's client in it.
     cpu = {"imports": time.process_time()}
+    if args.start_when:
+        wait_for_start(args.start_when, args.role)
+    cpu["wait"] = time.process_time() - cpu["imports"]
+    began = time.time()
+    started = time.perf_counter()
+    phases = {"imports": imported - PROCESS_START, "wait": started - imported}
     ctx, cs = context(args)
     phases["context"] = time.perf_counter() - started
     cpu["context"] = time.process_time() - sum(cpu.values())

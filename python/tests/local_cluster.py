@@ -97,11 +97,11 @@ def processor_of(pid):
     return name[len("egg-"):-len(".log")]
 
 
-def wait_until(cond, seconds):
-    """Polls `cond` until it holds or `seconds` pass; whether it holds."""
+def wait_until(cond, seconds, every=0.2):
+    """Polls `cond` every `every` seconds until it holds or `seconds` pass; whether it holds."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if cond():
             return True
-        time.sleep(0.2)
+        time.sleep(every)
     return cond()
